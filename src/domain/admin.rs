@@ -1,0 +1,63 @@
+//! Admin users of the console and the audit log of what they (and the CLI) changed.
+
+use super::api_user::text_enum;
+use super::ids::AdminUserId;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+text_enum!(
+    /// `administrator` does everything; `api_manager` manages API users but not admins;
+    /// `viewer` only reads.
+    Role { Administrator = "administrator", ApiManager = "api_manager", Viewer = "viewer" }
+);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminUser {
+    pub id: AdminUserId,
+    pub username: String,
+    pub role: Role,
+    pub status: super::api_user::Status,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Who made a change: an admin in the console, the CLI, or a management key.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+        Self { name: format!("cli:{user}"), ip: None }
+    }
+
+    pub fn system() -> Self {
+        Self { name: "system".to_owned(), ip: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub actor_ip: Option<String>,
+    pub action: String,
+    pub target: String,
+    /// A JSON object with what changed; never a secret.
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub actor_ip: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}

@@ -1,0 +1,229 @@
+//! The API history: one row per call, refused ones included.
+
+use super::ids::{ApiUserId, SessionId};
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+
+/// Why a call ended as it did. `Ok` is the only success; every other value is a refusal or
+/// an error, and the history keeps it even where the client only saw a generic 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Ok,
+    MissingCredentials,
+    MalformedCredentials,
+    SecretInQuery,
+    UnknownUser,
+    UnknownKey,
+    WrongKey,
+    BadChecksum,
+    UnknownToken,
+    ExpiredToken,
+    RevokedToken,
+    DisabledUser,
+    ExpiredKey,
+    RevokedKey,
+    IpNotAllowed,
+    InsufficientScope,
+    RateLimited,
+    LoginThrottled,
+    BadRequest,
+    NotFound,
+    Conflict,
+    Invalid,
+    Unavailable,
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 24] = [
+        Self::Ok,
+        Self::MissingCredentials,
+        Self::MalformedCredentials,
+        Self::SecretInQuery,
+        Self::UnknownUser,
+        Self::UnknownKey,
+        Self::WrongKey,
+        Self::BadChecksum,
+        Self::UnknownToken,
+        Self::ExpiredToken,
+        Self::RevokedToken,
+        Self::DisabledUser,
+        Self::ExpiredKey,
+        Self::RevokedKey,
+        Self::IpNotAllowed,
+        Self::InsufficientScope,
+        Self::RateLimited,
+        Self::LoginThrottled,
+        Self::BadRequest,
+        Self::NotFound,
+        Self::Conflict,
+        Self::Invalid,
+        Self::Unavailable,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::MissingCredentials => "missing_credentials",
+            Self::MalformedCredentials => "malformed_credentials",
+            Self::SecretInQuery => "secret_in_query",
+            Self::UnknownUser => "unknown_user",
+            Self::UnknownKey => "unknown_key",
+            Self::WrongKey => "wrong_key",
+            Self::BadChecksum => "bad_checksum",
+            Self::UnknownToken => "unknown_token",
+            Self::ExpiredToken => "expired_token",
+            Self::RevokedToken => "revoked_token",
+            Self::DisabledUser => "disabled_user",
+            Self::ExpiredKey => "expired_key",
+            Self::RevokedKey => "revoked_key",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::RateLimited => "rate_limited",
+            Self::LoginThrottled => "login_throttled",
+            Self::BadRequest => "bad_request",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+            Self::Error => "error",
+        }
+    }
+
+    /// The reason in words, for the admin who reads the history.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Ok => "Answered",
+            Self::MissingCredentials => "No credentials were sent",
+            Self::MalformedCredentials => "The Authorization header could not be read",
+            Self::SecretInQuery => "A key or token was sent in the URL instead of a header",
+            Self::UnknownUser => "No API user has this username",
+            Self::UnknownKey => "No API user has this key",
+            Self::WrongKey => "The key does not belong to this username",
+            Self::BadChecksum => "The key's checksum is wrong: it was mistyped or truncated",
+            Self::UnknownToken => "The session token is unknown",
+            Self::ExpiredToken => "The session expired",
+            Self::RevokedToken => "The session was ended (logout, revoke, or its key or user changed)",
+            Self::DisabledUser => "The API user is disabled",
+            Self::ExpiredKey => "The key expired",
+            Self::RevokedKey => "The key was replaced or revoked",
+            Self::IpNotAllowed => "The address is not on the IP list",
+            Self::InsufficientScope => "The API user lacks the scope this call needs",
+            Self::RateLimited => "Over the rate limit",
+            Self::LoginThrottled => "Too many failed logins",
+            Self::BadRequest => "The request was malformed",
+            Self::NotFound => "Not found",
+            Self::Conflict => "Conflict with the store's state",
+            Self::Invalid => "The request failed validation",
+            Self::Unavailable => "The service was unavailable",
+            Self::Error => "Internal error",
+        }
+    }
+
+    /// Refusals the pipeline made before any handler ran.
+    pub fn is_auth_refusal(self) -> bool {
+        !matches!(
+            self,
+            Self::Ok
+                | Self::BadRequest
+                | Self::NotFound
+                | Self::Conflict
+                | Self::Invalid
+                | Self::Unavailable
+                | Self::Error
+        )
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s).ok_or_else(|| {
+            format!("`{s}` is not an outcome; use ok, refused or one of {}", Self::ALL.map(|o| o.as_str()).join(", "))
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A history row about to be written.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub api_user_id: Option<ApiUserId>,
+    pub username: Option<String>,
+    pub key_hint: Option<String>,
+    pub session_id: Option<SessionId>,
+    pub call: String,
+    pub ip: String,
+    pub status: u16,
+    pub outcome: Outcome,
+    pub date_added: OffsetDateTime,
+    pub date_modified: OffsetDateTime,
+    pub request_id: String,
+}
+
+/// A history row as read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRecord {
+    pub id: i64,
+    pub api_user_id: Option<ApiUserId>,
+    pub username: Option<String>,
+    pub key_hint: Option<String>,
+    pub session_id: Option<SessionId>,
+    pub call: String,
+    pub ip: String,
+    pub status: u16,
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub date_added: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub date_modified: OffsetDateTime,
+    pub duration_ms: f64,
+    pub request_id: String,
+}
+
+/// Which outcomes a history query wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeFilter {
+    Ok,
+    Refused,
+    Only(Outcome),
+}
+
+impl FromStr for OutcomeFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ok" => Ok(Self::Ok),
+            "refused" => Ok(Self::Refused),
+            other => other.parse().map(Self::Only),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub api_user_id: Option<ApiUserId>,
+    pub outcome: Option<OutcomeFilter>,
+    pub ip: Option<String>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// Keyset pagination: rows with an id below this one (newest first).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}

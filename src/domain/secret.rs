@@ -1,0 +1,97 @@
+//! What keys and session tokens share: random generation from the OS, digests at rest,
+//! constant-time comparison, and a `Debug` that never prints the secret.
+
+use rand::distr::{Alphanumeric, SampleString};
+use rand::rngs::SysRng;
+use rand::rand_core::UnwrapErr;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// The SHA-256 digest of a key or token: the only form in which a secret is stored.
+/// Keys and tokens carry ≥ 256 bits of entropy, so a fast digest is enough (as Stripe
+/// and GitHub do); a password hash would only slow every request down.
+#[derive(Clone, Copy, Eq)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl SecretHash {
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl PartialEq for SecretHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::hash::Hash for SecretHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
+    }
+}
+
+/// `len` characters of `A-Z a-z 0-9` drawn from the operating system's CSPRNG.
+/// Alphanumeric is exactly base62, and it samples without modulo bias.
+pub(crate) fn random_base62(len: usize) -> String {
+    // The OS generator failing means the machine cannot make secrets at all: refusing to
+    // go on (the request answers 500) is the only safe behaviour.
+    Alphanumeric.sample_string(&mut UnwrapErr(SysRng), len)
+}
+
+/// A secret that was just made or just received. `Debug` and `Display` hide it; the only
+/// way to read it is `expose`, which makes every use visible in review.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_strings_are_base62_and_distinct() {
+        let a = random_base62(64);
+        let b = random_base62(64);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let s = Secret::new("kw_topsecret".into());
+        assert_eq!(format!("{s:?}"), "<hidden>");
+        assert!(!format!("{:?}", SecretHash::of("x")).contains("x\""));
+    }
+}

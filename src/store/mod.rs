@@ -1,0 +1,230 @@
+//! Storage behind one interface. SQL lives only below this module; each backend has its
+//! own migrations and is chosen from the database URL's scheme.
+//!
+//! The interface is split by capability (credentials, history, admin, catalog) so each part
+//! reads on its own; `Store` is all of them, held as `Arc<dyn Store>`.
+
+mod error;
+pub mod sqlite;
+
+pub use error::StoreError;
+
+use crate::domain::admin::{AdminUser, AuditEntry, AuditRecord, Role};
+use crate::domain::api_user::{
+    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, NewApiUser, NewKey, NewSession, SessionRecord,
+};
+use crate::domain::catalog::{
+    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order, OrderFilter, OrderStatus,
+    PageRequest, Product, ProductFilter, ProductPatch, StockItem,
+};
+use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord};
+use crate::domain::ids::{AdminUserId, ApiKeyId, ApiUserId, CustomerId, OrderId, ProductId, SessionId};
+use crate::domain::ip_rule::IpRule;
+use crate::domain::secret::SecretHash;
+use async_trait::async_trait;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The shared handle every part of the program uses.
+pub type Db = Arc<dyn Store>;
+
+#[async_trait]
+pub trait Store: CredentialStore + HistoryStore + AdminStore + CatalogStore + Send + Sync {
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+    /// Closes connections after the last write.
+    async fn close(&self);
+}
+
+/// Opens the database named by `url`, creating and migrating it when needed.
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
+    let scheme = url.split_once(':').map(|(s, _)| s);
+    match scheme {
+        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?)),
+        Some("postgres" | "postgresql") => Err(StoreError::Config(
+            "this build of Keyward supports only SQLite; PostgreSQL support is being added".to_owned(),
+        )),
+        Some(other) if url.contains("://") => {
+            Err(StoreError::Config(format!("unknown database scheme `{other}:`; use sqlite://PATH")))
+        }
+        // A bare path is a SQLite file.
+        _ => Ok(Arc::new(sqlite::SqliteStore::open(&format!("sqlite://{url}"), options).await?)),
+    }
+}
+
+/// How a backend should open its database.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Wait for every commit to reach the disk (survives power loss), not only the OS
+    /// (survives a crash of Keyward). Costs throughput.
+    pub sync_full: bool,
+    pub max_connections: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { sync_full: false, max_connections: 4 }
+    }
+}
+
+/// Which users' credentials changed since a point in the change log.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialChanges {
+    pub last_seq: i64,
+    pub users: Vec<ApiUserId>,
+}
+
+/// What happens to the keys a roll replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetireOld {
+    Now,
+    At(OffsetDateTime),
+}
+
+/// Last use of users and sessions, gathered in memory and written in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    pub users: Vec<(ApiUserId, OffsetDateTime, String)>,
+    pub sessions: Vec<(SessionId, OffsetDateTime)>,
+}
+
+#[async_trait]
+pub trait CredentialStore {
+    async fn create_api_user(&self, user: &NewApiUser, key: &NewKey, now: OffsetDateTime, audit: &AuditEntry)
+    -> Result<ApiUserId>;
+    async fn api_user(&self, username: &str) -> Result<Option<ApiUser>>;
+    async fn list_api_users(&self, search: Option<&str>, stats_since: OffsetDateTime) -> Result<Vec<ApiUserSummary>>;
+    async fn update_api_user(
+        &self,
+        id: ApiUserId,
+        changes: &ApiUserChanges,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Deletes the user, its keys, IP rules and sessions; its history stays.
+    async fn delete_api_user(&self, id: ApiUserId, audit: &AuditEntry) -> Result<()>;
+    /// Issues a new key; the live keys it replaces stop `retire`.
+    async fn roll_key(
+        &self,
+        id: ApiUserId,
+        key: &NewKey,
+        retire: RetireOld,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyId>;
+    async fn revoke_key(&self, key: ApiKeyId, reason: &str, now: OffsetDateTime, audit: &AuditEntry) -> Result<()>;
+    /// Adds a rule; false when it was already on the list.
+    async fn add_ip_rule(&self, id: ApiUserId, rule: &IpRule, now: OffsetDateTime, audit: &AuditEntry)
+    -> Result<bool>;
+    /// Removes a rule; false when it was not on the list.
+    async fn remove_ip_rule(&self, id: ApiUserId, rule: &IpRule, now: OffsetDateTime, audit: &AuditEntry)
+    -> Result<bool>;
+
+    async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>>;
+    async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>>;
+    async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>>;
+    async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>>;
+
+    async fn create_session(&self, session: &NewSession) -> Result<SessionId>;
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>>;
+    async fn sessions(&self, id: ApiUserId, active_at: Option<OffsetDateTime>) -> Result<Vec<SessionRecord>>;
+    /// Ends one session of the user, or all of them; returns how many were open.
+    async fn revoke_sessions(
+        &self,
+        id: ApiUserId,
+        only: Option<SessionId>,
+        now: OffsetDateTime,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64>;
+
+    async fn record_usage(&self, usage: &Usage) -> Result<()>;
+
+    /// A cheap, synchronous sign that credentials may have changed since the last call:
+    /// the auth cache checks it on every request and syncs from the change log when it moves.
+    fn change_marker(&self) -> u64;
+    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges>;
+
+    /// Deletes what can never be used again: dead sessions, old idempotency records and
+    /// old entries of the change log.
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<()>;
+}
+
+#[async_trait]
+pub trait HistoryStore {
+    async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()>;
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
+    async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait AdminStore {
+    async fn admin_count(&self) -> Result<i64>;
+    async fn create_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<AdminUserId>;
+    /// The admin and its password hash.
+    async fn admin_credentials(&self, username: &str) -> Result<Option<(AdminUser, String)>>;
+    async fn set_admin_password(&self, id: AdminUserId, password_hash: &str, audit: &AuditEntry) -> Result<()>;
+    async fn list_admins(&self) -> Result<Vec<AdminUser>>;
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    async fn audit_log(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
+}
+
+/// The result of claiming an idempotency key.
+#[derive(Debug, Clone)]
+pub enum IdempotencyClaim {
+    /// First use: run the request, then `complete_idempotency`.
+    Claimed,
+    /// The same request already ran: send this answer again.
+    Replay(StoredResponse),
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used with a different request.
+    Mismatch,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[async_trait]
+pub trait CatalogStore {
+    async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>>;
+    async fn product(&self, id: ProductId) -> Result<Option<Product>>;
+    async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product>;
+    async fn update_product(&self, id: ProductId, patch: &ProductPatch, now: OffsetDateTime) -> Result<Product>;
+    /// Sets the quantity of every listed SKU, or of none.
+    async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>>;
+
+    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>>;
+    async fn customer(&self, id: CustomerId) -> Result<Option<Customer>>;
+    async fn create_customer(&self, customer: &CustomerInput, now: OffsetDateTime) -> Result<Customer>;
+    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: OffsetDateTime) -> Result<Customer>;
+
+    async fn order_statuses(&self) -> Result<Vec<OrderStatus>>;
+    async fn orders(&self, filter: &OrderFilter, page: PageRequest) -> Result<Vec<Order>>;
+    async fn order(&self, id: OrderId) -> Result<Option<Order>>;
+    /// Creates the order and takes its stock in one transaction; short stock is a conflict.
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> Result<Order>;
+    async fn add_order_history(&self, id: OrderId, entry: &NewOrderHistory, now: OffsetDateTime) -> Result<Order>;
+
+    async fn claim_idempotency(
+        &self,
+        api_user: ApiUserId,
+        key: &str,
+        fingerprint: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<IdempotencyClaim>;
+    async fn complete_idempotency(&self, api_user: ApiUserId, key: &str, response: &StoredResponse) -> Result<()>;
+    async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()>;
+}

@@ -1,0 +1,133 @@
+use super::credentials::insert_audit;
+use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
+use crate::domain::admin::{AdminUser, AuditEntry, AuditRecord, Role};
+use crate::domain::ids::AdminUserId;
+use crate::store::{AdminStore, Result, StoreError};
+use async_trait::async_trait;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+struct AdminRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    role: String,
+    status: String,
+    created_at: i64,
+}
+
+impl AdminRow {
+    fn into_admin(self) -> Result<(AdminUser, String)> {
+        Ok((
+            AdminUser {
+                id: AdminUserId(self.id),
+                username: self.username,
+                role: parse_col(&self.role, "role")?,
+                status: parse_col(&self.status, "status")?,
+                created_at: from_ts(self.created_at),
+            },
+            self.password_hash,
+        ))
+    }
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    async fn admin_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM admin_users").fetch_one(&self.read).await?)
+    }
+
+    async fn create_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<AdminUserId> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO admin_users (username, password_hash, role, status, created_at, updated_at) \
+             VALUES (?, ?, ?, 'enabled', ?, ?)",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "username", "an admin user with this username already exists"))?
+        .last_insert_rowid();
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(AdminUserId(id))
+    }
+
+    async fn admin_credentials(&self, username: &str) -> Result<Option<(AdminUser, String)>> {
+        let row: Option<AdminRow> = sqlx::query_as(
+            "SELECT id, username, password_hash, role, status, created_at FROM admin_users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(AdminRow::into_admin).transpose()
+    }
+
+    async fn set_admin_password(&self, id: AdminUserId, password_hash: &str, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE admin_users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(ts(audit.at))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_admins(&self) -> Result<Vec<AdminUser>> {
+        let rows: Vec<AdminRow> = sqlx::query_as(
+            "SELECT id, username, password_hash, role, status, created_at FROM admin_users ORDER BY username",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(|row| row.into_admin().map(|(admin, _)| admin)).collect()
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        insert_audit(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<(i64, i64, String, Option<String>, String, String, String)> = sqlx::query_as(
+            "SELECT id, at, actor, actor_ip, action, target, details FROM admin_audit \
+             WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before_id)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, actor, actor_ip, action, target, details)| AuditRecord {
+                id,
+                at: from_ts(at),
+                actor,
+                actor_ip,
+                action,
+                target,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,667 @@
+use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
+use crate::domain::catalog::{
+    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order, OrderFilter, OrderHistory,
+    OrderLine, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef,
+    StockItem,
+};
+use crate::domain::ids::{ApiUserId, CustomerId, OrderId, OrderStatusId, ProductId};
+use crate::domain::money::Money;
+use crate::domain::validation::{Errors, FieldError};
+use crate::store::{CatalogStore, IdempotencyClaim, Result, StoreError, StoredResponse};
+use async_trait::async_trait;
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use std::collections::{BTreeMap, HashMap};
+use time::OffsetDateTime;
+
+/// How long a claimed idempotency key may stay unanswered before a retry may run again
+/// (the first attempt died with its process).
+const IDEMPOTENCY_STALE: time::Duration = time::Duration::minutes(5);
+const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
+
+#[derive(FromRow)]
+struct ProductRow {
+    id: i64,
+    sku: String,
+    name: String,
+    description: String,
+    price: i64,
+    quantity: i64,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const PRODUCT_COLUMNS: &str = "id, sku, name, description, price, quantity, status, created_at, updated_at";
+
+fn money(cents: i64) -> Result<Money> {
+    Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
+}
+
+impl ProductRow {
+    fn into_product(self) -> Result<Product> {
+        Ok(Product {
+            id: ProductId(self.id),
+            price: money(self.price)?,
+            status: parse_col(&self.status, "status")?,
+            created_at: from_ts(self.created_at),
+            updated_at: from_ts(self.updated_at),
+            sku: self.sku,
+            name: self.name,
+            description: self.description,
+            quantity: self.quantity,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct CustomerRow {
+    id: i64,
+    name: String,
+    email: String,
+    phone: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CustomerRow> for Customer {
+    fn from(row: CustomerRow) -> Self {
+        Self {
+            id: CustomerId(row.id),
+            name: row.name,
+            email: row.email,
+            phone: row.phone,
+            created_at: from_ts(row.created_at),
+            updated_at: from_ts(row.updated_at),
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct OrderRow {
+    id: i64,
+    customer_id: i64,
+    currency: String,
+    total: i64,
+    order_status_id: i64,
+    status: String,
+    comment: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const ORDER_SELECT: &str = "SELECT o.id, o.customer_id, o.currency, o.total, o.order_status_id, s.name AS status, \
+     o.comment, o.created_at, o.updated_at FROM orders o JOIN order_statuses s ON s.id = o.order_status_id";
+
+#[derive(FromRow)]
+struct LineRow {
+    order_id: i64,
+    product_id: i64,
+    sku: String,
+    name: String,
+    price: i64,
+    quantity: i64,
+    total: i64,
+}
+
+async fn product_in(conn: &mut SqliteConnection, id: i64) -> Result<Product> {
+    let row: ProductRow =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+    row.into_product()
+}
+
+async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<Customer> {
+    let row: CustomerRow =
+        sqlx::query_as("SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id = ?")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+    Ok(row.into())
+}
+
+/// Orders with their lines, and with their history when `with_history`.
+async fn assemble_orders(conn: &mut SqliteConnection, rows: Vec<OrderRow>, with_history: bool) -> Result<Vec<Order>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut lines_query = QueryBuilder::<Sqlite>::new(
+        "SELECT order_id, product_id, sku, name, price, quantity, total FROM order_lines WHERE order_id IN (",
+    );
+    let mut ids = lines_query.separated(", ");
+    for row in &rows {
+        ids.push_bind(row.id);
+    }
+    lines_query.push(") ORDER BY id");
+    let line_rows: Vec<LineRow> = lines_query.build_query_as().fetch_all(&mut *conn).await?;
+    let mut lines: HashMap<i64, Vec<OrderLine>> = HashMap::new();
+    for line in line_rows {
+        lines.entry(line.order_id).or_default().push(OrderLine {
+            product_id: ProductId(line.product_id),
+            sku: line.sku,
+            name: line.name,
+            price: money(line.price)?,
+            quantity: line.quantity,
+            total: money(line.total)?,
+        });
+    }
+    let mut orders = Vec::with_capacity(rows.len());
+    for row in rows {
+        let history = if with_history { Some(order_history(conn, row.id).await?) } else { None };
+        orders.push(Order {
+            id: OrderId(row.id),
+            customer_id: CustomerId(row.customer_id),
+            total: money(row.total)?,
+            order_status_id: OrderStatusId(row.order_status_id),
+            lines: lines.remove(&row.id).unwrap_or_default(),
+            history,
+            created_at: from_ts(row.created_at),
+            updated_at: from_ts(row.updated_at),
+            currency: row.currency,
+            status: row.status,
+            comment: row.comment,
+        });
+    }
+    Ok(orders)
+}
+
+async fn order_history(conn: &mut SqliteConnection, order: i64) -> Result<Vec<OrderHistory>> {
+    let rows: Vec<(String, i64, String, bool, i64)> = sqlx::query_as(
+        "SELECT s.name, h.order_status_id, h.comment, h.notify, h.date_added FROM order_history h \
+         JOIN order_statuses s ON s.id = h.order_status_id WHERE h.order_id = ? ORDER BY h.id",
+    )
+    .bind(order)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(status, id, comment, notify, at)| OrderHistory {
+            status,
+            order_status_id: OrderStatusId(id),
+            comment,
+            notify,
+            date_added: from_ts(at),
+        })
+        .collect())
+}
+
+async fn order_in(conn: &mut SqliteConnection, id: i64) -> Result<Order> {
+    let row: OrderRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{ORDER_SELECT} WHERE o.id = ?")))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    assemble_orders(conn, vec![row], true).await?.pop().ok_or(StoreError::NotFound)
+}
+
+/// Takes (positive `delta`) or returns (negative) stock of each product, or fails with the
+/// list of products that are short. Only called inside a write transaction.
+async fn move_stock(conn: &mut SqliteConnection, take: &BTreeMap<i64, i64>, now: OffsetDateTime) -> Result<()> {
+    let mut short = Vec::new();
+    for (&product, &quantity) in take {
+        let updated = sqlx::query(
+            "UPDATE products SET quantity = quantity - ?1, updated_at = ?2 WHERE id = ?3 AND quantity >= ?1",
+        )
+        .bind(quantity)
+        .bind(ts(now))
+        .bind(product)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let (sku, available): (String, i64) =
+                sqlx::query_as("SELECT sku, quantity FROM products WHERE id = ?").bind(product).fetch_one(&mut *conn).await?;
+            short.push(FieldError {
+                field: sku.clone(),
+                message: format!("{available} in stock, {quantity} wanted"),
+            });
+        }
+    }
+    if short.is_empty() {
+        return Ok(());
+    }
+    let skus: Vec<&str> = short.iter().map(|f| f.field.as_str()).collect();
+    Err(StoreError::Conflict { message: format!("not enough stock for {}", skus.join(", ")), details: short })
+}
+
+async fn return_stock(conn: &mut SqliteConnection, order: i64, now: OffsetDateTime) -> Result<()> {
+    sqlx::query(
+        "UPDATE products SET quantity = quantity + l.quantity, updated_at = ?1 \
+         FROM (SELECT product_id, sum(quantity) AS quantity FROM order_lines WHERE order_id = ?2 GROUP BY product_id) l \
+         WHERE products.id = l.product_id",
+    )
+    .bind(ts(now))
+    .bind(order)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn resolve_status(conn: &mut SqliteConnection, status: &StatusRef) -> Result<(i64, bool)> {
+    let found: Option<(i64, bool)> = match status {
+        StatusRef::Id(id) => {
+            sqlx::query_as("SELECT id, holds_stock FROM order_statuses WHERE id = ?").bind(id.0).fetch_optional(conn).await?
+        }
+        StatusRef::Name(name) => {
+            sqlx::query_as("SELECT id, holds_stock FROM order_statuses WHERE name = ?").bind(name).fetch_optional(conn).await?
+        }
+    };
+    found.ok_or_else(|| StoreError::invalid("status", "is not an order status; see GET /api/v1/order-statuses"))
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>> {
+        let mut select =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "));
+        select.push_bind(page.after.unwrap_or(0));
+        if let Some(sku) = &filter.sku {
+            select.push(" AND sku = ").push_bind(sku.clone());
+        }
+        if let Some(status) = filter.status {
+            select.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(since) = filter.updated_since {
+            select.push(" AND updated_at >= ").push_bind(ts(since));
+        }
+        select.push(" ORDER BY id LIMIT ").push_bind(i64::from(page.limit));
+        let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&self.read).await?;
+        rows.into_iter().map(ProductRow::into_product).collect()
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>> {
+        let mut conn = self.read.acquire().await?;
+        match product_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO products (sku, name, description, price, quantity, status, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&product.sku)
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price.cents())
+        .bind(product.quantity)
+        .bind(product.status.as_str())
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
+        .last_insert_rowid();
+        let created = product_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_product(&self, id: ProductId, patch: &ProductPatch, now: OffsetDateTime) -> Result<Product> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE products SET sku = coalesce(?, sku), name = coalesce(?, name), \
+             description = coalesce(?, description), price = coalesce(?, price), quantity = coalesce(?, quantity), \
+             status = coalesce(?, status), updated_at = ? WHERE id = ?",
+        )
+        .bind(&patch.sku)
+        .bind(&patch.name)
+        .bind(&patch.description)
+        .bind(patch.price.map(Money::cents))
+        .bind(patch.quantity)
+        .bind(patch.status.map(ProductStatus::as_str))
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let product = product_in(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
+        let mut tx = self.begin_write().await?;
+        let mut errors = Errors::new();
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let id: Option<i64> =
+                sqlx::query_scalar("UPDATE products SET quantity = ?, updated_at = ? WHERE sku = ? RETURNING id")
+                    .bind(item.quantity)
+                    .bind(ts(now))
+                    .bind(&item.sku)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match id {
+                Some(id) => ids.push(id),
+                None => errors.add(format!("items[{i}].sku"), format!("no product has the SKU `{}`", item.sku)),
+            }
+        }
+        // Dropping the transaction rolls every change back: all or nothing.
+        errors.finish().map_err(StoreError::Invalid)?;
+        let mut products = Vec::with_capacity(ids.len());
+        for id in ids {
+            products.push(product_in(&mut tx, id).await?);
+        }
+        tx.commit().await?;
+        Ok(products)
+    }
+
+    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
+        let rows: Vec<CustomerRow> = sqlx::query_as(
+            "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(page.after.unwrap_or(0))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(Customer::from).collect())
+    }
+
+    async fn customer(&self, id: CustomerId) -> Result<Option<Customer>> {
+        let mut conn = self.read.acquire().await?;
+        match customer_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_customer(&self, customer: &CustomerInput, now: OffsetDateTime) -> Result<Customer> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO customers (name, email, phone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&customer.name)
+        .bind(&customer.email)
+        .bind(&customer.phone)
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
+        .last_insert_rowid();
+        let created = customer_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: OffsetDateTime) -> Result<Customer> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), phone = coalesce(?, phone), \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(&patch.name)
+        .bind(&patch.email)
+        .bind(&patch.phone)
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let customer = customer_in(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(customer)
+    }
+
+    async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
+        let rows: Vec<(i64, String, bool)> =
+            sqlx::query_as("SELECT id, name, holds_stock FROM order_statuses ORDER BY id").fetch_all(&self.read).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, holds_stock)| OrderStatus { id: OrderStatusId(id), name, holds_stock })
+            .collect())
+    }
+
+    async fn orders(&self, filter: &OrderFilter, page: PageRequest) -> Result<Vec<Order>> {
+        let mut select = QueryBuilder::<Sqlite>::new(format!("{ORDER_SELECT} WHERE o.id > "));
+        select.push_bind(page.after.unwrap_or(0));
+        if let Some(status) = filter.status {
+            select.push(" AND o.order_status_id = ").push_bind(status.0);
+        }
+        if let Some(customer) = filter.customer_id {
+            select.push(" AND o.customer_id = ").push_bind(customer.0);
+        }
+        if let Some(since) = filter.updated_since {
+            select.push(" AND o.updated_at >= ").push_bind(ts(since));
+        }
+        select.push(" ORDER BY o.id LIMIT ").push_bind(i64::from(page.limit));
+        let mut conn = self.read.acquire().await?;
+        let rows: Vec<OrderRow> = select.build_query_as().fetch_all(&mut *conn).await?;
+        assemble_orders(&mut conn, rows, false).await
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<Order>> {
+        let mut conn = self.read.acquire().await?;
+        match order_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> Result<Order> {
+        let mut tx = self.begin_write().await?;
+        let mut errors = Errors::new();
+        if customer_in(&mut tx, order.customer_id.0).await.is_err() {
+            errors.add("customer_id", "no customer has this id");
+        }
+        let mut lines = Vec::with_capacity(order.lines.len());
+        for (i, (reference, quantity)) in order.lines.iter().enumerate() {
+            let (field, row): (String, Option<ProductRow>) = match reference {
+                ProductRef::Id(id) => (
+                    format!("lines[{i}].product_id"),
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                ),
+                ProductRef::Sku(sku) => (
+                    format!("lines[{i}].sku"),
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?")))
+                        .bind(sku)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                ),
+            };
+            match row.map(ProductRow::into_product).transpose()? {
+                None => errors.add(field, "no product matches"),
+                Some(product) if product.status == ProductStatus::Disabled => {
+                    errors.add(field, format!("the product `{}` is disabled", product.sku))
+                }
+                Some(product) => match product.price.checked_mul(*quantity).and_then(|t| Money::from_cents(t.cents()).ok())
+                {
+                    Some(total) => lines.push((product, *quantity, total)),
+                    None => errors.add(format!("lines[{i}].quantity"), "makes the line total too large"),
+                },
+            }
+        }
+        let total = lines.iter().try_fold(Money::ZERO, |sum, (_, _, line)| sum.checked_add(*line));
+        let total = match total.and_then(|t| Money::from_cents(t.cents()).ok()) {
+            Some(total) => total,
+            None => {
+                errors.add("lines", "the order total is too large");
+                Money::ZERO
+            }
+        };
+        errors.finish().map_err(StoreError::Invalid)?;
+
+        let mut take: BTreeMap<i64, i64> = BTreeMap::new();
+        for (product, quantity, _) in &lines {
+            *take.entry(product.id.0).or_default() += quantity;
+        }
+        move_stock(&mut tx, &take, now).await?;
+
+        let id = sqlx::query(
+            "INSERT INTO orders (customer_id, currency, total, order_status_id, comment, created_at, updated_at) \
+             VALUES (?, ?, ?, 1, ?, ?, ?)",
+        )
+        .bind(order.customer_id.0)
+        .bind(&order.currency)
+        .bind(total.cents())
+        .bind(&order.comment)
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        for (product, quantity, line_total) in &lines {
+            sqlx::query(
+                "INSERT INTO order_lines (order_id, product_id, sku, name, price, quantity, total) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(product.id.0)
+            .bind(&product.sku)
+            .bind(&product.name)
+            .bind(product.price.cents())
+            .bind(quantity)
+            .bind(line_total.cents())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("INSERT INTO order_history (order_id, order_status_id, comment, notify, date_added) VALUES (?, 1, ?, 0, ?)")
+            .bind(id)
+            .bind(&order.comment)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        let created = order_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn add_order_history(&self, id: OrderId, entry: &NewOrderHistory, now: OffsetDateTime) -> Result<Order> {
+        let mut tx = self.begin_write().await?;
+        let current: (i64, bool) = sqlx::query_as(
+            "SELECT o.order_status_id, s.holds_stock FROM orders o JOIN order_statuses s ON s.id = o.order_status_id \
+             WHERE o.id = ?",
+        )
+        .bind(id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let (status, holds) = resolve_status(&mut tx, &entry.status).await?;
+        match (current.1, holds) {
+            // Canceling or refunding puts the goods back on the shelf…
+            (true, false) => return_stock(&mut tx, id.0, now).await?,
+            // …and reopening takes them again, if they are still there.
+            (false, true) => {
+                let take: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT product_id, sum(quantity) FROM order_lines WHERE order_id = ? GROUP BY product_id",
+                )
+                .bind(id.0)
+                .fetch_all(&mut *tx)
+                .await?;
+                move_stock(&mut tx, &take.into_iter().collect(), now).await?;
+            }
+            _ => {}
+        }
+        sqlx::query("UPDATE orders SET order_status_id = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(ts(now))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO order_history (order_id, order_status_id, comment, notify, date_added) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.0)
+        .bind(status)
+        .bind(&entry.comment)
+        .bind(entry.notify)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        let order = order_in(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        api_user: ApiUserId,
+        key: &str,
+        fingerprint: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<IdempotencyClaim> {
+        let mut tx = self.begin_write().await?;
+        let existing: Option<(Vec<u8>, Option<i64>, Option<String>, Option<Vec<u8>>, i64)> = sqlx::query_as(
+            "SELECT fingerprint, status, content_type, body, created_at FROM idempotency_keys \
+             WHERE api_user_id = ? AND idem_key = ?",
+        )
+        .bind(api_user.0)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match existing {
+            Some((stored, status, content_type, body, created_at)) => {
+                let created_at = from_ts(created_at);
+                let expired = created_at + IDEMPOTENCY_TTL <= now;
+                let abandoned = status.is_none() && created_at + IDEMPOTENCY_STALE <= now;
+                if expired || (abandoned && stored == fingerprint) {
+                    None
+                } else if stored != fingerprint {
+                    Some(IdempotencyClaim::Mismatch)
+                } else if let Some(status) = status {
+                    Some(IdempotencyClaim::Replay(StoredResponse {
+                        status: u16::try_from(status).unwrap_or(500),
+                        content_type,
+                        body: body.unwrap_or_default(),
+                    }))
+                } else {
+                    Some(IdempotencyClaim::InProgress)
+                }
+            }
+            None => None,
+        };
+        if let Some(claim) = claim {
+            return Ok(claim);
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(api_user.0)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(IdempotencyClaim::Claimed)
+    }
+
+    async fn complete_idempotency(&self, api_user: ApiUserId, key: &str, response: &StoredResponse) -> Result<()> {
+        sqlx::query("UPDATE idempotency_keys SET status = ?, content_type = ?, body = ? WHERE api_user_id = ? AND idem_key = ?")
+            .bind(i64::from(response.status))
+            .bind(&response.content_type)
+            .bind(&response.body)
+            .bind(api_user.0)
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ? AND status IS NULL")
+            .bind(api_user.0)
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}

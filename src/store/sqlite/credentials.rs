@@ -1,0 +1,666 @@
+use super::{SqliteStore, from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
+use crate::domain::admin::AuditEntry;
+use crate::domain::api_user::{
+    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey, NewSession,
+    SessionRecord, Status,
+};
+use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
+use crate::domain::ip_rule::IpRule;
+use crate::domain::scope::Scopes;
+use crate::domain::secret::SecretHash;
+use crate::store::{CredentialChanges, CredentialStore, Result, RetireOld, StoreError, Usage};
+use async_trait::async_trait;
+use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    description: String,
+    environment: String,
+    status: String,
+    scopes: String,
+    rate_limit_per_minute: i64,
+    management: bool,
+    created_at: i64,
+    updated_at: i64,
+    last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
+}
+
+#[derive(FromRow)]
+struct KeyRow {
+    id: i64,
+    api_user_id: i64,
+    key_hash: Vec<u8>,
+    hint: String,
+    imported: bool,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    revoked_reason: Option<String>,
+}
+
+#[derive(FromRow)]
+struct SessionRow {
+    id: i64,
+    api_user_id: i64,
+    api_key_id: i64,
+    token_hash: Vec<u8>,
+    ip: String,
+    created_at: i64,
+    last_seen_at: i64,
+    idle_timeout_s: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+const USER_COLUMNS: &str = "id, username, description, environment, status, scopes, rate_limit_per_minute, \
+     management, created_at, updated_at, last_used_at, last_used_ip";
+const KEY_COLUMNS: &str =
+    "id, api_user_id, key_hash, hint, imported, created_at, expires_at, revoked_at, revoked_reason";
+const SESSION_COLUMNS: &str = "id, api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+     idle_timeout_s, expires_at, revoked_at";
+
+fn rate_limit(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+impl UserRow {
+    fn into_user(self, ips: Vec<IpRule>, keys: Vec<KeyInfo>) -> Result<ApiUser> {
+        Ok(ApiUser {
+            id: ApiUserId(self.id),
+            environment: parse_col(&self.environment, "environment")?,
+            status: parse_col(&self.status, "status")?,
+            scopes: Scopes::parse([&self.scopes]).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
+            management: self.management,
+            created_at: from_ts(self.created_at),
+            updated_at: from_ts(self.updated_at),
+            last_used_at: from_ts_opt(self.last_used_at),
+            last_used_ip: self.last_used_ip,
+            username: self.username,
+            description: self.description,
+            ips,
+            keys,
+        })
+    }
+
+    fn into_auth(self, ips: Vec<IpRule>) -> Result<AuthUser> {
+        Ok(AuthUser {
+            id: ApiUserId(self.id),
+            status: parse_col(&self.status, "status")?,
+            scopes: Scopes::parse([&self.scopes]).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
+            username: self.username,
+            ips,
+        })
+    }
+}
+
+impl KeyRow {
+    fn info(&self) -> KeyInfo {
+        KeyInfo {
+            id: ApiKeyId(self.id),
+            hint: self.hint.clone(),
+            created_at: from_ts(self.created_at),
+            expires_at: from_ts_opt(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+            revoked_reason: self.revoked_reason.clone(),
+            imported: self.imported,
+        }
+    }
+
+    fn into_auth(self) -> Result<AuthKey> {
+        Ok(AuthKey {
+            id: ApiKeyId(self.id),
+            api_user_id: ApiUserId(self.api_user_id),
+            hash: SecretHash::from_slice(&self.key_hash).ok_or_else(|| StoreError::Corrupt("key_hash".into()))?,
+            hint: self.hint,
+            expires_at: from_ts_opt(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+        })
+    }
+}
+
+impl SessionRow {
+    fn into_record(self) -> Result<SessionRecord> {
+        Ok(SessionRecord {
+            id: SessionId(self.id),
+            api_user_id: ApiUserId(self.api_user_id),
+            api_key_id: ApiKeyId(self.api_key_id),
+            token_hash: SecretHash::from_slice(&self.token_hash)
+                .ok_or_else(|| StoreError::Corrupt("token_hash".into()))?,
+            ip: self.ip,
+            created_at: from_ts(self.created_at),
+            last_seen_at: from_ts(self.last_seen_at),
+            idle_timeout_s: self.idle_timeout_s,
+            expires_at: from_ts(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+        })
+    }
+}
+
+fn parse_rules(rows: Vec<(String,)>) -> Result<Vec<IpRule>> {
+    rows.into_iter()
+        .map(|(rule,)| IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}"))))
+        .collect()
+}
+
+async fn ip_rules(conn: &mut SqliteConnection, id: i64) -> Result<Vec<IpRule>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT rule FROM api_ip_rules WHERE api_user_id = ? ORDER BY created_at, rule")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    parse_rules(rows)
+}
+
+pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry) -> Result<()> {
+    sqlx::query("INSERT INTO admin_audit (at, actor, actor_ip, action, target, details) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(ts(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.actor_ip)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.details.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_key(conn: &mut SqliteConnection, user: i64, key: &NewKey, now: OffsetDateTime) -> Result<ApiKeyId> {
+    let id = sqlx::query(
+        "INSERT INTO api_keys (api_user_id, key_hash, hint, imported, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user)
+    .bind(key.hash.as_bytes())
+    .bind(&key.hint)
+    .bind(key.imported)
+    .bind(ts(now))
+    .bind(ts_opt(key.expires_at))
+    .execute(conn)
+    .await
+    .map_err(|e| unique_violation(e, "key", "this key is already in use; generate a new one"))?
+    .last_insert_rowid();
+    Ok(ApiKeyId(id))
+}
+
+async fn insert_rules(conn: &mut SqliteConnection, user: i64, rules: &[IpRule], now: OffsetDateTime) -> Result<()> {
+    for rule in rules {
+        sqlx::query("INSERT OR IGNORE INTO api_ip_rules (api_user_id, rule, created_at) VALUES (?, ?, ?)")
+            .bind(user)
+            .bind(rule.to_string())
+            .bind(ts(now))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn revoke_all_sessions(conn: &mut SqliteConnection, user: i64, now: OffsetDateTime) -> Result<u64> {
+    Ok(sqlx::query("UPDATE api_sessions SET revoked_at = ? WHERE api_user_id = ? AND revoked_at IS NULL")
+        .bind(ts(now))
+        .bind(user)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+async fn touch_user(tx: &mut Transaction<'static, Sqlite>, id: ApiUserId, now: OffsetDateTime) -> Result<()> {
+    let found = sqlx::query("UPDATE api_users SET updated_at = ? WHERE id = ?")
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+impl SqliteStore {
+    async fn load_user(&self, row: UserRow) -> Result<ApiUser> {
+        let mut conn = self.read.acquire().await?;
+        let ips = ip_rules(&mut conn, row.id).await?;
+        let keys: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE api_user_id = ? ORDER BY id DESC"
+        )))
+        .bind(row.id)
+        .fetch_all(&mut *conn)
+        .await?;
+        row.into_user(ips, keys.iter().map(KeyRow::info).collect())
+    }
+}
+
+#[async_trait]
+impl CredentialStore for SqliteStore {
+    async fn create_api_user(
+        &self,
+        user: &NewApiUser,
+        key: &NewKey,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<ApiUserId> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO api_users (username, description, environment, status, scopes, rate_limit_per_minute, \
+             management, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.username.as_str())
+        .bind(&user.description)
+        .bind(user.environment.as_str())
+        .bind(user.status.as_str())
+        .bind(user.scopes.to_db())
+        .bind(i64::from(user.rate_limit_per_minute))
+        .bind(user.management)
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "username", "an API user with this username already exists"))?
+        .last_insert_rowid();
+        insert_key(&mut tx, id, key, now).await?;
+        insert_rules(&mut tx, id, &user.ips, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await?;
+        Ok(ApiUserId(id))
+    }
+
+    async fn api_user(&self, username: &str) -> Result<Option<ApiUser>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM api_users WHERE username = ?")))
+                .bind(username)
+                .fetch_optional(&self.read)
+                .await?;
+        match row {
+            Some(row) => Ok(Some(self.load_user(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_api_users(&self, search: Option<&str>, stats_since: OffsetDateTime) -> Result<Vec<ApiUserSummary>> {
+        let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
+        let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM api_users \
+             WHERE ?1 IS NULL OR username LIKE ?1 OR description LIKE ?1 ORDER BY username"
+        )))
+        .bind(pattern)
+        .fetch_all(&self.read)
+        .await?;
+        let mut conn = self.read.acquire().await?;
+        let mut rules: HashMap<i64, Vec<IpRule>> = HashMap::new();
+        for (user, rule) in sqlx::query_as::<_, (i64, String)>(
+            "SELECT api_user_id, rule FROM api_ip_rules ORDER BY created_at, rule",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let rule = IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))?;
+            rules.entry(user).or_default().push(rule);
+        }
+        let mut keys: HashMap<i64, Vec<KeyInfo>> = HashMap::new();
+        let key_rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id DESC"
+        )))
+        .fetch_all(&mut *conn)
+        .await?;
+        for key in key_rows {
+            keys.entry(key.api_user_id).or_default().push(key.info());
+        }
+        // The first history row of the window; ids grow with time, so the rest follow it.
+        let first: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM api_history WHERE date_added >= ? ORDER BY date_added LIMIT 1")
+                .bind(ts(stats_since))
+                .fetch_optional(&mut *conn)
+                .await?;
+        let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
+        if let Some(first) = first {
+            for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
+                "SELECT api_user_id, count(*), sum(outcome <> 'ok') FROM api_history \
+                 WHERE id >= ? AND api_user_id IS NOT NULL GROUP BY api_user_id",
+            )
+            .bind(first)
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                stats.insert(user, (calls, refused));
+            }
+        }
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id;
+                let (calls_24h, refused_24h) = stats.get(&id).copied().unwrap_or_default();
+                let user = row.into_user(rules.remove(&id).unwrap_or_default(), keys.remove(&id).unwrap_or_default())?;
+                Ok(ApiUserSummary { user, calls_24h, refused_24h })
+            })
+            .collect()
+    }
+
+    async fn update_api_user(
+        &self,
+        id: ApiUserId,
+        changes: &ApiUserChanges,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        touch_user(&mut tx, id, now).await?;
+        sqlx::query(
+            "UPDATE api_users SET description = coalesce(?, description), environment = coalesce(?, environment), \
+             status = coalesce(?, status), scopes = coalesce(?, scopes), \
+             rate_limit_per_minute = coalesce(?, rate_limit_per_minute), management = coalesce(?, management) \
+             WHERE id = ?",
+        )
+        .bind(&changes.description)
+        .bind(changes.environment.map(|e| e.as_str()))
+        .bind(changes.status.map(|s| s.as_str()))
+        .bind(changes.scopes.map(|s| s.to_db()))
+        .bind(changes.rate_limit_per_minute.map(i64::from))
+        .bind(changes.management)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(ips) = &changes.ips {
+            sqlx::query("DELETE FROM api_ip_rules WHERE api_user_id = ?").bind(id.0).execute(&mut *tx).await?;
+            insert_rules(&mut tx, id.0, ips, now).await?;
+        }
+        // Disabling ends every session: enabling again must not bring them back.
+        if changes.status == Some(Status::Disabled) {
+            revoke_all_sessions(&mut tx, id.0, now).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await
+    }
+
+    async fn delete_api_user(&self, id: ApiUserId, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let deleted =
+            sqlx::query("DELETE FROM api_users WHERE id = ?").bind(id.0).execute(&mut *tx).await?.rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await
+    }
+
+    async fn roll_key(
+        &self,
+        id: ApiUserId,
+        key: &NewKey,
+        retire: RetireOld,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyId> {
+        let mut tx = self.begin_write().await?;
+        touch_user(&mut tx, id, now).await?;
+        let live: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, expires_at FROM api_keys WHERE api_user_id = ? AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC",
+        )
+        .bind(id.0)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (index, (key_id, expires_at)) in live.into_iter().enumerate() {
+            match retire {
+                // Only the current key gets a grace period, and never past its own expiry;
+                // a key already in its grace period stops now (at most two live keys).
+                RetireOld::At(until) if index == 0 => {
+                    let until = expires_at.map_or(ts(until), |own| own.min(ts(until)));
+                    sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ?")
+                        .bind(until)
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {
+                    sqlx::query("UPDATE api_keys SET revoked_at = ?, revoked_reason = 'rolled' WHERE id = ?")
+                        .bind(ts(now))
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let new_id = insert_key(&mut tx, id.0, key, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await?;
+        Ok(new_id)
+    }
+
+    async fn revoke_key(&self, key: ApiKeyId, reason: &str, now: OffsetDateTime, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(ts(now))
+            .bind(reason)
+            .bind(key.0)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await
+    }
+
+    async fn add_ip_rule(&self, id: ApiUserId, rule: &IpRule, now: OffsetDateTime, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        touch_user(&mut tx, id, now).await?;
+        let added = sqlx::query("INSERT OR IGNORE INTO api_ip_rules (api_user_id, rule, created_at) VALUES (?, ?, ?)")
+            .bind(id.0)
+            .bind(rule.to_string())
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if added {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(added)
+    }
+
+    async fn remove_ip_rule(
+        &self,
+        id: ApiUserId,
+        rule: &IpRule,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        touch_user(&mut tx, id, now).await?;
+        let removed = sqlx::query("DELETE FROM api_ip_rules WHERE api_user_id = ? AND rule = ?")
+            .bind(id.0)
+            .bind(rule.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if removed {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(removed)
+    }
+
+    async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM api_users WHERE id = ?")))
+                .bind(id.0)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut conn = self.read.acquire().await?;
+        let ips = ip_rules(&mut conn, row.id).await?;
+        Ok(Some(row.into_auth(ips)?))
+    }
+
+    async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM api_users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.read)
+            .await?;
+        match id {
+            Some(id) => self.auth_user(ApiUserId(id)).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>> {
+        let row: Option<KeyRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?")))
+                .bind(hash.as_bytes())
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(KeyRow::into_auth).transpose()
+    }
+
+    async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>> {
+        let row: Option<KeyRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?")))
+                .bind(id.0)
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(KeyRow::into_auth).transpose()
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<SessionId> {
+        let id = sqlx::query(
+            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+             idle_timeout_s, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.api_user_id.0)
+        .bind(session.api_key_id.0)
+        .bind(session.token_hash.as_bytes())
+        .bind(session.ip.to_string())
+        .bind(ts(session.created_at))
+        .bind(ts(session.created_at))
+        .bind(session.idle_timeout_s)
+        .bind(ts(session.expires_at))
+        .execute(&self.write)
+        .await?
+        .last_insert_rowid();
+        Ok(SessionId(id))
+    }
+
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
+        let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE token_hash = ?"
+        )))
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(SessionRow::into_record).transpose()
+    }
+
+    async fn sessions(&self, id: ApiUserId, active_at: Option<OffsetDateTime>) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE api_user_id = ?1 \
+             AND (?2 IS NULL OR (revoked_at IS NULL AND expires_at > ?2 AND last_seen_at + idle_timeout_s * 1000000 > ?2)) \
+             ORDER BY id DESC"
+        )))
+        .bind(id.0)
+        .bind(ts_opt(active_at))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(SessionRow::into_record).collect()
+    }
+
+    async fn revoke_sessions(
+        &self,
+        id: ApiUserId,
+        only: Option<SessionId>,
+        now: OffsetDateTime,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_sessions SET revoked_at = ?1 WHERE api_user_id = ?2 AND (?3 IS NULL OR id = ?3) \
+             AND revoked_at IS NULL AND expires_at > ?1",
+        )
+        .bind(ts(now))
+        .bind(id.0)
+        .bind(only.map(|s| s.0))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if let Some(audit) = audit {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(revoked)
+    }
+
+    async fn record_usage(&self, usage: &Usage) -> Result<()> {
+        if usage.users.is_empty() && usage.sessions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (user, at, ip) in &usage.users {
+            sqlx::query(
+                "UPDATE api_users SET last_used_at = ?, last_used_ip = ? \
+                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(ts(*at))
+            .bind(ip)
+            .bind(user.0)
+            .bind(ts(*at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (session, at) in &usage.sessions {
+            sqlx::query("UPDATE api_sessions SET last_seen_at = max(last_seen_at, ?) WHERE id = ?")
+                .bind(ts(*at))
+                .bind(session.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn change_marker(&self) -> u64 {
+        self.signal.read()
+    }
+
+    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&self.read)
+                .await?;
+        let last_seq = match rows.last() {
+            Some((last, _)) => *last,
+            None => sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM credential_changes")
+                .fetch_one(&self.read)
+                .await?
+                .unwrap_or(0)
+                .max(seq),
+        };
+        let mut users: Vec<ApiUserId> = rows.into_iter().map(|(_, user)| ApiUserId(user)).collect();
+        users.sort_unstable();
+        users.dedup();
+        Ok(CredentialChanges { last_seq, users })
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<()> {
+        let day_ago = ts(now - time::Duration::days(1));
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM api_sessions WHERE expires_at < ?1 OR revoked_at < ?1 \
+             OR last_seen_at + idle_timeout_s * 1000000 < ?1",
+        )
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(day_ago).execute(&mut *tx).await?;
+        // Keep the last change so the sequence never restarts.
+        sqlx::query(
+            "DELETE FROM credential_changes WHERE changed_at < ? AND seq < (SELECT max(seq) FROM credential_changes)",
+        )
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

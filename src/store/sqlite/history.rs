@@ -1,0 +1,131 @@
+use super::{SqliteStore, from_ts, ts};
+use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter};
+use crate::domain::ids::{ApiUserId, SessionId};
+use crate::store::{HistoryStore, Result};
+use async_trait::async_trait;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+use time::OffsetDateTime;
+
+/// Rows per INSERT statement; 12 columns each stays far below SQLite's variable limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+#[derive(FromRow)]
+struct HistoryRow {
+    id: i64,
+    api_user_id: Option<i64>,
+    username: Option<String>,
+    key_hint: Option<String>,
+    session_id: Option<i64>,
+    call: String,
+    ip: String,
+    status: i64,
+    outcome: String,
+    date_added: i64,
+    date_modified: i64,
+    request_id: String,
+}
+
+impl From<HistoryRow> for HistoryRecord {
+    fn from(row: HistoryRow) -> Self {
+        Self {
+            id: row.id,
+            api_user_id: row.api_user_id.map(ApiUserId),
+            username: row.username,
+            key_hint: row.key_hint,
+            session_id: row.session_id.map(SessionId),
+            call: row.call,
+            ip: row.ip,
+            status: u16::try_from(row.status).unwrap_or(0),
+            outcome: row.outcome,
+            date_added: from_ts(row.date_added),
+            date_modified: from_ts(row.date_modified),
+            duration_ms: (row.date_modified - row.date_added) as f64 / 1000.0,
+            request_id: row.request_id,
+        }
+    }
+}
+
+#[async_trait]
+impl HistoryStore for SqliteStore {
+    async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
+                 date_added, date_modified, request_id) ",
+            );
+            insert.push_values(chunk, |mut row, entry| {
+                row.push_bind(entry.api_user_id.map(|id| id.0))
+                    .push_bind(entry.username.clone())
+                    .push_bind(entry.key_hint.clone())
+                    .push_bind(entry.session_id.map(|id| id.0))
+                    .push_bind(entry.call.clone())
+                    .push_bind(entry.ip.clone())
+                    .push_bind(i64::from(entry.status))
+                    .push_bind(entry.outcome.as_str())
+                    .push_bind(ts(entry.date_added))
+                    .push_bind(ts(entry.date_modified))
+                    .push_bind(entry.request_id.clone());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT id, api_user_id, username, key_hint, session_id, call, ip, status, outcome, date_added, \
+             date_modified, request_id FROM api_history WHERE 1 = 1",
+        );
+        if let Some(user) = query.api_user_id {
+            select.push(" AND api_user_id = ").push_bind(user.0);
+        }
+        match query.outcome {
+            Some(OutcomeFilter::Ok) => {
+                select.push(" AND outcome = 'ok'");
+            }
+            Some(OutcomeFilter::Refused) => {
+                select.push(" AND outcome <> 'ok'");
+            }
+            Some(OutcomeFilter::Only(outcome)) => {
+                select.push(" AND outcome = ").push_bind(outcome.as_str());
+            }
+            None => {}
+        }
+        if let Some(ip) = &query.ip {
+            select.push(" AND ip = ").push_bind(ip.clone());
+        }
+        if let Some(from) = query.from {
+            select.push(" AND date_added >= ").push_bind(ts(from));
+        }
+        if let Some(to) = query.to {
+            select.push(" AND date_added < ").push_bind(ts(to));
+        }
+        if let Some(before) = query.before_id {
+            select.push(" AND id < ").push_bind(before);
+        }
+        select.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit.clamp(1, 10_000)));
+        let rows: Vec<HistoryRow> = select.build_query_as().fetch_all(&self.read).await?;
+        Ok(rows.into_iter().map(HistoryRecord::from).collect())
+    }
+
+    async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64> {
+        // In slices, so the writer never holds the lock long enough to stall requests.
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM api_history WHERE id IN \
+                 (SELECT id FROM api_history WHERE date_added < ? ORDER BY date_added LIMIT 10000)",
+            )
+            .bind(ts(older_than))
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+            total += deleted;
+            if deleted == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}
