@@ -4,6 +4,15 @@
 //! handler (`http::v1`) → domain (`domain`, `credentials`) → store (`store`).
 //! See ARCHITECTURE.md for the module map and the invariants.
 
+pub mod auth;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod demo;
 pub mod domain;
+pub mod history;
+pub mod http;
+pub mod startup;
 pub mod store;
+pub mod telemetry;

@@ -31,11 +31,17 @@ pub struct Actor {
 impl Actor {
     pub fn cli() -> Self {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-        Self { name: format!("cli:{user}"), ip: None }
+        Self {
+            name: format!("cli:{user}"),
+            ip: None,
+        }
     }
 
     pub fn system() -> Self {
-        Self { name: "system".to_owned(), ip: None }
+        Self {
+            name: "system".to_owned(),
+            ip: None,
+        }
     }
 }
 

@@ -24,7 +24,9 @@ pub enum KeyError {
     Length,
     #[error("a key is made of printable ASCII characters without spaces")]
     Character,
-    #[error("the key starts with `kw_` but its checksum does not match; it was mistyped or truncated")]
+    #[error(
+        "the key starts with `kw_` but its checksum does not match; it was mistyped or truncated"
+    )]
     Checksum,
 }
 
@@ -98,7 +100,11 @@ pub fn inspect(key: &str) -> Result<KeyShape, KeyError> {
         None => Ok(KeyShape::Imported),
         Some(_) => {
             let (body, sum) = key.split_at(key.len() - CHECKSUM_LEN);
-            if body[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric()) && checksum(body) == sum {
+            if body[KEY_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric())
+                && checksum(body) == sum
+            {
                 Ok(KeyShape::Generated)
             } else {
                 Err(KeyError::Checksum)
@@ -110,7 +116,14 @@ pub fn inspect(key: &str) -> Result<KeyShape, KeyError> {
 /// The part of a key that may be displayed: its first three and last four characters.
 pub fn hint(key: &str) -> String {
     let head: String = key.chars().take(3).collect();
-    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{head}…{tail}")
 }
 
@@ -164,7 +177,10 @@ mod tests {
     #[test]
     fn imported_keys_need_printable_ascii_without_spaces() {
         assert!(ApiKey::import(&"a".repeat(64)).is_ok());
-        assert_eq!(ApiKey::import(&"a".repeat(63)).err(), Some(KeyError::Length));
+        assert_eq!(
+            ApiKey::import(&"a".repeat(63)).err(),
+            Some(KeyError::Length)
+        );
         let spaced = format!("{} {}", "a".repeat(40), "b".repeat(40));
         assert_eq!(ApiKey::import(&spaced).err(), Some(KeyError::Character));
         let forged = format!("kw_{}", "a".repeat(61));

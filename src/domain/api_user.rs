@@ -81,7 +81,10 @@ pub struct ApiUser {
 impl ApiUser {
     /// The key new calls should use: the newest one that still works.
     pub fn current_key(&self, now: OffsetDateTime) -> Option<&KeyInfo> {
-        self.keys.iter().filter(|k| k.is_live(now)).max_by_key(|k| k.id)
+        self.keys
+            .iter()
+            .filter(|k| k.is_live(now))
+            .max_by_key(|k| k.id)
     }
 
     /// Warnings an admin should see next to this user.

@@ -80,7 +80,10 @@ pub fn sku(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > 64 {
         return Err("must be 1 to 64 characters".to_owned());
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/')) {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+    {
         return Err("may contain only letters, digits, '-', '_', '.' and '/'".to_owned());
     }
     Ok(value.to_owned())
@@ -99,7 +102,10 @@ impl ProductInput {
         let mut errors = Errors::new();
         let sku = errors.check("sku", sku(&self.sku));
         let name = errors.check("name", text(&self.name, 1, 255));
-        let description = errors.check("description", text(self.description.as_deref().unwrap_or(""), 0, 10_000));
+        let description = errors.check(
+            "description",
+            text(self.description.as_deref().unwrap_or(""), 0, 10_000),
+        );
         let quantity = errors.check("quantity", quantity(self.quantity));
         errors.into_result(|| NewProduct {
             sku: sku.unwrap_or_default(),
@@ -159,7 +165,10 @@ impl StockUpdate {
             if let Some(sku) = &sku
                 && !seen.insert(sku.clone())
             {
-                errors.add(format!("items[{i}].sku"), "appears more than once in this update");
+                errors.add(
+                    format!("items[{i}].sku"),
+                    "appears more than once in this update",
+                );
             }
             if let (Some(sku), Some(quantity)) = (sku, quantity) {
                 items.push(StockItem { sku, quantity });
@@ -202,16 +211,27 @@ pub fn email(value: &str) -> Result<String, String> {
     let value = value.trim();
     let valid = value.len() <= 254
         && value.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && !value.chars().any(|c| c.is_whitespace() || c.is_control())
         && value.matches('@').count() == 1;
-    if valid { Ok(value.to_owned()) } else { Err("must be an email address such as name@example.com".to_owned()) }
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an email address such as name@example.com".to_owned())
+    }
 }
 
 pub fn phone(value: &str) -> Result<String, String> {
     let value = value.trim();
-    if value.len() > 32 || !value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
+    if value.len() > 32
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
         return Err("must be up to 32 digits, spaces and + - ( ) .".to_owned());
     }
     Ok(value.to_owned())
@@ -222,11 +242,20 @@ impl CustomerInput {
         let mut errors = Errors::new();
         let name = errors.check("name", text(&self.name, 1, 255));
         let email = errors.check("email", email(&self.email));
-        let phone = match self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        let phone = match self
+            .phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             Some(p) => errors.check("phone", phone(p)),
             None => None,
         };
-        errors.into_result(|| CustomerInput { name: name.unwrap_or_default(), email: email.unwrap_or_default(), phone })
+        errors.into_result(|| CustomerInput {
+            name: name.unwrap_or_default(),
+            email: email.unwrap_or_default(),
+            phone,
+        })
     }
 }
 
@@ -332,24 +361,38 @@ impl OrderInput {
         let mut errors = Errors::new();
         let currency = self.currency.trim().to_owned();
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            errors.add("currency", "must be a three-letter ISO 4217 code such as USD");
+            errors.add(
+                "currency",
+                "must be a three-letter ISO 4217 code such as USD",
+            );
         }
         if self.lines.is_empty() || self.lines.len() > MAX_ORDER_LINES {
             errors.add("lines", format!("must hold 1 to {MAX_ORDER_LINES} lines"));
         }
-        let comment = errors.check("comment", text(self.comment.as_deref().unwrap_or(""), 0, 10_000));
+        let comment = errors.check(
+            "comment",
+            text(self.comment.as_deref().unwrap_or(""), 0, 10_000),
+        );
         let mut lines = Vec::with_capacity(self.lines.len());
         for (i, line) in self.lines.into_iter().enumerate() {
             let product = match (line.product_id, line.sku) {
                 (Some(id), None) => Some(ProductRef::Id(id)),
-                (None, Some(s)) => errors.check(&format!("lines[{i}].sku"), sku(&s)).map(ProductRef::Sku),
+                (None, Some(s)) => errors
+                    .check(&format!("lines[{i}].sku"), sku(&s))
+                    .map(ProductRef::Sku),
                 _ => {
-                    errors.add(format!("lines[{i}]"), "give exactly one of product_id and sku");
+                    errors.add(
+                        format!("lines[{i}]"),
+                        "give exactly one of product_id and sku",
+                    );
                     None
                 }
             };
             if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-                errors.add(format!("lines[{i}].quantity"), format!("must be between 1 and {MAX_QUANTITY}"));
+                errors.add(
+                    format!("lines[{i}].quantity"),
+                    format!("must be between 1 and {MAX_QUANTITY}"),
+                );
             }
             if let Some(product) = product {
                 lines.push((product, line.quantity));
@@ -383,7 +426,9 @@ impl<'de> Deserialize<'de> for StatusRef {
                 Ok(StatusRef::Id(OrderStatusId(v)))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusRef, E> {
-                i64::try_from(v).map(|v| StatusRef::Id(OrderStatusId(v))).map_err(E::custom)
+                i64::try_from(v)
+                    .map(|v| StatusRef::Id(OrderStatusId(v)))
+                    .map_err(E::custom)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusRef, E> {
                 Ok(match v.trim().parse::<i64>() {
@@ -419,8 +464,15 @@ pub struct NewOrderHistory {
 impl OrderHistoryInput {
     pub fn validate(self) -> Result<NewOrderHistory, Vec<FieldError>> {
         let mut errors = Errors::new();
-        let comment = errors.check("comment", text(self.comment.as_deref().unwrap_or(""), 0, 10_000));
-        errors.into_result(|| NewOrderHistory { status: self.status, comment: comment.unwrap_or_default(), notify: self.notify })
+        let comment = errors.check(
+            "comment",
+            text(self.comment.as_deref().unwrap_or(""), 0, 10_000),
+        );
+        errors.into_result(|| NewOrderHistory {
+            status: self.status,
+            comment: comment.unwrap_or_default(),
+            notify: self.notify,
+        })
     }
 }
 

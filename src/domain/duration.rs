@@ -32,7 +32,10 @@ impl FromStr for HumanDuration {
             "d" => 86_400,
             _ => return Err(bad()),
         };
-        let total = n.checked_mul(seconds).filter(|s| *s <= 100 * 365 * 86_400).ok_or_else(bad)?;
+        let total = n
+            .checked_mul(seconds)
+            .filter(|s| *s <= 100 * 365 * 86_400)
+            .ok_or_else(bad)?;
         Ok(Self(Duration::seconds(total)))
     }
 }
@@ -69,7 +72,14 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        let cases = [("0", 0), ("90s", 90), ("15m", 900), ("1h", 3600), ("24h", 86_400), ("7d", 604_800)];
+        let cases = [
+            ("0", 0),
+            ("90s", 90),
+            ("15m", 900),
+            ("1h", 3600),
+            ("24h", 86_400),
+            ("7d", 604_800),
+        ];
         for (text, seconds) in cases {
             let d: HumanDuration = text.parse().expect(text);
             assert_eq!(d.0.whole_seconds(), seconds, "{text}");

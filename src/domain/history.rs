@@ -106,7 +106,9 @@ impl Outcome {
             Self::BadChecksum => "The key's checksum is wrong: it was mistyped or truncated",
             Self::UnknownToken => "The session token is unknown",
             Self::ExpiredToken => "The session expired",
-            Self::RevokedToken => "The session was ended (logout, revoke, or its key or user changed)",
+            Self::RevokedToken => {
+                "The session was ended (logout, revoke, or its key or user changed)"
+            }
             Self::DisabledUser => "The API user is disabled",
             Self::ExpiredKey => "The key expired",
             Self::RevokedKey => "The key was replaced or revoked",
@@ -142,9 +144,15 @@ impl FromStr for Outcome {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s).ok_or_else(|| {
-            format!("`{s}` is not an outcome; use ok, refused or one of {}", Self::ALL.map(|o| o.as_str()).join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not an outcome; use ok, refused or one of {}",
+                    Self::ALL.map(|o| o.as_str()).join(", ")
+                )
+            })
     }
 }
 

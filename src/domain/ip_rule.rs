@@ -43,10 +43,15 @@ impl IpRule {
         if let Ok(addr) = text.parse::<IpAddr>() {
             return Ok(Self::Addr(addr.to_canonical()));
         }
-        let net: IpNet = text.parse().map_err(|_| IpRuleError::Unrecognised(text.to_owned()))?;
+        let net: IpNet = text
+            .parse()
+            .map_err(|_| IpRuleError::Unrecognised(text.to_owned()))?;
         let net = canonical_net(net);
         if net.trunc() != net {
-            return Err(IpRuleError::HostBits { given: text.to_owned(), canonical: net.trunc().to_string() });
+            return Err(IpRuleError::HostBits {
+                given: text.to_owned(),
+                canonical: net.trunc().to_string(),
+            });
         }
         Ok(Self::Net(net))
     }
@@ -116,8 +121,15 @@ impl fmt::Display for IpRule {
             Self::Wildcard(net) => {
                 let fixed = usize::from(net.prefix_len() / 8);
                 let octets = net.addr().octets();
-                let parts: Vec<String> =
-                    (0..4).map(|i| if i < fixed { octets[i].to_string() } else { "*".to_owned() }).collect();
+                let parts: Vec<String> = (0..4)
+                    .map(|i| {
+                        if i < fixed {
+                            octets[i].to_string()
+                        } else {
+                            "*".to_owned()
+                        }
+                    })
+                    .collect();
                 f.write_str(&parts.join("."))
             }
         }
@@ -165,7 +177,14 @@ mod tests {
         assert!(!r.matches(ip("203.0.114.1")));
         assert_eq!(r.to_string(), "203.0.113.*");
         assert!(rule("10.1.*.*").matches(ip("10.1.9.9")));
-        for bad in ["*.0.0.1", "1.*.3.*", "1.2.3.4.*", "1.2.*", "300.1.1.*", "a.b.c.*"] {
+        for bad in [
+            "*.0.0.1",
+            "1.*.3.*",
+            "1.2.3.4.*",
+            "1.2.*",
+            "300.1.1.*",
+            "a.b.c.*",
+        ] {
             assert!(IpRule::parse(bad).is_err(), "{bad}");
         }
     }
@@ -190,9 +209,15 @@ mod tests {
     fn host_bits_and_garbage_are_refused_with_a_reason() {
         assert_eq!(
             IpRule::parse("10.0.0.5/8"),
-            Err(IpRuleError::HostBits { given: "10.0.0.5/8".into(), canonical: "10.0.0.0/8".into() })
+            Err(IpRuleError::HostBits {
+                given: "10.0.0.5/8".into(),
+                canonical: "10.0.0.0/8".into()
+            })
         );
-        assert!(matches!(IpRule::parse("example.com"), Err(IpRuleError::Unrecognised(_))));
+        assert!(matches!(
+            IpRule::parse("example.com"),
+            Err(IpRuleError::Unrecognised(_))
+        ));
         assert_eq!(IpRule::parse("  "), Err(IpRuleError::Empty));
     }
 }

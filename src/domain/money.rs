@@ -62,7 +62,9 @@ impl FromStr for Money {
             };
         }
         let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
+        if whole.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(MoneyError::Format);
         }
@@ -77,8 +79,14 @@ impl FromStr for Money {
         if whole.len() > 13 {
             return Err(MoneyError::TooLarge);
         }
-        let units: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| MoneyError::TooLarge)? };
-        let cents: i64 = format!("{significant:0<2}").parse().map_err(|_| MoneyError::Format)?;
+        let units: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| MoneyError::TooLarge)?
+        };
+        let cents: i64 = format!("{significant:0<2}")
+            .parse()
+            .map_err(|_| MoneyError::Format)?;
         Money::from_cents(units * 100 + cents)
     }
 }
@@ -102,7 +110,10 @@ impl<'de> Deserialize<'de> for Money {
         let text = raw.get();
         let literal = if text.starts_with('"') {
             serde_json::from_str::<String>(text).map_err(D::Error::custom)?
-        } else if text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+        } else if text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
             text.to_owned()
         } else {
             return Err(D::Error::custom(MoneyError::Format));
@@ -116,7 +127,9 @@ impl utoipa::PartialSchema for Money {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .pattern(Some(r"^\d{1,13}(\.\d{1,2})?$"))
-            .description(Some("A decimal amount; a JSON number is also accepted and read exactly."))
+            .description(Some(
+                "A decimal amount; a JSON number is also accepted and read exactly.",
+            ))
             .examples(["19.99"])
             .into()
     }
@@ -156,7 +169,10 @@ mod tests {
 
     #[test]
     fn serializes_as_a_two_decimal_string() {
-        assert_eq!(serde_json::to_string(&Money(1999)).expect("json"), "\"19.99\"");
+        assert_eq!(
+            serde_json::to_string(&Money(1999)).expect("json"),
+            "\"19.99\""
+        );
         assert_eq!(Money(5).to_string(), "0.05");
     }
 }

@@ -71,7 +71,10 @@ impl FromStr for Scope {
     type Err = ScopeError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| ScopeError(s.to_owned()))
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| ScopeError(s.to_owned()))
     }
 }
 
@@ -122,7 +125,9 @@ impl Scopes {
     /// Whether a caller holding these scopes may do what `needed` guards.
     pub fn allows(&self, needed: Scope) -> bool {
         self.contains(needed)
-            || Scope::ALL.iter().any(|held| self.contains(*held) && held.implied_read() == Some(needed))
+            || Scope::ALL
+                .iter()
+                .any(|held| self.contains(*held) && held.implied_read() == Some(needed))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
@@ -176,7 +181,8 @@ mod tests {
 
     #[test]
     fn parses_space_and_comma_separated_lists_and_round_trips() {
-        let scopes = Scopes::parse(["orders:read, products:write", "customers:read"]).expect("valid");
+        let scopes =
+            Scopes::parse(["orders:read, products:write", "customers:read"]).expect("valid");
         assert_eq!(scopes.to_db(), "products:write orders:read customers:read");
         assert_eq!(Scopes::parse([scopes.to_db()]), Ok(scopes));
     }

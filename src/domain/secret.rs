@@ -2,8 +2,8 @@
 //! constant-time comparison, and a `Debug` that never prints the secret.
 
 use rand::distr::{Alphanumeric, SampleString};
-use rand::rngs::SysRng;
 use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;

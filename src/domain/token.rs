@@ -12,7 +12,10 @@ pub struct SessionToken(Secret);
 
 impl SessionToken {
     pub fn generate() -> Self {
-        Self(Secret::new(format!("{TOKEN_PREFIX}{}", random_base62(TOKEN_BODY_LEN))))
+        Self(Secret::new(format!(
+            "{TOKEN_PREFIX}{}",
+            random_base62(TOKEN_BODY_LEN)
+        )))
     }
 
     pub fn expose(&self) -> &str {
@@ -34,7 +37,9 @@ impl fmt::Debug for SessionToken {
 pub fn is_well_formed(token: &str) -> bool {
     token.len() == TOKEN_LEN
         && token.starts_with(TOKEN_PREFIX)
-        && token[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ impl Username {
         if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&raw.chars().count()) {
             return Err(UsernameError::Length);
         }
-        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
             return Err(UsernameError::Character);
         }
         Ok(Self(raw.to_owned()))
@@ -52,7 +55,13 @@ mod tests {
 
     #[test]
     fn accepts_names_of_the_allowed_alphabet() {
-        for name in ["abc", "inventory-sync", "erp_2.0", "A-Z.a_z-09", "x".repeat(20).as_str()] {
+        for name in [
+            "abc",
+            "inventory-sync",
+            "erp_2.0",
+            "A-Z.a_z-09",
+            "x".repeat(20).as_str(),
+        ] {
             assert!(Username::parse(name).is_ok(), "{name}");
         }
     }
@@ -63,7 +72,11 @@ mod tests {
         assert_eq!(Username::parse(&"x".repeat(21)), Err(UsernameError::Length));
         assert_eq!(Username::parse(""), Err(UsernameError::Length));
         for name in ["with space", "semi;colon", "émile", "a/b", "<script>"] {
-            assert_eq!(Username::parse(name), Err(UsernameError::Character), "{name}");
+            assert_eq!(
+                Username::parse(name),
+                Err(UsernameError::Character),
+                "{name}"
+            );
         }
     }
 }

@@ -19,16 +19,27 @@ impl Errors {
     }
 
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     /// Records `result`'s error under `field` and gives back its value.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
         result.map_err(|e| self.add(field, e.to_string())).ok()
     }
 
     pub fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
-        if self.0.is_empty() { Ok(value()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(self.0)
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,12 +56,19 @@ pub fn text(value: &str, min: usize, max: usize) -> Result<String, String> {
     let trimmed = value.trim();
     let len = trimmed.chars().count();
     if len < min {
-        return Err(if min == 1 { "must not be empty".to_owned() } else { format!("must be at least {min} characters") });
+        return Err(if min == 1 {
+            "must not be empty".to_owned()
+        } else {
+            format!("must be at least {min} characters")
+        });
     }
     if len > max {
         return Err(format!("must be at most {max} characters"));
     }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err("must not contain control characters".to_owned());
     }
     Ok(trimmed.to_owned())

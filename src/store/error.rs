@@ -6,7 +6,10 @@ pub enum StoreError {
     NotFound,
     /// A unique value is taken, or the store's state forbids the change (short stock).
     #[error("{message}")]
-    Conflict { message: String, details: Vec<FieldError> },
+    Conflict {
+        message: String,
+        details: Vec<FieldError>,
+    },
     /// The input refers to things that do not exist.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
@@ -27,11 +30,20 @@ pub enum StoreError {
 impl StoreError {
     pub fn conflict(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::Conflict { details: vec![FieldError { field: field.to_owned(), message: message.clone() }], message }
+        Self::Conflict {
+            details: vec![FieldError {
+                field: field.to_owned(),
+                message: message.clone(),
+            }],
+            message,
+        }
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
+        Self::Invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
     }
 }
 
@@ -40,7 +52,9 @@ impl From<sqlx::Error> for StoreError {
         use sqlx::Error as E;
         match &error {
             E::RowNotFound => Self::NotFound,
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => Self::Unavailable(error),
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                Self::Unavailable(error)
+            }
             E::Database(db) if is_transient(db.code().as_deref()) => Self::Unavailable(error),
             _ => Self::Database(error),
         }

@@ -11,14 +11,17 @@ pub use error::StoreError;
 
 use crate::domain::admin::{AdminUser, AuditEntry, AuditRecord, Role};
 use crate::domain::api_user::{
-    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, NewApiUser, NewKey, NewSession, SessionRecord,
+    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, NewApiUser, NewKey, NewSession,
+    SessionRecord,
 };
 use crate::domain::catalog::{
-    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order, OrderFilter, OrderStatus,
-    PageRequest, Product, ProductFilter, ProductPatch, StockItem,
+    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order,
+    OrderFilter, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, StockItem,
 };
 use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord};
-use crate::domain::ids::{AdminUserId, ApiKeyId, ApiUserId, CustomerId, OrderId, ProductId, SessionId};
+use crate::domain::ids::{
+    AdminUserId, ApiKeyId, ApiUserId, CustomerId, OrderId, ProductId, SessionId,
+};
 use crate::domain::ip_rule::IpRule;
 use crate::domain::secret::SecretHash;
 use async_trait::async_trait;
@@ -44,13 +47,16 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
     match scheme {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?)),
         Some("postgres" | "postgresql") => Err(StoreError::Config(
-            "this build of Keyward supports only SQLite; PostgreSQL support is being added".to_owned(),
+            "this build of Keyward supports only SQLite; PostgreSQL support is being added"
+                .to_owned(),
         )),
-        Some(other) if url.contains("://") => {
-            Err(StoreError::Config(format!("unknown database scheme `{other}:`; use sqlite://PATH")))
-        }
+        Some(other) if url.contains("://") => Err(StoreError::Config(format!(
+            "unknown database scheme `{other}:`; use sqlite://PATH"
+        ))),
         // A bare path is a SQLite file.
-        _ => Ok(Arc::new(sqlite::SqliteStore::open(&format!("sqlite://{url}"), options).await?)),
+        _ => Ok(Arc::new(
+            sqlite::SqliteStore::open(&format!("sqlite://{url}"), options).await?,
+        )),
     }
 }
 
@@ -65,7 +71,10 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { sync_full: false, max_connections: 4 }
+        Self {
+            sync_full: false,
+            max_connections: 4,
+        }
     }
 }
 
@@ -92,10 +101,19 @@ pub struct Usage {
 
 #[async_trait]
 pub trait CredentialStore {
-    async fn create_api_user(&self, user: &NewApiUser, key: &NewKey, now: OffsetDateTime, audit: &AuditEntry)
-    -> Result<ApiUserId>;
+    async fn create_api_user(
+        &self,
+        user: &NewApiUser,
+        key: &NewKey,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<ApiUserId>;
     async fn api_user(&self, username: &str) -> Result<Option<ApiUser>>;
-    async fn list_api_users(&self, search: Option<&str>, stats_since: OffsetDateTime) -> Result<Vec<ApiUserSummary>>;
+    async fn list_api_users(
+        &self,
+        search: Option<&str>,
+        stats_since: OffsetDateTime,
+    ) -> Result<Vec<ApiUserSummary>>;
     async fn update_api_user(
         &self,
         id: ApiUserId,
@@ -114,13 +132,29 @@ pub trait CredentialStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> Result<ApiKeyId>;
-    async fn revoke_key(&self, key: ApiKeyId, reason: &str, now: OffsetDateTime, audit: &AuditEntry) -> Result<()>;
+    async fn revoke_key(
+        &self,
+        key: ApiKeyId,
+        reason: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     /// Adds a rule; false when it was already on the list.
-    async fn add_ip_rule(&self, id: ApiUserId, rule: &IpRule, now: OffsetDateTime, audit: &AuditEntry)
-    -> Result<bool>;
+    async fn add_ip_rule(
+        &self,
+        id: ApiUserId,
+        rule: &IpRule,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
     /// Removes a rule; false when it was not on the list.
-    async fn remove_ip_rule(&self, id: ApiUserId, rule: &IpRule, now: OffsetDateTime, audit: &AuditEntry)
-    -> Result<bool>;
+    async fn remove_ip_rule(
+        &self,
+        id: ApiUserId,
+        rule: &IpRule,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
 
     async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>>;
     async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>>;
@@ -129,7 +163,11 @@ pub trait CredentialStore {
 
     async fn create_session(&self, session: &NewSession) -> Result<SessionId>;
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>>;
-    async fn sessions(&self, id: ApiUserId, active_at: Option<OffsetDateTime>) -> Result<Vec<SessionRecord>>;
+    async fn sessions(
+        &self,
+        id: ApiUserId,
+        active_at: Option<OffsetDateTime>,
+    ) -> Result<Vec<SessionRecord>>;
     /// Ends one session of the user, or all of them; returns how many were open.
     async fn revoke_sessions(
         &self,
@@ -171,7 +209,12 @@ pub trait AdminStore {
     ) -> Result<AdminUserId>;
     /// The admin and its password hash.
     async fn admin_credentials(&self, username: &str) -> Result<Option<(AdminUser, String)>>;
-    async fn set_admin_password(&self, id: AdminUserId, password_hash: &str, audit: &AuditEntry) -> Result<()>;
+    async fn set_admin_password(
+        &self,
+        id: AdminUserId,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     async fn list_admins(&self) -> Result<Vec<AdminUser>>;
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     async fn audit_log(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
@@ -202,21 +245,40 @@ pub trait CatalogStore {
     async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>>;
     async fn product(&self, id: ProductId) -> Result<Option<Product>>;
     async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product>;
-    async fn update_product(&self, id: ProductId, patch: &ProductPatch, now: OffsetDateTime) -> Result<Product>;
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        now: OffsetDateTime,
+    ) -> Result<Product>;
     /// Sets the quantity of every listed SKU, or of none.
     async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>>;
 
     async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>>;
     async fn customer(&self, id: CustomerId) -> Result<Option<Customer>>;
-    async fn create_customer(&self, customer: &CustomerInput, now: OffsetDateTime) -> Result<Customer>;
-    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: OffsetDateTime) -> Result<Customer>;
+    async fn create_customer(
+        &self,
+        customer: &CustomerInput,
+        now: OffsetDateTime,
+    ) -> Result<Customer>;
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        now: OffsetDateTime,
+    ) -> Result<Customer>;
 
     async fn order_statuses(&self) -> Result<Vec<OrderStatus>>;
     async fn orders(&self, filter: &OrderFilter, page: PageRequest) -> Result<Vec<Order>>;
     async fn order(&self, id: OrderId) -> Result<Option<Order>>;
     /// Creates the order and takes its stock in one transaction; short stock is a conflict.
     async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> Result<Order>;
-    async fn add_order_history(&self, id: OrderId, entry: &NewOrderHistory, now: OffsetDateTime) -> Result<Order>;
+    async fn add_order_history(
+        &self,
+        id: OrderId,
+        entry: &NewOrderHistory,
+        now: OffsetDateTime,
+    ) -> Result<Order>;
 
     async fn claim_idempotency(
         &self,
@@ -225,6 +287,11 @@ pub trait CatalogStore {
         fingerprint: &[u8],
         now: OffsetDateTime,
     ) -> Result<IdempotencyClaim>;
-    async fn complete_idempotency(&self, api_user: ApiUserId, key: &str, response: &StoredResponse) -> Result<()>;
+    async fn complete_idempotency(
+        &self,
+        api_user: ApiUserId,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<()>;
     async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()>;
 }

@@ -35,7 +35,9 @@ impl AdminRow {
 #[async_trait]
 impl AdminStore for SqliteStore {
     async fn admin_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM admin_users").fetch_one(&self.read).await?)
+        Ok(sqlx::query_scalar("SELECT count(*) FROM admin_users")
+            .fetch_one(&self.read)
+            .await?)
     }
 
     async fn create_admin(
@@ -75,15 +77,21 @@ impl AdminStore for SqliteStore {
         row.map(AdminRow::into_admin).transpose()
     }
 
-    async fn set_admin_password(&self, id: AdminUserId, password_hash: &str, audit: &AuditEntry) -> Result<()> {
+    async fn set_admin_password(
+        &self,
+        id: AdminUserId,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query("UPDATE admin_users SET password_hash = ?, updated_at = ? WHERE id = ?")
-            .bind(password_hash)
-            .bind(ts(audit.at))
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let updated =
+            sqlx::query("UPDATE admin_users SET password_hash = ?, updated_at = ? WHERE id = ?")
+                .bind(password_hash)
+                .bind(ts(audit.at))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if updated == 0 {
             return Err(StoreError::NotFound);
         }
@@ -98,7 +106,9 @@ impl AdminStore for SqliteStore {
         )
         .fetch_all(&self.read)
         .await?;
-        rows.into_iter().map(|row| row.into_admin().map(|(admin, _)| admin)).collect()
+        rows.into_iter()
+            .map(|row| row.into_admin().map(|(admin, _)| admin))
+            .collect()
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
@@ -119,15 +129,17 @@ impl AdminStore for SqliteStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, at, actor, actor_ip, action, target, details)| AuditRecord {
-                id,
-                at: from_ts(at),
-                actor,
-                actor_ip,
-                action,
-                target,
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-            })
+            .map(
+                |(id, at, actor, actor_ip, action, target, details)| AuditRecord {
+                    id,
+                    at: from_ts(at),
+                    actor,
+                    actor_ip,
+                    action,
+                    target,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                },
+            )
             .collect())
     }
 }

@@ -1,8 +1,8 @@
 use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
 use crate::domain::catalog::{
-    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order, OrderFilter, OrderHistory,
-    OrderLine, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef,
-    StockItem,
+    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order,
+    OrderFilter, OrderHistory, OrderLine, OrderStatus, PageRequest, Product, ProductFilter,
+    ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
 };
 use crate::domain::ids::{ApiUserId, CustomerId, OrderId, OrderStatusId, ProductId};
 use crate::domain::money::Money;
@@ -31,7 +31,8 @@ struct ProductRow {
     updated_at: i64,
 }
 
-const PRODUCT_COLUMNS: &str = "id, sku, name, description, price, quantity, status, created_at, updated_at";
+const PRODUCT_COLUMNS: &str =
+    "id, sku, name, description, price, quantity, status, created_at, updated_at";
 
 fn money(cents: i64) -> Result<Money> {
     Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
@@ -104,27 +105,33 @@ struct LineRow {
 }
 
 async fn product_in(conn: &mut SqliteConnection, id: i64) -> Result<Product> {
-    let row: ProductRow =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     row.into_product()
 }
 
 async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<Customer> {
-    let row: CustomerRow =
-        sqlx::query_as("SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id = ?")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+    let row: CustomerRow = sqlx::query_as(
+        "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     Ok(row.into())
 }
 
 /// Orders with their lines, and with their history when `with_history`.
-async fn assemble_orders(conn: &mut SqliteConnection, rows: Vec<OrderRow>, with_history: bool) -> Result<Vec<Order>> {
+async fn assemble_orders(
+    conn: &mut SqliteConnection,
+    rows: Vec<OrderRow>,
+    with_history: bool,
+) -> Result<Vec<Order>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -150,7 +157,11 @@ async fn assemble_orders(conn: &mut SqliteConnection, rows: Vec<OrderRow>, with_
     }
     let mut orders = Vec::with_capacity(rows.len());
     for row in rows {
-        let history = if with_history { Some(order_history(conn, row.id).await?) } else { None };
+        let history = if with_history {
+            Some(order_history(conn, row.id).await?)
+        } else {
+            None
+        };
         orders.push(Order {
             id: OrderId(row.id),
             customer_id: CustomerId(row.customer_id),
@@ -189,17 +200,26 @@ async fn order_history(conn: &mut SqliteConnection, order: i64) -> Result<Vec<Or
 }
 
 async fn order_in(conn: &mut SqliteConnection, id: i64) -> Result<Order> {
-    let row: OrderRow = sqlx::query_as(sqlx::AssertSqlSafe(format!("{ORDER_SELECT} WHERE o.id = ?")))
-        .bind(id)
-        .fetch_optional(&mut *conn)
+    let row: OrderRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ORDER_SELECT} WHERE o.id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    assemble_orders(conn, vec![row], true)
         .await?
-        .ok_or(StoreError::NotFound)?;
-    assemble_orders(conn, vec![row], true).await?.pop().ok_or(StoreError::NotFound)
+        .pop()
+        .ok_or(StoreError::NotFound)
 }
 
 /// Takes (positive `delta`) or returns (negative) stock of each product, or fails with the
 /// list of products that are short. Only called inside a write transaction.
-async fn move_stock(conn: &mut SqliteConnection, take: &BTreeMap<i64, i64>, now: OffsetDateTime) -> Result<()> {
+async fn move_stock(
+    conn: &mut SqliteConnection,
+    take: &BTreeMap<i64, i64>,
+    now: OffsetDateTime,
+) -> Result<()> {
     let mut short = Vec::new();
     for (&product, &quantity) in take {
         let updated = sqlx::query(
@@ -213,7 +233,10 @@ async fn move_stock(conn: &mut SqliteConnection, take: &BTreeMap<i64, i64>, now:
         .rows_affected();
         if updated == 0 {
             let (sku, available): (String, i64) =
-                sqlx::query_as("SELECT sku, quantity FROM products WHERE id = ?").bind(product).fetch_one(&mut *conn).await?;
+                sqlx::query_as("SELECT sku, quantity FROM products WHERE id = ?")
+                    .bind(product)
+                    .fetch_one(&mut *conn)
+                    .await?;
             short.push(FieldError {
                 field: sku.clone(),
                 message: format!("{available} in stock, {quantity} wanted"),
@@ -224,12 +247,15 @@ async fn move_stock(conn: &mut SqliteConnection, take: &BTreeMap<i64, i64>, now:
         return Ok(());
     }
     let skus: Vec<&str> = short.iter().map(|f| f.field.as_str()).collect();
-    Err(StoreError::Conflict { message: format!("not enough stock for {}", skus.join(", ")), details: short })
+    Err(StoreError::Conflict {
+        message: format!("not enough stock for {}", skus.join(", ")),
+        details: short,
+    })
 }
 
 async fn return_stock(conn: &mut SqliteConnection, order: i64, now: OffsetDateTime) -> Result<()> {
     sqlx::query(
-        "UPDATE products SET quantity = quantity + l.quantity, updated_at = ?1 \
+        "UPDATE products SET quantity = products.quantity + l.quantity, updated_at = ?1 \
          FROM (SELECT product_id, sum(quantity) AS quantity FROM order_lines WHERE order_id = ?2 GROUP BY product_id) l \
          WHERE products.id = l.product_id",
     )
@@ -243,20 +269,32 @@ async fn return_stock(conn: &mut SqliteConnection, order: i64, now: OffsetDateTi
 async fn resolve_status(conn: &mut SqliteConnection, status: &StatusRef) -> Result<(i64, bool)> {
     let found: Option<(i64, bool)> = match status {
         StatusRef::Id(id) => {
-            sqlx::query_as("SELECT id, holds_stock FROM order_statuses WHERE id = ?").bind(id.0).fetch_optional(conn).await?
+            sqlx::query_as("SELECT id, holds_stock FROM order_statuses WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(conn)
+                .await?
         }
         StatusRef::Name(name) => {
-            sqlx::query_as("SELECT id, holds_stock FROM order_statuses WHERE name = ?").bind(name).fetch_optional(conn).await?
+            sqlx::query_as("SELECT id, holds_stock FROM order_statuses WHERE name = ?")
+                .bind(name)
+                .fetch_optional(conn)
+                .await?
         }
     };
-    found.ok_or_else(|| StoreError::invalid("status", "is not an order status; see GET /api/v1/order-statuses"))
+    found.ok_or_else(|| {
+        StoreError::invalid(
+            "status",
+            "is not an order status; see GET /api/v1/order-statuses",
+        )
+    })
 }
 
 #[async_trait]
 impl CatalogStore for SqliteStore {
     async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>> {
-        let mut select =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "));
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "
+        ));
         select.push_bind(page.after.unwrap_or(0));
         if let Some(sku) = &filter.sku {
             select.push(" AND sku = ").push_bind(sku.clone());
@@ -267,7 +305,9 @@ impl CatalogStore for SqliteStore {
         if let Some(since) = filter.updated_since {
             select.push(" AND updated_at >= ").push_bind(ts(since));
         }
-        select.push(" ORDER BY id LIMIT ").push_bind(i64::from(page.limit));
+        select
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit));
         let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&self.read).await?;
         rows.into_iter().map(ProductRow::into_product).collect()
     }
@@ -303,7 +343,12 @@ impl CatalogStore for SqliteStore {
         Ok(created)
     }
 
-    async fn update_product(&self, id: ProductId, patch: &ProductPatch, now: OffsetDateTime) -> Result<Product> {
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        now: OffsetDateTime,
+    ) -> Result<Product> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE products SET sku = coalesce(?, sku), name = coalesce(?, name), \
@@ -335,16 +380,20 @@ impl CatalogStore for SqliteStore {
         let mut errors = Errors::new();
         let mut ids = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let id: Option<i64> =
-                sqlx::query_scalar("UPDATE products SET quantity = ?, updated_at = ? WHERE sku = ? RETURNING id")
-                    .bind(item.quantity)
-                    .bind(ts(now))
-                    .bind(&item.sku)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "UPDATE products SET quantity = ?, updated_at = ? WHERE sku = ? RETURNING id",
+            )
+            .bind(item.quantity)
+            .bind(ts(now))
+            .bind(&item.sku)
+            .fetch_optional(&mut *tx)
+            .await?;
             match id {
                 Some(id) => ids.push(id),
-                None => errors.add(format!("items[{i}].sku"), format!("no product has the SKU `{}`", item.sku)),
+                None => errors.add(
+                    format!("items[{i}].sku"),
+                    format!("no product has the SKU `{}`", item.sku),
+                ),
             }
         }
         // Dropping the transaction rolls every change back: all or nothing.
@@ -376,7 +425,11 @@ impl CatalogStore for SqliteStore {
         }
     }
 
-    async fn create_customer(&self, customer: &CustomerInput, now: OffsetDateTime) -> Result<Customer> {
+    async fn create_customer(
+        &self,
+        customer: &CustomerInput,
+        now: OffsetDateTime,
+    ) -> Result<Customer> {
         let mut tx = self.begin_write().await?;
         let id = sqlx::query(
             "INSERT INTO customers (name, email, phone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -395,7 +448,12 @@ impl CatalogStore for SqliteStore {
         Ok(created)
     }
 
-    async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, now: OffsetDateTime) -> Result<Customer> {
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        now: OffsetDateTime,
+    ) -> Result<Customer> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), phone = coalesce(?, phone), \
@@ -420,10 +478,16 @@ impl CatalogStore for SqliteStore {
 
     async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
         let rows: Vec<(i64, String, bool)> =
-            sqlx::query_as("SELECT id, name, holds_stock FROM order_statuses ORDER BY id").fetch_all(&self.read).await?;
+            sqlx::query_as("SELECT id, name, holds_stock FROM order_statuses ORDER BY id")
+                .fetch_all(&self.read)
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, holds_stock)| OrderStatus { id: OrderStatusId(id), name, holds_stock })
+            .map(|(id, name, holds_stock)| OrderStatus {
+                id: OrderStatusId(id),
+                name,
+                holds_stock,
+            })
             .collect())
     }
 
@@ -439,7 +503,9 @@ impl CatalogStore for SqliteStore {
         if let Some(since) = filter.updated_since {
             select.push(" AND o.updated_at >= ").push_bind(ts(since));
         }
-        select.push(" ORDER BY o.id LIMIT ").push_bind(i64::from(page.limit));
+        select
+            .push(" ORDER BY o.id LIMIT ")
+            .push_bind(i64::from(page.limit));
         let mut conn = self.read.acquire().await?;
         let rows: Vec<OrderRow> = select.build_query_as().fetch_all(&mut *conn).await?;
         assemble_orders(&mut conn, rows, false).await
@@ -464,17 +530,21 @@ impl CatalogStore for SqliteStore {
             let (field, row): (String, Option<ProductRow>) = match reference {
                 ProductRef::Id(id) => (
                     format!("lines[{i}].product_id"),
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
-                        .bind(id.0)
-                        .fetch_optional(&mut *tx)
-                        .await?,
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?"
+                    )))
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?,
                 ),
                 ProductRef::Sku(sku) => (
                     format!("lines[{i}].sku"),
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?")))
-                        .bind(sku)
-                        .fetch_optional(&mut *tx)
-                        .await?,
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?"
+                    )))
+                    .bind(sku)
+                    .fetch_optional(&mut *tx)
+                    .await?,
                 ),
             };
             match row.map(ProductRow::into_product).transpose()? {
@@ -482,14 +552,22 @@ impl CatalogStore for SqliteStore {
                 Some(product) if product.status == ProductStatus::Disabled => {
                     errors.add(field, format!("the product `{}` is disabled", product.sku))
                 }
-                Some(product) => match product.price.checked_mul(*quantity).and_then(|t| Money::from_cents(t.cents()).ok())
+                Some(product) => match product
+                    .price
+                    .checked_mul(*quantity)
+                    .and_then(|t| Money::from_cents(t.cents()).ok())
                 {
                     Some(total) => lines.push((product, *quantity, total)),
-                    None => errors.add(format!("lines[{i}].quantity"), "makes the line total too large"),
+                    None => errors.add(
+                        format!("lines[{i}].quantity"),
+                        "makes the line total too large",
+                    ),
                 },
             }
         }
-        let total = lines.iter().try_fold(Money::ZERO, |sum, (_, _, line)| sum.checked_add(*line));
+        let total = lines
+            .iter()
+            .try_fold(Money::ZERO, |sum, (_, _, line)| sum.checked_add(*line));
         let total = match total.and_then(|t| Money::from_cents(t.cents()).ok()) {
             Some(total) => total,
             None => {
@@ -544,7 +622,12 @@ impl CatalogStore for SqliteStore {
         Ok(created)
     }
 
-    async fn add_order_history(&self, id: OrderId, entry: &NewOrderHistory, now: OffsetDateTime) -> Result<Order> {
+    async fn add_order_history(
+        &self,
+        id: OrderId,
+        entry: &NewOrderHistory,
+        now: OffsetDateTime,
+    ) -> Result<Order> {
         let mut tx = self.begin_write().await?;
         let current: (i64, bool) = sqlx::query_as(
             "SELECT o.order_status_id, s.holds_stock FROM orders o JOIN order_statuses s ON s.id = o.order_status_id \
@@ -599,14 +682,15 @@ impl CatalogStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<IdempotencyClaim> {
         let mut tx = self.begin_write().await?;
-        let existing: Option<(Vec<u8>, Option<i64>, Option<String>, Option<Vec<u8>>, i64)> = sqlx::query_as(
-            "SELECT fingerprint, status, content_type, body, created_at FROM idempotency_keys \
+        let existing: Option<(Vec<u8>, Option<i64>, Option<String>, Option<Vec<u8>>, i64)> =
+            sqlx::query_as(
+                "SELECT fingerprint, status, content_type, body, created_at FROM idempotency_keys \
              WHERE api_user_id = ? AND idem_key = ?",
-        )
-        .bind(api_user.0)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
+            )
+            .bind(api_user.0)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
         let claim = match existing {
             Some((stored, status, content_type, body, created_at)) => {
                 let created_at = from_ts(created_at);
@@ -644,7 +728,12 @@ impl CatalogStore for SqliteStore {
         Ok(IdempotencyClaim::Claimed)
     }
 
-    async fn complete_idempotency(&self, api_user: ApiUserId, key: &str, response: &StoredResponse) -> Result<()> {
+    async fn complete_idempotency(
+        &self,
+        api_user: ApiUserId,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<()> {
         sqlx::query("UPDATE idempotency_keys SET status = ?, content_type = ?, body = ? WHERE api_user_id = ? AND idem_key = ?")
             .bind(i64::from(response.status))
             .bind(&response.content_type)

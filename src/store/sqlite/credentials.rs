@@ -1,8 +1,8 @@
 use super::{SqliteStore, from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
 use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{
-    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey, NewSession,
-    SessionRecord, Status,
+    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey,
+    NewSession, SessionRecord, Status,
 };
 use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
 use crate::domain::ip_rule::IpRule;
@@ -74,7 +74,8 @@ impl UserRow {
             id: ApiUserId(self.id),
             environment: parse_col(&self.environment, "environment")?,
             status: parse_col(&self.status, "status")?,
-            scopes: Scopes::parse([&self.scopes]).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            scopes: Scopes::parse([&self.scopes])
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
             management: self.management,
             created_at: from_ts(self.created_at),
@@ -92,7 +93,8 @@ impl UserRow {
         Ok(AuthUser {
             id: ApiUserId(self.id),
             status: parse_col(&self.status, "status")?,
-            scopes: Scopes::parse([&self.scopes]).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            scopes: Scopes::parse([&self.scopes])
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
             username: self.username,
             ips,
@@ -117,7 +119,8 @@ impl KeyRow {
         Ok(AuthKey {
             id: ApiKeyId(self.id),
             api_user_id: ApiUserId(self.api_user_id),
-            hash: SecretHash::from_slice(&self.key_hash).ok_or_else(|| StoreError::Corrupt("key_hash".into()))?,
+            hash: SecretHash::from_slice(&self.key_hash)
+                .ok_or_else(|| StoreError::Corrupt("key_hash".into()))?,
             hint: self.hint,
             expires_at: from_ts_opt(self.expires_at),
             revoked_at: from_ts_opt(self.revoked_at),
@@ -145,16 +148,19 @@ impl SessionRow {
 
 fn parse_rules(rows: Vec<(String,)>) -> Result<Vec<IpRule>> {
     rows.into_iter()
-        .map(|(rule,)| IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}"))))
+        .map(|(rule,)| {
+            IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))
+        })
         .collect()
 }
 
 async fn ip_rules(conn: &mut SqliteConnection, id: i64) -> Result<Vec<IpRule>> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT rule FROM api_ip_rules WHERE api_user_id = ? ORDER BY created_at, rule")
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT rule FROM api_ip_rules WHERE api_user_id = ? ORDER BY created_at, rule",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
     parse_rules(rows)
 }
 
@@ -171,7 +177,12 @@ pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry
     Ok(())
 }
 
-async fn insert_key(conn: &mut SqliteConnection, user: i64, key: &NewKey, now: OffsetDateTime) -> Result<ApiKeyId> {
+async fn insert_key(
+    conn: &mut SqliteConnection,
+    user: i64,
+    key: &NewKey,
+    now: OffsetDateTime,
+) -> Result<ApiKeyId> {
     let id = sqlx::query(
         "INSERT INTO api_keys (api_user_id, key_hash, hint, imported, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
     )
@@ -188,35 +199,56 @@ async fn insert_key(conn: &mut SqliteConnection, user: i64, key: &NewKey, now: O
     Ok(ApiKeyId(id))
 }
 
-async fn insert_rules(conn: &mut SqliteConnection, user: i64, rules: &[IpRule], now: OffsetDateTime) -> Result<()> {
+async fn insert_rules(
+    conn: &mut SqliteConnection,
+    user: i64,
+    rules: &[IpRule],
+    now: OffsetDateTime,
+) -> Result<()> {
     for rule in rules {
-        sqlx::query("INSERT OR IGNORE INTO api_ip_rules (api_user_id, rule, created_at) VALUES (?, ?, ?)")
-            .bind(user)
-            .bind(rule.to_string())
-            .bind(ts(now))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO api_ip_rules (api_user_id, rule, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(user)
+        .bind(rule.to_string())
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
 
-async fn revoke_all_sessions(conn: &mut SqliteConnection, user: i64, now: OffsetDateTime) -> Result<u64> {
-    Ok(sqlx::query("UPDATE api_sessions SET revoked_at = ? WHERE api_user_id = ? AND revoked_at IS NULL")
-        .bind(ts(now))
-        .bind(user)
-        .execute(conn)
-        .await?
-        .rows_affected())
+async fn revoke_all_sessions(
+    conn: &mut SqliteConnection,
+    user: i64,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE api_sessions SET revoked_at = ? WHERE api_user_id = ? AND revoked_at IS NULL",
+    )
+    .bind(ts(now))
+    .bind(user)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
-async fn touch_user(tx: &mut Transaction<'static, Sqlite>, id: ApiUserId, now: OffsetDateTime) -> Result<()> {
+async fn touch_user(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: ApiUserId,
+    now: OffsetDateTime,
+) -> Result<()> {
     let found = sqlx::query("UPDATE api_users SET updated_at = ? WHERE id = ?")
         .bind(ts(now))
         .bind(id.0)
         .execute(&mut **tx)
         .await?
         .rows_affected();
-    if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    if found == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -268,18 +300,23 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn api_user(&self, username: &str) -> Result<Option<ApiUser>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM api_users WHERE username = ?")))
-                .bind(username)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM api_users WHERE username = ?"
+        )))
+        .bind(username)
+        .fetch_optional(&self.read)
+        .await?;
         match row {
             Some(row) => Ok(Some(self.load_user(row).await?)),
             None => Ok(None),
         }
     }
 
-    async fn list_api_users(&self, search: Option<&str>, stats_since: OffsetDateTime) -> Result<Vec<ApiUserSummary>> {
+    async fn list_api_users(
+        &self,
+        search: Option<&str>,
+        stats_since: OffsetDateTime,
+    ) -> Result<Vec<ApiUserSummary>> {
         let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
         let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM api_users \
@@ -296,7 +333,8 @@ impl CredentialStore for SqliteStore {
         .fetch_all(&mut *conn)
         .await?
         {
-            let rule = IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))?;
+            let rule =
+                IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))?;
             rules.entry(user).or_default().push(rule);
         }
         let mut keys: HashMap<i64, Vec<KeyInfo>> = HashMap::new();
@@ -309,11 +347,12 @@ impl CredentialStore for SqliteStore {
             keys.entry(key.api_user_id).or_default().push(key.info());
         }
         // The first history row of the window; ids grow with time, so the rest follow it.
-        let first: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM api_history WHERE date_added >= ? ORDER BY date_added LIMIT 1")
-                .bind(ts(stats_since))
-                .fetch_optional(&mut *conn)
-                .await?;
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM api_history WHERE date_added >= ? ORDER BY date_added LIMIT 1",
+        )
+        .bind(ts(stats_since))
+        .fetch_optional(&mut *conn)
+        .await?;
         let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
         if let Some(first) = first {
             for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
@@ -331,8 +370,15 @@ impl CredentialStore for SqliteStore {
             .map(|row| {
                 let id = row.id;
                 let (calls_24h, refused_24h) = stats.get(&id).copied().unwrap_or_default();
-                let user = row.into_user(rules.remove(&id).unwrap_or_default(), keys.remove(&id).unwrap_or_default())?;
-                Ok(ApiUserSummary { user, calls_24h, refused_24h })
+                let user = row.into_user(
+                    rules.remove(&id).unwrap_or_default(),
+                    keys.remove(&id).unwrap_or_default(),
+                )?;
+                Ok(ApiUserSummary {
+                    user,
+                    calls_24h,
+                    refused_24h,
+                })
             })
             .collect()
     }
@@ -362,7 +408,10 @@ impl CredentialStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some(ips) = &changes.ips {
-            sqlx::query("DELETE FROM api_ip_rules WHERE api_user_id = ?").bind(id.0).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM api_ip_rules WHERE api_user_id = ?")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
             insert_rules(&mut tx, id.0, ips, now).await?;
         }
         // Disabling ends every session: enabling again must not bring them back.
@@ -375,8 +424,11 @@ impl CredentialStore for SqliteStore {
 
     async fn delete_api_user(&self, id: ApiUserId, audit: &AuditEntry) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let deleted =
-            sqlx::query("DELETE FROM api_users WHERE id = ?").bind(id.0).execute(&mut *tx).await?.rows_affected();
+        let deleted = sqlx::query("DELETE FROM api_users WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if deleted == 0 {
             return Err(StoreError::NotFound);
         }
@@ -429,7 +481,13 @@ impl CredentialStore for SqliteStore {
         Ok(new_id)
     }
 
-    async fn revoke_key(&self, key: ApiKeyId, reason: &str, now: OffsetDateTime, audit: &AuditEntry) -> Result<()> {
+    async fn revoke_key(
+        &self,
+        key: ApiKeyId,
+        reason: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(ts(now))
@@ -441,16 +499,24 @@ impl CredentialStore for SqliteStore {
         self.commit_credentials(tx).await
     }
 
-    async fn add_ip_rule(&self, id: ApiUserId, rule: &IpRule, now: OffsetDateTime, audit: &AuditEntry) -> Result<bool> {
+    async fn add_ip_rule(
+        &self,
+        id: ApiUserId,
+        rule: &IpRule,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         touch_user(&mut tx, id, now).await?;
-        let added = sqlx::query("INSERT OR IGNORE INTO api_ip_rules (api_user_id, rule, created_at) VALUES (?, ?, ?)")
-            .bind(id.0)
-            .bind(rule.to_string())
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let added = sqlx::query(
+            "INSERT OR IGNORE INTO api_ip_rules (api_user_id, rule, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(id.0)
+        .bind(rule.to_string())
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             > 0;
         if added {
             insert_audit(&mut tx, audit).await?;
@@ -483,11 +549,12 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM api_users WHERE id = ?")))
-                .bind(id.0)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM api_users WHERE id = ?"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.read)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let mut conn = self.read.acquire().await?;
         let ips = ip_rules(&mut conn, row.id).await?;
@@ -506,20 +573,22 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>> {
-        let row: Option<KeyRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?")))
-                .bind(hash.as_bytes())
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+        )))
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.read)
+        .await?;
         row.map(KeyRow::into_auth).transpose()
     }
 
     async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>> {
-        let row: Option<KeyRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?")))
-                .bind(id.0)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.read)
+        .await?;
         row.map(KeyRow::into_auth).transpose()
     }
 
@@ -552,7 +621,11 @@ impl CredentialStore for SqliteStore {
         row.map(SessionRow::into_record).transpose()
     }
 
-    async fn sessions(&self, id: ApiUserId, active_at: Option<OffsetDateTime>) -> Result<Vec<SessionRecord>> {
+    async fn sessions(
+        &self,
+        id: ApiUserId,
+        active_at: Option<OffsetDateTime>,
+    ) -> Result<Vec<SessionRecord>> {
         let rows: Vec<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE api_user_id = ?1 \
              AND (?2 IS NULL OR (revoked_at IS NULL AND expires_at > ?2 AND last_seen_at + idle_timeout_s * 1000000 > ?2)) \
@@ -623,11 +696,12 @@ impl CredentialStore for SqliteStore {
     }
 
     async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq")
-                .bind(seq)
-                .fetch_all(&self.read)
-                .await?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq",
+        )
+        .bind(seq)
+        .fetch_all(&self.read)
+        .await?;
         let last_seq = match rows.last() {
             Some((last, _)) => *last,
             None => sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM credential_changes")
@@ -652,7 +726,10 @@ impl CredentialStore for SqliteStore {
         .bind(day_ago)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(day_ago).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
         // Keep the last change so the sequence never restarts.
         sqlx::query(
             "DELETE FROM credential_changes WHERE changed_at < ? AND seq < (SELECT max(seq) FROM credential_changes)",

@@ -105,7 +105,9 @@ impl HistoryStore for SqliteStore {
         if let Some(before) = query.before_id {
             select.push(" AND id < ").push_bind(before);
         }
-        select.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit.clamp(1, 10_000)));
+        select
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(query.limit.clamp(1, 10_000)));
         let rows: Vec<HistoryRow> = select.build_query_as().fetch_all(&self.read).await?;
         Ok(rows.into_iter().map(HistoryRecord::from).collect())
     }

@@ -14,7 +14,9 @@ mod signal;
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;
 use signal::Signal;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +36,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Config(format!("bad SQLite URL `{url}`: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if options.sync_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .synchronous(if options.sync_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory")
@@ -63,8 +69,16 @@ impl SqliteStore {
                 .await
                 .map_err(|e| open_error(url, e))?
         };
-        let signal = if in_memory { Signal::in_process() } else { Signal::beside(base.get_filename())? };
-        Ok(Self { read, write, signal })
+        let signal = if in_memory {
+            Signal::in_process()
+        } else {
+            Signal::beside(base.get_filename())?
+        };
+        Ok(Self {
+            read,
+            write,
+            signal,
+        })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -106,7 +120,8 @@ pub(crate) fn ts_opt(t: Option<OffsetDateTime>) -> Option<i64> {
 }
 
 pub(crate) fn from_ts(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 pub(crate) fn from_ts_opt(us: Option<i64>) -> Option<OffsetDateTime> {
@@ -118,13 +133,17 @@ pub(crate) fn parse_col<T: FromStr>(value: &str, column: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    value.parse().map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    value
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 /// Maps a unique-constraint violation to a conflict on `field`.
 pub(crate) fn unique_violation(error: sqlx::Error, field: &str, message: &str) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::conflict(field, message),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::conflict(field, message)
+        }
         _ => error.into(),
     }
 }

@@ -18,7 +18,10 @@ pub struct Signal {
 
 impl Signal {
     pub fn in_process() -> Self {
-        Self { file: None, local: AtomicU64::new(0) }
+        Self {
+            file: None,
+            local: AtomicU64::new(0),
+        }
     }
 
     pub fn beside(db_path: &Path) -> Result<Self> {
@@ -30,8 +33,13 @@ impl Signal {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| StoreError::Config(format!("cannot open {}: {e}", Path::new(&path).display())))?;
-        Ok(Self { file: Some(file), local: AtomicU64::new(0) })
+            .map_err(|e| {
+                StoreError::Config(format!("cannot open {}: {e}", Path::new(&path).display()))
+            })?;
+        Ok(Self {
+            file: Some(file),
+            local: AtomicU64::new(0),
+        })
     }
 
     /// Moves the signal. Every process that changes credentials calls this after its commit.
@@ -50,7 +58,9 @@ impl Signal {
         let local = self.local.load(Ordering::SeqCst);
         let mut bytes = [0u8; 8];
         match &self.file {
-            Some(file) if file.read_exact_at(&mut bytes, 0).is_ok() => u64::from_le_bytes(bytes) ^ local.rotate_left(32),
+            Some(file) if file.read_exact_at(&mut bytes, 0).is_ok() => {
+                u64::from_le_bytes(bytes) ^ local.rotate_left(32)
+            }
             _ => local,
         }
     }

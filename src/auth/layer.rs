@@ -1,0 +1,85 @@
+//! The auth pipeline as one axum middleware, applied to every `/api/v1` route.
+
+use super::policy::{Access, Policy};
+use super::{Authenticator, ClientIp, HeaderProblem, Refusal, presented};
+use crate::domain::history::Outcome;
+use crate::history::CallInfo;
+use crate::http::error::ApiError;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AuthState {
+    pub auth: Arc<Authenticator>,
+    pub policy: Arc<Policy>,
+}
+
+static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+pub async fn pipeline(
+    State(state): State<AuthState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
+        return next.run(request).await;
+    };
+    let mut response = match state.policy.access(request.method(), &route) {
+        None | Some(Access::Public) => next.run(request).await,
+        Some(Access::Authenticated(need)) => {
+            let ip = request
+                .extensions()
+                .get::<ClientIp>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+            let credentials = presented(request.headers(), request.uri().query()).map_err(
+                |problem| match problem {
+                    HeaderProblem::Missing => ApiError::unauthorized(Outcome::MissingCredentials),
+                    HeaderProblem::Malformed => {
+                        ApiError::unauthorized(Outcome::MalformedCredentials)
+                    }
+                    HeaderProblem::SecretInQuery => ApiError::secret_in_query(),
+                },
+            );
+            let verdict = match credentials {
+                Ok(credentials) => state.auth.authenticate(&credentials, ip, need).await,
+                Err(error) => Err(Refusal::new(error)),
+            };
+            match verdict {
+                Ok(caller) => {
+                    let info = caller.call_info();
+                    let rate = caller.rate;
+                    request.extensions_mut().insert(caller);
+                    let mut response = next.run(request).await;
+                    let headers = response.headers_mut();
+                    headers.insert(LIMIT.clone(), HeaderValue::from(rate.limit_per_minute));
+                    headers.insert(REMAINING.clone(), HeaderValue::from(rate.remaining));
+                    headers.insert(RESET.clone(), HeaderValue::from(rate.reset_seconds));
+                    if response.extensions().get::<CallInfo>().is_none() {
+                        response.extensions_mut().insert(info);
+                    }
+                    response
+                }
+                Err(refusal) => {
+                    let mut response = refusal.error.into_response();
+                    response.extensions_mut().insert(refusal.info);
+                    response
+                }
+            }
+        }
+    };
+    let info = response
+        .extensions_mut()
+        .get_or_insert_default::<CallInfo>();
+    info.route.get_or_insert(route);
+    response
+}

@@ -1,0 +1,236 @@
+//! Rate limits per API user (GCRA, from governor) and throttling of failed logins.
+
+use crate::domain::ids::ApiUserId;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+type UserLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// Where a caller stands against its limit, for the `RateLimit-*` headers and `/me`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RateState {
+    pub limit_per_minute: u32,
+    pub remaining: u32,
+    /// Seconds until the full allowance is back.
+    pub reset_seconds: u64,
+}
+
+/// A refusal: retry after this many seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryAfter(pub u64);
+
+#[derive(Default)]
+pub struct RateLimits {
+    limiters: RwLock<HashMap<ApiUserId, (u32, Arc<UserLimiter>)>>,
+}
+
+impl RateLimits {
+    /// Counts one call of `user`, whose limit is `per_minute` calls (bursts up to that many).
+    pub fn check(&self, user: ApiUserId, per_minute: u32) -> Result<RateState, RetryAfter> {
+        let limiter = self.limiter(user, per_minute);
+        match limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Ok(RateState {
+                    limit_per_minute: per_minute,
+                    remaining,
+                    reset_seconds: reset_seconds(per_minute, remaining),
+                })
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(RetryAfter(
+                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                ))
+            }
+        }
+    }
+
+    fn limiter(&self, user: ApiUserId, per_minute: u32) -> Arc<UserLimiter> {
+        if let Some((limit, limiter)) = self
+            .limiters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&user)
+            && *limit == per_minute
+        {
+            return limiter.clone();
+        }
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        let limiter =
+            Arc::new(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>());
+        let mut map = self
+            .limiters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = map
+            .entry(user)
+            .or_insert_with(|| (per_minute, limiter.clone()));
+        if entry.0 != per_minute {
+            *entry = (per_minute, limiter);
+        }
+        entry.1.clone()
+    }
+
+    /// Forgets the limiters of deleted users.
+    pub fn forget(&self, user: ApiUserId) {
+        self.limiters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&user);
+    }
+}
+
+fn reset_seconds(per_minute: u32, remaining: u32) -> u64 {
+    let used = u64::from(per_minute.saturating_sub(remaining));
+    (used * 60).div_ceil(u64::from(per_minute.max(1)))
+}
+
+/// Failed logins, counted per address and per username. After the allowance is spent, every
+/// login attempt (right or wrong) waits, so guessing gains nothing.
+pub struct LoginThrottle {
+    by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    by_user: DefaultKeyedRateLimiter<String>,
+    blocked_ips: Mutex<HashMap<IpAddr, Instant>>,
+    blocked_users: Mutex<HashMap<String, Instant>>,
+}
+
+impl LoginThrottle {
+    pub fn new(failures_per_ip: u32, failures_per_user: u32) -> Self {
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            by_ip: RateLimiter::keyed(quota(failures_per_ip)),
+            by_user: RateLimiter::keyed(quota(failures_per_user)),
+            blocked_ips: Mutex::default(),
+            blocked_users: Mutex::default(),
+        }
+    }
+
+    /// Before checking credentials: is this address or username blocked?
+    pub fn check(&self, ip: IpAddr, username: &str) -> Result<(), RetryAfter> {
+        let now = Instant::now();
+        let wait = [
+            blocked_for(&self.blocked_ips, &ip, now),
+            blocked_for(&self.blocked_users, username, now),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match wait {
+            Some(wait) => Err(RetryAfter(wait.as_secs().max(1))),
+            None => Ok(()),
+        }
+    }
+
+    /// After a failed login.
+    pub fn failed(&self, ip: IpAddr, username: &str) {
+        let clock = DefaultClock::default();
+        if let Err(not_until) = self.by_ip.check_key(&ip) {
+            block(&self.blocked_ips, ip, not_until.wait_time_from(clock.now()));
+        }
+        let username = username.chars().take(64).collect::<String>();
+        if let Err(not_until) = self.by_user.check_key(&username) {
+            block(
+                &self.blocked_users,
+                username,
+                not_until.wait_time_from(clock.now()),
+            );
+        }
+    }
+
+    /// Drops state that no longer matters, so memory does not grow with every address seen.
+    pub fn tidy(&self) {
+        self.by_ip.retain_recent();
+        self.by_user.retain_recent();
+        let now = Instant::now();
+        self.blocked_ips
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, until| *until > now);
+        self.blocked_users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, until| *until > now);
+    }
+}
+
+fn blocked_for<K: Hash + Eq + std::borrow::Borrow<Q>, Q: Hash + Eq + ?Sized>(
+    map: &Mutex<HashMap<K, Instant>>,
+    key: &Q,
+    now: Instant,
+) -> Option<Duration> {
+    map.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(key)
+        .and_then(|until| until.checked_duration_since(now))
+}
+
+fn block<K: Hash + Eq>(map: &Mutex<HashMap<K, Instant>>, key: K, wait: Duration) {
+    map.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, Instant::now() + wait);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_over_the_limit_are_refused_with_a_retry_time() {
+        let limits = RateLimits::default();
+        let user = ApiUserId(1);
+        let first = limits.check(user, 3).expect("first call");
+        assert_eq!(first.remaining, 2);
+        assert!(limits.check(user, 3).is_ok());
+        assert!(limits.check(user, 3).is_ok());
+        let refused = limits.check(user, 3).expect_err("fourth call");
+        assert!((1..=20).contains(&refused.0), "{}", refused.0);
+        assert!(
+            limits.check(ApiUserId(2), 3).is_ok(),
+            "users have separate limits"
+        );
+    }
+
+    #[test]
+    fn a_changed_limit_takes_effect_at_once() {
+        let limits = RateLimits::default();
+        let user = ApiUserId(1);
+        assert!(limits.check(user, 1).is_ok());
+        assert!(limits.check(user, 1).is_err());
+        assert!(limits.check(user, 100).is_ok());
+    }
+
+    #[test]
+    fn failed_logins_block_the_address_and_the_username() {
+        let throttle = LoginThrottle::new(3, 100);
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(throttle.check(ip, "erp").is_ok());
+            throttle.failed(ip, "erp");
+        }
+        throttle.failed(ip, "erp");
+        assert!(
+            throttle.check(ip, "someone-else").is_err(),
+            "the address is blocked"
+        );
+        let other: IpAddr = "203.0.113.10".parse().expect("ip");
+        assert!(throttle.check(other, "someone-else").is_ok());
+
+        let throttle = LoginThrottle::new(100, 2);
+        for _ in 0..3 {
+            throttle.failed(ip, "erp");
+        }
+        assert!(
+            throttle.check(other, "erp").is_err(),
+            "the username is blocked from everywhere"
+        );
+    }
+}

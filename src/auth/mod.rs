@@ -1,0 +1,427 @@
+//! The auth pipeline: every form of credentials goes through `Authenticator::authenticate`,
+//! which checks, in the spec's order, credentials → status and expiry → IP → scope → rate limit.
+//! `layer` applies it to every `/api/v1` route; handlers receive the result as a `Caller`.
+
+mod cache;
+mod client_ip;
+mod headers;
+mod layer;
+mod limits;
+pub mod policy;
+mod usage;
+
+pub use client_ip::{ClientIp, TrustedProxies, resolve_client_ip};
+pub use headers::{HeaderProblem, Presented, presented};
+pub use layer::{AuthState, pipeline};
+pub use limits::{LoginThrottle, RateLimits, RateState, RetryAfter};
+pub use usage::UsageTracker;
+
+use crate::clock::SharedClock;
+use crate::domain::api_key::{self, KeyError};
+use crate::domain::api_user::{AuthKey, AuthUser, NewSession, Status};
+use crate::domain::history::Outcome;
+use crate::domain::ids::{ApiKeyId, SessionId};
+use crate::domain::ip_rule;
+use crate::domain::scope::Scope;
+use crate::domain::secret::{Secret, SecretHash};
+use crate::domain::token::{self, SessionToken};
+use crate::history::CallInfo;
+use crate::http::error::ApiError;
+use crate::store::{Db, StoreError};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use cache::{CachedSession, CredentialCache};
+use std::net::IpAddr;
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+/// What a route requires beyond valid credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Nothing,
+    Scope(Scope),
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: Arc<AuthUser>,
+    pub key_id: ApiKeyId,
+    pub key_hint: String,
+    pub key_expires_at: Option<OffsetDateTime>,
+    pub session: Option<SessionInfo>,
+    pub ip: IpAddr,
+    pub rate: RateState,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub hash: SecretHash,
+    pub expires_at: OffsetDateTime,
+    pub idle_timeout_s: i64,
+    pub idle_expires_at: OffsetDateTime,
+}
+
+impl Caller {
+    pub fn call_info(&self) -> CallInfo {
+        CallInfo {
+            api_user_id: Some(self.user.id),
+            username: Some(self.user.username.clone()),
+            key_hint: Some(self.key_hint.clone()),
+            session_id: self.session.map(|s| s.id),
+            route: None,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            tracing::error!(
+                "a handler asked for the caller on a route the auth pipeline does not guard"
+            );
+            ApiError::internal()
+        })
+    }
+}
+
+/// A refused call: the answer for the client and what the history should know.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub info: CallInfo,
+}
+
+impl Refusal {
+    fn new(error: ApiError) -> Self {
+        Self {
+            error,
+            info: CallInfo::default(),
+        }
+    }
+
+    fn about(
+        mut self,
+        user: Option<&AuthUser>,
+        username: Option<&str>,
+        key_hint: Option<String>,
+    ) -> Self {
+        self.info.api_user_id = user.map(|u| u.id);
+        self.info.username = user
+            .map(|u| u.username.clone())
+            .or_else(|| username.map(clip));
+        self.info.key_hint = key_hint;
+        self
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Self {
+        Self::new(error.into())
+    }
+}
+
+/// A presented username goes to the history as sent, but never longer than a real one could be.
+fn clip(username: &str) -> String {
+    username
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    pub idle_timeout: Duration,
+    pub lifetime: Duration,
+}
+
+pub struct Authenticator {
+    db: Db,
+    clock: SharedClock,
+    cache: CredentialCache,
+    limits: RateLimits,
+    throttle: LoginThrottle,
+    usage: UsageTracker,
+    sessions: SessionSettings,
+}
+
+/// A successful login.
+#[derive(Debug)]
+pub struct Login {
+    pub caller: Caller,
+    pub token: SessionToken,
+    pub expires_at: OffsetDateTime,
+    pub idle_timeout_s: i64,
+}
+
+impl Authenticator {
+    pub async fn new(
+        db: Db,
+        clock: SharedClock,
+        sessions: SessionSettings,
+        throttle: LoginThrottle,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            cache: CredentialCache::new(db.clone()).await?,
+            db,
+            clock,
+            limits: RateLimits::default(),
+            throttle,
+            usage: UsageTracker::default(),
+            sessions,
+        })
+    }
+
+    pub fn usage(&self) -> &UsageTracker {
+        &self.usage
+    }
+
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    /// Picks up changes from the change log (run every second as a safety net).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.cache.sync().await
+    }
+
+    pub async fn authenticate(
+        &self,
+        presented: &Presented,
+        ip: IpAddr,
+        need: Need,
+    ) -> Result<Caller, Refusal> {
+        self.cache.ensure_fresh().await?;
+        let now = self.clock.now();
+        let (user, key, session) = match presented {
+            Presented::Key { username, key } => {
+                let (user, key) = self.check_key(username.as_deref(), key, now).await?;
+                (user, key, None)
+            }
+            Presented::Token(token) => {
+                let (user, session) = self.check_token(token, now).await?;
+                (user, session.key.clone(), Some(session))
+            }
+        };
+        let refuse =
+            |error: ApiError| Refusal::new(error).about(Some(&user), None, Some(key.hint.clone()));
+        if !ip_rule::allows(&user.ips, ip) {
+            return Err(refuse(ApiError::ip_not_allowed(ip)));
+        }
+        if let Need::Scope(scope) = need
+            && !user.scopes.allows(scope)
+        {
+            return Err(refuse(ApiError::insufficient_scope(scope)));
+        }
+        let rate = self
+            .limits
+            .check(user.id, user.rate_limit_per_minute)
+            .map_err(|retry| refuse(ApiError::rate_limited(user.rate_limit_per_minute, retry.0)))?;
+        let session = session.map(|s| {
+            s.seen(now);
+            SessionInfo {
+                id: s.record.id,
+                hash: s.record.token_hash,
+                expires_at: s.record.expires_at,
+                idle_timeout_s: s.record.idle_timeout_s,
+                idle_expires_at: now + Duration::seconds(s.record.idle_timeout_s),
+            }
+        });
+        self.usage.touch(user.id, ip, session.map(|s| s.id), now);
+        Ok(Caller {
+            key_id: key.id,
+            key_hint: key.hint.clone(),
+            key_expires_at: key.expires_at,
+            user,
+            session,
+            ip,
+            rate,
+        })
+    }
+
+    async fn check_key(
+        &self,
+        username: Option<&str>,
+        key: &Secret,
+        now: OffsetDateTime,
+    ) -> Result<(Arc<AuthUser>, Arc<AuthKey>), Refusal> {
+        let hint = Some(api_key::hint(key.expose()));
+        let named = match username {
+            Some(name) => self.db.auth_user_by_name(name).await?,
+            None => None,
+        };
+        let refuse = |outcome: Outcome, user: Option<&AuthUser>| {
+            Refusal::new(ApiError::unauthorized(outcome)).about(user, username, hint.clone())
+        };
+        // Refused without a lookup: typos and truncations never reach the database.
+        match api_key::inspect(key.expose()) {
+            Ok(_) => {}
+            Err(KeyError::Checksum) => return Err(refuse(Outcome::BadChecksum, named.as_ref())),
+            Err(_) => return Err(refuse(Outcome::MalformedCredentials, named.as_ref())),
+        }
+        let Some(found) = self.cache.key(&SecretHash::of(key.expose())).await? else {
+            return Err(match (username, &named) {
+                (Some(_), Some(user)) => refuse(Outcome::WrongKey, Some(user)),
+                (Some(_), None) => refuse(Outcome::UnknownUser, None),
+                (None, _) => refuse(Outcome::UnknownKey, None),
+            });
+        };
+        let Some(user) = self.cache.user(found.api_user_id).await? else {
+            return Err(refuse(Outcome::UnknownKey, None));
+        };
+        if let Some(name) = username
+            && name != user.username
+        {
+            return Err(match &named {
+                Some(other) => refuse(Outcome::WrongKey, Some(other)),
+                None => refuse(Outcome::UnknownUser, None),
+            });
+        }
+        let refuse = |outcome| {
+            Refusal::new(ApiError::unauthorized(outcome)).about(
+                Some(&user),
+                None,
+                Some(found.hint.clone()),
+            )
+        };
+        if user.status == Status::Disabled {
+            return Err(refuse(Outcome::DisabledUser));
+        }
+        if found.revoked_at.is_some() {
+            return Err(refuse(Outcome::RevokedKey));
+        }
+        if found.is_expired(now) {
+            return Err(refuse(Outcome::ExpiredKey));
+        }
+        Ok((user, found))
+    }
+
+    async fn check_token(
+        &self,
+        token: &Secret,
+        now: OffsetDateTime,
+    ) -> Result<(Arc<AuthUser>, Arc<CachedSession>), Refusal> {
+        let unknown = || Refusal::new(ApiError::unauthorized(Outcome::UnknownToken));
+        if !token::is_well_formed(token.expose()) {
+            return Err(unknown());
+        }
+        let hash = SecretHash::of(token.expose());
+        let Some(session) = self
+            .cache
+            .session(&hash, |id| self.usage.session_seen(id))
+            .await?
+        else {
+            return Err(unknown());
+        };
+        let user = self.cache.user(session.record.api_user_id).await?;
+        let hint = Some(session.key.hint.clone());
+        let refuse = |outcome| {
+            let mut refusal = Refusal::new(ApiError::unauthorized(outcome)).about(
+                user.as_deref(),
+                None,
+                hint.clone(),
+            );
+            refusal.info.session_id = Some(session.record.id);
+            refusal
+        };
+        let Some(user) = user.clone() else {
+            return Err(refuse(Outcome::RevokedToken));
+        };
+        if session.record.revoked_at.is_some() {
+            return Err(refuse(Outcome::RevokedToken));
+        }
+        let idle_until = session.last_seen() + Duration::seconds(session.record.idle_timeout_s);
+        if session.record.expires_at <= now || idle_until <= now {
+            return Err(refuse(Outcome::ExpiredToken));
+        }
+        if user.status == Status::Disabled {
+            return Err(refuse(Outcome::DisabledUser));
+        }
+        if session.key.revoked_at.is_some() {
+            return Err(refuse(Outcome::RevokedKey));
+        }
+        if session.key.is_expired(now) {
+            return Err(refuse(Outcome::ExpiredKey));
+        }
+        Ok((user, session))
+    }
+
+    /// `POST /api/v1/login`: the same checks as any call, then a new session.
+    pub async fn login(&self, username: &str, key: Secret, ip: IpAddr) -> Result<Login, Refusal> {
+        if let Err(retry) = self.throttle.check(ip, username) {
+            return Err(Refusal::new(ApiError::login_throttled(retry.0)).about(
+                None,
+                Some(username),
+                None,
+            ));
+        }
+        let presented = Presented::Key {
+            username: Some(username.to_owned()),
+            key,
+        };
+        let caller = match self.authenticate(&presented, ip, Need::Nothing).await {
+            Ok(caller) => caller,
+            Err(refusal) => {
+                if refusal.error.status() == axum::http::StatusCode::UNAUTHORIZED {
+                    self.throttle.failed(ip, username);
+                }
+                return Err(refusal);
+            }
+        };
+        let now = self.clock.now();
+        let lifetime_end = now + self.sessions.lifetime;
+        let expires_at = match caller.key_expires_at {
+            Some(key_end) => key_end.min(lifetime_end),
+            None => lifetime_end,
+        };
+        let token = SessionToken::generate();
+        let idle_timeout_s = self.sessions.idle_timeout.whole_seconds();
+        let new = NewSession {
+            api_user_id: caller.user.id,
+            api_key_id: caller.key_id,
+            token_hash: token.hash(),
+            ip,
+            created_at: now,
+            idle_timeout_s,
+            expires_at,
+        };
+        let id = self.db.create_session(&new).await.map_err(|e| {
+            let mut refusal = Refusal::from(e);
+            refusal.info = caller.call_info();
+            refusal
+        })?;
+        let mut caller = caller;
+        caller.session = Some(SessionInfo {
+            id,
+            hash: new.token_hash,
+            expires_at,
+            idle_timeout_s,
+            idle_expires_at: now + self.sessions.idle_timeout,
+        });
+        Ok(Login {
+            caller,
+            token,
+            expires_at,
+            idle_timeout_s,
+        })
+    }
+
+    /// Ends the caller's session.
+    pub async fn logout(&self, caller: &Caller) -> Result<(), ApiError> {
+        let Some(session) = caller.session else {
+            return Err(ApiError::bad_request(
+                "This call used a key, not a session token: there is no session to end. \
+                 Log out with the token that /api/v1/login returned.",
+            ));
+        };
+        self.db
+            .revoke_sessions(caller.user.id, Some(session.id), self.clock.now(), None)
+            .await?;
+        self.cache.forget_session(&session.hash);
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! `keyward api …`: API users, their keys, IP rules, scopes, history and sessions.
+
+use super::CliError;
+use super::output::Output;
+use crate::clock::SystemClock;
+use crate::credentials::{CreateApiUser, Credentials, KeySource};
+use crate::domain::admin::Actor;
+use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN};
+use crate::domain::api_user::{Environment, Status};
+use crate::domain::duration::HumanDuration;
+use crate::domain::history::{HistoryQuery, OutcomeFilter};
+use crate::domain::ids::SessionId;
+use crate::store::Db;
+use clap::Subcommand;
+use std::io::BufRead;
+use std::sync::Arc;
+use time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Create an API user and print its key (shown once)
+    Create(CreateArgs),
+    /// List API users
+    List {
+        /// Only users whose username or description contains this text
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show one API user: settings, IP rules, keys (hints only), warnings
+    Show { name: String },
+    /// Let the user's credentials work again
+    Enable { name: String },
+    /// Refuse the user's credentials from the next request on, and end its sessions
+    Disable { name: String },
+    /// Delete the user, its keys and sessions (its history stays)
+    Delete { name: String },
+    /// Issue a new key and print it once; without --grace the old key stops at once
+    Rotate(RotateArgs),
+    /// Add or remove IP rules
+    #[command(subcommand)]
+    Ip(IpCommand),
+    /// Set the scopes (replaces the list; none clears it)
+    Scopes {
+        name: String,
+        #[arg(value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// Show the user's API history, newest first
+    History {
+        name: String,
+        /// Rows to show
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// ok, refused, or one refusal reason such as wrong_key or ip_not_allowed
+        #[arg(long, value_name = "ok|refused|REASON")]
+        outcome: Option<OutcomeFilter>,
+    },
+    /// List open sessions, or revoke them
+    Sessions {
+        name: String,
+        /// End this session
+        #[arg(long, value_name = "ID", conflicts_with = "revoke_all")]
+        revoke: Option<i64>,
+        /// End every session of the user
+        #[arg(long)]
+        revoke_all: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    username: String,
+    /// An allowed address, CIDR block, a.b.c.* wildcard, or * (repeatable)
+    #[arg(long = "ip", value_name = "RULE")]
+    ips: Vec<String>,
+    /// A scope such as products:read or orders:write (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+    #[arg(long, default_value = "production")]
+    environment: Environment,
+    /// Length of the generated key (64-256)
+    #[arg(long, default_value_t = DEFAULT_KEY_LEN)]
+    key_length: usize,
+    /// Import an existing key read from stdin instead of generating one
+    #[arg(long, conflicts_with = "key_length")]
+    key_stdin: bool,
+    /// The key stops working after this long, such as 90d
+    #[arg(long, value_name = "DURATION")]
+    expires: Option<HumanDuration>,
+    /// Calls per minute
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// A management key: may hold the api_users:* scopes
+    #[arg(long)]
+    management: bool,
+    /// Create the user disabled
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    name: String,
+    /// How long the old key keeps working, such as 1h, 24h or 7d (never past its own expiry)
+    #[arg(long, value_name = "DURATION")]
+    grace: Option<HumanDuration>,
+    /// Length of the new key (64-256)
+    #[arg(long, default_value_t = DEFAULT_KEY_LEN)]
+    key_length: usize,
+    /// Import the new key from stdin instead of generating one
+    #[arg(long, conflicts_with = "key_length")]
+    key_stdin: bool,
+    /// The new key stops working after this long
+    #[arg(long, value_name = "DURATION")]
+    expires: Option<HumanDuration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpCommand {
+    /// Allow an address, CIDR block, a.b.c.* wildcard, or * (everyone)
+    Add { name: String, rule: String },
+    /// Remove a rule
+    Remove { name: String, rule: String },
+}
+
+fn key_source(from_stdin: bool, length: usize) -> Result<KeySource, CliError> {
+    if !from_stdin {
+        return Ok(KeySource::Generate { length });
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("cannot read the key from stdin: {e}")))?;
+    let key = ApiKey::import(line.trim_end_matches(['\n', '\r']))
+        .map_err(|e| CliError::Invalid(format!("key: {e}")))?;
+    Ok(KeySource::Import(key))
+}
+
+pub async fn run(command: ApiCommand, db: &Db, out: &Output) -> Result<(), CliError> {
+    let credentials = Credentials::new(db.clone(), Arc::new(SystemClock));
+    let actor = Actor::cli();
+    let result = execute(command, &credentials, &actor, out).await;
+    db.close().await;
+    result
+}
+
+async fn execute(
+    command: ApiCommand,
+    credentials: &Credentials,
+    actor: &Actor,
+    out: &Output,
+) -> Result<(), CliError> {
+    match command {
+        ApiCommand::Create(args) => {
+            let request = CreateApiUser {
+                key: key_source(args.key_stdin, args.key_length)?,
+                username: args.username,
+                description: args.description,
+                environment: args.environment,
+                status: if args.disabled {
+                    Status::Disabled
+                } else {
+                    Status::Enabled
+                },
+                scopes: args.scopes,
+                ips: args.ips,
+                rate_limit_per_minute: args.rate_limit,
+                management: args.management,
+                expires_in: args.expires.map(|d| d.0),
+            };
+            let issued = credentials.create(actor, request).await?;
+            out.issued_key("Created", &issued, credentials.now());
+        }
+        ApiCommand::List { search } => out.user_list(
+            &credentials.list(search.as_deref()).await?,
+            credentials.now(),
+        ),
+        ApiCommand::Show { name } => out.user(&credentials.get(&name).await?, credentials.now()),
+        ApiCommand::Enable { name } => {
+            let user = credentials
+                .set_status(actor, &name, Status::Enabled)
+                .await?;
+            out.done(&format!("Enabled {name}."), &user);
+        }
+        ApiCommand::Disable { name } => {
+            let user = credentials
+                .set_status(actor, &name, Status::Disabled)
+                .await?;
+            out.done(&format!("Disabled {name}: its key is refused from the next request on, its sessions are ended."), &user);
+        }
+        ApiCommand::Delete { name } => {
+            let user = credentials.delete(actor, &name).await?;
+            out.done(
+                &format!("Deleted {name}, its keys and sessions. Its history is kept."),
+                &user,
+            );
+        }
+        ApiCommand::Rotate(args) => {
+            let grace = args.grace.map_or(Duration::ZERO, |g| g.0);
+            let key = key_source(args.key_stdin, args.key_length)?;
+            let issued = credentials
+                .rotate(actor, &args.name, grace, key, args.expires.map(|d| d.0))
+                .await?;
+            let verb = if grace == Duration::ZERO {
+                "Rotated (the old key stopped at once)".to_owned()
+            } else {
+                format!(
+                    "Rotated (the old key works for {} more)",
+                    HumanDuration(grace)
+                )
+            };
+            out.issued_key(&verb, &issued, credentials.now());
+        }
+        ApiCommand::Ip(IpCommand::Add { name, rule }) => {
+            let (user, added) = credentials.add_ip(actor, &name, &rule).await?;
+            let message = if added {
+                format!("Added {rule} to {name}.")
+            } else {
+                format!("{rule} was already on {name}'s list.")
+            };
+            out.done(&message, &user);
+        }
+        ApiCommand::Ip(IpCommand::Remove { name, rule }) => {
+            let (user, removed) = credentials.remove_ip(actor, &name, &rule).await?;
+            if !removed {
+                return Err(CliError::NotFound(format!(
+                    "{rule} is not on {name}'s IP list"
+                )));
+            }
+            out.done(&format!("Removed {rule} from {name}."), &user);
+        }
+        ApiCommand::Scopes { name, scopes } => {
+            let user = credentials.set_scopes(actor, &name, scopes).await?;
+            out.done(&format!("Set the scopes of {name}."), &user);
+        }
+        ApiCommand::History {
+            name,
+            limit,
+            outcome,
+        } => {
+            let query = HistoryQuery {
+                outcome,
+                limit,
+                ..HistoryQuery::default()
+            };
+            out.history(&credentials.history(&name, query).await?);
+        }
+        ApiCommand::Sessions {
+            name,
+            revoke,
+            revoke_all,
+        } => {
+            if revoke.is_some() || revoke_all {
+                let revoked = credentials
+                    .revoke_sessions(actor, &name, revoke.map(SessionId))
+                    .await?;
+                out.revoked(revoked);
+            } else {
+                out.sessions(&credentials.sessions(&name, true).await?);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! The command line. `main.rs` only calls `run`; each command is a function over the same
+//! services the server uses, against the database named by `--database-url`.
+
+mod admin;
+mod api;
+mod output;
+mod serve;
+
+use crate::config::{Config, FileConfig, Overrides};
+use crate::credentials::ServiceError;
+use crate::credentials::admins::AdminError;
+use crate::domain::duration::HumanDuration;
+use crate::store::{self, ConnectOptions, Db, StoreError};
+use clap::{Parser, Subcommand};
+use output::Output;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward",
+    version,
+    about = "The integration API of an online store, built around its API credentials"
+)]
+pub struct Cli {
+    /// Database: sqlite://PATH (the default is sqlite://keyward.db)
+    #[arg(long, global = true, env = "KEYWARD_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+    /// Machine-readable output on stdout; errors as JSON on stderr
+    #[arg(long, global = true)]
+    json: bool,
+    /// Configuration file (default: ./keyward.toml when it exists)
+    #[arg(long, global = true, env = "KEYWARD_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server
+    Serve(serve::ServeArgs),
+    /// Manage API users, their keys, IP rules, scopes, history and sessions
+    #[command(subcommand)]
+    Api(api::ApiCommand),
+    /// Manage admin users of the console
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Work on the API history
+    #[command(subcommand)]
+    History(HistoryCommand),
+    /// Print the configuration in effect (flags > environment > keyward.toml > defaults)
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Delete history rows older than the retention (or --older-than)
+    Prune {
+        /// Age past which rows go, such as 90d (default: the configured retention)
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<HumanDuration>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+/// What went wrong, for stderr and the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Usage(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::Invalid(_) => "invalid",
+            Self::Conflict(_) => "conflict",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound("not found".to_owned()),
+            StoreError::Conflict { message, .. } => Self::Conflict(message),
+            StoreError::Invalid(details) => {
+                Self::Invalid(ServiceError::Invalid(details).to_string())
+            }
+            StoreError::Config(message) => Self::Usage(message),
+            other => Self::Failed(error_chain(&other)),
+        }
+    }
+}
+
+impl From<ServiceError> for CliError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NoSuchUser(_) => Self::NotFound(error.to_string()),
+            ServiceError::Invalid(_) => Self::Invalid(error.to_string()),
+            ServiceError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<AdminError> for CliError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NoSuchAdmin(_) => Self::NotFound(error.to_string()),
+            AdminError::Store(store) => store.into(),
+            other => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Parses the command line, runs the command, and returns the process's exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return out.fail(&CliError::Failed(format!(
+                "cannot start the async runtime: {error}"
+            )));
+        }
+    };
+    match runtime.block_on(dispatch(cli, &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => out.fail(&error),
+    }
+}
+
+fn load_config(
+    cli_database_url: Option<String>,
+    config: Option<&std::path::Path>,
+    overrides: Overrides,
+) -> Result<Config, CliError> {
+    let file = FileConfig::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    Config::resolve(cli_database_url, overrides, file).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+async fn open(config: &Config) -> Result<Db, CliError> {
+    let options = ConnectOptions {
+        sync_full: config.sync_full,
+        max_connections: 2,
+    };
+    Ok(store::connect(&config.database_url, &options).await?)
+}
+
+async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = load_config(
+                cli.database_url,
+                cli.config.as_deref(),
+                args.overrides.clone(),
+            )?;
+            serve::run(config, args.demo, out).await
+        }
+        Command::Config(args) => {
+            let config = load_config(cli.database_url, cli.config.as_deref(), args.overrides)?;
+            out.config(&config);
+            Ok(())
+        }
+        Command::Api(command) => {
+            let config = load_config(
+                cli.database_url,
+                cli.config.as_deref(),
+                Overrides::default(),
+            )?;
+            crate::telemetry::init(config.log_format, "warn");
+            api::run(command, &open(&config).await?, out).await
+        }
+        Command::Admin(command) => {
+            let config = load_config(
+                cli.database_url,
+                cli.config.as_deref(),
+                Overrides::default(),
+            )?;
+            crate::telemetry::init(config.log_format, "warn");
+            admin::run(command, &open(&config).await?, out).await
+        }
+        Command::History(HistoryCommand::Prune { older_than }) => {
+            let config = load_config(
+                cli.database_url,
+                cli.config.as_deref(),
+                Overrides::default(),
+            )?;
+            crate::telemetry::init(config.log_format, "warn");
+            let db = open(&config).await?;
+            let age = older_than.unwrap_or(config.history_retention);
+            let cutoff = time::OffsetDateTime::now_utc() - age.0;
+            let rows = db.prune_history(cutoff).await?;
+            db.close().await;
+            out.pruned(rows, age);
+            Ok(())
+        }
+    }
+}

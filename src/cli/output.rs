@@ -1,0 +1,333 @@
+//! What commands print: aligned text for people, JSON for scripts (`--json`). Errors go to
+//! stderr either way.
+
+use super::CliError;
+use crate::config::Config;
+use crate::credentials::IssuedKey;
+use crate::domain::admin::AdminUser;
+use crate::domain::api_user::{ApiUser, ApiUserSummary, SessionRecord};
+use crate::domain::duration::HumanDuration;
+use crate::domain::history::HistoryRecord;
+use serde_json::json;
+use std::process::ExitCode;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub struct Output {
+    json: bool,
+}
+
+fn when(t: Option<OffsetDateTime>) -> String {
+    t.and_then(|t| t.replace_millisecond(0).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "never".to_owned())
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(error) => eprintln!("cannot write JSON: {error}"),
+    }
+}
+
+/// Prints rows in columns as wide as their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}", width = *width))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn fail(&self, error: &CliError) -> ExitCode {
+        if self.json {
+            eprintln!(
+                "{}",
+                json!({ "error": { "code": error.code(), "message": error.to_string() } })
+            );
+        } else {
+            eprintln!("error: {error}");
+        }
+        match error {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::NotFound(_) => ExitCode::from(3),
+            _ => ExitCode::from(1),
+        }
+    }
+
+    pub fn message(&self, text: &str) {
+        if self.json {
+            print_json(&json!({ "ok": true, "message": text }));
+        } else {
+            println!("{text}");
+        }
+    }
+
+    pub fn issued_key(&self, verb: &str, issued: &IssuedKey, now: OffsetDateTime) {
+        let key = issued.key.expose();
+        if self.json {
+            print_json(
+                &json!({ "username": issued.user.username, "key": key, "api_user": issued.user }),
+            );
+            return;
+        }
+        println!("{verb} API user {}.", issued.user.username);
+        println!();
+        println!("Key (shown once; store it in a secrets manager now, it cannot be shown again):");
+        println!();
+        println!("    {key}");
+        println!();
+        for warning in issued.user.warnings(now) {
+            println!("warning: {warning}");
+        }
+    }
+
+    pub fn done(&self, message: &str, user: &ApiUser) {
+        if self.json {
+            print_json(&json!({ "ok": true, "message": message, "api_user": user }));
+        } else {
+            println!("{message}");
+        }
+    }
+
+    pub fn user_list(&self, users: &[ApiUserSummary], now: OffsetDateTime) {
+        if self.json {
+            print_json(&users);
+            return;
+        }
+        if users.is_empty() {
+            println!(
+                "No API users yet. Create one with: keyward api create --username NAME --ip ADDRESS --scope SCOPE"
+            );
+            return;
+        }
+        let rows: Vec<Vec<String>> = users
+            .iter()
+            .map(|s| {
+                let u = &s.user;
+                vec![
+                    u.username.clone(),
+                    u.status.to_string(),
+                    u.environment.to_string(),
+                    if u.ips.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        u.ips
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
+                    if u.scopes.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        u.scopes.to_string().replace(' ', ",")
+                    },
+                    u.current_key(now)
+                        .map_or_else(|| "(no live key)".to_owned(), |k| k.hint.clone()),
+                    when(u.last_used_at),
+                    format!("{}/{}", s.calls_24h, s.refused_24h),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "USERNAME",
+                "STATUS",
+                "ENV",
+                "IPS",
+                "SCOPES",
+                "KEY",
+                "LAST USED",
+                "24H CALLS/REFUSED",
+            ],
+            &rows,
+        );
+    }
+
+    pub fn user(&self, user: &ApiUser, now: OffsetDateTime) {
+        if self.json {
+            print_json(user);
+            return;
+        }
+        let rows = [
+            ("Username", user.username.clone()),
+            ("Description", user.description.clone()),
+            ("Environment", user.environment.to_string()),
+            ("Status", user.status.to_string()),
+            (
+                "Scopes",
+                if user.scopes.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    user.scopes.to_string()
+                },
+            ),
+            (
+                "Rate limit",
+                format!("{} calls/minute", user.rate_limit_per_minute),
+            ),
+            (
+                "Management key",
+                if user.management { "yes" } else { "no" }.to_owned(),
+            ),
+            (
+                "IP rules",
+                if user.ips.is_empty() {
+                    "(none: no address may call)".to_owned()
+                } else {
+                    user.ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+            (
+                "Last used",
+                format!(
+                    "{} from {}",
+                    when(user.last_used_at),
+                    user.last_used_ip.as_deref().unwrap_or("-")
+                ),
+            ),
+            ("Created", when(Some(user.created_at))),
+        ];
+        for (label, value) in rows {
+            println!("{label:<15} {value}");
+        }
+        println!();
+        let keys: Vec<Vec<String>> = user
+            .keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.hint.clone(),
+                    k.state(now).to_owned(),
+                    when(Some(k.created_at)),
+                    k.expires_at
+                        .map_or_else(|| "-".to_owned(), |t| when(Some(t))),
+                    k.revoked_reason.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["KEY", "STATE", "CREATED", "EXPIRES", "REVOKED"], &keys);
+        let warnings = user.warnings(now);
+        if !warnings.is_empty() {
+            println!();
+            for warning in warnings {
+                println!("warning: {warning}");
+            }
+        }
+    }
+
+    pub fn history(&self, rows: &[HistoryRecord]) {
+        if self.json {
+            print_json(&rows);
+            return;
+        }
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    when(Some(r.date_added)),
+                    r.call.clone(),
+                    r.ip.clone(),
+                    r.status.to_string(),
+                    r.outcome.clone(),
+                    format!("{:.1} ms", r.duration_ms),
+                    r.request_id.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "DATE ADDED",
+                "CALL",
+                "IP",
+                "STATUS",
+                "OUTCOME",
+                "DURATION",
+                "REQUEST ID",
+            ],
+            &rows,
+        );
+    }
+
+    pub fn sessions(&self, sessions: &[SessionRecord]) {
+        if self.json {
+            print_json(&sessions);
+            return;
+        }
+        if sessions.is_empty() {
+            println!("No open sessions.");
+            return;
+        }
+        let rows: Vec<Vec<String>> = sessions
+            .iter()
+            .map(|s| {
+                vec![
+                    s.id.to_string(),
+                    s.ip.clone(),
+                    when(Some(s.created_at)),
+                    when(Some(s.last_seen_at)),
+                    when(Some(s.expires_at)),
+                ]
+            })
+            .collect();
+        table(&["ID", "IP", "CREATED", "LAST SEEN", "EXPIRES"], &rows);
+    }
+
+    pub fn revoked(&self, count: u64) {
+        if self.json {
+            print_json(&json!({ "revoked": count }));
+        } else {
+            println!("Ended {count} session(s).");
+        }
+    }
+
+    pub fn admin_created(&self, admin: &AdminUser) {
+        if self.json {
+            print_json(admin);
+        } else {
+            println!("Created admin user {} ({}).", admin.username, admin.role);
+        }
+    }
+
+    pub fn pruned(&self, rows: u64, age: HumanDuration) {
+        if self.json {
+            print_json(&json!({ "deleted": rows, "older_than": age }));
+        } else {
+            println!("Deleted {rows} history row(s) older than {age}.");
+        }
+    }
+
+    pub fn config(&self, config: &Config) {
+        if self.json {
+            print_json(config);
+            return;
+        }
+        match toml::to_string(config) {
+            Ok(text) => print!("{text}"),
+            Err(error) => eprintln!("cannot print the configuration: {error}"),
+        }
+    }
+}

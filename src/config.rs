@@ -1,0 +1,300 @@
+//! One typed configuration. Each setting comes from the first of: a command-line flag, a
+//! `KEYWARD_*` environment variable (clap reads both), `keyward.toml`, the default.
+
+use crate::domain::duration::HumanDuration;
+use crate::domain::secret::Secret;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://keyward.db";
+pub const DEFAULT_CONFIG_FILE: &str = "keyward.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings in effect.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub history_retention: HumanDuration,
+    pub session_idle_timeout: HumanDuration,
+    pub session_lifetime: HumanDuration,
+    /// Wait for the disk on every commit (survives power loss), not only for the OS.
+    pub sync_full: bool,
+    pub max_body_bytes: usize,
+    pub request_timeout: HumanDuration,
+    pub login_failures_per_ip: u32,
+    pub login_failures_per_username: u32,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// The first admin's password; otherwise a random one is printed once.
+    #[serde(skip)]
+    pub admin_password: Option<Secret>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxies: Vec::new(),
+            history_retention: HumanDuration(time::Duration::days(90)),
+            session_idle_timeout: HumanDuration(time::Duration::hours(1)),
+            session_lifetime: HumanDuration(time::Duration::hours(24)),
+            sync_full: false,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: HumanDuration(time::Duration::seconds(30)),
+            login_failures_per_ip: 20,
+            login_failures_per_username: 10,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            admin_password: None,
+        }
+    }
+}
+
+/// Settings from flags and environment; `None` where neither gave one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on
+    #[arg(long, env = "KEYWARD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Proxies whose Forwarded / X-Forwarded-For headers are believed (CIDR, repeatable)
+    #[arg(
+        long = "trusted-proxy",
+        env = "KEYWARD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    /// How long the API history is kept
+    #[arg(long, env = "KEYWARD_HISTORY_RETENTION", value_name = "DURATION")]
+    pub history_retention: Option<HumanDuration>,
+    /// A session ends after this long without a call
+    #[arg(long, env = "KEYWARD_SESSION_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub session_idle_timeout: Option<HumanDuration>,
+    /// A session ends this long after login, used or not
+    #[arg(long, env = "KEYWARD_SESSION_LIFETIME", value_name = "DURATION")]
+    pub session_lifetime: Option<HumanDuration>,
+    /// Wait for the disk on every commit (survives power loss; slower)
+    #[arg(long, env = "KEYWARD_SYNC_FULL", value_name = "BOOL")]
+    pub sync_full: Option<bool>,
+    /// Largest request body accepted, in bytes
+    #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest a request may take
+    #[arg(long, env = "KEYWARD_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<HumanDuration>,
+    /// Failed logins per minute from one address before it must wait
+    #[arg(long, env = "KEYWARD_LOGIN_FAILURES_PER_IP", value_name = "N")]
+    pub login_failures_per_ip: Option<u32>,
+    /// Failed logins per minute for one username before it must wait
+    #[arg(long, env = "KEYWARD_LOGIN_FAILURES_PER_USERNAME", value_name = "N")]
+    pub login_failures_per_username: Option<u32>,
+    /// Log format
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log level or filter (info, debug, keyward=debug,sqlx=warn)
+    #[arg(long, env = "KEYWARD_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// `keyward.toml`: every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    pub history_retention: Option<HumanDuration>,
+    pub session_idle_timeout: Option<HumanDuration>,
+    pub session_lifetime: Option<HumanDuration>,
+    pub sync_full: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout: Option<HumanDuration>,
+    pub login_failures_per_ip: Option<u32>,
+    pub login_failures_per_username: Option<u32>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    /// Reads `path`, or `keyward.toml` in the working directory when it exists.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path,
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Config {
+    /// Merges the sources: `database_url` and `overrides` (flags and environment) first,
+    /// then the file, then the defaults.
+    pub fn resolve(
+        database_url: Option<String>,
+        overrides: Overrides,
+        file: FileConfig,
+    ) -> Result<Self, ConfigError> {
+        let d = Config::default();
+        let config = Config {
+            database_url: database_url.or(file.database_url).unwrap_or(d.database_url),
+            listen: overrides.listen.or(file.listen).unwrap_or(d.listen),
+            trusted_proxies: overrides
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or(d.trusted_proxies),
+            history_retention: overrides
+                .history_retention
+                .or(file.history_retention)
+                .unwrap_or(d.history_retention),
+            session_idle_timeout: overrides
+                .session_idle_timeout
+                .or(file.session_idle_timeout)
+                .unwrap_or(d.session_idle_timeout),
+            session_lifetime: overrides
+                .session_lifetime
+                .or(file.session_lifetime)
+                .unwrap_or(d.session_lifetime),
+            sync_full: overrides
+                .sync_full
+                .or(file.sync_full)
+                .unwrap_or(d.sync_full),
+            max_body_bytes: overrides
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(d.max_body_bytes),
+            request_timeout: overrides
+                .request_timeout
+                .or(file.request_timeout)
+                .unwrap_or(d.request_timeout),
+            login_failures_per_ip: overrides
+                .login_failures_per_ip
+                .or(file.login_failures_per_ip)
+                .unwrap_or(d.login_failures_per_ip),
+            login_failures_per_username: overrides
+                .login_failures_per_username
+                .or(file.login_failures_per_username)
+                .unwrap_or(d.login_failures_per_username),
+            log_format: overrides
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(d.log_format),
+            log_level: overrides
+                .log_level
+                .or(file.log_level)
+                .unwrap_or(d.log_level),
+            admin_password: std::env::var("KEYWARD_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |name: &str, d: HumanDuration| {
+            if d.0 > time::Duration::ZERO {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{name} must be longer than 0 (set it like 1h or 7d)"
+                )))
+            }
+        };
+        positive("history_retention", self.history_retention)?;
+        positive("session_idle_timeout", self.session_idle_timeout)?;
+        positive("session_lifetime", self.session_lifetime)?;
+        positive("request_timeout", self.request_timeout)?;
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".to_owned(),
+            ));
+        }
+        if self.login_failures_per_ip == 0 || self.login_failures_per_username == 0 {
+            return Err(ConfigError::Invalid(
+                "login_failures_per_ip and _per_username must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout.0.whole_seconds().unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_env_win_over_the_file_which_wins_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nsession_lifetime = \"12h\"\ndatabase_url = \"sqlite://file.db\"",
+        )
+        .expect("toml");
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9100".parse().expect("addr")),
+            ..Default::default()
+        };
+        let config = Config::resolve(None, overrides, file).expect("config");
+        assert_eq!(config.listen.port(), 9100, "the flag wins");
+        assert_eq!(
+            config.session_lifetime.to_string(),
+            "12h",
+            "the file wins over the default"
+        );
+        assert_eq!(config.database_url, "sqlite://file.db");
+        assert_eq!(
+            config.session_idle_timeout.to_string(),
+            "1h",
+            "the default fills the rest"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_in_the_file_are_reported() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("session_lifetime = \"forever\"").is_err());
+        let zero = FileConfig {
+            session_lifetime: Some(HumanDuration(time::Duration::ZERO)),
+            ..Default::default()
+        };
+        assert!(Config::resolve(None, Overrides::default(), zero).is_err());
+    }
+}

@@ -1,0 +1,552 @@
+//! What can be done to API users, in one place for the CLI, the console and the management
+//! API: each change is validated here, audited, and made in one transaction by the store.
+
+pub mod admins;
+pub mod password;
+
+use crate::clock::SharedClock;
+use crate::domain::admin::{Actor, AuditEntry};
+use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN, KeyError};
+use crate::domain::api_user::{
+    ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, Environment, MAX_RATE_LIMIT,
+    NewApiUser, NewKey, SessionRecord, Status,
+};
+use crate::domain::history::{HistoryQuery, HistoryRecord};
+use crate::domain::ids::SessionId;
+use crate::domain::ip_rule::IpRule;
+use crate::domain::scope::Scopes;
+use crate::domain::username::Username;
+use crate::domain::validation::{Errors, FieldError};
+use crate::store::{Db, RetireOld, StoreError};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no API user is named `{0}`")]
+    NoSuchUser(String),
+    #[error("{}", describe(.0))]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ServiceError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// Where a new key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Generate {
+        length: usize,
+    },
+    /// An existing key brought from another system, for migrations.
+    Import(ApiKey),
+}
+
+impl Default for KeySource {
+    fn default() -> Self {
+        Self::Generate {
+            length: DEFAULT_KEY_LEN,
+        }
+    }
+}
+
+/// A request to create an API user, as the CLI, console or management API received it.
+#[derive(Debug, Clone)]
+pub struct CreateApiUser {
+    pub username: String,
+    pub description: String,
+    pub environment: Environment,
+    pub status: Status,
+    pub scopes: Vec<String>,
+    pub ips: Vec<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub management: bool,
+    pub key: KeySource,
+    pub expires_in: Option<Duration>,
+}
+
+impl Default for CreateApiUser {
+    fn default() -> Self {
+        Self {
+            username: String::new(),
+            description: String::new(),
+            environment: Environment::Production,
+            status: Status::Enabled,
+            scopes: Vec::new(),
+            ips: Vec::new(),
+            rate_limit_per_minute: None,
+            management: false,
+            key: KeySource::default(),
+            expires_in: None,
+        }
+    }
+}
+
+/// Changes to an API user's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateApiUser {
+    pub description: Option<String>,
+    pub environment: Option<Environment>,
+    pub status: Option<Status>,
+    pub scopes: Option<Vec<String>>,
+    pub ips: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub management: Option<bool>,
+}
+
+/// A new key, shown once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub user: ApiUser,
+    pub key: ApiKey,
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    db: Db,
+    clock: SharedClock,
+}
+
+fn parse_rules(errors: &mut Errors, field: &str, rules: &[String]) -> Vec<IpRule> {
+    let mut parsed = Vec::with_capacity(rules.len());
+    for (i, text) in rules.iter().enumerate() {
+        if let Some(rule) = errors.check(&format!("{field}[{i}]"), IpRule::parse(text))
+            && !parsed.contains(&rule)
+        {
+            parsed.push(rule);
+        }
+    }
+    parsed
+}
+
+fn check_rate_limit(errors: &mut Errors, limit: u32) {
+    if !(1..=MAX_RATE_LIMIT).contains(&limit) {
+        errors.add(
+            "rate_limit_per_minute",
+            format!("must be between 1 and {MAX_RATE_LIMIT} calls per minute"),
+        );
+    }
+}
+
+fn check_management(errors: &mut Errors, scopes: &Scopes, management: bool) {
+    if scopes.has_management() && !management {
+        errors.add(
+            "scopes",
+            "api_users:read and api_users:write are granted only to management keys; mark the API user as a management key",
+        );
+    }
+}
+
+fn check_description(errors: &mut Errors, description: &str) -> String {
+    errors
+        .check(
+            "description",
+            crate::domain::validation::text(description, 0, 255),
+        )
+        .unwrap_or_default()
+}
+
+impl Credentials {
+    pub fn new(db: Db, clock: SharedClock) -> Self {
+        Self { db, clock }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: self.clock.now(),
+            actor: actor.name.clone(),
+            actor_ip: actor.ip.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            details,
+        }
+    }
+
+    fn new_key(&self, source: KeySource, expires_in: Option<Duration>) -> Result<(ApiKey, NewKey)> {
+        let key = match source {
+            KeySource::Generate { length } => ApiKey::generate(length).map_err(|e| match e {
+                KeyError::Length => ServiceError::invalid("key_length", e.to_string()),
+                other => ServiceError::invalid("key", other.to_string()),
+            })?,
+            KeySource::Import(key) => key,
+        };
+        if let Some(expires_in) = expires_in
+            && expires_in <= Duration::ZERO
+        {
+            return Err(ServiceError::invalid(
+                "expires",
+                "must be a duration in the future, such as 90d",
+            ));
+        }
+        let stored = NewKey {
+            hash: key.hash(),
+            hint: key.hint(),
+            imported: matches!(key.shape(), crate::domain::api_key::KeyShape::Imported),
+            expires_at: expires_in.map(|d| self.clock.now() + d),
+        };
+        Ok((key, stored))
+    }
+
+    pub async fn create(&self, actor: &Actor, request: CreateApiUser) -> Result<IssuedKey> {
+        let mut errors = Errors::new();
+        let username = errors.check("username", Username::parse(request.username.trim()));
+        let description = check_description(&mut errors, &request.description);
+        let scopes = errors
+            .check("scopes", Scopes::parse(&request.scopes))
+            .unwrap_or_default();
+        check_management(&mut errors, &scopes, request.management);
+        let ips = parse_rules(&mut errors, "ips", &request.ips);
+        let rate_limit = request.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT);
+        check_rate_limit(&mut errors, rate_limit);
+        let username = match (errors.finish(), username) {
+            (Ok(()), Some(username)) => username,
+            (Err(details), _) => return Err(ServiceError::Invalid(details)),
+            (Ok(()), None) => return Err(ServiceError::invalid("username", "is required")),
+        };
+        let (key, stored) = self.new_key(request.key, request.expires_in)?;
+        let user = NewApiUser {
+            username,
+            description,
+            environment: request.environment,
+            status: request.status,
+            scopes,
+            rate_limit_per_minute: rate_limit,
+            management: request.management,
+            ips,
+        };
+        let audit = self.audit(
+            actor,
+            "api_user.create",
+            user.username.as_str(),
+            json!({
+                "environment": user.environment,
+                "status": user.status,
+                "scopes": user.scopes,
+                "ips": user.ips,
+                "rate_limit_per_minute": user.rate_limit_per_minute,
+                "management": user.management,
+                "key_hint": stored.hint,
+                "key_imported": stored.imported,
+                "key_expires_at": stored.expires_at.map(|t| t.to_string()),
+            }),
+        );
+        self.db
+            .create_api_user(&user, &stored, self.clock.now(), &audit)
+            .await?;
+        let user = self.get(user.username.as_str()).await?;
+        Ok(IssuedKey { user, key })
+    }
+
+    pub async fn get(&self, username: &str) -> Result<ApiUser> {
+        self.db
+            .api_user(username)
+            .await?
+            .ok_or_else(|| ServiceError::NoSuchUser(username.to_owned()))
+    }
+
+    pub async fn list(&self, search: Option<&str>) -> Result<Vec<ApiUserSummary>> {
+        let since = self.clock.now() - Duration::hours(24);
+        Ok(self
+            .db
+            .list_api_users(search.filter(|s| !s.trim().is_empty()), since)
+            .await?)
+    }
+
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        username: &str,
+        update: UpdateApiUser,
+    ) -> Result<ApiUser> {
+        let user = self.get(username).await?;
+        let mut errors = Errors::new();
+        let description = update
+            .description
+            .as_deref()
+            .map(|d| check_description(&mut errors, d));
+        let scopes = match &update.scopes {
+            Some(list) => errors.check("scopes", Scopes::parse(list)),
+            None => None,
+        };
+        let management = update.management.unwrap_or(user.management);
+        check_management(&mut errors, &scopes.unwrap_or(user.scopes), management);
+        let ips = update
+            .ips
+            .as_ref()
+            .map(|rules| parse_rules(&mut errors, "ips", rules));
+        if let Some(limit) = update.rate_limit_per_minute {
+            check_rate_limit(&mut errors, limit);
+        }
+        errors.finish().map_err(ServiceError::Invalid)?;
+        let changes = ApiUserChanges {
+            description,
+            environment: update.environment,
+            status: update.status,
+            scopes,
+            rate_limit_per_minute: update.rate_limit_per_minute,
+            management: update.management,
+            ips,
+        };
+        let mut details = serde_json::Map::new();
+        let mut note =
+            |field: &str, before: serde_json::Value, after: Option<serde_json::Value>| {
+                if let Some(after) = after
+                    && after != before
+                {
+                    details.insert(field.to_owned(), json!({"from": before, "to": after}));
+                }
+            };
+        note(
+            "description",
+            json!(user.description),
+            changes.description.as_ref().map(|v| json!(v)),
+        );
+        note(
+            "environment",
+            json!(user.environment),
+            changes.environment.map(|v| json!(v)),
+        );
+        note(
+            "status",
+            json!(user.status),
+            changes.status.map(|v| json!(v)),
+        );
+        note(
+            "scopes",
+            json!(user.scopes),
+            changes.scopes.map(|v| json!(v)),
+        );
+        note(
+            "ips",
+            json!(user.ips),
+            changes.ips.as_ref().map(|v| json!(v)),
+        );
+        note(
+            "rate_limit_per_minute",
+            json!(user.rate_limit_per_minute),
+            changes.rate_limit_per_minute.map(|v| json!(v)),
+        );
+        note(
+            "management",
+            json!(user.management),
+            changes.management.map(|v| json!(v)),
+        );
+        let audit = self.audit(
+            actor,
+            "api_user.update",
+            username,
+            serde_json::Value::Object(details),
+        );
+        self.db
+            .update_api_user(user.id, &changes, self.clock.now(), &audit)
+            .await?;
+        self.get(username).await
+    }
+
+    pub async fn set_status(
+        &self,
+        actor: &Actor,
+        username: &str,
+        status: Status,
+    ) -> Result<ApiUser> {
+        self.update(
+            actor,
+            username,
+            UpdateApiUser {
+                status: Some(status),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn set_scopes(
+        &self,
+        actor: &Actor,
+        username: &str,
+        scopes: Vec<String>,
+    ) -> Result<ApiUser> {
+        self.update(
+            actor,
+            username,
+            UpdateApiUser {
+                scopes: Some(scopes),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn delete(&self, actor: &Actor, username: &str) -> Result<ApiUser> {
+        let user = self.get(username).await?;
+        let open_sessions = self
+            .db
+            .sessions(user.id, Some(self.clock.now()))
+            .await?
+            .len();
+        let audit = self.audit(
+            actor,
+            "api_user.delete",
+            username,
+            json!({
+                "last_used_at": user.last_used_at.map(|t| t.to_string()),
+                "last_used_ip": user.last_used_ip,
+                "open_sessions": open_sessions,
+            }),
+        );
+        self.db.delete_api_user(user.id, &audit).await?;
+        Ok(user)
+    }
+
+    /// Issues a new key. With a grace period the current key keeps working until it ends (but
+    /// never past its own expiry); without one it stops at once.
+    pub async fn rotate(
+        &self,
+        actor: &Actor,
+        username: &str,
+        grace: Duration,
+        key: KeySource,
+        expires_in: Option<Duration>,
+    ) -> Result<IssuedKey> {
+        let user = self.get(username).await?;
+        if grace < Duration::ZERO {
+            return Err(ServiceError::invalid("grace", "must not be negative"));
+        }
+        let (plain, stored) = self.new_key(key, expires_in)?;
+        let now = self.clock.now();
+        let retire = if grace == Duration::ZERO {
+            RetireOld::Now
+        } else {
+            RetireOld::At(now + grace)
+        };
+        let old = user.current_key(now).map(|k| k.hint.clone());
+        let audit = self.audit(
+            actor,
+            "api_user.rotate",
+            username,
+            json!({
+                "old_key_hint": old,
+                "new_key_hint": stored.hint,
+                "grace_seconds": grace.whole_seconds(),
+                "key_expires_at": stored.expires_at.map(|t| t.to_string()),
+            }),
+        );
+        self.db
+            .roll_key(user.id, &stored, retire, now, &audit)
+            .await?;
+        Ok(IssuedKey {
+            user: self.get(username).await?,
+            key: plain,
+        })
+    }
+
+    pub async fn add_ip(
+        &self,
+        actor: &Actor,
+        username: &str,
+        rule: &str,
+    ) -> Result<(ApiUser, bool)> {
+        let rule = IpRule::parse(rule).map_err(|e| ServiceError::invalid("rule", e.to_string()))?;
+        let user = self.get(username).await?;
+        let audit = self.audit(actor, "api_user.ip_add", username, json!({ "rule": rule }));
+        let added = self
+            .db
+            .add_ip_rule(user.id, &rule, self.clock.now(), &audit)
+            .await?;
+        Ok((self.get(username).await?, added))
+    }
+
+    pub async fn remove_ip(
+        &self,
+        actor: &Actor,
+        username: &str,
+        rule: &str,
+    ) -> Result<(ApiUser, bool)> {
+        let rule = IpRule::parse(rule).map_err(|e| ServiceError::invalid("rule", e.to_string()))?;
+        let user = self.get(username).await?;
+        let audit = self.audit(
+            actor,
+            "api_user.ip_remove",
+            username,
+            json!({ "rule": rule }),
+        );
+        let removed = self
+            .db
+            .remove_ip_rule(user.id, &rule, self.clock.now(), &audit)
+            .await?;
+        Ok((self.get(username).await?, removed))
+    }
+
+    pub async fn history(
+        &self,
+        username: &str,
+        mut query: HistoryQuery,
+    ) -> Result<Vec<HistoryRecord>> {
+        let user = self.get(username).await?;
+        query.api_user_id = Some(user.id);
+        Ok(self.db.history(&query).await?)
+    }
+
+    pub async fn sessions(&self, username: &str, active_only: bool) -> Result<Vec<SessionRecord>> {
+        let user = self.get(username).await?;
+        let at = active_only.then(|| self.clock.now());
+        Ok(self.db.sessions(user.id, at).await?)
+    }
+
+    /// Ends one session, or all; returns how many were open.
+    pub async fn revoke_sessions(
+        &self,
+        actor: &Actor,
+        username: &str,
+        only: Option<SessionId>,
+    ) -> Result<u64> {
+        let user = self.get(username).await?;
+        let audit = self.audit(
+            actor,
+            "api_user.sessions_revoke",
+            username,
+            json!({ "session_id": only, "all": only.is_none() }),
+        );
+        let revoked = self
+            .db
+            .revoke_sessions(user.id, only, self.clock.now(), Some(&audit))
+            .await?;
+        if let Some(id) = only
+            && revoked == 0
+        {
+            return Err(ServiceError::invalid(
+                "session",
+                format!("session {id} is not an open session of `{username}`"),
+            ));
+        }
+        Ok(revoked)
+    }
+}

@@ -1,0 +1,112 @@
+//! The middleware that writes one history row for every `/api/v1` call.
+
+use super::Recorder;
+use crate::auth::ClientIp;
+use crate::clock::SharedClock;
+use crate::domain::history::{HistoryEntry, Outcome};
+use crate::domain::ids::{ApiUserId, SessionId};
+use crate::http::error::ApiError;
+use crate::http::request_id::RequestId;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// What the pipeline learned about the caller; handlers and the auth layer attach it to
+/// their response, and this layer moves it into the history row.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    pub api_user_id: Option<ApiUserId>,
+    /// The username as presented (it may belong to nobody).
+    pub username: Option<String>,
+    pub key_hint: Option<String>,
+    pub session_id: Option<SessionId>,
+    /// The route template (`/api/v1/products/{id}`), never the raw URL with its query.
+    pub route: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct HistoryState {
+    pub recorder: Recorder,
+    pub clock: SharedClock,
+}
+
+pub async fn record_calls(
+    State(state): State<HistoryState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let received = state.clock.now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let ip = request
+        .extensions()
+        .get::<ClientIp>()
+        .map(|ip| ip.0.to_string())
+        .unwrap_or_default();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+
+    let mut response = next.run(request).await;
+
+    let info = response
+        .extensions_mut()
+        .remove::<CallInfo>()
+        .unwrap_or_default();
+    let outcome = response
+        .extensions()
+        .get::<Outcome>()
+        .copied()
+        .unwrap_or_else(|| outcome_of(response.status()));
+    let route = info.route.unwrap_or_else(|| unmatched_path(&path));
+    let entry = HistoryEntry {
+        api_user_id: info.api_user_id,
+        username: info.username,
+        key_hint: info.key_hint,
+        session_id: info.session_id,
+        call: format!("{method} {route}"),
+        ip,
+        status: response.status().as_u16(),
+        outcome,
+        date_added: received,
+        date_modified: state.clock.now(),
+        request_id,
+    };
+    match state.recorder.record(entry).await {
+        Ok(()) => response,
+        // An answer without its history row would break the audit trail: refuse instead.
+        Err(_) => ApiError::unavailable().into_response(),
+    }
+}
+
+fn outcome_of(status: StatusCode) -> Outcome {
+    match status.as_u16() {
+        100..=399 => Outcome::Ok,
+        401 => Outcome::MissingCredentials,
+        404 | 405 => Outcome::NotFound,
+        409 => Outcome::Conflict,
+        422 => Outcome::Invalid,
+        429 => Outcome::RateLimited,
+        503 => Outcome::Unavailable,
+        400..=499 => Outcome::BadRequest,
+        _ => Outcome::Error,
+    }
+}
+
+/// A path that matched no route, cut short and stripped of anything odd, so a hostile URL
+/// cannot flood the history.
+fn unmatched_path(path: &str) -> String {
+    let clean: String = path
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(120)
+        .collect();
+    if clean.len() < path.len() {
+        format!("{clean}…")
+    } else {
+        clean
+    }
+}

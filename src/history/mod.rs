@@ -1,0 +1,140 @@
+//! The API history, written with group commit.
+//!
+//! Each request hands its row to one writer task and waits; the writer commits everything
+//! that arrived while the previous batch was being written, in one transaction, then answers
+//! every waiter. So a row is durable before its response leaves, and a busy server commits
+//! hundreds of rows per transaction instead of one.
+
+mod layer;
+
+pub use layer::{CallInfo, HistoryState, record_calls};
+
+use crate::domain::history::HistoryEntry;
+use crate::store::Db;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+const MAX_BATCH: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the history could not be written")]
+pub struct RecordError;
+
+enum Message {
+    Row(HistoryEntry, oneshot::Sender<Result<(), RecordError>>),
+    Stop,
+}
+
+/// The handle requests use to write their history row.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Message>,
+    pending: Arc<AtomicUsize>,
+}
+
+pub struct RecorderTask {
+    tx: mpsc::UnboundedSender<Message>,
+    handle: JoinHandle<()>,
+}
+
+impl Recorder {
+    pub fn start(db: Db) -> (Recorder, RecorderTask) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let handle = tokio::spawn(write_batches(db, rx, pending.clone()));
+        (
+            Recorder {
+                tx: tx.clone(),
+                pending,
+            },
+            RecorderTask { tx, handle },
+        )
+    }
+
+    /// Writes `entry` and returns once it is committed.
+    pub async fn record(&self, entry: HistoryEntry) -> Result<(), RecordError> {
+        let (done, wait) = oneshot::channel();
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Message::Row(entry, done)).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return Err(RecordError);
+        }
+        wait.await.unwrap_or(Err(RecordError))
+    }
+
+    /// Rows waiting for their commit (for metrics and tests).
+    pub fn queue_depth(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+}
+
+impl RecorderTask {
+    /// Writes every row handed in before this call, then stops the writer.
+    pub async fn finish(self) {
+        let _ = self.tx.send(Message::Stop);
+        if let Err(error) = self.handle.await {
+            tracing::error!(%error, "history writer ended abnormally");
+        }
+    }
+}
+
+async fn write_batches(
+    db: Db,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    pending: Arc<AtomicUsize>,
+) {
+    let mut rows = Vec::with_capacity(256);
+    let mut waiters = Vec::with_capacity(256);
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = rx.recv().await else { break };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Row(row, done) => {
+                    rows.push(row);
+                    waiters.push(done);
+                }
+                Message::Stop => stopping = true,
+            }
+            if rows.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let result = commit_with_retry(&db, &rows).await;
+        pending.fetch_sub(rows.len(), Ordering::Relaxed);
+        rows.clear();
+        for done in waiters.drain(..) {
+            let _ = done.send(result.as_ref().map(|_| ()).map_err(|_| RecordError));
+        }
+    }
+}
+
+/// One retry covers a passing lock held by another process; after that the requests are
+/// answered 503 rather than left waiting.
+async fn commit_with_retry(
+    db: &Db,
+    rows: &[crate::domain::history::HistoryEntry],
+) -> Result<(), RecordError> {
+    for attempt in 0..2 {
+        match db.insert_history(rows).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    rows = rows.len(),
+                    attempt,
+                    "history commit failed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    Err(RecordError)
+}

@@ -1,0 +1,122 @@
+//! Extractors whose rejections use the API's error body, with field-level details.
+
+use super::error::ApiError;
+use crate::domain::validation::FieldError;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+/// A JSON body. Errors name the field that failed (`lines[0].quantity`).
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::unacceptable(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses `bytes` as `T`, reporting syntax errors as 400 and type errors as 422 on the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        json_error(&path, error.into_inner(), bytes)
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| json_error(".", error, bytes))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, error: serde_json::Error, bytes: &[u8]) -> ApiError {
+    if error.is_data() {
+        let field = if path == "." {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        };
+        let message = error.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        ApiError::invalid(vec![FieldError { field, message }])
+    } else if error.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
+        ApiError::bad_request("The request needs a JSON body.")
+    } else {
+        ApiError::bad_request(format!("The body is not valid JSON: {error}."))
+    }
+}
+
+fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        // curl -d without -H sends no JSON type; a missing header is taken as JSON.
+        return true;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::unacceptable(status, "The body is too large.")
+    } else {
+        ApiError::bad_request(format!(
+            "The body could not be read: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
+/// Query parameters; a bad one is a 400 naming it.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|rejection: QueryRejection| {
+                let text = rejection.body_text();
+                let text = text.trim_start_matches("Failed to deserialize query string: ");
+                ApiError::bad_request(format!("Bad query parameter: {text}."))
+            })
+    }
+}
+
+/// Path parameters; a malformed id is a 404, as it can match nothing.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|_: PathRejection| ApiError::not_found("record"))
+    }
+}

@@ -1,0 +1,131 @@
+//! `Idempotency-Key` on every POST: a retry with the same key and body within 24 h gets the
+//! first answer again and changes nothing.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Caller;
+use crate::store::{IdempotencyClaim, StoredResponse};
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+static KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Responses are small JSON documents; a larger one is passed on without being stored.
+const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
+
+pub async fn idempotent_posts(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(value) = request.headers().get(&KEY_HEADER) else {
+        return next.run(request).await;
+    };
+    let Some(key) = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .map(str::to_owned)
+    else {
+        return ApiError::bad_request(
+            "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
+        )
+        .into_response();
+    };
+    let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match to_bytes(body, state.limits.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::unacceptable(StatusCode::PAYLOAD_TOO_LARGE, "The body is too large.")
+                .into_response();
+        }
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update([0]);
+    hasher.update(parts.uri.path());
+    hasher.update([0]);
+    hasher.update(&bytes);
+    let fingerprint = hasher.finalize();
+    let user = caller.user.id;
+
+    match state
+        .db
+        .claim_idempotency(user, &key, &fingerprint, state.clock.now())
+        .await
+    {
+        Err(error) => ApiError::from(error).into_response(),
+        Ok(IdempotencyClaim::Replay(stored)) => replay(stored),
+        Ok(IdempotencyClaim::InProgress) => ApiError::conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            Vec::new(),
+        )
+        .into_response(),
+        Ok(IdempotencyClaim::Mismatch) => ApiError::invalid_field(
+            "Idempotency-Key",
+            "was already used with a different request in the last 24 hours; use a new key",
+        )
+        .into_response(),
+        Ok(IdempotencyClaim::Claimed) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            let (parts, body) = response.into_parts();
+            let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
+                Ok(body) => body,
+                Err(_) => {
+                    let _ = state.db.release_idempotency(user, &key).await;
+                    return ApiError::internal().into_response();
+                }
+            };
+            // Only changes are remembered; a refusal may succeed when retried later.
+            let outcome = if parts.status.is_success() {
+                let stored = StoredResponse {
+                    status: parts.status.as_u16(),
+                    content_type: parts
+                        .headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    body: body.to_vec(),
+                };
+                state.db.complete_idempotency(user, &key, &stored).await
+            } else {
+                state.db.release_idempotency(user, &key).await
+            };
+            if let Err(error) = outcome {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "could not record an idempotent response"
+                );
+            }
+            Response::from_parts(parts, Body::from(body))
+        }
+    }
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    if let Some(value) = stored
+        .content_type
+        .and_then(|t| HeaderValue::from_str(&t).ok())
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+    response
+}

@@ -1,0 +1,131 @@
+//! HTTP: the router, its layers, and the handlers, which translate HTTP to calls of the
+//! domain and the store and back. No business rule lives here.
+
+pub mod error;
+pub mod extract;
+mod idempotency;
+mod ops;
+mod pagination;
+pub mod request_id;
+pub mod v1;
+
+use crate::auth::policy::Policy;
+use crate::auth::{AuthState, Authenticator, TrustedProxies, pipeline, resolve_client_ip};
+use crate::clock::SharedClock;
+use crate::credentials::Credentials;
+use crate::credentials::admins::Admins;
+use crate::history::{HistoryState, Recorder, record_calls};
+use crate::store::Db;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Everything a handler may need, cloned cheaply into each request.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub auth: Arc<Authenticator>,
+    pub credentials: Credentials,
+    pub admins: Admins,
+    pub recorder: Recorder,
+    pub limits: HttpLimits,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the API's route declarations are inconsistent: {0}")]
+pub struct RouterError(#[from] crate::auth::policy::PolicyError);
+
+/// The whole application as a plain `Router`, so tests can call it without a socket.
+pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, RouterError> {
+    let (api, doc) = v1::routes().split_for_parts();
+    let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
+    let openapi = Arc::new(v1::openapi::OpenApiJson::new(doc));
+    let auth = AuthState {
+        auth: state.auth.clone(),
+        policy,
+    };
+    let history = HistoryState {
+        recorder: state.recorder.clone(),
+        clock: state.clock.clone(),
+    };
+    let api = api
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent_posts,
+        ))
+        .route_layer(from_fn_with_state(auth, pipeline))
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone())
+        .layer(Extension(openapi))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+        .layer(from_fn_with_state(history, record_calls));
+
+    Ok(Router::new()
+        .merge(ops::routes(state.clone()))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.limits.request_timeout,
+        ))
+        .layer(from_fn_with_state(proxies, resolve_client_ip))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(log_response),
+        )
+        .layer(from_fn(request_id::assign)))
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    // The path only: a query string may hold a secret someone sent by mistake.
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id::current(),
+        client_ip = tracing::field::Empty,
+    )
+}
+
+fn log_response(response: &Response, latency: Duration, _span: &tracing::Span) {
+    tracing::debug!(
+        status = response.status().as_u16(),
+        latency_us = latency.as_micros() as u64,
+        "answered"
+    );
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("API route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::unacceptable(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "This route does not take this method; see /api/v1/openapi.json.",
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("page")
+}

@@ -1,0 +1,32 @@
+//! A request id for every response (`X-Request-Id`), in the history row, the logs and error
+//! bodies. It is made here, never taken from the client, so it is always safe to log.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: RequestId;
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The id of the request being served, or "" outside of one.
+pub fn current() -> String {
+    REQUEST_ID.try_with(|id| id.0.clone()).unwrap_or_default()
+}
+
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let id = RequestId(uuid::Uuid::now_v7().simple().to_string());
+    request.extensions_mut().insert(id.clone());
+    let header = HeaderValue::from_str(&id.0).ok();
+    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
+    if let Some(value) = header {
+        response.headers_mut().insert(HEADER.clone(), value);
+    }
+    response
+}

@@ -1,0 +1,210 @@
+//! Building and running the server: `App::build` binds the listener first (so tests can ask
+//! for port 0 and read the real one), then `run_until` serves until the shutdown future fires,
+//! finishing in-flight requests and their history before it returns.
+
+use crate::auth::{Authenticator, LoginThrottle, SessionSettings, TrustedProxies};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::credentials::admins::{Admins, Bootstrap};
+use crate::history::{Recorder, RecorderTask};
+use crate::http::{AppState, HttpLimits, router};
+use crate::store::{self, ConnectOptions, Db};
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    recorder: RecorderTask,
+    retention: time::Duration,
+    first_admin: Option<Bootstrap>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Router(#[from] crate::http::RouterError),
+    #[error("cannot create the first admin user: {0}")]
+    Bootstrap(#[from] crate::credentials::admins::AdminError),
+}
+
+impl App {
+    pub async fn build(config: &Config, clock: SharedClock) -> Result<Self, StartError> {
+        let options = ConnectOptions {
+            sync_full: config.sync_full,
+            ..ConnectOptions::default()
+        };
+        let db = store::connect(&config.database_url, &options).await?;
+        Self::build_with(config, db, clock).await
+    }
+
+    pub async fn build_with(
+        config: &Config,
+        db: Db,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let admins = Admins::new(db.clone(), clock.clone());
+        let first_admin = admins.bootstrap(config.admin_password.clone()).await?;
+        let sessions = SessionSettings {
+            idle_timeout: config.session_idle_timeout.0,
+            lifetime: config.session_lifetime.0,
+        };
+        let throttle = LoginThrottle::new(
+            config.login_failures_per_ip,
+            config.login_failures_per_username,
+        );
+        let auth =
+            Arc::new(Authenticator::new(db.clone(), clock.clone(), sessions, throttle).await?);
+        let (recorder, recorder_task) = Recorder::start(db.clone());
+        let state = AppState {
+            credentials: Credentials::new(db.clone(), clock.clone()),
+            admins,
+            db,
+            clock,
+            auth,
+            recorder,
+            limits: HttpLimits {
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: config.request_timeout(),
+            },
+        };
+        let router = router(
+            state.clone(),
+            TrustedProxies::new(config.trusted_proxies.clone()),
+        )?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+            recorder: recorder_task,
+            retention: config.history_retention.0,
+            first_admin,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The admin user made on this first run, with its password if it was generated.
+    pub fn take_first_admin(&mut self) -> Option<Bootstrap> {
+        self.first_admin.take()
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let upkeep = tokio::spawn(upkeep(self.state.clone(), self.retention, stopped));
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        // Every request is answered; now write what they left behind.
+        let _ = stop.send(true);
+        let _ = upkeep.await;
+        flush_usage(&self.state).await;
+        self.recorder.finish().await;
+        self.state.db.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Background work: the change-log safety net, writing last use, and the daily clean-up.
+async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::Receiver<bool>) {
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    let mut usage = tokio::time::interval(Duration::from_secs(5));
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    for timer in [&mut second, &mut usage, &mut hourly] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = second.tick() => {
+                if let Err(error) = state.auth.sync().await {
+                    tracing::warn!(error = &error as &dyn std::error::Error, "credential sync failed; retrying");
+                }
+            }
+            _ = usage.tick() => flush_usage(&state).await,
+            _ = hourly.tick() => {
+                state.auth.throttle().tidy();
+                let now = state.clock.now();
+                if let Err(error) = state.db.purge_expired(now).await {
+                    tracing::warn!(error = &error as &dyn std::error::Error, "purging expired sessions failed");
+                }
+                match state.db.prune_history(now - retention).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "pruned API history past its retention"),
+                    Err(error) => tracing::warn!(error = &error as &dyn std::error::Error, "pruning history failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn flush_usage(state: &AppState) {
+    let usage = state.auth.usage().take();
+    if let Err(error) = state.db.record_usage(&usage).await {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "writing last use failed; will retry"
+        );
+        state.auth.usage().restore(usage);
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
