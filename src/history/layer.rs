@@ -7,7 +7,7 @@ use crate::domain::history::{HistoryEntry, Outcome};
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::http::error::ApiError;
 use crate::http::request_id::RequestId;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -38,7 +38,12 @@ pub async fn record_calls(
 ) -> Response {
     let received = state.clock.now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Inside the nested API router the URI lost its `/api/v1`; the original keeps it.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path(), |uri| uri.path())
+        .to_owned();
     let ip = request
         .extensions()
         .get::<ClientIp>()

@@ -79,8 +79,8 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             Outcome::SecretInQuery,
-            "Keys and tokens are never accepted in the URL, where they end up in logs. \
-             Send `Authorization: Bearer <key or token>` or `X-Api-Token: <token>` instead.",
+            "Keys and tokens are never accepted in the URL, where they end up in logs. Send them in a \
+             header instead: `Authorization: Bearer <key or token>` or `X-Api-Token: <token>`.",
         )
         .with_header(
             header::WWW_AUTHENTICATE,

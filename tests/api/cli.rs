@@ -1,0 +1,451 @@
+//! The command line, run as a process against the running server's database: every change
+//! holds on the server's very next request.
+
+use crate::helpers::{TestApp, spawn_app, stdout_json};
+use serde_json::Value;
+
+async fn create(app: &TestApp, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "api",
+        "create",
+        "--json",
+        "--username",
+        name,
+        "--ip",
+        "127.0.0.1",
+        "--scope",
+        "products:read",
+    ];
+    args.extend_from_slice(extra);
+    let created = stdout_json(&app.cli(&args).await);
+    assert_eq!(created["username"], name);
+    created["key"].as_str().expect("key").to_owned()
+}
+
+#[tokio::test]
+async fn api_create_prints_the_key_once_and_it_works_at_once() {
+    let app = spawn_app().await;
+
+    let key = create(
+        &app,
+        "inventory-sync",
+        &[
+            "--description",
+            "Inventory sync",
+            "--environment",
+            "staging",
+        ],
+    )
+    .await;
+
+    assert!(key.starts_with("kw_") && key.len() == 64);
+    assert_eq!(app.get("/api/v1/products", &key).await.status(), 200);
+    let shown = stdout_json(&app.cli(&["api", "show", "inventory-sync", "--json"]).await);
+    assert!(
+        !shown.to_string().contains(&key),
+        "the key is never shown again"
+    );
+    assert_eq!(shown["environment"], "staging");
+    assert_eq!(shown["description"], "Inventory sync");
+}
+
+#[tokio::test]
+async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
+    let app = spawn_app().await;
+
+    let long = create(
+        &app,
+        "long-key",
+        &[
+            "--key-length",
+            "128",
+            "--expires",
+            "7d",
+            "--rate-limit",
+            "5",
+        ],
+    )
+    .await;
+    assert_eq!(long.len(), 128);
+    let shown = stdout_json(&app.cli(&["api", "show", "long-key", "--json"]).await);
+    assert_eq!(shown["rate_limit_per_minute"], 5);
+    assert!(shown["keys"][0]["expires_at"].is_string());
+
+    let legacy = "L".repeat(40) + &"9".repeat(30);
+    let output = app
+        .cli_with_stdin(
+            &[
+                "api",
+                "create",
+                "--json",
+                "--username",
+                "migrated",
+                "--ip",
+                "127.0.0.1",
+                "--key-stdin",
+            ],
+            Some(&format!("{legacy}\n")),
+        )
+        .await;
+    let created = stdout_json(&output);
+    assert_eq!(created["key"], legacy.as_str());
+    assert_eq!(app.get("/api/v1/me", &legacy).await.status(), 200);
+
+    let short = app
+        .cli_with_stdin(
+            &["api", "create", "--username", "bad-import", "--key-stdin"],
+            Some("tooshort\n"),
+        )
+        .await;
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("64"));
+}
+
+#[tokio::test]
+async fn disable_and_enable_hold_on_the_next_request() {
+    let app = spawn_app().await;
+    let key = create(&app, "toggled", &[]).await;
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+
+    assert!(
+        app.cli(&["api", "disable", "toggled"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    assert_eq!(app.last_outcome().await, "disabled_user");
+
+    assert!(
+        app.cli(&["api", "enable", "toggled"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn ip_remove_and_add_hold_on_the_next_request() {
+    let app = spawn_app().await;
+    let key = create(&app, "ipchange", &[]).await;
+
+    assert!(
+        app.cli(&["api", "ip", "remove", "ipchange", "127.0.0.1"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 403);
+
+    assert!(
+        app.cli(&["api", "ip", "add", "ipchange", "127.0.0.0/8"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+
+    let bad = app
+        .cli(&["api", "ip", "add", "ipchange", "10.0.0.5/8"])
+        .await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("10.0.0.0/8"),
+        "the error suggests the block"
+    );
+    let missing = app
+        .cli(&["api", "ip", "remove", "ipchange", "192.0.2.1"])
+        .await;
+    assert!(!missing.status.success());
+}
+
+#[tokio::test]
+async fn rotate_holds_on_the_next_request_with_and_without_grace() {
+    let app = spawn_app().await;
+    let first = create(&app, "rotated", &[]).await;
+
+    let second = stdout_json(
+        &app.cli(&["api", "rotate", "rotated", "--grace", "1h", "--json"])
+            .await,
+    )["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert_eq!(
+        app.get("/api/v1/me", &first).await.status(),
+        200,
+        "in its grace period"
+    );
+    assert_eq!(app.get("/api/v1/me", &second).await.status(), 200);
+
+    let third = stdout_json(&app.cli(&["api", "rotate", "rotated", "--json"]).await)["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
+    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+    assert_eq!(app.get("/api/v1/me", &third).await.status(), 200);
+}
+
+#[tokio::test]
+async fn delete_holds_on_the_next_request() {
+    let app = spawn_app().await;
+    let key = create(&app, "doomed", &[]).await;
+    app.get("/api/v1/me", &key).await;
+
+    assert!(app.cli(&["api", "delete", "doomed"]).await.status.success());
+
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    let missing = app.cli(&["api", "show", "doomed"]).await;
+    assert_eq!(missing.status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn scopes_sets_the_list_and_refuses_unknown_ones() {
+    let app = spawn_app().await;
+    let key = create(&app, "scoped", &[]).await;
+    assert_eq!(app.get("/api/v1/orders", &key).await.status(), 403);
+
+    let set = stdout_json(
+        &app.cli(&[
+            "api",
+            "scopes",
+            "scoped",
+            "orders:read",
+            "customers:read",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(
+        set["api_user"]["scopes"],
+        serde_json::json!(["orders:read", "customers:read"])
+    );
+    assert_eq!(app.get("/api/v1/orders", &key).await.status(), 200);
+    assert_eq!(app.get("/api/v1/products", &key).await.status(), 403);
+
+    let bad = app
+        .cli(&["api", "scopes", "scoped", "orders:delete", "--json"])
+        .await;
+    assert_eq!(bad.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&bad.stderr).expect("JSON error on stderr");
+    assert_eq!(error["error"]["code"], "invalid");
+    let management = app
+        .cli(&["api", "scopes", "scoped", "api_users:read"])
+        .await;
+    assert!(
+        !management.status.success(),
+        "management scopes need a management key"
+    );
+}
+
+#[tokio::test]
+async fn list_and_show_give_hints_never_keys() {
+    let app = spawn_app().await;
+    let key = create(&app, "listed", &[]).await;
+    app.get("/api/v1/me", &key).await;
+
+    let list = app.cli(&["api", "list"]).await;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("listed") && text.contains(&format!("kw_…{}", &key[key.len() - 4..])),
+        "{text}"
+    );
+    assert!(!text.contains(&key));
+    let json = stdout_json(
+        &app.cli(&["api", "list", "--json", "--search", "list"])
+            .await,
+    );
+    assert_eq!(json.as_array().expect("array").len(), 1);
+    assert_eq!(json[0]["calls_24h"], 1);
+    let human =
+        String::from_utf8_lossy(&app.cli(&["api", "show", "listed"]).await.stdout).to_string();
+    assert!(
+        human.contains("127.0.0.1") && human.contains("products:read"),
+        "{human}"
+    );
+}
+
+#[tokio::test]
+async fn history_shows_calls_and_filters_by_outcome() {
+    let app = spawn_app().await;
+    let key = create(&app, "audited", &[]).await;
+    app.get("/api/v1/products", &key).await;
+    app.get("/api/v1/orders", &key).await;
+
+    let all = stdout_json(&app.cli(&["api", "history", "audited", "--json"]).await);
+    assert_eq!(all.as_array().expect("rows").len(), 2);
+    let refused = stdout_json(
+        &app.cli(&[
+            "api",
+            "history",
+            "audited",
+            "--outcome",
+            "refused",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(refused[0]["outcome"], "insufficient_scope");
+    let limited = stdout_json(
+        &app.cli(&[
+            "api",
+            "history",
+            "audited",
+            "--limit",
+            "1",
+            "--outcome",
+            "ok",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(limited.as_array().expect("rows").len(), 1);
+    assert_eq!(limited[0]["call"], "GET /api/v1/products");
+    let text =
+        String::from_utf8_lossy(&app.cli(&["api", "history", "audited"]).await.stdout).to_string();
+    assert!(text.contains("insufficient_scope"), "{text}");
+}
+
+#[tokio::test]
+async fn sessions_lists_and_revokes_and_it_holds_on_the_next_request() {
+    let app = spawn_app().await;
+    let key = create(&app, "sessioned", &[]).await;
+    let first = app.login("sessioned", &key).await;
+    let second = app.login("sessioned", &key).await;
+
+    let sessions = stdout_json(&app.cli(&["api", "sessions", "sessioned", "--json"]).await);
+    assert_eq!(sessions.as_array().expect("sessions").len(), 2);
+    let newest = sessions[0]["id"].as_i64().expect("id").to_string();
+
+    assert!(
+        app.cli(&["api", "sessions", "sessioned", "--revoke", &newest])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+    assert_eq!(app.get("/api/v1/me", &first).await.status(), 200);
+
+    let all = stdout_json(
+        &app.cli(&["api", "sessions", "sessioned", "--revoke-all", "--json"])
+            .await,
+    );
+    assert_eq!(all["revoked"], 1);
+    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
+}
+
+#[tokio::test]
+async fn admin_create_and_passwd_read_the_password_from_stdin() {
+    let app = spawn_app().await;
+
+    let created = app
+        .cli_with_stdin(
+            &[
+                "admin",
+                "create",
+                "--username",
+                "shop-owner",
+                "--role",
+                "api_manager",
+                "--json",
+            ],
+            Some("a long enough password\n"),
+        )
+        .await;
+    let admin = stdout_json(&created);
+    assert_eq!(admin["role"], "api_manager");
+    let verified = keyward::credentials::admins::Admins::new(
+        app.db.clone(),
+        std::sync::Arc::new(keyward::clock::SystemClock),
+    );
+    let secret = |s: &str| keyward::domain::secret::Secret::new(s.to_owned());
+    assert!(
+        verified
+            .verify("shop-owner", secret("a long enough password"))
+            .await
+            .expect("verify")
+            .is_some()
+    );
+
+    assert!(
+        app.cli_with_stdin(
+            &["admin", "passwd", "shop-owner"],
+            Some("another long password\n")
+        )
+        .await
+        .status
+        .success()
+    );
+    assert!(
+        verified
+            .verify("shop-owner", secret("a long enough password"))
+            .await
+            .expect("verify")
+            .is_none()
+    );
+    assert!(
+        verified
+            .verify("shop-owner", secret("another long password"))
+            .await
+            .expect("verify")
+            .is_some()
+    );
+
+    let short = app
+        .cli_with_stdin(
+            &["admin", "create", "--username", "weak", "--role", "viewer"],
+            Some("short\n"),
+        )
+        .await;
+    assert!(!short.status.success());
+    let bad_role = app
+        .cli_with_stdin(
+            &["admin", "create", "--username", "x-role", "--role", "root"],
+            Some("long enough password\n"),
+        )
+        .await;
+    assert!(!bad_role.status.success());
+}
+
+#[tokio::test]
+async fn history_prune_deletes_old_rows_only() {
+    let app = spawn_app().await;
+    let key = create(&app, "pruned", &[]).await;
+    app.get("/api/v1/me", &key).await;
+
+    let kept = stdout_json(
+        &app.cli(&["history", "prune", "--older-than", "1h", "--json"])
+            .await,
+    );
+    assert_eq!(kept["deleted"], 0);
+    app.clock.advance(time::Duration::hours(2));
+    app.get("/api/v1/me", &key).await;
+
+    // The second call is stamped two hours "later" by the test clock; the CLI uses real time,
+    // so prune everything older than one second in the future of the first call.
+    let pruned = stdout_json(
+        &app.cli(&["history", "prune", "--older-than", "0", "--json"])
+            .await,
+    );
+    assert_eq!(pruned["deleted"], 1);
+    assert_eq!(app.history("pruned").await.len(), 1);
+}
+
+#[tokio::test]
+async fn errors_go_to_stderr_with_a_nonzero_exit() {
+    let app = spawn_app().await;
+
+    let missing = app.cli(&["api", "disable", "nobody", "--json"]).await;
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(missing.stdout.is_empty());
+    let error: Value = serde_json::from_slice(&missing.stderr).expect("json");
+    assert_eq!(error["error"]["code"], "not_found");
+
+    let usage = app.cli(&["api", "create"]).await;
+    assert_eq!(usage.status.code(), Some(2));
+    let bad_duration = app.cli(&["api", "rotate", "x", "--grace", "forever"]).await;
+    assert_eq!(bad_duration.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_duration.stderr).contains("90s"));
+}

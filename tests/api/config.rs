@@ -1,0 +1,103 @@
+//! Configuration precedence, through the real binary: flags > KEYWARD_* > keyward.toml > defaults.
+
+use crate::helpers::cli_at;
+use std::process::Command;
+
+fn effective(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    command
+        .arg("config")
+        .arg("--json")
+        .args(args)
+        .current_dir(dir);
+    for key in [
+        "KEYWARD_LISTEN",
+        "KEYWARD_DATABASE_URL",
+        "KEYWARD_SESSION_LIFETIME",
+        "KEYWARD_CONFIG",
+    ] {
+        command.env_remove(key);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[test]
+fn flags_beat_environment_which_beats_the_file_which_beats_defaults() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        "listen = \"127.0.0.1:9001\"\nsession_lifetime = \"12h\"\nsession_idle_timeout = \"30m\"\n",
+    )
+    .expect("write");
+
+    let from_file = effective(dir.path(), &[], &[]);
+    assert_eq!(from_file["listen"], "127.0.0.1:9001");
+    assert_eq!(from_file["session_lifetime"], "12h");
+    assert_eq!(from_file["history_retention"], "90d", "default");
+
+    let from_env = effective(
+        dir.path(),
+        &[
+            ("KEYWARD_LISTEN", "127.0.0.1:9002"),
+            ("KEYWARD_SESSION_LIFETIME", "6h"),
+        ],
+        &[],
+    );
+    assert_eq!(from_env["listen"], "127.0.0.1:9002");
+    assert_eq!(from_env["session_lifetime"], "6h");
+    assert_eq!(
+        from_env["session_idle_timeout"], "30m",
+        "the file still fills what env leaves"
+    );
+
+    let from_flag = effective(
+        dir.path(),
+        &[("KEYWARD_LISTEN", "127.0.0.1:9002")],
+        &[
+            "--listen",
+            "127.0.0.1:9003",
+            "--database-url",
+            "sqlite://x.db",
+        ],
+    );
+    assert_eq!(from_flag["listen"], "127.0.0.1:9003");
+    assert_eq!(from_flag["database_url"], "sqlite://x.db");
+}
+
+#[tokio::test]
+async fn a_bad_config_file_stops_with_a_message_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        "sesion_lifetime = \"12h\"\n",
+    )
+    .expect("write");
+
+    let output = cli_at("sqlite://unused.db", dir.path().into(), &["config"], None).await;
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sesion_lifetime"));
+}
+
+#[tokio::test]
+async fn unknown_database_schemes_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = cli_at(
+        "mysql://localhost/shop",
+        dir.path().into(),
+        &["api", "list"],
+        None,
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mysql"));
+}

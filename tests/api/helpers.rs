@@ -1,0 +1,278 @@
+//! `spawn_app()`: the real server on port 0 against a fresh SQLite file, with typed helpers.
+
+use keyward::clock::ManualClock;
+use keyward::config::{Config, FileConfig, Overrides};
+use keyward::credentials::{CreateApiUser, Credentials};
+use keyward::domain::admin::Actor;
+use keyward::domain::history::{HistoryQuery, HistoryRecord};
+use keyward::startup::App;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub clock: ManualClock,
+    pub credentials: Credentials,
+    pub db: keyward::store::Db,
+    pub database_url: String,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Settings {
+    pub trusted_proxies: Vec<&'static str>,
+    pub login_failures_per_ip: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            login_failures_per_ip: 20,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Settings::default()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        trusted_proxies: Some(
+            settings
+                .trusted_proxies
+                .iter()
+                .map(|p| p.parse().expect("cidr"))
+                .collect(),
+        ),
+        login_failures_per_ip: Some(settings.login_failures_per_ip),
+        ..Overrides::default()
+    };
+    let mut config = Config::resolve(Some(database_url.clone()), overrides, FileConfig::default())
+        .expect("config");
+    config.admin_password = Some(keyward::domain::secret::Secret::new(
+        "test-admin-password".into(),
+    ));
+    let clock = ManualClock::new();
+    let app = App::build(&config, Arc::new(clock.clone()))
+        .await
+        .expect("the app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let test = TestApp {
+        addr,
+        client,
+        clock,
+        credentials: state.credentials.clone(),
+        db: state.db.clone(),
+        database_url,
+        dir,
+        stop: Some(stop),
+        server: Some(server),
+    };
+    test.wait_until_healthy().await;
+    test
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn wait_until_healthy(&self) {
+        for _ in 0..200 {
+            if let Ok(response) = self.client.get(self.url("/healthz")).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the server did not become healthy");
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// A call authenticated with `Authorization: Bearer <secret>`.
+    pub fn bearer(&self, method: Method, path: &str, secret: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(secret)
+    }
+
+    pub async fn get(&self, path: &str, secret: &str) -> Response {
+        self.bearer(Method::GET, path, secret)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, secret: &str, body: &Value) -> Response {
+        self.bearer(Method::POST, path, secret)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an API user allowed from loopback and returns its key.
+    pub async fn api_user(&self, username: &str, scopes: &[&str]) -> String {
+        self.api_user_with(CreateApiUser {
+            username: username.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            ips: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
+            ..CreateApiUser::default()
+        })
+        .await
+    }
+
+    pub async fn api_user_with(&self, request: CreateApiUser) -> String {
+        let issued = self
+            .credentials
+            .create(&Actor::system(), request)
+            .await
+            .expect("create api user");
+        issued.key.expose().to_owned()
+    }
+
+    pub async fn login(&self, username: &str, key: &str) -> String {
+        let response = self
+            .request(Method::POST, "/api/v1/login")
+            .json(&serde_json::json!({ "username": username, "key": key }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), 200, "login of {username}");
+        let body: Value = response.json().await.expect("json");
+        body["api_token"].as_str().expect("api_token").to_owned()
+    }
+
+    /// The newest history rows of `username`, newest first.
+    pub async fn history(&self, username: &str) -> Vec<HistoryRecord> {
+        self.credentials
+            .history(
+                username,
+                HistoryQuery {
+                    limit: 100,
+                    ..HistoryQuery::default()
+                },
+            )
+            .await
+            .expect("history")
+    }
+
+    /// All history rows, newest first.
+    pub async fn all_history(&self) -> Vec<HistoryRecord> {
+        self.db
+            .history(&HistoryQuery {
+                limit: 1000,
+                ..HistoryQuery::default()
+            })
+            .await
+            .expect("history")
+    }
+
+    /// The outcome of the newest history row.
+    pub async fn last_outcome(&self) -> String {
+        self.all_history()
+            .await
+            .first()
+            .expect("a history row")
+            .outcome
+            .clone()
+    }
+
+    /// Runs the `keyward` binary against this app's database. Async, so the server in this
+    /// test's runtime keeps serving while the process runs.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, None).await
+    }
+
+    pub async fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        cli_at(&self.database_url, self.dir.path().into(), args, stdin).await
+    }
+}
+
+pub async fn cli_at(
+    database_url: &str,
+    cwd: PathBuf,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .env("KEYWARD_DATABASE_URL", database_url)
+        .env_remove("KEYWARD_CONFIG")
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run keyward");
+    if let Some(mut pipe) = child.stdin.take()
+        && let Some(text) = stdin
+    {
+        pipe.write_all(text.as_bytes()).await.expect("stdin");
+    }
+    child.wait_with_output().await.expect("keyward output")
+}
+
+pub fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "keyward failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+/// Reads an error body and checks its shape.
+pub async fn error_of(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let body: Value = response.json().await.expect("JSON error body");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert_eq!(
+        body["error"]["request_id"].as_str().map(str::to_owned),
+        request_id,
+        "request id matches the header"
+    );
+    (status, body)
+}

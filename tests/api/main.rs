@@ -1,0 +1,16 @@
+//! Integration tests: the real server on port 0, a fresh database per test, spoken to over
+//! HTTP; the CLI run as a process. One binary, so CI links once.
+
+mod helpers;
+
+mod auth_forms;
+mod cli;
+mod config;
+mod errors;
+mod history;
+mod ip_rules;
+mod openapi;
+mod orders;
+mod products;
+mod rotation;
+mod sessions;

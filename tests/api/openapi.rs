@@ -1,0 +1,47 @@
+//! The API description is served, generated from the code, and covers every route.
+
+use crate::helpers::spawn_app;
+use serde_json::Value;
+
+#[tokio::test]
+async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.expect("json");
+
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/api/v1/me",
+        "/api/v1/login",
+        "/api/v1/logout",
+        "/api/v1/products",
+        "/api/v1/products/{id}",
+        "/api/v1/products/stock",
+        "/api/v1/orders",
+        "/api/v1/orders/{id}",
+        "/api/v1/orders/{id}/history",
+        "/api/v1/order-statuses",
+        "/api/v1/customers",
+        "/api/v1/customers/{id}",
+        "/api/v1/openapi.json",
+    ] {
+        assert!(paths.contains_key(path), "{path} is described");
+    }
+    assert_eq!(
+        doc["paths"]["/api/v1/products"]["post"]["security"][0]["api_key"][0],
+        "products:write"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/orders/{id}"]["get"]["security"][0]["api_key"][0],
+        "orders:read"
+    );
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+}

@@ -1,0 +1,317 @@
+//! Orders take stock atomically and never oversell; their status moves through history.
+
+use crate::helpers::{TestApp, error_of, spawn_app};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn store_with_stock(app: &TestApp, quantity: i64) -> (String, i64) {
+    let key = app
+        .api_user(
+            "shop",
+            &["products:write", "orders:write", "customers:write"],
+        )
+        .await;
+    let product =
+        json!({"sku": "LAMP", "name": "Desk lamp", "price": "89.90", "quantity": quantity});
+    assert_eq!(
+        app.post("/api/v1/products", &key, &product).await.status(),
+        201
+    );
+    let customer: Value = app
+        .post(
+            "/api/v1/customers",
+            &key,
+            &json!({"name": "Ada Lovelace", "email": "ada@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    (key, customer["id"].as_i64().expect("id"))
+}
+
+#[tokio::test]
+async fn an_order_copies_name_and_price_totals_exactly_and_takes_stock() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 10).await;
+
+    let response = app
+        .post("/api/v1/orders", &key, &json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 3}]}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let order: Value = response.json().await.expect("json");
+    assert_eq!(order["status"], "Pending");
+    assert_eq!(order["total"], "269.70");
+    assert_eq!(order["lines"][0]["name"], "Desk lamp");
+    assert_eq!(order["lines"][0]["price"], "89.90");
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lamp["quantity"], 7);
+
+    let fetched: Value = app
+        .get(&format!("/api/v1/orders/{}", order["id"]), &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fetched["history"][0]["status"], "Pending");
+}
+
+#[tokio::test]
+async fn an_order_for_more_than_the_stock_is_409_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 2).await;
+
+    let response = app
+        .post("/api/v1/orders", &key, &json!({"customer_id": customer, "currency": "USD", "lines": [{"product_id": 1, "quantity": 3}]}))
+        .await;
+    let (status, body) = error_of(response).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "conflict");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("LAMP")
+    );
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lamp["quantity"], 2);
+}
+
+#[tokio::test]
+async fn concurrent_orders_for_the_last_items_never_oversell() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 3).await;
+
+    let mut orders = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let request = app
+            .bearer(Method::POST, "/api/v1/orders", &key)
+            .json(&json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]}));
+        orders.spawn(async move { request.send().await.expect("order").status().as_u16() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = orders.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        17,
+        "{statuses:?}"
+    );
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lamp["quantity"], 0);
+}
+
+#[tokio::test]
+async fn a_status_update_adds_history_and_canceling_returns_the_stock() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 5).await;
+    let order: Value = app
+        .post("/api/v1/orders", &key, &json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 2}]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let history = format!("/api/v1/orders/{}/history", order["id"]);
+
+    let shipped = app
+        .post(
+            &history,
+            &key,
+            &json!({"status": "Shipped", "comment": "UPS 1Z999", "notify": true}),
+        )
+        .await;
+    assert_eq!(shipped.status(), 201);
+    let shipped: Value = shipped.json().await.expect("json");
+    assert_eq!(shipped["status"], "Shipped");
+    assert_eq!(shipped["history"][1]["comment"], "UPS 1Z999");
+    assert_eq!(shipped["history"][1]["notify"], true);
+
+    let canceled: Value = app
+        .post(&history, &key, &json!({"status": 7}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(canceled["status"], "Canceled");
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lamp["quantity"], 5, "canceling put the goods back");
+
+    let (status, _) = error_of(
+        app.post(&history, &key, &json!({"status": "Teleported"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = error_of(
+        app.post(
+            "/api/v1/orders/999/history",
+            &key,
+            &json!({"status": "Shipped"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn orders_filter_by_status_and_customer() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 50).await;
+    for _ in 0..3 {
+        app.post("/api/v1/orders", &key, &json!({"customer_id": customer, "currency": "EUR", "lines": [{"sku": "LAMP", "quantity": 1}]})).await;
+    }
+    app.post(
+        "/api/v1/orders/2/history",
+        &key,
+        &json!({"status": "Processing"}),
+    )
+    .await;
+
+    let pending: Value = app
+        .get("/api/v1/orders?status=Pending", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pending["data"].as_array().expect("data").len(), 2);
+    let processing: Value = app
+        .get("/api/v1/orders?status=2", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(processing["data"][0]["id"], 2);
+    let others: Value = app
+        .get("/api/v1/orders?customer_id=999", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(others["data"], json!([]));
+    let statuses: Value = app
+        .get("/api/v1/order-statuses", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        statuses["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|s| s["name"] == "Complete" && s["id"] == 5)
+    );
+}
+
+#[tokio::test]
+async fn a_retried_order_with_the_same_idempotency_key_is_not_placed_twice() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 10).await;
+    let body = json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]});
+
+    for _ in 0..3 {
+        let response = app
+            .bearer(Method::POST, "/api/v1/orders", &key)
+            .header("Idempotency-Key", "order-42")
+            .json(&body)
+            .send()
+            .await
+            .expect("order");
+        assert_eq!(response.status(), 201);
+    }
+
+    let orders: Value = app
+        .get("/api/v1/orders", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(orders["data"].as_array().expect("data").len(), 1);
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lamp["quantity"], 9);
+}
+
+#[tokio::test]
+async fn customers_are_created_listed_and_patched() {
+    let app = spawn_app().await;
+    let key = app.api_user("crm", &["customers:write"]).await;
+
+    let created = app
+        .post(
+            "/api/v1/customers",
+            &key,
+            &json!({"name": "Grace", "email": "grace@example.com", "phone": "+1 555 0100"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let duplicate = app
+        .post(
+            "/api/v1/customers",
+            &key,
+            &json!({"name": "G", "email": "GRACE@example.com"}),
+        )
+        .await;
+    assert_eq!(duplicate.status(), 409);
+    let bad = app
+        .post(
+            "/api/v1/customers",
+            &key,
+            &json!({"name": "G", "email": "not-an-email"}),
+        )
+        .await;
+    let (status, body) = error_of(bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["details"][0]["field"], "email");
+
+    let patched: Value = app
+        .bearer(Method::PATCH, "/api/v1/customers/1", &key)
+        .json(&json!({"name": "Grace Hopper"}))
+        .send()
+        .await
+        .expect("patch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patched["name"], "Grace Hopper");
+    assert_eq!(patched["email"], "grace@example.com");
+    let list: Value = app
+        .get("/api/v1/customers", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"].as_array().expect("data").len(), 1);
+}

@@ -1,0 +1,201 @@
+//! The catalog: products, pagination, filters and the all-or-nothing stock update.
+
+use crate::helpers::{TestApp, error_of, spawn_app};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn seed(app: &TestApp, key: &str, count: usize) {
+    for i in 0..count {
+        let product = json!({"sku": format!("SKU-{i:03}"), "name": format!("Product {i}"), "price": "10.00", "quantity": 5});
+        assert_eq!(
+            app.post("/api/v1/products", key, &product).await.status(),
+            201
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_product_is_created_read_and_patched_with_exact_money() {
+    let app = spawn_app().await;
+    let key = app.api_user("catalog", &["products:write"]).await;
+
+    let response = app
+        .post("/api/v1/products", &key, &json!({"sku": "MUG", "name": "Mug", "price": 19.99, "quantity": 12, "description": "Enamel"}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let created: Value = response.json().await.expect("json");
+    assert_eq!(
+        created["price"], "19.99",
+        "a JSON number is read exactly and answered as a string"
+    );
+    assert_eq!(created["status"], "enabled");
+    assert_eq!(location, format!("/api/v1/products/{}", created["id"]));
+
+    let patched: Value = app
+        .bearer(Method::PATCH, &location, &key)
+        .json(&json!({"price": "0.10", "quantity": 0}))
+        .send()
+        .await
+        .expect("patch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patched["price"], "0.10");
+    assert_eq!(patched["quantity"], 0);
+    assert_eq!(patched["name"], "Mug", "fields not sent stay as they are");
+
+    let fetched: Value = app.get(&location, &key).await.json().await.expect("json");
+    assert_eq!(fetched, patched);
+}
+
+#[tokio::test]
+async fn lists_page_with_an_opaque_cursor_until_next_is_null() {
+    let app = spawn_app().await;
+    let key = app.api_user("pager", &["products:write"]).await;
+    seed(&app, &key, 7).await;
+
+    let mut skus = Vec::new();
+    let mut path = "/api/v1/products?limit=3".to_owned();
+    loop {
+        let page: Value = app.get(&path, &key).await.json().await.expect("json");
+        skus.extend(
+            page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|p| p["sku"].as_str().expect("sku").to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/products?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(skus.len(), 7);
+    assert_eq!(skus.first().map(String::as_str), Some("SKU-000"));
+
+    let (status, _) = error_of(app.get("/api/v1/products?after=garbage", &key).await).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn products_filter_by_sku_status_and_update_time() {
+    let app = spawn_app().await;
+    let key = app.api_user("filters", &["products:write"]).await;
+    seed(&app, &key, 3).await;
+    app.bearer(Method::PATCH, "/api/v1/products/2", &key)
+        .json(&json!({"status": "disabled"}))
+        .send()
+        .await
+        .expect("patch");
+
+    let by_sku: Value = app
+        .get("/api/v1/products?sku=SKU-001", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(by_sku["data"].as_array().expect("data").len(), 1);
+    let disabled: Value = app
+        .get("/api/v1/products?status=disabled", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(disabled["data"][0]["sku"], "SKU-001");
+    let future: Value = app
+        .get("/api/v1/products?updated_since=2999-01-01T00:00:00Z", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(future["data"], json!([]));
+    let (status, _) = error_of(
+        app.get("/api/v1/products?updated_since=yesterday", &key)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn bulk_stock_update_is_all_or_nothing() {
+    let app = spawn_app().await;
+    let key = app.api_user("stock", &["products:write"]).await;
+    seed(&app, &key, 3).await;
+
+    let ok = app
+        .post("/api/v1/products/stock", &key, &json!({"items": [{"sku": "SKU-000", "quantity": 40}, {"sku": "SKU-001", "quantity": 0}]}))
+        .await;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.expect("json");
+    assert_eq!(body["data"][0]["quantity"], 40);
+
+    let partial = app
+        .post(
+            "/api/v1/products/stock",
+            &key,
+            &json!({"items": [{"sku": "SKU-002", "quantity": 99}, {"sku": "NOPE", "quantity": 1}]}),
+        )
+        .await;
+    let (status, body) = error_of(partial).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["details"][0]["field"], "items[1].sku");
+    let untouched: Value = app
+        .get("/api/v1/products/3", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(untouched["quantity"], 5, "nothing changed");
+
+    let duplicate = app
+        .post("/api/v1/products/stock", &key, &json!({"items": [{"sku": "SKU-000", "quantity": 1}, {"sku": "SKU-000", "quantity": 2}]}))
+        .await;
+    assert_eq!(duplicate.status(), 422);
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"sku": format!("S{i}"), "quantity": 1}))
+        .collect();
+    assert_eq!(
+        app.post("/api/v1/products/stock", &key, &json!({"items": too_many}))
+            .await
+            .status(),
+        422
+    );
+}
+
+#[tokio::test]
+async fn a_retried_post_with_the_same_idempotency_key_changes_nothing() {
+    let app = spawn_app().await;
+    let key = app.api_user("retrier", &["products:write"]).await;
+    let product = json!({"sku": "ONCE", "name": "Once", "price": "1.00", "quantity": 1});
+
+    let send = |body: &Value| {
+        app.bearer(Method::POST, "/api/v1/products", &key)
+            .header("Idempotency-Key", "abc-123")
+            .json(body)
+            .send()
+    };
+    let first = send(&product).await.expect("first");
+    assert_eq!(first.status(), 201);
+    let first_body: Value = first.json().await.expect("json");
+    let second = send(&product).await.expect("retry");
+    assert_eq!(second.status(), 201, "the first answer again, not a 409");
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.json::<Value>().await.expect("json"), first_body);
+
+    let different = send(&json!({"sku": "OTHER", "name": "Other", "price": "1.00", "quantity": 1}))
+        .await
+        .expect("reuse");
+    assert_eq!(different.status(), 422);
+    let list: Value = app
+        .get("/api/v1/products", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"].as_array().expect("data").len(), 1);
+}

@@ -1,0 +1,179 @@
+//! Sessions: idle timeout (sliding), absolute lifetime, revocation, and the events that end
+//! them. Time moves through the app's clock, never by sleeping.
+
+use crate::helpers::spawn_app;
+use keyward::credentials::{CreateApiUser, KeySource};
+use keyward::domain::admin::Actor;
+use keyward::domain::api_user::Status;
+use time::Duration;
+
+#[tokio::test]
+async fn an_idle_session_expires_after_an_hour() {
+    let app = spawn_app().await;
+    let key = app.api_user("idle", &[]).await;
+    let token = app.login("idle", &key).await;
+
+    app.clock.advance(Duration::minutes(61));
+
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+    assert_eq!(app.last_outcome().await, "expired_token");
+}
+
+#[tokio::test]
+async fn the_idle_timeout_slides_with_each_call() {
+    let app = spawn_app().await;
+    let key = app.api_user("sliding", &[]).await;
+    let token = app.login("sliding", &key).await;
+
+    for _ in 0..5 {
+        app.clock.advance(Duration::minutes(50));
+        assert_eq!(app.get("/api/v1/me", &token).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_after_its_absolute_lifetime_however_busy() {
+    let app = spawn_app().await;
+    let key = app.api_user("allday", &[]).await;
+    let token = app.login("allday", &key).await;
+
+    for _ in 0..29 {
+        app.clock.advance(Duration::minutes(50));
+        app.get("/api/v1/me", &token).await;
+    }
+
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+    assert_eq!(app.last_outcome().await, "expired_token");
+    // The key itself still works, and a new login starts a new day.
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn sessions_can_be_revoked_one_by_one_or_all_at_once() {
+    let app = spawn_app().await;
+    let key = app.api_user("multi", &[]).await;
+    let first = app.login("multi", &key).await;
+    let second = app.login("multi", &key).await;
+    let third = app.login("multi", &key).await;
+
+    let sessions = app
+        .credentials
+        .sessions("multi", true)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.len(), 3);
+    let newest = sessions.first().expect("session").id;
+    app.credentials
+        .revoke_sessions(&Actor::system(), "multi", Some(newest))
+        .await
+        .expect("revoke one");
+
+    assert_eq!(app.get("/api/v1/me", &third).await.status(), 401);
+    assert_eq!(app.get("/api/v1/me", &first).await.status(), 200);
+
+    let revoked = app
+        .credentials
+        .revoke_sessions(&Actor::system(), "multi", None)
+        .await
+        .expect("revoke all");
+    assert_eq!(revoked, 2);
+    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
+    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+}
+
+#[tokio::test]
+async fn disabling_the_user_ends_its_sessions_for_good() {
+    let app = spawn_app().await;
+    let key = app.api_user("pausing", &[]).await;
+    let token = app.login("pausing", &key).await;
+
+    app.credentials
+        .set_status(&Actor::system(), "pausing", Status::Disabled)
+        .await
+        .expect("disable");
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+
+    app.credentials
+        .set_status(&Actor::system(), "pausing", Status::Enabled)
+        .await
+        .expect("enable");
+    assert_eq!(
+        app.get("/api/v1/me", &token).await.status(),
+        401,
+        "re-enabling does not revive sessions"
+    );
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn deleting_the_user_ends_its_sessions_and_keeps_its_history() {
+    let app = spawn_app().await;
+    let key = app.api_user("leaving", &[]).await;
+    let token = app.login("leaving", &key).await;
+    app.get("/api/v1/me", &token).await;
+    let id = app.credentials.get("leaving").await.expect("user").id;
+
+    app.credentials
+        .delete(&Actor::system(), "leaving")
+        .await
+        .expect("delete");
+
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    let kept = app
+        .all_history()
+        .await
+        .into_iter()
+        .filter(|r| r.api_user_id == Some(id))
+        .count();
+    assert!(kept >= 2, "the history of a deleted user stays");
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_key_expires() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user_with(CreateApiUser {
+            username: "expiring".into(),
+            ips: vec!["127.0.0.1".into()],
+            expires_in: Some(Duration::minutes(30)),
+            ..CreateApiUser::default()
+        })
+        .await;
+    let token = app.login("expiring", &key).await;
+    let me: serde_json::Value = app
+        .get("/api/v1/me", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        me["session"]["expires_at"], me["key_expires_at"],
+        "a session never outlives its key"
+    );
+
+    app.clock.advance(Duration::minutes(31));
+
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_session_made_with_a_rolled_key_ends_with_that_key() {
+    let app = spawn_app().await;
+    let key = app.api_user("rolling", &[]).await;
+    let token = app.login("rolling", &key).await;
+
+    app.credentials
+        .rotate(
+            &Actor::system(),
+            "rolling",
+            Duration::ZERO,
+            KeySource::default(),
+            None,
+        )
+        .await
+        .expect("rotate");
+
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+    assert_eq!(app.last_outcome().await, "revoked_key");
+}
