@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::credentials::admins::{Admins, Bootstrap};
 use crate::history::{Recorder, RecorderTask};
-use crate::http::{AppState, HttpLimits, router};
+use crate::http::{AppState, HttpLimits, Services, router};
 use crate::store::{self, ConnectOptions, Db};
 use axum::Router;
 use std::future::Future;
@@ -77,7 +77,7 @@ impl App {
         let auth =
             Arc::new(Authenticator::new(db.clone(), clock.clone(), sessions, throttle).await?);
         let (recorder, recorder_task) = Recorder::start(db.clone());
-        let state = AppState {
+        let state = AppState::new(Services {
             credentials: Credentials::new(db.clone(), clock.clone()),
             admins,
             db,
@@ -88,7 +88,7 @@ impl App {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout(),
             },
-        };
+        });
         let router = router(
             state.clone(),
             TrustedProxies::new(config.trusted_proxies.clone()),

@@ -122,6 +122,7 @@ pub async fn resolve_client_ip(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
     let client = proxies.resolve(peer, request.headers());
+    tracing::Span::current().record("client_ip", tracing::field::display(client));
     request.extensions_mut().insert(ClientIp(client));
     next.run(request).await
 }

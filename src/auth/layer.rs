@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-#[derive(Clone)]
 pub struct AuthState {
     pub auth: Arc<Authenticator>,
     pub policy: Arc<Policy>,
@@ -23,7 +22,7 @@ static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 pub async fn pipeline(
-    State(state): State<AuthState>,
+    State(state): State<Arc<AuthState>>,
     mut request: Request,
     next: Next,
 ) -> Response {

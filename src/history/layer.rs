@@ -25,14 +25,13 @@ pub struct CallInfo {
     pub route: Option<String>,
 }
 
-#[derive(Clone)]
 pub struct HistoryState {
     pub recorder: Recorder,
     pub clock: SharedClock,
 }
 
 pub async fn record_calls(
-    State(state): State<HistoryState>,
+    State(state): State<std::sync::Arc<HistoryState>>,
     request: Request,
     next: Next,
 ) -> Response {

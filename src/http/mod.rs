@@ -28,9 +28,26 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-/// Everything a handler may need, cloned cheaply into each request.
+/// Everything a handler may need. Cloned into every request, so it is one `Arc`: a clone is
+/// one atomic increment, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub db: Db,
     pub clock: SharedClock,
     pub auth: Arc<Authenticator>,
@@ -55,14 +72,14 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
     let (api, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
     let openapi = Arc::new(v1::openapi::OpenApiJson::new(doc));
-    let auth = AuthState {
+    let auth = Arc::new(AuthState {
         auth: state.auth.clone(),
         policy,
-    };
-    let history = HistoryState {
+    });
+    let history = Arc::new(HistoryState {
         recorder: state.recorder.clone(),
         clock: state.clock.clone(),
-    };
+    });
     let api = api
         .route_layer(from_fn_with_state(
             state.clone(),

@@ -13,4 +13,5 @@ mod openapi;
 mod orders;
 mod products;
 mod rotation;
+mod serve;
 mod sessions;

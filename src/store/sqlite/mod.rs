@@ -46,16 +46,19 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(base.clone())
-            .await
-            .map_err(|e| open_error(url, e))?;
-        MIGRATOR.run(&write).await?;
+        // Two processes opening a new file at once race for the lock that switching it to WAL
+        // takes, and SQLite does not wait on that lock: retry for a few seconds.
+        let mut attempt = 0;
+        let write = loop {
+            match connect_writer(base.clone()).await {
+                Ok(write) => break write,
+                Err(error) if attempt < 100 && is_busy(&error) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into_open_error(url)),
+            }
+        };
         // An in-memory database lives in its one connection: reads must share it.
         let read = if in_memory {
             write.clone()
@@ -91,6 +94,50 @@ impl SqliteStore {
         self.signal.raise();
         Ok(())
     }
+}
+
+enum OpenError {
+    Connect(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl OpenError {
+    fn into_open_error(self, url: &str) -> StoreError {
+        match self {
+            Self::Connect(error) => open_error(url, error),
+            Self::Migrate(error) => StoreError::Migration(error),
+        }
+    }
+}
+
+/// Whether opening may succeed if tried again: the file was locked, or another process was
+/// applying the same migration (ours then fails on a table that now exists, and the next try
+/// finds the migration applied).
+fn is_busy(error: &OpenError) -> bool {
+    match error {
+        OpenError::Connect(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+            c.parse::<i32>()
+                .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
+        }),
+        OpenError::Migrate(sqlx::migrate::MigrateError::Execute(_)) => true,
+        _ => false,
+    }
+}
+
+async fn connect_writer(
+    options: SqliteConnectOptions,
+) -> std::result::Result<SqlitePool, OpenError> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(OpenError::Connect)?;
+    MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+    Ok(pool)
 }
 
 fn open_error(url: &str, error: sqlx::Error) -> StoreError {

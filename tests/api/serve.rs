@@ -1,0 +1,190 @@
+//! `keyward serve` as a process: the demo works as printed, shutdown is graceful, and no key
+//! or token reaches the logs even at the most verbose level.
+
+use reqwest::Client;
+use serde_json::json;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Server {
+    child: Child,
+    base: String,
+    stdout: Vec<String>,
+    /// Drains stderr while the server runs, so a full pipe never blocks its logging.
+    logs: tokio::task::JoinHandle<String>,
+}
+
+async fn serve_demo(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env(
+            "KEYWARD_DATABASE_URL",
+            format!("sqlite://{}", dir.join("shop.db").display()),
+        )
+        .env("KEYWARD_LOG", "trace")
+        .env_remove("KEYWARD_ADMIN_PASSWORD")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start keyward serve");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stdout = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            let done = line.contains("/api/v1/products?limit=5");
+            stdout.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the server printed its demo lines");
+    let base = stdout
+        .iter()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(str::to_owned)
+        })
+        .expect("the listening address");
+    Server {
+        child,
+        base,
+        stdout,
+        logs,
+    }
+}
+
+#[tokio::test]
+async fn the_demo_prints_a_working_key_and_curl_line_and_logs_never_hold_secrets() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = serve_demo(dir.path()).await;
+    let printed = server.stdout.join("\n");
+    assert!(
+        printed.contains("First run: created the admin user `admin` with the password"),
+        "{printed}"
+    );
+    let key = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("kw_"))
+        .map(|w| w.trim_matches('\'').to_owned())
+        .expect("the demo key");
+    assert!(printed.contains(&format!(
+        "curl -H 'Authorization: Bearer {key}' {}/api/v1/me",
+        server.base
+    )));
+
+    let client = Client::new();
+    let me = client
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 200);
+    let products: serde_json::Value = client
+        .get(format!("{}/api/v1/products?limit=5", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        products["data"].as_array().expect("data").len(),
+        5,
+        "the demo store has products"
+    );
+    let orders: serde_json::Value = client
+        .get(format!("{}/api/v1/orders", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("orders")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        orders["data"].as_array().expect("data").len() >= 20,
+        "the demo store has orders"
+    );
+    let login: serde_json::Value = client
+        .post(format!("{}/api/v1/login", server.base))
+        .json(&json!({"username": "demo", "key": key}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["api_token"].as_str().expect("token").to_owned();
+    client
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("token call");
+    client
+        .get(format!(
+            "{}/api/v1/me?api_token={token}&key={key}",
+            server.base
+        ))
+        .send()
+        .await
+        .expect("query call");
+    client
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(format!("{key}0"))
+        .send()
+        .await
+        .expect("bad key");
+    client
+        .get(format!("{}/api/v1/me", server.base))
+        .basic_auth("demo", Some(&key))
+        .send()
+        .await
+        .expect("basic");
+
+    let pid = server.child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(status.success(), "graceful shutdown exits 0");
+    let logs = server.logs.await.expect("logs");
+
+    assert!(
+        logs.contains("/api/v1/me") && logs.contains("client_ip=127.0.0.1"),
+        "requests are logged"
+    );
+    for secret in [
+        &key,
+        &token,
+        &key[3..30].to_owned(),
+        &token[4..30].to_owned(),
+    ] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret appeared in the logs"
+        );
+    }
+}
