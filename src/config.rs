@@ -1,6 +1,7 @@
 //! One typed configuration. Each setting comes from the first of: a command-line flag, a
 //! `KEYWARD_*` environment variable (clap reads both), `keyward.toml`, the default.
 
+use crate::auth::ForwardedHeader;
 use crate::domain::duration::HumanDuration;
 use crate::domain::secret::Secret;
 use ipnet::IpNet;
@@ -25,6 +26,7 @@ pub struct Config {
     pub database_url: String,
     pub listen: SocketAddr,
     pub trusted_proxies: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
     pub history_retention: HumanDuration,
     pub session_idle_timeout: HumanDuration,
     pub session_lifetime: HumanDuration,
@@ -47,6 +49,7 @@ impl Default for Config {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
             history_retention: HumanDuration(time::Duration::days(90)),
             session_idle_timeout: HumanDuration(time::Duration::hours(1)),
             session_lifetime: HumanDuration(time::Duration::hours(24)),
@@ -76,6 +79,9 @@ pub struct Overrides {
         value_name = "CIDR"
     )]
     pub trusted_proxies: Option<Vec<IpNet>>,
+    /// The header the trusted proxies maintain: x-forwarded-for or forwarded
+    #[arg(long, env = "KEYWARD_FORWARDED_HEADER", value_name = "HEADER")]
+    pub forwarded_header: Option<ForwardedHeader>,
     /// How long the API history is kept
     #[arg(long, env = "KEYWARD_HISTORY_RETENTION", value_name = "DURATION")]
     pub history_retention: Option<HumanDuration>,
@@ -115,6 +121,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
     pub trusted_proxies: Option<Vec<IpNet>>,
+    pub forwarded_header: Option<ForwardedHeader>,
     pub history_retention: Option<HumanDuration>,
     pub session_idle_timeout: Option<HumanDuration>,
     pub session_lifetime: Option<HumanDuration>,
@@ -177,6 +184,10 @@ impl Config {
                 .trusted_proxies
                 .or(file.trusted_proxies)
                 .unwrap_or(d.trusted_proxies),
+            forwarded_header: overrides
+                .forwarded_header
+                .or(file.forwarded_header)
+                .unwrap_or(d.forwarded_header),
             history_retention: overrides
                 .history_retention
                 .or(file.history_retention)

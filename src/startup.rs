@@ -91,7 +91,7 @@ impl App {
         });
         let router = router(
             state.clone(),
-            TrustedProxies::new(config.trusted_proxies.clone()),
+            TrustedProxies::new(config.trusted_proxies.clone(), config.forwarded_header),
         )?;
         Ok(Self {
             listener,

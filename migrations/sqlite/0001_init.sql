@@ -195,6 +195,7 @@ CREATE TABLE idempotency_keys (
     fingerprint  BLOB    NOT NULL,
     status       INTEGER,
     content_type TEXT,
+    location     TEXT,
     body         BLOB,
     created_at   INTEGER NOT NULL,
     PRIMARY KEY (api_user_id, idem_key)

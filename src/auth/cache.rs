@@ -5,6 +5,7 @@
 //! acted on, and syncs from the change log when it moved: a change made by the CLI or another
 //! node holds on the next request here.
 
+use crate::clock::{from_micros, to_micros};
 use crate::domain::api_user::{AuthKey, AuthUser, SessionRecord};
 use crate::domain::ids::ApiUserId;
 use crate::domain::secret::SecretHash;
@@ -26,22 +27,13 @@ pub struct CachedSession {
 
 impl CachedSession {
     pub fn last_seen(&self) -> OffsetDateTime {
-        micros_to_time(self.last_seen_us.load(Ordering::Relaxed))
+        from_micros(self.last_seen_us.load(Ordering::Relaxed))
     }
 
     pub fn seen(&self, at: OffsetDateTime) {
         self.last_seen_us
-            .fetch_max(time_to_micros(at), Ordering::Relaxed);
+            .fetch_max(to_micros(at), Ordering::Relaxed);
     }
-}
-
-fn time_to_micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
-fn micros_to_time(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 pub struct CredentialCache {
@@ -80,15 +72,23 @@ impl CredentialCache {
 
     /// Syncs if the change marker moved since the last sync.
     pub async fn ensure_fresh(&self) -> Result<()> {
-        if self.db.change_marker() == self.marker.load(Ordering::Acquire) {
+        if self.is_fresh() {
             return Ok(());
         }
-        self.sync().await
+        self.sync(false).await
     }
 
-    /// Drops the entries of every user named in the change log since the last sync.
-    pub async fn sync(&self) -> Result<()> {
+    fn is_fresh(&self) -> bool {
+        self.db.change_marker() == self.marker.load(Ordering::Acquire)
+    }
+
+    /// Drops the entries of every user named in the change log since the last sync. Unless
+    /// `always`, a sync that another request finished while this one waited is enough.
+    pub async fn sync(&self, always: bool) -> Result<()> {
         let mut seq = self.seq.lock().await;
+        if !always && self.is_fresh() {
+            return Ok(());
+        }
         // Read the marker before the log: a change that lands in between moves it again.
         let marker = self.db.change_marker();
         let changes = self.db.credential_changes_since(*seq).await?;
@@ -155,7 +155,7 @@ impl CredentialCache {
         let seen =
             unwritten_seen(record.id).map_or(record.last_seen_at, |t| t.max(record.last_seen_at));
         let session = Arc::new(CachedSession {
-            last_seen_us: AtomicI64::new(time_to_micros(seen)),
+            last_seen_us: AtomicI64::new(to_micros(seen)),
             record,
             key: Arc::new(key),
         });

@@ -1,6 +1,10 @@
 //! The client's address. It is the socket peer, unless the peer is a trusted proxy: only then
-//! is `Forwarded` or `X-Forwarded-For` read, from the right, skipping trusted hops. A forged
-//! header from anyone else changes nothing.
+//! is the forwarding header read, from the right, skipping trusted hops. A forged header from
+//! anyone else changes nothing.
+//!
+//! Only the one header the proxies maintain is read (`X-Forwarded-For` by default, or
+//! `Forwarded`): most proxies append to one and pass the other through from the client
+//! untouched, so reading both would let a client name its own address.
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
@@ -13,17 +17,42 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// Which forwarding header the trusted proxies maintain.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Arc<Vec<IpNet>>);
+pub struct TrustedProxies {
+    nets: Arc<Vec<IpNet>>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        Self(Arc::new(nets))
+    pub fn new(nets: Vec<IpNet>, header: ForwardedHeader) -> Self {
+        Self {
+            nets: Arc::new(nets),
+            header,
+        }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
@@ -31,9 +60,11 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops = forwarded_hops(headers)
-            .or_else(|| x_forwarded_for_hops(headers))
-            .unwrap_or_default();
+        let hops = match self.header {
+            ForwardedHeader::XForwardedFor => x_forwarded_for_hops(headers),
+            ForwardedHeader::Forwarded => forwarded_hops(headers),
+        }
+        .unwrap_or_default();
         let mut client = peer;
         for hop in hops.iter().rev() {
             match hop {
@@ -145,7 +176,17 @@ mod tests {
     }
 
     fn proxies() -> TrustedProxies {
-        TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("net")])
+        TrustedProxies::new(
+            vec!["10.0.0.0/8".parse().expect("net")],
+            ForwardedHeader::XForwardedFor,
+        )
+    }
+
+    fn forwarded_proxies() -> TrustedProxies {
+        TrustedProxies::new(
+            vec!["10.0.0.0/8".parse().expect("net")],
+            ForwardedHeader::Forwarded,
+        )
     }
 
     #[test]
@@ -171,17 +212,38 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_preferred_and_understood_in_all_its_forms() {
-        let h = headers(&[
-            (
-                "forwarded",
-                "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3",
-            ),
-            ("x-forwarded-for", "6.6.6.6"),
+    fn only_the_configured_header_is_read() {
+        let both = headers(&[
+            ("forwarded", "for=203.0.113.7"),
+            ("x-forwarded-for", "198.51.100.9"),
         ]);
-        assert_eq!(proxies().resolve(ip("10.0.0.1"), &h), ip("2001:db8::7"));
+        assert_eq!(proxies().resolve(ip("10.0.0.1"), &both), ip("198.51.100.9"));
+        assert_eq!(
+            forwarded_proxies().resolve(ip("10.0.0.1"), &both),
+            ip("203.0.113.7")
+        );
+        let client_sent_forwarded = headers(&[("forwarded", "for=203.0.113.7")]);
+        assert_eq!(
+            proxies().resolve(ip("10.0.0.1"), &client_sent_forwarded),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn forwarded_is_understood_in_all_its_forms() {
+        let h = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3",
+        )]);
+        assert_eq!(
+            forwarded_proxies().resolve(ip("10.0.0.1"), &h),
+            ip("2001:db8::7")
+        );
         let h = headers(&[("forwarded", "for=192.0.2.60:8080")]);
-        assert_eq!(proxies().resolve(ip("10.0.0.1"), &h), ip("192.0.2.60"));
+        assert_eq!(
+            forwarded_proxies().resolve(ip("10.0.0.1"), &h),
+            ip("192.0.2.60")
+        );
     }
 
     #[test]
@@ -189,7 +251,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "203.0.113.7, garbage")]);
         assert_eq!(proxies().resolve(ip("10.0.0.1"), &h), ip("10.0.0.1"));
         let h = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(proxies().resolve(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(
+            forwarded_proxies().resolve(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

@@ -77,6 +77,10 @@ fn basic(encoded: &str) -> Result<Presented, HeaderProblem> {
         .map_err(|_| HeaderProblem::Malformed)?;
     let text = String::from_utf8(decoded).map_err(|_| HeaderProblem::Malformed)?;
     let (username, key) = text.split_once(':').ok_or(HeaderProblem::Malformed)?;
+    // `curl -u "$KEY:"`, as with Stripe: the key alone, as the username.
+    if key.is_empty() {
+        return Ok(bearer(username));
+    }
     Ok(Presented::Key {
         username: Some(username.to_owned()),
         key: Secret::new(key.to_owned()),
@@ -128,6 +132,18 @@ mod tests {
                 assert_eq!(user, "erp");
                 assert_eq!(key.expose(), "kw_secret:with:colons");
             }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn basic_with_the_key_as_username_and_no_password_is_the_key() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("kw_abc:");
+        match presented(&with("authorization", &format!("Basic {encoded}")), None) {
+            Ok(Presented::Key {
+                username: None,
+                key,
+            }) => assert_eq!(key.expose(), "kw_abc"),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -3,7 +3,7 @@
 use super::policy::{Access, Policy};
 use super::{Authenticator, ClientIp, HeaderProblem, Refusal, presented};
 use crate::domain::history::Outcome;
-use crate::history::CallInfo;
+use crate::history::{CallInfo, CallSlot};
 use crate::http::error::ApiError;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -15,6 +15,31 @@ use std::sync::Arc;
 pub struct AuthState {
     pub auth: Arc<Authenticator>,
     pub policy: Arc<Policy>,
+}
+
+fn undeclared(policy: &Policy, method: &axum::http::Method, route: &str) -> Response {
+    let allowed = policy.methods(route);
+    if allowed.is_empty() {
+        tracing::error!(
+            route,
+            "a route without a declared access was refused; annotate it with #[utoipa::path]"
+        );
+        return ApiError::not_found("API route").into_response();
+    }
+    let allow = allowed
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = format!("{method} is not allowed here; this route takes {allow}.");
+    let mut response =
+        ApiError::unacceptable(axum::http::StatusCode::METHOD_NOT_ALLOWED, message).into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, value);
+    }
+    response
 }
 
 static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -34,7 +59,9 @@ pub async fn pipeline(
         return next.run(request).await;
     };
     let mut response = match state.policy.access(request.method(), &route) {
-        None | Some(Access::Public) => next.run(request).await,
+        Some(Access::Public) => next.run(request).await,
+        // Undeclared means refused: no handler runs without a declared access.
+        None => undeclared(&state.policy, request.method(), &route),
         Some(Access::Authenticated(need)) => {
             let ip = request
                 .extensions()
@@ -56,6 +83,9 @@ pub async fn pipeline(
             match verdict {
                 Ok(caller) => {
                     let info = caller.call_info();
+                    if let Some(slot) = request.extensions().get::<CallSlot>() {
+                        slot.fill(&info);
+                    }
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);
                     let mut response = next.run(request).await;

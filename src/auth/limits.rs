@@ -79,14 +79,6 @@ impl RateLimits {
         }
         entry.1.clone()
     }
-
-    /// Forgets the limiters of deleted users.
-    pub fn forget(&self, user: ApiUserId) {
-        self.limiters
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&user);
-    }
 }
 
 fn reset_seconds(per_minute: u32, remaining: u32) -> u64 {
@@ -136,7 +128,11 @@ impl LoginThrottle {
         if let Err(not_until) = self.by_ip.check_key(&ip) {
             block(&self.blocked_ips, ip, not_until.wait_time_from(clock.now()));
         }
-        let username = username.chars().take(64).collect::<String>();
+        // A name that cannot be a username can never log in: the address limit covers it.
+        if crate::domain::username::Username::parse(username).is_err() {
+            return;
+        }
+        let username = username.to_owned();
         if let Err(not_until) = self.by_user.check_key(&username) {
             block(
                 &self.blocked_users,

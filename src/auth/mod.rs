@@ -10,7 +10,7 @@ mod limits;
 pub mod policy;
 mod usage;
 
-pub use client_ip::{ClientIp, TrustedProxies, resolve_client_ip};
+pub use client_ip::{ClientIp, ForwardedHeader, TrustedProxies, resolve_client_ip};
 pub use headers::{HeaderProblem, Presented, presented};
 pub use layer::{AuthState, pipeline};
 pub use limits::{LoginThrottle, RateLimits, RateState, RetryAfter};
@@ -25,6 +25,7 @@ use crate::domain::ip_rule;
 use crate::domain::scope::Scope;
 use crate::domain::secret::{Secret, SecretHash};
 use crate::domain::token::{self, SessionToken};
+use crate::domain::username::Username;
 use crate::history::CallInfo;
 use crate::http::error::ApiError;
 use crate::store::{Db, StoreError};
@@ -124,14 +125,18 @@ impl From<StoreError> for Refusal {
     }
 }
 
-/// A presented username goes to the history as sent, but never longer than a real one could be.
+/// A presented username goes to the history as sent when it could be one; anything else (a key
+/// pasted into the wrong field, say) is never stored.
 fn clip(username: &str) -> String {
-    username
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect()
+    match Username::parse(username) {
+        Ok(name) => name.to_string(),
+        Err(_) => INVALID_USERNAME.to_owned(),
+    }
 }
+
+/// What the history shows for a presented username that cannot be one; the parentheses and
+/// space make it impossible to confuse with a real username.
+pub const INVALID_USERNAME: &str = "(invalid username)";
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
@@ -186,7 +191,7 @@ impl Authenticator {
 
     /// Picks up changes from the change log (run every second as a safety net).
     pub async fn sync(&self) -> Result<(), StoreError> {
-        self.cache.sync().await
+        self.cache.sync(true).await
     }
 
     pub async fn authenticate(
@@ -249,55 +254,51 @@ impl Authenticator {
         key: &Secret,
         now: OffsetDateTime,
     ) -> Result<(Arc<AuthUser>, Arc<AuthKey>), Refusal> {
-        let hint = Some(api_key::hint(key.expose()));
-        let named = match username {
+        // Typos and truncations are refused without a lookup.
+        let shape = api_key::inspect(key.expose());
+        let found = match shape {
+            Ok(_) => self.cache.key(&SecretHash::of(key.expose())).await?,
+            Err(_) => None,
+        };
+        let owner = match &found {
+            Some(found) => self.cache.user(found.api_user_id).await?,
+            None => None,
+        };
+        if let (Some(found), Some(user)) = (found, owner)
+            && username.is_none_or(|name| name == user.username)
+        {
+            let refuse = |outcome| {
+                let error = ApiError::unauthorized(outcome);
+                Refusal::new(error).about(Some(&user), None, Some(found.hint.clone()))
+            };
+            if user.status == Status::Disabled {
+                return Err(refuse(Outcome::DisabledUser));
+            }
+            if found.revoked_at.is_some() {
+                return Err(refuse(Outcome::RevokedKey));
+            }
+            if found.is_expired(now) {
+                return Err(refuse(Outcome::ExpiredKey));
+            }
+            return Ok((user, found));
+        }
+        // Refused: find out, for the history only, whom the caller meant.
+        let named = match username.filter(|name| Username::parse(name).is_ok()) {
             Some(name) => self.db.auth_user_by_name(name).await?,
             None => None,
         };
-        let refuse = |outcome: Outcome, user: Option<&AuthUser>| {
-            Refusal::new(ApiError::unauthorized(outcome)).about(user, username, hint.clone())
+        let outcome = match (&shape, username, &named) {
+            (Err(KeyError::Checksum), _, _) => Outcome::BadChecksum,
+            (Err(_), _, _) => Outcome::MalformedCredentials,
+            (Ok(_), Some(_), Some(_)) => Outcome::WrongKey,
+            (Ok(_), Some(_), None) => Outcome::UnknownUser,
+            (Ok(_), None, _) => Outcome::UnknownKey,
         };
-        // Refused without a lookup: typos and truncations never reach the database.
-        match api_key::inspect(key.expose()) {
-            Ok(_) => {}
-            Err(KeyError::Checksum) => return Err(refuse(Outcome::BadChecksum, named.as_ref())),
-            Err(_) => return Err(refuse(Outcome::MalformedCredentials, named.as_ref())),
-        }
-        let Some(found) = self.cache.key(&SecretHash::of(key.expose())).await? else {
-            return Err(match (username, &named) {
-                (Some(_), Some(user)) => refuse(Outcome::WrongKey, Some(user)),
-                (Some(_), None) => refuse(Outcome::UnknownUser, None),
-                (None, _) => refuse(Outcome::UnknownKey, None),
-            });
-        };
-        let Some(user) = self.cache.user(found.api_user_id).await? else {
-            return Err(refuse(Outcome::UnknownKey, None));
-        };
-        if let Some(name) = username
-            && name != user.username
-        {
-            return Err(match &named {
-                Some(other) => refuse(Outcome::WrongKey, Some(other)),
-                None => refuse(Outcome::UnknownUser, None),
-            });
-        }
-        let refuse = |outcome| {
-            Refusal::new(ApiError::unauthorized(outcome)).about(
-                Some(&user),
-                None,
-                Some(found.hint.clone()),
-            )
-        };
-        if user.status == Status::Disabled {
-            return Err(refuse(Outcome::DisabledUser));
-        }
-        if found.revoked_at.is_some() {
-            return Err(refuse(Outcome::RevokedKey));
-        }
-        if found.is_expired(now) {
-            return Err(refuse(Outcome::ExpiredKey));
-        }
-        Ok((user, found))
+        // A hint only of what has a key's shape: anything else may be another system's secret.
+        let hint =
+            matches!(shape, Ok(_) | Err(KeyError::Checksum)).then(|| api_key::hint(key.expose()));
+        let error = ApiError::unauthorized(outcome);
+        Err(Refusal::new(error).about(named.as_ref(), username, hint))
     }
 
     async fn check_token(

@@ -73,8 +73,16 @@ impl Policy {
             .copied()
     }
 
-    pub fn routes(&self) -> impl Iterator<Item = (&(Method, String), &Access)> {
-        self.routes.iter()
+    /// The methods declared for `route`, for an `Allow` header.
+    pub fn methods(&self, route: &str) -> Vec<Method> {
+        let mut methods: Vec<Method> = self
+            .routes
+            .keys()
+            .filter(|(_, path)| path == route)
+            .map(|(method, _)| method.clone())
+            .collect();
+        methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        methods
     }
 }
 

@@ -1,6 +1,26 @@
 //! The command line. `main.rs` only calls `run`; each command is a function over the same
 //! services the server uses, against the database named by `--database-url`.
 
+/// `println!` without the panic: a closed stdout (`keyward api list | head -1`, or a
+/// supervisor that stopped reading) must not bring a command or the server down.
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod admin;
 mod api;
 mod output;

@@ -25,7 +25,7 @@ fn when(t: Option<OffsetDateTime>) -> String {
 
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => say!("{text}"),
         Err(error) => eprintln!("cannot write JSON: {error}"),
     }
 }
@@ -44,7 +44,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}", width = *width))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        say!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {
@@ -77,7 +77,7 @@ impl Output {
         if self.json {
             print_json(&json!({ "ok": true, "message": text }));
         } else {
-            println!("{text}");
+            say!("{text}");
         }
     }
 
@@ -89,14 +89,14 @@ impl Output {
             );
             return;
         }
-        println!("{verb} API user {}.", issued.user.username);
-        println!();
-        println!("Key (shown once; store it in a secrets manager now, it cannot be shown again):");
-        println!();
-        println!("    {key}");
-        println!();
+        say!("{verb} API user {}.", issued.user.username);
+        say!();
+        say!("Key (shown once; store it in a secrets manager now, it cannot be shown again):");
+        say!();
+        say!("    {key}");
+        say!();
         for warning in issued.user.warnings(now) {
-            println!("warning: {warning}");
+            say!("warning: {warning}");
         }
     }
 
@@ -104,7 +104,7 @@ impl Output {
         if self.json {
             print_json(&json!({ "ok": true, "message": message, "api_user": user }));
         } else {
-            println!("{message}");
+            say!("{message}");
         }
     }
 
@@ -114,7 +114,7 @@ impl Output {
             return;
         }
         if users.is_empty() {
-            println!(
+            say!(
                 "No API users yet. Create one with: keyward api create --username NAME --ip ADDRESS --scope SCOPE"
             );
             return;
@@ -212,9 +212,9 @@ impl Output {
             ("Created", when(Some(user.created_at))),
         ];
         for (label, value) in rows {
-            println!("{label:<15} {value}");
+            say!("{label:<15} {value}");
         }
-        println!();
+        say!();
         let keys: Vec<Vec<String>> = user
             .keys
             .iter()
@@ -232,9 +232,9 @@ impl Output {
         table(&["KEY", "STATE", "CREATED", "EXPIRES", "REVOKED"], &keys);
         let warnings = user.warnings(now);
         if !warnings.is_empty() {
-            println!();
+            say!();
             for warning in warnings {
-                println!("warning: {warning}");
+                say!("warning: {warning}");
             }
         }
     }
@@ -278,7 +278,7 @@ impl Output {
             return;
         }
         if sessions.is_empty() {
-            println!("No open sessions.");
+            say!("No open sessions.");
             return;
         }
         let rows: Vec<Vec<String>> = sessions
@@ -300,7 +300,7 @@ impl Output {
         if self.json {
             print_json(&json!({ "revoked": count }));
         } else {
-            println!("Ended {count} session(s).");
+            say!("Ended {count} session(s).");
         }
     }
 
@@ -308,7 +308,7 @@ impl Output {
         if self.json {
             print_json(admin);
         } else {
-            println!("Created admin user {} ({}).", admin.username, admin.role);
+            say!("Created admin user {} ({}).", admin.username, admin.role);
         }
     }
 
@@ -316,7 +316,7 @@ impl Output {
         if self.json {
             print_json(&json!({ "deleted": rows, "older_than": age }));
         } else {
-            println!("Deleted {rows} history row(s) older than {age}.");
+            say!("Deleted {rows} history row(s) older than {age}.");
         }
     }
 
@@ -326,7 +326,7 @@ impl Output {
             return;
         }
         match toml::to_string(config) {
-            Ok(text) => print!("{text}"),
+            Ok(text) => say_raw!("{text}"),
             Err(error) => eprintln!("cannot print the configuration: {error}"),
         }
     }

@@ -24,19 +24,19 @@ pub async fn run(config: Config, with_demo: bool, _out: &Output) -> Result<(), C
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let addr = app.local_addr();
     let base = format!("http://{addr}");
-    println!(
+    say!(
         "Keyward {} is listening on {base} (database: {})",
         env!("CARGO_PKG_VERSION"),
         config.database_url
     );
     if let Some(first) = app.take_first_admin() {
         match first.password {
-            Some(password) => println!(
+            Some(password) => say!(
                 "First run: created the admin user `{}` with the password {} (shown once).",
                 first.username,
                 password.expose()
             ),
-            None => println!(
+            None => say!(
                 "First run: created the admin user `{}` with KEYWARD_ADMIN_PASSWORD.",
                 first.username
             ),
@@ -45,26 +45,26 @@ pub async fn run(config: Config, with_demo: bool, _out: &Output) -> Result<(), C
     if with_demo {
         let state = app.state();
         if demo::seed_store(&state.db, state.clock.now()).await? {
-            println!("Demo: seeded the store with products, customers and orders.");
+            say!("Demo: seeded the store with products, customers and orders.");
         }
         let issued = demo::demo_user(&state.credentials).await?;
         let key = issued.key.expose();
-        println!();
-        println!(
+        say!();
+        say!(
             "Demo API user `{}` (scopes: {}; allowed from 127.0.0.1 and ::1).",
-            issued.user.username, issued.user.scopes
+            issued.user.username,
+            issued.user.scopes
         );
-        println!("Its key, shown once:");
-        println!();
-        println!("    {key}");
-        println!();
-        println!("Try it:");
-        println!();
-        println!("    curl -H 'Authorization: Bearer {key}' {base}/api/v1/me");
-        println!("    curl -H 'Authorization: Bearer {key}' '{base}/api/v1/products?limit=5'");
-        println!();
+        say!("Its key, shown once:");
+        say!();
+        say!("    {key}");
+        say!();
+        say!("Try it:");
+        say!();
+        say!("    curl -H 'Authorization: Bearer {key}' {base}/api/v1/me");
+        say!("    curl -H 'Authorization: Bearer {key}' '{base}/api/v1/products?limit=5'");
+        say!();
     }
-    let _ = Overrides::default;
     app.run_until(shutdown_signal())
         .await
         .map_err(|e| CliError::Failed(format!("the server stopped: {e}")))

@@ -3,165 +3,32 @@
 
 pub mod admins;
 pub mod password;
+mod requests;
+
+pub use requests::{CreateApiUser, IssuedKey, KeySource, Result, ServiceError, UpdateApiUser};
 
 use crate::clock::SharedClock;
 use crate::domain::admin::{Actor, AuditEntry};
-use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN, KeyError};
+use crate::domain::api_key::{ApiKey, KeyError};
 use crate::domain::api_user::{
-    ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, Environment, MAX_RATE_LIMIT,
-    NewApiUser, NewKey, SessionRecord, Status,
+    ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, NewApiUser, NewKey, SessionRecord,
+    Status,
 };
 use crate::domain::history::{HistoryQuery, HistoryRecord};
 use crate::domain::ids::SessionId;
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
 use crate::domain::username::Username;
-use crate::domain::validation::{Errors, FieldError};
-use crate::store::{Db, RetireOld, StoreError};
+use crate::domain::validation::Errors;
+use crate::store::{Db, RetireOld};
+use requests::{check_description, check_management, check_rate_limit, parse_rules};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("no API user is named `{0}`")]
-    NoSuchUser(String),
-    #[error("{}", describe(.0))]
-    Invalid(Vec<FieldError>),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl ServiceError {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        }])
-    }
-}
-
-pub type Result<T> = std::result::Result<T, ServiceError>;
-
-/// Where a new key comes from.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    Generate {
-        length: usize,
-    },
-    /// An existing key brought from another system, for migrations.
-    Import(ApiKey),
-}
-
-impl Default for KeySource {
-    fn default() -> Self {
-        Self::Generate {
-            length: DEFAULT_KEY_LEN,
-        }
-    }
-}
-
-/// A request to create an API user, as the CLI, console or management API received it.
-#[derive(Debug, Clone)]
-pub struct CreateApiUser {
-    pub username: String,
-    pub description: String,
-    pub environment: Environment,
-    pub status: Status,
-    pub scopes: Vec<String>,
-    pub ips: Vec<String>,
-    pub rate_limit_per_minute: Option<u32>,
-    pub management: bool,
-    pub key: KeySource,
-    pub expires_in: Option<Duration>,
-}
-
-impl Default for CreateApiUser {
-    fn default() -> Self {
-        Self {
-            username: String::new(),
-            description: String::new(),
-            environment: Environment::Production,
-            status: Status::Enabled,
-            scopes: Vec::new(),
-            ips: Vec::new(),
-            rate_limit_per_minute: None,
-            management: false,
-            key: KeySource::default(),
-            expires_in: None,
-        }
-    }
-}
-
-/// Changes to an API user's settings; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
-pub struct UpdateApiUser {
-    pub description: Option<String>,
-    pub environment: Option<Environment>,
-    pub status: Option<Status>,
-    pub scopes: Option<Vec<String>>,
-    pub ips: Option<Vec<String>>,
-    pub rate_limit_per_minute: Option<u32>,
-    pub management: Option<bool>,
-}
-
-/// A new key, shown once.
-#[derive(Debug)]
-pub struct IssuedKey {
-    pub user: ApiUser,
-    pub key: ApiKey,
-}
 
 #[derive(Clone)]
 pub struct Credentials {
     db: Db,
     clock: SharedClock,
-}
-
-fn parse_rules(errors: &mut Errors, field: &str, rules: &[String]) -> Vec<IpRule> {
-    let mut parsed = Vec::with_capacity(rules.len());
-    for (i, text) in rules.iter().enumerate() {
-        if let Some(rule) = errors.check(&format!("{field}[{i}]"), IpRule::parse(text))
-            && !parsed.contains(&rule)
-        {
-            parsed.push(rule);
-        }
-    }
-    parsed
-}
-
-fn check_rate_limit(errors: &mut Errors, limit: u32) {
-    if !(1..=MAX_RATE_LIMIT).contains(&limit) {
-        errors.add(
-            "rate_limit_per_minute",
-            format!("must be between 1 and {MAX_RATE_LIMIT} calls per minute"),
-        );
-    }
-}
-
-fn check_management(errors: &mut Errors, scopes: &Scopes, management: bool) {
-    if scopes.has_management() && !management {
-        errors.add(
-            "scopes",
-            "api_users:read and api_users:write are granted only to management keys; mark the API user as a management key",
-        );
-    }
-}
-
-fn check_description(errors: &mut Errors, description: &str) -> String {
-    errors
-        .check(
-            "description",
-            crate::domain::validation::text(description, 0, 255),
-        )
-        .unwrap_or_default()
 }
 
 impl Credentials {
@@ -215,6 +82,7 @@ impl Credentials {
         Ok((key, stored))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %request.username))]
     pub async fn create(&self, actor: &Actor, request: CreateApiUser) -> Result<IssuedKey> {
         let mut errors = Errors::new();
         let username = errors.check("username", Username::parse(request.username.trim()));
@@ -265,6 +133,7 @@ impl Credentials {
         Ok(IssuedKey { user, key })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn get(&self, username: &str) -> Result<ApiUser> {
         self.db
             .api_user(username)
@@ -280,6 +149,7 @@ impl Credentials {
             .await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn update(
         &self,
         actor: &Actor,
@@ -371,6 +241,7 @@ impl Credentials {
         self.get(username).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn set_status(
         &self,
         actor: &Actor,
@@ -388,6 +259,7 @@ impl Credentials {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn set_scopes(
         &self,
         actor: &Actor,
@@ -405,6 +277,7 @@ impl Credentials {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn delete(&self, actor: &Actor, username: &str) -> Result<ApiUser> {
         let user = self.get(username).await?;
         let open_sessions = self
@@ -428,6 +301,7 @@ impl Credentials {
 
     /// Issues a new key. With a grace period the current key keeps working until it ends (but
     /// never past its own expiry); without one it stops at once.
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn rotate(
         &self,
         actor: &Actor,
@@ -468,6 +342,7 @@ impl Credentials {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn add_ip(
         &self,
         actor: &Actor,
@@ -484,6 +359,7 @@ impl Credentials {
         Ok((self.get(username).await?, added))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn remove_ip(
         &self,
         actor: &Actor,
@@ -505,6 +381,7 @@ impl Credentials {
         Ok((self.get(username).await?, removed))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn history(
         &self,
         username: &str,
@@ -515,6 +392,7 @@ impl Credentials {
         Ok(self.db.history(&query).await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn sessions(&self, username: &str, active_only: bool) -> Result<Vec<SessionRecord>> {
         let user = self.get(username).await?;
         let at = active_only.then(|| self.clock.now());
@@ -522,6 +400,7 @@ impl Credentials {
     }
 
     /// Ends one session, or all; returns how many were open.
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn revoke_sessions(
         &self,
         actor: &Actor,
@@ -529,24 +408,25 @@ impl Credentials {
         only: Option<SessionId>,
     ) -> Result<u64> {
         let user = self.get(username).await?;
+        let now = self.clock.now();
+        if let Some(id) = only {
+            let open = self.db.sessions(user.id, Some(now)).await?;
+            if !open.iter().any(|s| s.id == id) {
+                return Err(ServiceError::invalid(
+                    "session",
+                    format!("session {id} is not an open session of `{username}`"),
+                ));
+            }
+        }
         let audit = self.audit(
             actor,
             "api_user.sessions_revoke",
             username,
             json!({ "session_id": only, "all": only.is_none() }),
         );
-        let revoked = self
+        Ok(self
             .db
-            .revoke_sessions(user.id, only, self.clock.now(), Some(&audit))
-            .await?;
-        if let Some(id) = only
-            && revoked == 0
-        {
-            return Err(ServiceError::invalid(
-                "session",
-                format!("session {id} is not an open session of `{username}`"),
-            ));
-        }
-        Ok(revoked)
+            .revoke_sessions(user.id, only, now, Some(&audit))
+            .await?)
     }
 }

@@ -48,10 +48,11 @@ pub async fn hash(password: Secret) -> Result<String, PasswordError> {
 /// Checks `password` against `stored`, or against a dummy hash when there is no user.
 pub async fn verify(password: Secret, stored: Option<String>) -> bool {
     let exists = stored.is_some();
-    let Some(stored) = stored.or_else(|| DUMMY_HASH.clone()) else {
-        return false;
-    };
     tokio::task::spawn_blocking(move || {
+        // The dummy hash is made on first use, here, off the async threads.
+        let Some(stored) = stored.or_else(|| DUMMY_HASH.clone()) else {
+            return false;
+        };
         PasswordHash::new(&stored)
             .map(|parsed| {
                 argon2()

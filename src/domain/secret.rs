@@ -75,9 +75,43 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Masks whatever follows a `kw_` or `kwt_` prefix in `text`, so a key pasted into a URL path
+/// cannot reach the history or a log through it.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("kw") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let prefix = ["kwt_", "kw_"].into_iter().find(|p| from.starts_with(p));
+        let Some(prefix) = prefix else {
+            out.push_str("kw");
+            rest = &from[2..];
+            continue;
+        };
+        out.push_str(prefix);
+        let tail = &from[prefix.len()..];
+        let secret_len = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        if secret_len > 0 {
+            out.push('…');
+        }
+        rest = &tail[secret_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_masks_keys_and_tokens_and_keeps_the_rest() {
+        assert_eq!(redact("/api/v1/kw_abc123/x"), "/api/v1/kw_…/x");
+        assert_eq!(redact("a kwt_Zz9 b kw_ c"), "a kwt_… b kw_ c");
+        assert_eq!(redact("keyword kwargs"), "keyword kwargs");
+        assert_eq!(redact("ékw_1é"), "ékw_…é");
+    }
 
     #[test]
     fn random_strings_are_base62_and_distinct() {

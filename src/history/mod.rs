@@ -7,7 +7,7 @@
 
 mod layer;
 
-pub use layer::{CallInfo, HistoryState, record_calls};
+pub use layer::{CallInfo, CallSlot, HistoryState, record_calls};
 
 use crate::domain::history::HistoryEntry;
 use crate::store::Db;
@@ -122,7 +122,8 @@ async fn commit_with_retry(
     db: &Db,
     rows: &[crate::domain::history::HistoryEntry],
 ) -> Result<(), RecordError> {
-    for attempt in 0..2 {
+    let mut attempt = 0;
+    loop {
         match db.insert_history(rows).await {
             Ok(()) => return Ok(()),
             Err(error) => {
@@ -132,9 +133,12 @@ async fn commit_with_retry(
                     attempt,
                     "history commit failed"
                 );
+                if attempt == 1 {
+                    return Err(RecordError);
+                }
+                attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-    Err(RecordError)
 }

@@ -201,6 +201,31 @@ impl ApiError {
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
+    /// The call ran, but its history row could not be written, so its answer is withheld.
+    pub fn history_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Outcome::Unavailable,
+            "The call could not be recorded in the API history, so its answer was withheld. It may \
+             have taken effect: retry with the same Idempotency-Key, or check before retrying.",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Outcome::Unavailable,
+            format!(
+                "The call did not finish within {} s and was stopped. It may have taken effect: \
+                 retry with the same Idempotency-Key, or check before retrying.",
+                limit.as_secs()
+            ),
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -238,6 +263,16 @@ impl ApiError {
 
     pub fn details(&self) -> &[FieldError] {
         &self.details
+    }
+}
+
+impl ApiError {
+    /// Maps a store error, naming `what` was not found.
+    pub fn or_not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |error| match error {
+            StoreError::NotFound => ApiError::not_found(what),
+            other => other.into(),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::request_id;
 use crate::auth::Caller;
+use crate::domain::ids::ApiUserId;
 use crate::store::{IdempotencyClaim, StoredResponse};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -54,7 +56,7 @@ pub async fn idempotent_posts(
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update([0]);
-    hasher.update(parts.uri.path());
+    hasher.update(parts.uri.path_and_query().map_or("", |pq| pq.as_str()));
     hasher.update([0]);
     hasher.update(&bytes);
     let fingerprint = hasher.finalize();
@@ -68,7 +70,8 @@ pub async fn idempotent_posts(
         Err(error) => ApiError::from(error).into_response(),
         Ok(IdempotencyClaim::Replay(stored)) => replay(stored),
         Ok(IdempotencyClaim::InProgress) => ApiError::conflict(
-            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            "A request with this Idempotency-Key is still being processed, or was cut off without \
+             an answer; check the outcome before retrying with a new key.",
             Vec::new(),
         )
         .into_response(),
@@ -78,54 +81,73 @@ pub async fn idempotent_posts(
         )
         .into_response(),
         Ok(IdempotencyClaim::Claimed) => {
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            let (parts, body) = response.into_parts();
-            let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
-                Ok(body) => body,
-                Err(_) => {
-                    let _ = state.db.release_idempotency(user, &key).await;
-                    return ApiError::internal().into_response();
-                }
-            };
-            // Only changes are remembered; a refusal may succeed when retried later.
-            let outcome = if parts.status.is_success() {
-                let stored = StoredResponse {
-                    status: parts.status.as_u16(),
-                    content_type: parts
-                        .headers
-                        .get(header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned),
-                    body: body.to_vec(),
-                };
-                state.db.complete_idempotency(user, &key, &stored).await
-            } else {
-                state.db.release_idempotency(user, &key).await
-            };
-            if let Err(error) = outcome {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "could not record an idempotent response"
-                );
-            }
-            Response::from_parts(parts, Body::from(body))
+            // The change and its record run in a task of their own: a timeout or a client that
+            // hangs up cannot separate them.
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let run = run_and_remember(state.clone(), user, key, next, request);
+            request_id::spawn(run)
+                .await
+                .unwrap_or_else(|_| ApiError::internal().into_response())
         }
     }
+}
+
+async fn run_and_remember(
+    state: AppState,
+    user: ApiUserId,
+    key: String,
+    next: Next,
+    request: Request,
+) -> Response {
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
+        Ok(body) => body,
+        Err(_) => {
+            let _ = state.db.release_idempotency(user, &key).await;
+            return ApiError::internal().into_response();
+        }
+    };
+    // Only changes are remembered; a refusal may succeed when retried later.
+    let outcome = if parts.status.is_success() {
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            content_type: header(header::CONTENT_TYPE),
+            location: header(header::LOCATION),
+            body: body.to_vec(),
+        };
+        state.db.complete_idempotency(user, &key, &stored).await
+    } else {
+        state.db.release_idempotency(user, &key).await
+    };
+    if let Err(error) = outcome {
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "could not record an idempotent response"
+        );
+    }
+    Response::from_parts(parts, Body::from(body))
 }
 
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
-    if let Some(value) = stored
-        .content_type
-        .and_then(|t| HeaderValue::from_str(&t).ok())
-    {
-        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, stored.content_type),
+        (header::LOCATION, stored.location),
+    ] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
     }
-    response
-        .headers_mut()
-        .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+    headers.insert(REPLAYED.clone(), HeaderValue::from_static("true"));
     response
 }

@@ -25,7 +25,6 @@ use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// Everything a handler may need. Cloned into every request, so it is one `Arc`: a clone is
@@ -79,6 +78,7 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
     let history = Arc::new(HistoryState {
         recorder: state.recorder.clone(),
         clock: state.clock.clone(),
+        timeout: state.limits.request_timeout,
     });
     let api = api
         .route_layer(from_fn_with_state(
@@ -100,10 +100,6 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state.limits.request_timeout,
-        ))
         .layer(from_fn_with_state(proxies, resolve_client_ip))
         .layer(
             TraceLayer::new_for_http()

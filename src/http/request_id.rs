@@ -20,6 +20,24 @@ pub fn current() -> String {
     REQUEST_ID.try_with(|id| id.0.clone()).unwrap_or_default()
 }
 
+/// Spawns `future` as a task that stays part of the current request: same request id, same
+/// tracing span.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    let id = REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or(RequestId(String::new()));
+    tokio::spawn(
+        REQUEST_ID
+            .scope(id, future)
+            .instrument(tracing::Span::current()),
+    )
+}
+
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let id = RequestId(uuid::Uuid::now_v7().simple().to_string());
     request.extensions_mut().insert(id.clone());

@@ -1,8 +1,9 @@
 //! Storage behind one interface. SQL lives only below this module; each backend has its
 //! own migrations and is chosen from the database URL's scheme.
 //!
-//! The interface is split by capability (credentials, history, admin, catalog) so each part
-//! reads on its own; `Store` is all of them, held as `Arc<dyn Store>`.
+//! The interface is split by capability (API users, auth, sessions, history, admin, products,
+//! customers, orders, idempotency) so each part reads on its own and each backend implements
+//! it file by file; `Store` is all of them, held as `Arc<dyn Store>`.
 
 mod error;
 pub mod sqlite;
@@ -34,7 +35,19 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type Db = Arc<dyn Store>;
 
 #[async_trait]
-pub trait Store: CredentialStore + HistoryStore + AdminStore + CatalogStore + Send + Sync {
+pub trait Store:
+    ApiUserStore
+    + AuthStore
+    + SessionStore
+    + HistoryStore
+    + AdminStore
+    + ProductStore
+    + CustomerStore
+    + OrderStore
+    + IdempotencyStore
+    + Send
+    + Sync
+{
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
     /// Closes connections after the last write.
@@ -99,8 +112,9 @@ pub struct Usage {
     pub sessions: Vec<(SessionId, OffsetDateTime)>,
 }
 
+/// API users, their keys and IP rules, as the service layer changes them.
 #[async_trait]
-pub trait CredentialStore {
+pub trait ApiUserStore {
     async fn create_api_user(
         &self,
         user: &NewApiUser,
@@ -155,12 +169,24 @@ pub trait CredentialStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> Result<bool>;
+}
 
+/// What the auth pipeline reads, and the change log that keeps its cache true.
+#[async_trait]
+pub trait AuthStore {
     async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>>;
     async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>>;
     async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>>;
     async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>>;
 
+    /// A cheap, synchronous sign that credentials may have changed since the last call:
+    /// the auth cache checks it on every request and syncs from the change log when it moves.
+    fn change_marker(&self) -> u64;
+    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges>;
+}
+
+#[async_trait]
+pub trait SessionStore {
     async fn create_session(&self, session: &NewSession) -> Result<SessionId>;
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>>;
     async fn sessions(
@@ -178,11 +204,6 @@ pub trait CredentialStore {
     ) -> Result<u64>;
 
     async fn record_usage(&self, usage: &Usage) -> Result<()>;
-
-    /// A cheap, synchronous sign that credentials may have changed since the last call:
-    /// the auth cache checks it on every request and syncs from the change log when it moves.
-    fn change_marker(&self) -> u64;
-    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges>;
 
     /// Deletes what can never be used again: dead sessions, old idempotency records and
     /// old entries of the change log.
@@ -227,7 +248,8 @@ pub enum IdempotencyClaim {
     Claimed,
     /// The same request already ran: send this answer again.
     Replay(StoredResponse),
-    /// The first request with this key is still running.
+    /// The first request with this key is still running, or died without an answer (its
+    /// outcome is unknown, so it is never run again).
     InProgress,
     /// The key was used with a different request.
     Mismatch,
@@ -237,11 +259,12 @@ pub enum IdempotencyClaim {
 pub struct StoredResponse {
     pub status: u16,
     pub content_type: Option<String>,
+    pub location: Option<String>,
     pub body: Vec<u8>,
 }
 
 #[async_trait]
-pub trait CatalogStore {
+pub trait ProductStore {
     async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>>;
     async fn product(&self, id: ProductId) -> Result<Option<Product>>;
     async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product>;
@@ -253,7 +276,10 @@ pub trait CatalogStore {
     ) -> Result<Product>;
     /// Sets the quantity of every listed SKU, or of none.
     async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>>;
+}
 
+#[async_trait]
+pub trait CustomerStore {
     async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>>;
     async fn customer(&self, id: CustomerId) -> Result<Option<Customer>>;
     async fn create_customer(
@@ -267,7 +293,10 @@ pub trait CatalogStore {
         patch: &CustomerPatch,
         now: OffsetDateTime,
     ) -> Result<Customer>;
+}
 
+#[async_trait]
+pub trait OrderStore {
     async fn order_statuses(&self) -> Result<Vec<OrderStatus>>;
     async fn orders(&self, filter: &OrderFilter, page: PageRequest) -> Result<Vec<Order>>;
     async fn order(&self, id: OrderId) -> Result<Option<Order>>;
@@ -279,7 +308,11 @@ pub trait CatalogStore {
         entry: &NewOrderHistory,
         now: OffsetDateTime,
     ) -> Result<Order>;
+}
 
+/// Remembered answers of POSTs sent with an `Idempotency-Key`.
+#[async_trait]
+pub trait IdempotencyStore {
     async fn claim_idempotency(
         &self,
         api_user: ApiUserId,

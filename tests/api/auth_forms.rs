@@ -226,3 +226,18 @@ async fn failed_logins_are_throttled_per_address() {
         "the address is blocked whatever the username"
     );
 }
+
+#[tokio::test]
+async fn curl_u_with_the_key_as_username_and_no_password_works() {
+    let app = spawn_app().await;
+    let key = app.api_user("stripe-style", &[]).await;
+
+    let response = app
+        .request(Method::GET, "/api/v1/me")
+        .basic_auth(&key, Some(""))
+        .send()
+        .await
+        .expect("request");
+
+    assert_eq!(response.status(), 200);
+}

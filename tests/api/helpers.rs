@@ -31,6 +31,7 @@ pub struct TestApp {
 pub struct Settings {
     pub trusted_proxies: Vec<&'static str>,
     pub login_failures_per_ip: u32,
+    pub request_timeout: &'static str,
 }
 
 impl Default for Settings {
@@ -38,6 +39,7 @@ impl Default for Settings {
         Self {
             trusted_proxies: Vec::new(),
             login_failures_per_ip: 20,
+            request_timeout: "30s",
         }
     }
 }
@@ -59,6 +61,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
                 .collect(),
         ),
         login_failures_per_ip: Some(settings.login_failures_per_ip),
+        request_timeout: Some(settings.request_timeout.parse().expect("duration")),
         ..Overrides::default()
     };
     let mut config = Config::resolve(Some(database_url.clone()), overrides, FileConfig::default())

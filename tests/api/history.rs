@@ -167,3 +167,97 @@ async fn graceful_shutdown_keeps_the_history_of_every_answered_call() {
         "last use is written on shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_call_whose_client_hangs_up_still_gets_its_row() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let key = app.api_user("hangup", &[]).await;
+
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let request =
+        format!("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    drop(stream);
+
+    for _ in 0..200 {
+        if !app.history("hangup").await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the call of a client that hung up has no history row");
+}
+
+#[tokio::test]
+async fn a_stalled_body_times_out_with_503_and_its_row_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(crate::helpers::Settings {
+        request_timeout: "1s",
+        ..Default::default()
+    })
+    .await;
+    let key = app.api_user("staller", &["products:write"]).await;
+
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"sku\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send");
+    assert_eq!(
+        app.get("/api/v1/me", &key).await.status(),
+        200,
+        "others are served meanwhile"
+    );
+
+    let mut answer = vec![0u8; 2048];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer[..read.expect("answered in time").expect("read")])
+        .to_string();
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("\"unavailable\""), "{text}");
+    let rows = app.history("staller").await;
+    assert!(
+        rows.iter()
+            .any(|r| r.call == "POST /api/v1/products" && r.status == 503),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_typed_into_the_username_field_never_reaches_the_history() {
+    let mut app = spawn_app().await;
+    let key = app.api_user("careful", &[]).await;
+
+    let swapped = app
+        .request(Method::GET, "/api/v1/me")
+        .basic_auth(&key, Some("password"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(swapped.status(), 401);
+    let path = format!("/api/v1/{key}");
+    app.get(&path, &key).await;
+    let rows = app.all_history().await;
+    assert_eq!(
+        rows[1].username.as_deref(),
+        Some(keyward::auth::INVALID_USERNAME)
+    );
+    assert_eq!(rows[0].call, "GET /api/v1/kw_…");
+    app.stop().await;
+
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.dir.path()).expect("dir") {
+        bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
+    }
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains(&key[3..40]),
+        "the key reached the database"
+    );
+}

@@ -51,6 +51,8 @@ async fn serve_demo(dir: &std::path::Path) -> Server {
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("the server printed its demo lines");
+    // Stop reading stdout, as a supervisor might: the server must keep running regardless.
+    drop(lines);
     let base = stdout
         .iter()
         .find_map(|l| {

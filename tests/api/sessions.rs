@@ -175,5 +175,12 @@ async fn a_session_made_with_a_rolled_key_ends_with_that_key() {
         .expect("rotate");
 
     assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
-    assert_eq!(app.last_outcome().await, "revoked_key");
+    assert_eq!(app.last_outcome().await, "revoked_token");
+    assert!(
+        app.credentials
+            .sessions("rolling", true)
+            .await
+            .expect("sessions")
+            .is_empty()
+    );
 }

@@ -5,7 +5,6 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{page, page_request};
-use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -30,6 +29,7 @@ pub struct CustomerQuery {
     security(("api_key" = ["customers:read"])),
     responses((status = 200, body = Page<Customer>), (status = 400, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -49,6 +49,7 @@ pub async fn list(
     security(("api_key" = ["customers:read"])),
     responses((status = 200, body = Customer), (status = 404, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -72,6 +73,7 @@ pub async fn show(
     security(("api_key" = ["customers:write"])),
     responses((status = 201, body = Customer), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     _caller: Caller,
@@ -105,6 +107,7 @@ pub async fn create(
         (status = 422, body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn update(
     State(state): State<AppState>,
     _caller: Caller,
@@ -116,9 +119,6 @@ pub async fn update(
         .db
         .update_customer(CustomerId(id), &patch, state.clock.now())
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::not_found("customer"),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::or_not_found("customer"))?;
     Ok(axum::Json(customer))
 }

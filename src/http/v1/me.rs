@@ -64,6 +64,7 @@ pub struct MeRateLimit {
         (status = 429, description = "Over the rate limit", body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn me(caller: Caller) -> Json<Me> {
     Json(Me {
         api_user: MeUser {

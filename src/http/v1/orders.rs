@@ -7,7 +7,6 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{page, page_request, timestamp};
-use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -28,13 +27,6 @@ pub struct OrderQuery {
     after: Option<String>,
 }
 
-fn not_found(error: StoreError) -> ApiError {
-    match error {
-        StoreError::NotFound => ApiError::not_found("order"),
-        other => other.into(),
-    }
-}
-
 /// Lists orders with their lines, oldest first, a page at a time.
 #[utoipa::path(
     get,
@@ -44,6 +36,7 @@ fn not_found(error: StoreError) -> ApiError {
     security(("api_key" = ["orders:read"])),
     responses((status = 200, body = Page<Order>), (status = 400, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -87,6 +80,7 @@ pub async fn list(
     security(("api_key" = ["orders:read"])),
     responses((status = 200, body = Order), (status = 404, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -116,6 +110,7 @@ pub async fn show(
         (status = 422, body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     _caller: Caller,
@@ -151,6 +146,7 @@ pub async fn create(
         (status = 422, body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn add_history(
     State(state): State<AppState>,
     _caller: Caller,
@@ -162,7 +158,7 @@ pub async fn add_history(
         .db
         .add_order_history(OrderId(id), &entry, state.clock.now())
         .await
-        .map_err(not_found)?;
+        .map_err(ApiError::or_not_found("order"))?;
     Ok((StatusCode::CREATED, axum::Json(order)))
 }
 
@@ -179,6 +175,7 @@ pub struct OrderStatuses {
     security(("api_key" = ["orders:read"])),
     responses((status = 200, body = OrderStatuses))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn statuses(
     State(state): State<AppState>,
     _caller: Caller,

@@ -37,6 +37,7 @@ pub struct ProductQuery {
     security(("api_key" = ["products:read"])),
     responses((status = 200, body = Page<Product>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -69,6 +70,7 @@ pub async fn list(
     security(("api_key" = ["products:read"])),
     responses((status = 200, body = Product), (status = 404, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -96,6 +98,7 @@ pub async fn show(
         (status = 422, body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     _caller: Caller,
@@ -126,6 +129,7 @@ pub async fn create(
         (status = 422, body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn update(
     State(state): State<AppState>,
     _caller: Caller,
@@ -137,10 +141,7 @@ pub async fn update(
         .db
         .update_product(ProductId(id), &patch, state.clock.now())
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => ApiError::not_found("product"),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::or_not_found("product"))?;
     Ok(axum::Json(product))
 }
 
@@ -160,6 +161,7 @@ pub struct StockUpdated {
     security(("api_key" = ["products:write"])),
     responses((status = 200, body = StockUpdated), (status = 422, body = ErrorBody))
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn set_stock(
     State(state): State<AppState>,
     _caller: Caller,

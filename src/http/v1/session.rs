@@ -72,6 +72,7 @@ pub async fn login_credentials(request: Request) -> Result<LoginRequest, ApiErro
         (status = 429, description = "Too many failed logins", body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -126,6 +127,7 @@ pub async fn login(
         (status = 401, body = ErrorBody),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
     state.auth.logout(&caller).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,10 +1,9 @@
-use super::credentials::insert_audit;
 use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
 use crate::domain::admin::{AdminUser, AuditEntry, AuditRecord, Role};
 use crate::domain::ids::AdminUserId;
 use crate::store::{AdminStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::FromRow;
+use sqlx::{FromRow, SqliteConnection};
 use time::OffsetDateTime;
 
 #[derive(FromRow)]
@@ -142,4 +141,17 @@ impl AdminStore for SqliteStore {
             )
             .collect())
     }
+}
+
+pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry) -> Result<()> {
+    sqlx::query("INSERT INTO admin_audit (at, actor, actor_ip, action, target, details) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(ts(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.actor_ip)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.details.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -6,9 +6,14 @@
 //! instead of failing on a lock upgrade.
 
 mod admin;
-mod catalog;
-mod credentials;
+mod api_users;
+mod auth;
+mod customers;
 mod history;
+mod idempotency;
+mod orders;
+mod products;
+mod sessions;
 mod signal;
 
 use super::{ConnectOptions, Result, Store, StoreError};
@@ -159,7 +164,7 @@ impl Store for SqliteStore {
 
 /// Microseconds since the epoch: the form times take in this database.
 pub(crate) fn ts(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+    crate::clock::to_micros(t)
 }
 
 pub(crate) fn ts_opt(t: Option<OffsetDateTime>) -> Option<i64> {
@@ -167,8 +172,7 @@ pub(crate) fn ts_opt(t: Option<OffsetDateTime>) -> Option<i64> {
 }
 
 pub(crate) fn from_ts(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    crate::clock::from_micros(us)
 }
 
 pub(crate) fn from_ts_opt(us: Option<i64>) -> Option<OffsetDateTime> {

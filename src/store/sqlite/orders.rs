@@ -1,81 +1,20 @@
-use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
+//! Orders: lines, status history, and the stock they take and give back.
+
+use super::customers::customer_in;
+use super::products::{PRODUCT_COLUMNS, ProductRow, money};
+use super::{SqliteStore, from_ts, ts};
 use crate::domain::catalog::{
-    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order,
-    OrderFilter, OrderHistory, OrderLine, OrderStatus, PageRequest, Product, ProductFilter,
-    ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
+    NewOrder, NewOrderHistory, Order, OrderFilter, OrderHistory, OrderLine, OrderStatus,
+    PageRequest, ProductRef, ProductStatus, StatusRef,
 };
-use crate::domain::ids::{ApiUserId, CustomerId, OrderId, OrderStatusId, ProductId};
+use crate::domain::ids::{CustomerId, OrderId, OrderStatusId, ProductId};
 use crate::domain::money::Money;
 use crate::domain::validation::{Errors, FieldError};
-use crate::store::{CatalogStore, IdempotencyClaim, Result, StoreError, StoredResponse};
+use crate::store::{OrderStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
-
-/// How long a claimed idempotency key may stay unanswered before a retry may run again
-/// (the first attempt died with its process).
-const IDEMPOTENCY_STALE: time::Duration = time::Duration::minutes(5);
-const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
-
-#[derive(FromRow)]
-struct ProductRow {
-    id: i64,
-    sku: String,
-    name: String,
-    description: String,
-    price: i64,
-    quantity: i64,
-    status: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-const PRODUCT_COLUMNS: &str =
-    "id, sku, name, description, price, quantity, status, created_at, updated_at";
-
-fn money(cents: i64) -> Result<Money> {
-    Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
-}
-
-impl ProductRow {
-    fn into_product(self) -> Result<Product> {
-        Ok(Product {
-            id: ProductId(self.id),
-            price: money(self.price)?,
-            status: parse_col(&self.status, "status")?,
-            created_at: from_ts(self.created_at),
-            updated_at: from_ts(self.updated_at),
-            sku: self.sku,
-            name: self.name,
-            description: self.description,
-            quantity: self.quantity,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct CustomerRow {
-    id: i64,
-    name: String,
-    email: String,
-    phone: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<CustomerRow> for Customer {
-    fn from(row: CustomerRow) -> Self {
-        Self {
-            id: CustomerId(row.id),
-            name: row.name,
-            email: row.email,
-            phone: row.phone,
-            created_at: from_ts(row.created_at),
-            updated_at: from_ts(row.updated_at),
-        }
-    }
-}
 
 #[derive(FromRow)]
 struct OrderRow {
@@ -104,29 +43,6 @@ struct LineRow {
     total: i64,
 }
 
-async fn product_in(conn: &mut SqliteConnection, id: i64) -> Result<Product> {
-    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?"
-    )))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(StoreError::NotFound)?;
-    row.into_product()
-}
-
-async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<Customer> {
-    let row: CustomerRow = sqlx::query_as(
-        "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(StoreError::NotFound)?;
-    Ok(row.into())
-}
-
-/// Orders with their lines, and with their history when `with_history`.
 async fn assemble_orders(
     conn: &mut SqliteConnection,
     rows: Vec<OrderRow>,
@@ -290,192 +206,7 @@ async fn resolve_status(conn: &mut SqliteConnection, status: &StatusRef) -> Resu
 }
 
 #[async_trait]
-impl CatalogStore for SqliteStore {
-    async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>> {
-        let mut select = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "
-        ));
-        select.push_bind(page.after.unwrap_or(0));
-        if let Some(sku) = &filter.sku {
-            select.push(" AND sku = ").push_bind(sku.clone());
-        }
-        if let Some(status) = filter.status {
-            select.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(since) = filter.updated_since {
-            select.push(" AND updated_at >= ").push_bind(ts(since));
-        }
-        select
-            .push(" ORDER BY id LIMIT ")
-            .push_bind(i64::from(page.limit));
-        let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&self.read).await?;
-        rows.into_iter().map(ProductRow::into_product).collect()
-    }
-
-    async fn product(&self, id: ProductId) -> Result<Option<Product>> {
-        let mut conn = self.read.acquire().await?;
-        match product_in(&mut conn, id.0).await {
-            Err(StoreError::NotFound) => Ok(None),
-            other => other.map(Some),
-        }
-    }
-
-    async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product> {
-        let mut tx = self.begin_write().await?;
-        let id = sqlx::query(
-            "INSERT INTO products (sku, name, description, price, quantity, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&product.sku)
-        .bind(&product.name)
-        .bind(&product.description)
-        .bind(product.price.cents())
-        .bind(product.quantity)
-        .bind(product.status.as_str())
-        .bind(ts(now))
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
-        .last_insert_rowid();
-        let created = product_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn update_product(
-        &self,
-        id: ProductId,
-        patch: &ProductPatch,
-        now: OffsetDateTime,
-    ) -> Result<Product> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE products SET sku = coalesce(?, sku), name = coalesce(?, name), \
-             description = coalesce(?, description), price = coalesce(?, price), quantity = coalesce(?, quantity), \
-             status = coalesce(?, status), updated_at = ? WHERE id = ?",
-        )
-        .bind(&patch.sku)
-        .bind(&patch.name)
-        .bind(&patch.description)
-        .bind(patch.price.map(Money::cents))
-        .bind(patch.quantity)
-        .bind(patch.status.map(ProductStatus::as_str))
-        .bind(ts(now))
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound);
-        }
-        let product = product_in(&mut tx, id.0).await?;
-        tx.commit().await?;
-        Ok(product)
-    }
-
-    async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
-        let mut tx = self.begin_write().await?;
-        let mut errors = Errors::new();
-        let mut ids = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let id: Option<i64> = sqlx::query_scalar(
-                "UPDATE products SET quantity = ?, updated_at = ? WHERE sku = ? RETURNING id",
-            )
-            .bind(item.quantity)
-            .bind(ts(now))
-            .bind(&item.sku)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match id {
-                Some(id) => ids.push(id),
-                None => errors.add(
-                    format!("items[{i}].sku"),
-                    format!("no product has the SKU `{}`", item.sku),
-                ),
-            }
-        }
-        // Dropping the transaction rolls every change back: all or nothing.
-        errors.finish().map_err(StoreError::Invalid)?;
-        let mut products = Vec::with_capacity(ids.len());
-        for id in ids {
-            products.push(product_in(&mut tx, id).await?);
-        }
-        tx.commit().await?;
-        Ok(products)
-    }
-
-    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
-        let rows: Vec<CustomerRow> = sqlx::query_as(
-            "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(page.after.unwrap_or(0))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows.into_iter().map(Customer::from).collect())
-    }
-
-    async fn customer(&self, id: CustomerId) -> Result<Option<Customer>> {
-        let mut conn = self.read.acquire().await?;
-        match customer_in(&mut conn, id.0).await {
-            Err(StoreError::NotFound) => Ok(None),
-            other => other.map(Some),
-        }
-    }
-
-    async fn create_customer(
-        &self,
-        customer: &CustomerInput,
-        now: OffsetDateTime,
-    ) -> Result<Customer> {
-        let mut tx = self.begin_write().await?;
-        let id = sqlx::query(
-            "INSERT INTO customers (name, email, phone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&customer.name)
-        .bind(&customer.email)
-        .bind(&customer.phone)
-        .bind(ts(now))
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
-        .last_insert_rowid();
-        let created = customer_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn update_customer(
-        &self,
-        id: CustomerId,
-        patch: &CustomerPatch,
-        now: OffsetDateTime,
-    ) -> Result<Customer> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), phone = coalesce(?, phone), \
-             updated_at = ? WHERE id = ?",
-        )
-        .bind(&patch.name)
-        .bind(&patch.email)
-        .bind(&patch.phone)
-        .bind(ts(now))
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound);
-        }
-        let customer = customer_in(&mut tx, id.0).await?;
-        tx.commit().await?;
-        Ok(customer)
-    }
-
+impl OrderStore for SqliteStore {
     async fn order_statuses(&self) -> Result<Vec<OrderStatus>> {
         let rows: Vec<(i64, String, bool)> =
             sqlx::query_as("SELECT id, name, holds_stock FROM order_statuses ORDER BY id")
@@ -522,8 +253,10 @@ impl CatalogStore for SqliteStore {
     async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> Result<Order> {
         let mut tx = self.begin_write().await?;
         let mut errors = Errors::new();
-        if customer_in(&mut tx, order.customer_id.0).await.is_err() {
-            errors.add("customer_id", "no customer has this id");
+        match customer_in(&mut tx, order.customer_id.0).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => errors.add("customer_id", "no customer has this id"),
+            Err(other) => return Err(other),
         }
         let mut lines = Vec::with_capacity(order.lines.len());
         for (i, (reference, quantity)) in order.lines.iter().enumerate() {
@@ -672,85 +405,5 @@ impl CatalogStore for SqliteStore {
         let order = order_in(&mut tx, id.0).await?;
         tx.commit().await?;
         Ok(order)
-    }
-
-    async fn claim_idempotency(
-        &self,
-        api_user: ApiUserId,
-        key: &str,
-        fingerprint: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<IdempotencyClaim> {
-        let mut tx = self.begin_write().await?;
-        let existing: Option<(Vec<u8>, Option<i64>, Option<String>, Option<Vec<u8>>, i64)> =
-            sqlx::query_as(
-                "SELECT fingerprint, status, content_type, body, created_at FROM idempotency_keys \
-             WHERE api_user_id = ? AND idem_key = ?",
-            )
-            .bind(api_user.0)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let claim = match existing {
-            Some((stored, status, content_type, body, created_at)) => {
-                let created_at = from_ts(created_at);
-                let expired = created_at + IDEMPOTENCY_TTL <= now;
-                let abandoned = status.is_none() && created_at + IDEMPOTENCY_STALE <= now;
-                if expired || (abandoned && stored == fingerprint) {
-                    None
-                } else if stored != fingerprint {
-                    Some(IdempotencyClaim::Mismatch)
-                } else if let Some(status) = status {
-                    Some(IdempotencyClaim::Replay(StoredResponse {
-                        status: u16::try_from(status).unwrap_or(500),
-                        content_type,
-                        body: body.unwrap_or_default(),
-                    }))
-                } else {
-                    Some(IdempotencyClaim::InProgress)
-                }
-            }
-            None => None,
-        };
-        if let Some(claim) = claim {
-            return Ok(claim);
-        }
-        sqlx::query(
-            "INSERT OR REPLACE INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(api_user.0)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(IdempotencyClaim::Claimed)
-    }
-
-    async fn complete_idempotency(
-        &self,
-        api_user: ApiUserId,
-        key: &str,
-        response: &StoredResponse,
-    ) -> Result<()> {
-        sqlx::query("UPDATE idempotency_keys SET status = ?, content_type = ?, body = ? WHERE api_user_id = ? AND idem_key = ?")
-            .bind(i64::from(response.status))
-            .bind(&response.content_type)
-            .bind(&response.body)
-            .bind(api_user.0)
-            .bind(key)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ? AND status IS NULL")
-            .bind(api_user.0)
-            .bind(key)
-            .execute(&self.write)
-            .await?;
-        Ok(())
     }
 }

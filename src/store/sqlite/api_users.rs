@@ -1,22 +1,24 @@
+//! API users, their keys and IP rules.
+
+use super::admin::insert_audit;
 use super::{SqliteStore, from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
 use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{
-    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey,
-    NewSession, SessionRecord, Status,
+    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey, Status,
 };
-use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
+use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
 use crate::domain::secret::SecretHash;
-use crate::store::{CredentialChanges, CredentialStore, Result, RetireOld, StoreError, Usage};
+use crate::store::{ApiUserStore, Result, RetireOld, StoreError};
 use async_trait::async_trait;
 use sqlx::{FromRow, Sqlite, SqliteConnection, Transaction};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
 #[derive(FromRow)]
-struct UserRow {
-    id: i64,
+pub(super) struct UserRow {
+    pub(super) id: i64,
     username: String,
     description: String,
     environment: String,
@@ -31,7 +33,7 @@ struct UserRow {
 }
 
 #[derive(FromRow)]
-struct KeyRow {
+pub(super) struct KeyRow {
     id: i64,
     api_user_id: i64,
     key_hash: Vec<u8>,
@@ -43,26 +45,10 @@ struct KeyRow {
     revoked_reason: Option<String>,
 }
 
-#[derive(FromRow)]
-struct SessionRow {
-    id: i64,
-    api_user_id: i64,
-    api_key_id: i64,
-    token_hash: Vec<u8>,
-    ip: String,
-    created_at: i64,
-    last_seen_at: i64,
-    idle_timeout_s: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
-const USER_COLUMNS: &str = "id, username, description, environment, status, scopes, rate_limit_per_minute, \
+pub(super) const USER_COLUMNS: &str = "id, username, description, environment, status, scopes, rate_limit_per_minute, \
      management, created_at, updated_at, last_used_at, last_used_ip";
-const KEY_COLUMNS: &str =
+pub(super) const KEY_COLUMNS: &str =
     "id, api_user_id, key_hash, hint, imported, created_at, expires_at, revoked_at, revoked_reason";
-const SESSION_COLUMNS: &str = "id, api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-     idle_timeout_s, expires_at, revoked_at";
 
 fn rate_limit(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
@@ -89,7 +75,7 @@ impl UserRow {
         })
     }
 
-    fn into_auth(self, ips: Vec<IpRule>) -> Result<AuthUser> {
+    pub(super) fn into_auth(self, ips: Vec<IpRule>) -> Result<AuthUser> {
         Ok(AuthUser {
             id: ApiUserId(self.id),
             status: parse_col(&self.status, "status")?,
@@ -115,7 +101,7 @@ impl KeyRow {
         }
     }
 
-    fn into_auth(self) -> Result<AuthKey> {
+    pub(super) fn into_auth(self) -> Result<AuthKey> {
         Ok(AuthKey {
             id: ApiKeyId(self.id),
             api_user_id: ApiUserId(self.api_user_id),
@@ -128,33 +114,15 @@ impl KeyRow {
     }
 }
 
-impl SessionRow {
-    fn into_record(self) -> Result<SessionRecord> {
-        Ok(SessionRecord {
-            id: SessionId(self.id),
-            api_user_id: ApiUserId(self.api_user_id),
-            api_key_id: ApiKeyId(self.api_key_id),
-            token_hash: SecretHash::from_slice(&self.token_hash)
-                .ok_or_else(|| StoreError::Corrupt("token_hash".into()))?,
-            ip: self.ip,
-            created_at: from_ts(self.created_at),
-            last_seen_at: from_ts(self.last_seen_at),
-            idle_timeout_s: self.idle_timeout_s,
-            expires_at: from_ts(self.expires_at),
-            revoked_at: from_ts_opt(self.revoked_at),
-        })
-    }
+fn parse_rule(rule: &str) -> Result<IpRule> {
+    IpRule::parse(rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))
 }
 
 fn parse_rules(rows: Vec<(String,)>) -> Result<Vec<IpRule>> {
-    rows.into_iter()
-        .map(|(rule,)| {
-            IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))
-        })
-        .collect()
+    rows.into_iter().map(|(rule,)| parse_rule(&rule)).collect()
 }
 
-async fn ip_rules(conn: &mut SqliteConnection, id: i64) -> Result<Vec<IpRule>> {
+pub(super) async fn ip_rules(conn: &mut SqliteConnection, id: i64) -> Result<Vec<IpRule>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT rule FROM api_ip_rules WHERE api_user_id = ? ORDER BY created_at, rule",
     )
@@ -162,19 +130,6 @@ async fn ip_rules(conn: &mut SqliteConnection, id: i64) -> Result<Vec<IpRule>> {
     .fetch_all(&mut *conn)
     .await?;
     parse_rules(rows)
-}
-
-pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry) -> Result<()> {
-    sqlx::query("INSERT INTO admin_audit (at, actor, actor_ip, action, target, details) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(ts(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.actor_ip)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.details.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 async fn insert_key(
@@ -266,7 +221,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl CredentialStore for SqliteStore {
+impl ApiUserStore for SqliteStore {
     async fn create_api_user(
         &self,
         user: &NewApiUser,
@@ -333,8 +288,7 @@ impl CredentialStore for SqliteStore {
         .fetch_all(&mut *conn)
         .await?
         {
-            let rule =
-                IpRule::parse(&rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))?;
+            let rule = parse_rule(&rule)?;
             rules.entry(user).or_default().push(rule);
         }
         let mut keys: HashMap<i64, Vec<KeyInfo>> = HashMap::new();
@@ -346,25 +300,16 @@ impl CredentialStore for SqliteStore {
         for key in key_rows {
             keys.entry(key.api_user_id).or_default().push(key.info());
         }
-        // The first history row of the window; ids grow with time, so the rest follow it.
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM api_history WHERE date_added >= ? ORDER BY date_added LIMIT 1",
+        let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
+        for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT api_user_id, count(*), sum(outcome <> 'ok') FROM api_history \
+             WHERE date_added >= ? AND api_user_id IS NOT NULL GROUP BY api_user_id",
         )
         .bind(ts(stats_since))
-        .fetch_optional(&mut *conn)
-        .await?;
-        let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
-        if let Some(first) = first {
-            for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
-                "SELECT api_user_id, count(*), sum(outcome <> 'ok') FROM api_history \
-                 WHERE id >= ? AND api_user_id IS NOT NULL GROUP BY api_user_id",
-            )
-            .bind(first)
-            .fetch_all(&mut *conn)
-            .await?
-            {
-                stats.insert(user, (calls, refused));
-            }
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            stats.insert(user, (calls, refused));
         }
         rows.into_iter()
             .map(|row| {
@@ -475,6 +420,15 @@ impl CredentialStore for SqliteStore {
                 }
             }
         }
+        // Sessions made with a key that stops now stop with it.
+        sqlx::query(
+            "UPDATE api_sessions SET revoked_at = ?1 WHERE api_user_id = ?2 AND revoked_at IS NULL \
+             AND api_key_id IN (SELECT id FROM api_keys WHERE api_user_id = ?2 AND revoked_at = ?1)",
+        )
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
         let new_id = insert_key(&mut tx, id.0, key, now).await?;
         insert_audit(&mut tx, audit).await?;
         self.commit_credentials(tx).await?;
@@ -546,198 +500,5 @@ impl CredentialStore for SqliteStore {
         }
         self.commit_credentials(tx).await?;
         Ok(removed)
-    }
-
-    async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>> {
-        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM api_users WHERE id = ?"
-        )))
-        .bind(id.0)
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut conn = self.read.acquire().await?;
-        let ips = ip_rules(&mut conn, row.id).await?;
-        Ok(Some(row.into_auth(ips)?))
-    }
-
-    async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM api_users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.read)
-            .await?;
-        match id {
-            Some(id) => self.auth_user(ApiUserId(id)).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>> {
-        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
-        )))
-        .bind(hash.as_bytes())
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(KeyRow::into_auth).transpose()
-    }
-
-    async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>> {
-        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"
-        )))
-        .bind(id.0)
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(KeyRow::into_auth).transpose()
-    }
-
-    async fn create_session(&self, session: &NewSession) -> Result<SessionId> {
-        let id = sqlx::query(
-            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-             idle_timeout_s, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.api_user_id.0)
-        .bind(session.api_key_id.0)
-        .bind(session.token_hash.as_bytes())
-        .bind(session.ip.to_string())
-        .bind(ts(session.created_at))
-        .bind(ts(session.created_at))
-        .bind(session.idle_timeout_s)
-        .bind(ts(session.expires_at))
-        .execute(&self.write)
-        .await?
-        .last_insert_rowid();
-        Ok(SessionId(id))
-    }
-
-    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
-        let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE token_hash = ?"
-        )))
-        .bind(hash.as_bytes())
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(SessionRow::into_record).transpose()
-    }
-
-    async fn sessions(
-        &self,
-        id: ApiUserId,
-        active_at: Option<OffsetDateTime>,
-    ) -> Result<Vec<SessionRecord>> {
-        let rows: Vec<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE api_user_id = ?1 \
-             AND (?2 IS NULL OR (revoked_at IS NULL AND expires_at > ?2 AND last_seen_at + idle_timeout_s * 1000000 > ?2)) \
-             ORDER BY id DESC"
-        )))
-        .bind(id.0)
-        .bind(ts_opt(active_at))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(SessionRow::into_record).collect()
-    }
-
-    async fn revoke_sessions(
-        &self,
-        id: ApiUserId,
-        only: Option<SessionId>,
-        now: OffsetDateTime,
-        audit: Option<&AuditEntry>,
-    ) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
-        let revoked = sqlx::query(
-            "UPDATE api_sessions SET revoked_at = ?1 WHERE api_user_id = ?2 AND (?3 IS NULL OR id = ?3) \
-             AND revoked_at IS NULL AND expires_at > ?1",
-        )
-        .bind(ts(now))
-        .bind(id.0)
-        .bind(only.map(|s| s.0))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if let Some(audit) = audit {
-            insert_audit(&mut tx, audit).await?;
-        }
-        self.commit_credentials(tx).await?;
-        Ok(revoked)
-    }
-
-    async fn record_usage(&self, usage: &Usage) -> Result<()> {
-        if usage.users.is_empty() && usage.sessions.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin_write().await?;
-        for (user, at, ip) in &usage.users {
-            sqlx::query(
-                "UPDATE api_users SET last_used_at = ?, last_used_ip = ? \
-                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-            )
-            .bind(ts(*at))
-            .bind(ip)
-            .bind(user.0)
-            .bind(ts(*at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (session, at) in &usage.sessions {
-            sqlx::query("UPDATE api_sessions SET last_seen_at = max(last_seen_at, ?) WHERE id = ?")
-                .bind(ts(*at))
-                .bind(session.0)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    fn change_marker(&self) -> u64 {
-        self.signal.read()
-    }
-
-    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq",
-        )
-        .bind(seq)
-        .fetch_all(&self.read)
-        .await?;
-        let last_seq = match rows.last() {
-            Some((last, _)) => *last,
-            None => sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM credential_changes")
-                .fetch_one(&self.read)
-                .await?
-                .unwrap_or(0)
-                .max(seq),
-        };
-        let mut users: Vec<ApiUserId> = rows.into_iter().map(|(_, user)| ApiUserId(user)).collect();
-        users.sort_unstable();
-        users.dedup();
-        Ok(CredentialChanges { last_seq, users })
-    }
-
-    async fn purge_expired(&self, now: OffsetDateTime) -> Result<()> {
-        let day_ago = ts(now - time::Duration::days(1));
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM api_sessions WHERE expires_at < ?1 OR revoked_at < ?1 \
-             OR last_seen_at + idle_timeout_s * 1000000 < ?1",
-        )
-        .bind(day_ago)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(day_ago)
-            .execute(&mut *tx)
-            .await?;
-        // Keep the last change so the sequence never restarts.
-        sqlx::query(
-            "DELETE FROM credential_changes WHERE changed_at < ? AND seq < (SELECT max(seq) FROM credential_changes)",
-        )
-        .bind(day_ago)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 }

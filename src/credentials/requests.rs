@@ -1,0 +1,147 @@
+//! What callers ask of the API-user service, the answers it gives, and the checks shared by
+//! its operations.
+
+use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN};
+use crate::domain::api_user::{ApiUser, Environment, MAX_RATE_LIMIT, Status};
+use crate::domain::ip_rule::IpRule;
+use crate::domain::scope::Scopes;
+use crate::domain::validation::{Errors, FieldError};
+use crate::store::StoreError;
+use time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no API user is named `{0}`")]
+    NoSuchUser(String),
+    #[error("{}", describe(.0))]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ServiceError {
+    pub(super) fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// Where a new key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Generate {
+        length: usize,
+    },
+    /// An existing key brought from another system, for migrations.
+    Import(ApiKey),
+}
+
+impl Default for KeySource {
+    fn default() -> Self {
+        Self::Generate {
+            length: DEFAULT_KEY_LEN,
+        }
+    }
+}
+
+/// A request to create an API user, as the CLI, console or management API received it.
+#[derive(Debug, Clone)]
+pub struct CreateApiUser {
+    pub username: String,
+    pub description: String,
+    pub environment: Environment,
+    pub status: Status,
+    pub scopes: Vec<String>,
+    pub ips: Vec<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub management: bool,
+    pub key: KeySource,
+    pub expires_in: Option<Duration>,
+}
+
+impl Default for CreateApiUser {
+    fn default() -> Self {
+        Self {
+            username: String::new(),
+            description: String::new(),
+            environment: Environment::Production,
+            status: Status::Enabled,
+            scopes: Vec::new(),
+            ips: Vec::new(),
+            rate_limit_per_minute: None,
+            management: false,
+            key: KeySource::default(),
+            expires_in: None,
+        }
+    }
+}
+
+/// Changes to an API user's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateApiUser {
+    pub description: Option<String>,
+    pub environment: Option<Environment>,
+    pub status: Option<Status>,
+    pub scopes: Option<Vec<String>>,
+    pub ips: Option<Vec<String>>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub management: Option<bool>,
+}
+
+/// A new key, shown once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub user: ApiUser,
+    pub key: ApiKey,
+}
+
+pub(super) fn parse_rules(errors: &mut Errors, field: &str, rules: &[String]) -> Vec<IpRule> {
+    let mut parsed = Vec::with_capacity(rules.len());
+    for (i, text) in rules.iter().enumerate() {
+        if let Some(rule) = errors.check(&format!("{field}[{i}]"), IpRule::parse(text))
+            && !parsed.contains(&rule)
+        {
+            parsed.push(rule);
+        }
+    }
+    parsed
+}
+
+pub(super) fn check_rate_limit(errors: &mut Errors, limit: u32) {
+    if !(1..=MAX_RATE_LIMIT).contains(&limit) {
+        errors.add(
+            "rate_limit_per_minute",
+            format!("must be between 1 and {MAX_RATE_LIMIT} calls per minute"),
+        );
+    }
+}
+
+pub(super) fn check_management(errors: &mut Errors, scopes: &Scopes, management: bool) {
+    if scopes.has_management() && !management {
+        errors.add(
+            "scopes",
+            "api_users:read and api_users:write are granted only to management keys; mark the API user as a management key",
+        );
+    }
+}
+
+pub(super) fn check_description(errors: &mut Errors, description: &str) -> String {
+    errors
+        .check(
+            "description",
+            crate::domain::validation::text(description, 0, 255),
+        )
+        .unwrap_or_default()
+}

@@ -1,0 +1,104 @@
+//! Customers and their validation.
+
+use crate::domain::ids::CustomerId;
+use crate::domain::validation::{Errors, FieldError, text};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerInput {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+pub fn email(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let valid = value.len() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && value.matches('@').count() == 1;
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an email address such as name@example.com".to_owned())
+    }
+}
+
+pub fn phone(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.len() > 32
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
+        return Err("must be up to 32 digits, spaces and + - ( ) .".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+impl CustomerInput {
+    pub fn validate(self) -> Result<CustomerInput, Vec<FieldError>> {
+        let mut errors = Errors::new();
+        let name = errors.check("name", text(&self.name, 1, 255));
+        let email = errors.check("email", email(&self.email));
+        let phone = match self
+            .phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => errors.check("phone", phone(p)),
+            None => None,
+        };
+        errors.into_result(|| CustomerInput {
+            name: name.unwrap_or_default(),
+            email: email.unwrap_or_default(),
+            phone,
+        })
+    }
+}
+
+impl CustomerPatch {
+    pub fn validate(mut self) -> Result<CustomerPatch, Vec<FieldError>> {
+        let mut errors = Errors::new();
+        if let Some(v) = &self.name {
+            self.name = errors.check("name", text(v, 1, 255));
+        }
+        if let Some(v) = &self.email {
+            self.email = errors.check("email", email(v));
+        }
+        if let Some(v) = &self.phone {
+            self.phone = errors.check("phone", phone(v));
+        }
+        errors.into_result(|| self)
+    }
+}

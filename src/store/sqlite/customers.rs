@@ -1,0 +1,118 @@
+//! Customers.
+
+use super::{SqliteStore, from_ts, ts, unique_violation};
+use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, PageRequest};
+use crate::domain::ids::CustomerId;
+use crate::store::{CustomerStore, Result, StoreError};
+use async_trait::async_trait;
+use sqlx::{FromRow, SqliteConnection};
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+pub(super) struct CustomerRow {
+    id: i64,
+    name: String,
+    email: String,
+    phone: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CustomerRow> for Customer {
+    fn from(row: CustomerRow) -> Self {
+        Self {
+            id: CustomerId(row.id),
+            name: row.name,
+            email: row.email,
+            phone: row.phone,
+            created_at: from_ts(row.created_at),
+            updated_at: from_ts(row.updated_at),
+        }
+    }
+}
+
+pub(super) async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<Customer> {
+    let row: CustomerRow = sqlx::query_as(
+        "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    Ok(row.into())
+}
+
+/// Orders with their lines, and with their history when `with_history`.
+
+#[async_trait]
+impl CustomerStore for SqliteStore {
+    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
+        let rows: Vec<CustomerRow> = sqlx::query_as(
+            "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(page.after.unwrap_or(0))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(Customer::from).collect())
+    }
+
+    async fn customer(&self, id: CustomerId) -> Result<Option<Customer>> {
+        let mut conn = self.read.acquire().await?;
+        match customer_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_customer(
+        &self,
+        customer: &CustomerInput,
+        now: OffsetDateTime,
+    ) -> Result<Customer> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO customers (name, email, phone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&customer.name)
+        .bind(&customer.email)
+        .bind(&customer.phone)
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
+        .last_insert_rowid();
+        let created = customer_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        now: OffsetDateTime,
+    ) -> Result<Customer> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), phone = coalesce(?, phone), \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(&patch.name)
+        .bind(&patch.email)
+        .bind(&patch.phone)
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let customer = customer_in(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(customer)
+    }
+}

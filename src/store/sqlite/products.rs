@@ -1,0 +1,178 @@
+//! Products and their stock.
+
+use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
+use crate::domain::catalog::{
+    NewProduct, PageRequest, Product, ProductFilter, ProductPatch, ProductStatus, StockItem,
+};
+use crate::domain::ids::ProductId;
+use crate::domain::money::Money;
+use crate::domain::validation::Errors;
+use crate::store::{ProductStore, Result, StoreError};
+use async_trait::async_trait;
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+pub(super) struct ProductRow {
+    id: i64,
+    sku: String,
+    name: String,
+    description: String,
+    price: i64,
+    quantity: i64,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(super) const PRODUCT_COLUMNS: &str =
+    "id, sku, name, description, price, quantity, status, created_at, updated_at";
+
+pub(super) fn money(cents: i64) -> Result<Money> {
+    Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
+}
+
+impl ProductRow {
+    pub(super) fn into_product(self) -> Result<Product> {
+        Ok(Product {
+            id: ProductId(self.id),
+            price: money(self.price)?,
+            status: parse_col(&self.status, "status")?,
+            created_at: from_ts(self.created_at),
+            updated_at: from_ts(self.updated_at),
+            sku: self.sku,
+            name: self.name,
+            description: self.description,
+            quantity: self.quantity,
+        })
+    }
+}
+
+pub(super) async fn product_in(conn: &mut SqliteConnection, id: i64) -> Result<Product> {
+    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    row.into_product()
+}
+
+#[async_trait]
+impl ProductStore for SqliteStore {
+    async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>> {
+        let mut select = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "
+        ));
+        select.push_bind(page.after.unwrap_or(0));
+        if let Some(sku) = &filter.sku {
+            select.push(" AND sku = ").push_bind(sku.clone());
+        }
+        if let Some(status) = filter.status {
+            select.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(since) = filter.updated_since {
+            select.push(" AND updated_at >= ").push_bind(ts(since));
+        }
+        select
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit));
+        let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&self.read).await?;
+        rows.into_iter().map(ProductRow::into_product).collect()
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>> {
+        let mut conn = self.read.acquire().await?;
+        match product_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product> {
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO products (sku, name, description, price, quantity, status, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&product.sku)
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price.cents())
+        .bind(product.quantity)
+        .bind(product.status.as_str())
+        .bind(ts(now))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
+        .last_insert_rowid();
+        let created = product_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        now: OffsetDateTime,
+    ) -> Result<Product> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE products SET sku = coalesce(?, sku), name = coalesce(?, name), \
+             description = coalesce(?, description), price = coalesce(?, price), quantity = coalesce(?, quantity), \
+             status = coalesce(?, status), updated_at = ? WHERE id = ?",
+        )
+        .bind(&patch.sku)
+        .bind(&patch.name)
+        .bind(&patch.description)
+        .bind(patch.price.map(Money::cents))
+        .bind(patch.quantity)
+        .bind(patch.status.map(ProductStatus::as_str))
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let product = product_in(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(product)
+    }
+
+    async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
+        let mut tx = self.begin_write().await?;
+        let mut errors = Errors::new();
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let id: Option<i64> = sqlx::query_scalar(
+                "UPDATE products SET quantity = ?, updated_at = ? WHERE sku = ? RETURNING id",
+            )
+            .bind(item.quantity)
+            .bind(ts(now))
+            .bind(&item.sku)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match id {
+                Some(id) => ids.push(id),
+                None => errors.add(
+                    format!("items[{i}].sku"),
+                    format!("no product has the SKU `{}`", item.sku),
+                ),
+            }
+        }
+        // Dropping the transaction rolls every change back: all or nothing.
+        errors.finish().map_err(StoreError::Invalid)?;
+        let mut products = Vec::with_capacity(ids.len());
+        for id in ids {
+            products.push(product_in(&mut tx, id).await?);
+        }
+        tx.commit().await?;
+        Ok(products)
+    }
+}

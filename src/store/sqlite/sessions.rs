@@ -1,0 +1,177 @@
+//! Sessions, their last use, and the hourly purge of what can never be used again.
+
+use super::admin::insert_audit;
+use super::{SqliteStore, from_ts, from_ts_opt, ts, ts_opt};
+use crate::domain::admin::AuditEntry;
+use crate::domain::api_user::{NewSession, SessionRecord};
+use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
+use crate::domain::secret::SecretHash;
+use crate::store::{Result, SessionStore, StoreError, Usage};
+use async_trait::async_trait;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+struct SessionRow {
+    id: i64,
+    api_user_id: i64,
+    api_key_id: i64,
+    token_hash: Vec<u8>,
+    ip: String,
+    created_at: i64,
+    last_seen_at: i64,
+    idle_timeout_s: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+const SESSION_COLUMNS: &str = "id, api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+     idle_timeout_s, expires_at, revoked_at";
+
+impl SessionRow {
+    fn into_record(self) -> Result<SessionRecord> {
+        Ok(SessionRecord {
+            id: SessionId(self.id),
+            api_user_id: ApiUserId(self.api_user_id),
+            api_key_id: ApiKeyId(self.api_key_id),
+            token_hash: SecretHash::from_slice(&self.token_hash)
+                .ok_or_else(|| StoreError::Corrupt("token_hash".into()))?,
+            ip: self.ip,
+            created_at: from_ts(self.created_at),
+            last_seen_at: from_ts(self.last_seen_at),
+            idle_timeout_s: self.idle_timeout_s,
+            expires_at: from_ts(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, session: &NewSession) -> Result<SessionId> {
+        let id = sqlx::query(
+            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+             idle_timeout_s, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.api_user_id.0)
+        .bind(session.api_key_id.0)
+        .bind(session.token_hash.as_bytes())
+        .bind(session.ip.to_string())
+        .bind(ts(session.created_at))
+        .bind(ts(session.created_at))
+        .bind(session.idle_timeout_s)
+        .bind(ts(session.expires_at))
+        .execute(&self.write)
+        .await?
+        .last_insert_rowid();
+        Ok(SessionId(id))
+    }
+
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
+        let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE token_hash = ?"
+        )))
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(SessionRow::into_record).transpose()
+    }
+
+    async fn sessions(
+        &self,
+        id: ApiUserId,
+        active_at: Option<OffsetDateTime>,
+    ) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE api_user_id = ?1 \
+             AND (?2 IS NULL OR (revoked_at IS NULL AND expires_at > ?2 \
+                  AND last_seen_at + idle_timeout_s * 1000000 > ?2 \
+                  AND api_key_id IN (SELECT id FROM api_keys WHERE revoked_at IS NULL \
+                                     AND (expires_at IS NULL OR expires_at > ?2)))) \
+             ORDER BY id DESC"
+        )))
+        .bind(id.0)
+        .bind(ts_opt(active_at))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(SessionRow::into_record).collect()
+    }
+
+    async fn revoke_sessions(
+        &self,
+        id: ApiUserId,
+        only: Option<SessionId>,
+        now: OffsetDateTime,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_sessions SET revoked_at = ?1 WHERE api_user_id = ?2 AND (?3 IS NULL OR id = ?3) \
+             AND revoked_at IS NULL AND expires_at > ?1",
+        )
+        .bind(ts(now))
+        .bind(id.0)
+        .bind(only.map(|s| s.0))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if let Some(audit) = audit {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(revoked)
+    }
+
+    async fn record_usage(&self, usage: &Usage) -> Result<()> {
+        if usage.users.is_empty() && usage.sessions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (user, at, ip) in &usage.users {
+            sqlx::query(
+                "UPDATE api_users SET last_used_at = ?, last_used_ip = ? \
+                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(ts(*at))
+            .bind(ip)
+            .bind(user.0)
+            .bind(ts(*at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (session, at) in &usage.sessions {
+            sqlx::query("UPDATE api_sessions SET last_seen_at = max(last_seen_at, ?) WHERE id = ?")
+                .bind(ts(*at))
+                .bind(session.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<()> {
+        let day_ago = ts(now - time::Duration::days(1));
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM api_sessions WHERE expires_at < ?1 OR revoked_at < ?1 \
+             OR last_seen_at + idle_timeout_s * 1000000 < ?1",
+        )
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
+        // Keep the last change so the sequence never restarts.
+        sqlx::query(
+            "DELETE FROM credential_changes WHERE changed_at < ? AND seq < (SELECT max(seq) FROM credential_changes)",
+        )
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
