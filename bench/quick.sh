@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A quick look at the cost of Keyward's auth pipeline: wrk against a bare axum hello server
 # (the floor) and against Keyward's /api/v1/me (key auth + IP + rate limit + a durable history
-# row per call), in one run on loopback. The full benchmark lives in bench/ (see README).
+# row per call), in one run on loopback. The full benchmark is bench/run (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }

@@ -136,6 +136,19 @@ impl App {
         let _ = upkeep.await;
         flush_usage(&self.state).await;
         self.recorder.finish().await;
+        let stats = self.state.recorder.stats();
+        let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+        let rows = stats.rows.load(std::sync::atomic::Ordering::Relaxed);
+        let micros = stats
+            .commit_micros
+            .load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            rows,
+            batches,
+            rows_per_batch = rows.checked_div(batches).unwrap_or(0),
+            commit_us = micros.checked_div(batches).unwrap_or(0),
+            "history written"
+        );
         self.state.db.close().await;
         tracing::info!("stopped");
         served

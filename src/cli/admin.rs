@@ -42,7 +42,14 @@ fn read_password() -> Result<Secret, CliError> {
         .lock()
         .read_line(&mut line)
         .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
-    Ok(Secret::new(line.trim_end_matches(['\n', '\r']).to_owned()))
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(CliError::Invalid(
+            "no password was given: type it at the prompt, or send it as one line on stdin"
+                .to_owned(),
+        ));
+    }
+    Ok(Secret::new(password.to_owned()))
 }
 
 pub async fn run(command: AdminCommand, db: &Db, out: &Output) -> Result<(), CliError> {

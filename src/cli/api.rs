@@ -39,7 +39,7 @@ pub enum ApiCommand {
     /// Add or remove IP rules
     #[command(subcommand)]
     Ip(IpCommand),
-    /// Set the scopes (replaces the list; none clears it)
+    /// Set the scopes (replaces the list; give no scope at all to clear it)
     Scopes {
         name: String,
         #[arg(value_name = "SCOPE")]
@@ -177,6 +177,7 @@ async fn execute(
         }
         ApiCommand::List { search } => out.user_list(
             &credentials.list(search.as_deref()).await?,
+            search.as_deref(),
             credentials.now(),
         ),
         ApiCommand::Show { name } => out.user(&credentials.get(&name).await?, credentials.now()),
@@ -184,13 +185,13 @@ async fn execute(
             let user = credentials
                 .set_status(actor, &name, Status::Enabled)
                 .await?;
-            out.done(&format!("Enabled {name}."), &user);
+            out.changed(&format!("Enabled {name}."), &user);
         }
         ApiCommand::Disable { name } => {
             let user = credentials
                 .set_status(actor, &name, Status::Disabled)
                 .await?;
-            out.done(&format!("Disabled {name}: its key is refused from the next request on, its sessions are ended."), &user);
+            out.changed(&format!("Disabled {name}: its key is refused from the next request on, its sessions are ended."), &user);
         }
         ApiCommand::Delete { name } => {
             let user = credentials.delete(actor, &name).await?;
@@ -222,7 +223,7 @@ async fn execute(
             } else {
                 format!("{rule} was already on {name}'s list.")
             };
-            out.done(&message, &user);
+            out.changed(&message, &user);
         }
         ApiCommand::Ip(IpCommand::Remove { name, rule }) => {
             let (user, removed) = credentials.remove_ip(actor, &name, &rule).await?;
@@ -231,11 +232,11 @@ async fn execute(
                     "{rule} is not on {name}'s IP list"
                 )));
             }
-            out.done(&format!("Removed {rule} from {name}."), &user);
+            out.changed(&format!("Removed {rule} from {name}."), &user);
         }
         ApiCommand::Scopes { name, scopes } => {
             let user = credentials.set_scopes(actor, &name, scopes).await?;
-            out.done(&format!("Set the scopes of {name}."), &user);
+            out.changed(&format!("Set the scopes of {name}."), &user);
         }
         ApiCommand::History {
             name,

@@ -75,6 +75,25 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum HistoryCommand {
+    /// Show history rows of all API users, newest first: find a refusal by its request id,
+    /// address or outcome, even when no user could be tied to it
+    List {
+        /// The X-Request-Id of the call (the request_id of its error body)
+        #[arg(long)]
+        request_id: Option<String>,
+        /// The username the calls presented
+        #[arg(long)]
+        username: Option<String>,
+        /// The client address
+        #[arg(long)]
+        ip: Option<String>,
+        /// ok, refused, or one refusal reason such as unknown_key or secret_in_query
+        #[arg(long, value_name = "ok|refused|REASON")]
+        outcome: Option<crate::domain::history::OutcomeFilter>,
+        /// Rows to show
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
     /// Delete history rows older than the retention (or --older-than)
     Prune {
         /// Age past which rows go, such as 90d (default: the configured retention)
@@ -133,7 +152,9 @@ impl From<StoreError> for CliError {
 impl From<ServiceError> for CliError {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::NoSuchUser(_) => Self::NotFound(error.to_string()),
+            ServiceError::NoSuchUser(_) | ServiceError::NoSuchSession { .. } => {
+                Self::NotFound(error.to_string())
+            }
             ServiceError::Invalid(_) => Self::Invalid(error.to_string()),
             ServiceError::Store(store) => store.into(),
         }
@@ -163,7 +184,21 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Parses the command line, runs the command, and returns the process's exit code.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // With --json, a usage error is JSON on stderr too, so scripts can read every failure.
+        Err(error) if error.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            let text = error.to_string();
+            let message = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .to_owned();
+            return Output::new(true).fail(&CliError::Usage(message));
+        }
+        Err(error) => error.exit(),
+    };
     let out = Output::new(cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -231,6 +266,37 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             )?;
             crate::telemetry::init(config.log_format, "warn");
             admin::run(command, &open(&config).await?, out).await
+        }
+        Command::History(HistoryCommand::List {
+            request_id,
+            username,
+            ip,
+            outcome,
+            limit,
+        }) => {
+            let config = load_config(
+                cli.database_url,
+                cli.config.as_deref(),
+                Overrides::default(),
+            )?;
+            crate::telemetry::init(config.log_format, "warn");
+            let db = open(&config).await?;
+            let credentials = crate::credentials::Credentials::new(
+                db.clone(),
+                std::sync::Arc::new(crate::clock::SystemClock),
+            );
+            let query = crate::domain::history::HistoryQuery {
+                request_id,
+                username,
+                ip,
+                outcome,
+                limit,
+                ..Default::default()
+            };
+            let rows = credentials.all_history(query).await;
+            db.close().await;
+            out.history(&rows?);
+            Ok(())
         }
         Command::History(HistoryCommand::Prune { older_than }) => {
             let config = load_config(

@@ -84,9 +84,12 @@ impl Output {
     pub fn issued_key(&self, verb: &str, issued: &IssuedKey, now: OffsetDateTime) {
         let key = issued.key.expose();
         if self.json {
-            print_json(
-                &json!({ "username": issued.user.username, "key": key, "api_user": issued.user }),
-            );
+            print_json(&json!({
+                "username": issued.user.username,
+                "key": key,
+                "stopped_now": issued.stopped_now,
+                "api_user": issued.user
+            }));
             return;
         }
         say!("{verb} API user {}.", issued.user.username);
@@ -95,6 +98,16 @@ impl Output {
         say!();
         say!("    {key}");
         say!();
+        let in_grace = issued.user.keys.iter().filter(|k| k.is_live(now)).count() > 1;
+        for hint in &issued.stopped_now {
+            if in_grace {
+                say!(
+                    "note: {hint}, still in the grace period of an earlier roll, stopped now: at most two keys live at once."
+                );
+            } else {
+                say!("note: {hint} stopped now.");
+            }
+        }
         for warning in issued.user.warnings(now) {
             say!("warning: {warning}");
         }
@@ -108,15 +121,33 @@ impl Output {
         }
     }
 
-    pub fn user_list(&self, users: &[ApiUserSummary], now: OffsetDateTime) {
+    /// A change to a user that stays: with the warnings its settings now deserve.
+    pub fn changed(&self, message: &str, user: &ApiUser) {
+        let warnings = user.warnings(OffsetDateTime::now_utc());
+        if self.json {
+            print_json(
+                &json!({ "ok": true, "message": message, "warnings": warnings, "api_user": user }),
+            );
+            return;
+        }
+        say!("{message}");
+        for warning in warnings {
+            say!("warning: {warning}");
+        }
+    }
+
+    pub fn user_list(&self, users: &[ApiUserSummary], search: Option<&str>, now: OffsetDateTime) {
         if self.json {
             print_json(&users);
             return;
         }
         if users.is_empty() {
-            say!(
-                "No API users yet. Create one with: keyward api create --username NAME --ip ADDRESS --scope SCOPE"
-            );
+            match search {
+                Some(text) => say!("No API user matches `{text}`."),
+                None => say!(
+                    "No API users yet. Create one with: keyward api create --username NAME --ip ADDRESS --scope SCOPE"
+                ),
+            }
             return;
         }
         let rows: Vec<Vec<String>> = users
@@ -249,6 +280,7 @@ impl Output {
             .map(|r| {
                 vec![
                     when(Some(r.date_added)),
+                    r.username.clone().unwrap_or_else(|| "-".to_owned()),
                     r.call.clone(),
                     r.ip.clone(),
                     r.status.to_string(),

@@ -130,7 +130,11 @@ impl Credentials {
             .create_api_user(&user, &stored, self.clock.now(), &audit)
             .await?;
         let user = self.get(user.username.as_str()).await?;
-        Ok(IssuedKey { user, key })
+        Ok(IssuedKey {
+            user,
+            key,
+            stopped_now: Vec::new(),
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
@@ -322,6 +326,12 @@ impl Credentials {
             RetireOld::At(now + grace)
         };
         let old = user.current_key(now).map(|k| k.hint.clone());
+        // The current key keeps its grace; any older one still in a grace period stops now,
+        // so at most two keys ever live.
+        let mut live: Vec<_> = user.keys.iter().filter(|k| k.is_live(now)).collect();
+        live.sort_by_key(|k| std::cmp::Reverse(k.id));
+        let keep = usize::from(grace > Duration::ZERO);
+        let stopped_now: Vec<String> = live.iter().skip(keep).map(|k| k.hint.clone()).collect();
         let audit = self.audit(
             actor,
             "api_user.rotate",
@@ -339,6 +349,7 @@ impl Credentials {
         Ok(IssuedKey {
             user: self.get(username).await?,
             key: plain,
+            stopped_now,
         })
     }
 
@@ -387,8 +398,17 @@ impl Credentials {
         username: &str,
         mut query: HistoryQuery,
     ) -> Result<Vec<HistoryRecord>> {
-        let user = self.get(username).await?;
-        query.api_user_id = Some(user.id);
+        // A deleted user's history stays: it is found by the username its calls presented.
+        match self.get(username).await {
+            Ok(user) => query.api_user_id = Some(user.id),
+            Err(ServiceError::NoSuchUser(_)) => query.username = Some(username.to_owned()),
+            Err(other) => return Err(other),
+        }
+        Ok(self.db.history(&query).await?)
+    }
+
+    /// History across all API users, for refusals no user can be tied to.
+    pub async fn all_history(&self, query: HistoryQuery) -> Result<Vec<HistoryRecord>> {
         Ok(self.db.history(&query).await?)
     }
 
@@ -412,10 +432,10 @@ impl Credentials {
         if let Some(id) = only {
             let open = self.db.sessions(user.id, Some(now)).await?;
             if !open.iter().any(|s| s.id == id) {
-                return Err(ServiceError::invalid(
-                    "session",
-                    format!("session {id} is not an open session of `{username}`"),
-                ));
+                return Err(ServiceError::NoSuchSession {
+                    id,
+                    username: username.to_owned(),
+                });
             }
         }
         let audit = self.audit(

@@ -3,6 +3,7 @@
 
 use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN};
 use crate::domain::api_user::{ApiUser, Environment, MAX_RATE_LIMIT, Status};
+use crate::domain::ids::SessionId;
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
 use crate::domain::validation::{Errors, FieldError};
@@ -13,6 +14,8 @@ use time::Duration;
 pub enum ServiceError {
     #[error("no API user is named `{0}`")]
     NoSuchUser(String),
+    #[error("session {id} is not an open session of `{username}`")]
+    NoSuchSession { id: SessionId, username: String },
     #[error("{}", describe(.0))]
     Invalid(Vec<FieldError>),
     #[error(transparent)]
@@ -105,6 +108,8 @@ pub struct UpdateApiUser {
 pub struct IssuedKey {
     pub user: ApiUser,
     pub key: ApiKey,
+    /// Hints of keys that stopped at once because of this roll.
+    pub stopped_now: Vec<String>,
 }
 
 pub(super) fn parse_rules(errors: &mut Errors, field: &str, rules: &[String]) -> Vec<IpRule> {

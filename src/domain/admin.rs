@@ -30,7 +30,18 @@ pub struct Actor {
 
 impl Actor {
     pub fn cli() -> Self {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+        let home_name = || {
+            std::env::var("HOME").ok().and_then(|h| {
+                std::path::Path::new(&h)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+        };
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .or_else(home_name)
+            .unwrap_or_else(|| "unknown".to_owned());
         Self {
             name: format!("cli:{user}"),
             ip: None,

@@ -10,21 +10,29 @@ use time::Duration;
 pub struct HumanDuration(pub Duration);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration; write 0, 90s, 15m, 1h, 24h or 7d")]
-pub struct DurationError(String);
+pub enum DurationError {
+    #[error("`{0}` is not a duration; write 0, 90s, 15m, 1h, 24h or 7d")]
+    Format(String),
+    #[error("`{0}` is too long; at most 100 years (36500d)")]
+    TooLong(String),
+}
 
 impl FromStr for HumanDuration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || DurationError(text.to_owned());
+        let bad = || DurationError::Format(text.to_owned());
         let text = text.trim();
         if text == "0" {
             return Ok(Self(Duration::ZERO));
         }
         let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let (number, unit) = text.split_at(split);
-        let n: i64 = number.parse().map_err(|_| bad())?;
+        if number.is_empty() {
+            return Err(bad());
+        }
+        let too_long = || DurationError::TooLong(text.to_owned());
+        let n: i64 = number.parse().map_err(|_| too_long())?;
         let seconds = match unit {
             "s" => 1,
             "m" => 60,
@@ -35,7 +43,7 @@ impl FromStr for HumanDuration {
         let total = n
             .checked_mul(seconds)
             .filter(|s| *s <= 100 * 365 * 86_400)
-            .ok_or_else(bad)?;
+            .ok_or_else(too_long)?;
         Ok(Self(Duration::seconds(total)))
     }
 }

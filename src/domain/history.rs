@@ -227,6 +227,9 @@ impl FromStr for OutcomeFilter {
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {
     pub api_user_id: Option<ApiUserId>,
+    /// Rows whose presented username is this one (for users since deleted, or unknown).
+    pub username: Option<String>,
+    pub request_id: Option<String>,
     pub outcome: Option<OutcomeFilter>,
     pub ip: Option<String>,
     pub from: Option<OffsetDateTime>,
@@ -234,4 +237,35 @@ pub struct HistoryQuery {
     /// Keyset pagination: rows with an id below this one (newest first).
     pub before_id: Option<i64>,
     pub limit: u32,
+}
+
+/// When a request id was made: ids are UUIDv7, whose first 48 bits are milliseconds since the
+/// epoch. Lets a lookup by request id use the date index instead of scanning.
+pub fn request_time(request_id: &str) -> Option<OffsetDateTime> {
+    let millis = u64::from_str_radix(request_id.get(..12)?, 16).ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_tell_their_time() {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let at = request_time(&id).expect("a time");
+        assert!((OffsetDateTime::now_utc() - at).abs() < time::Duration::seconds(5));
+        assert!(request_time("zz").is_none());
+    }
+
+    #[test]
+    fn outcome_filters_parse() {
+        assert_eq!("ok".parse(), Ok(OutcomeFilter::Ok));
+        assert_eq!("refused".parse(), Ok(OutcomeFilter::Refused));
+        assert_eq!(
+            "wrong_key".parse(),
+            Ok(OutcomeFilter::Only(Outcome::WrongKey))
+        );
+        assert!("nonsense".parse::<OutcomeFilter>().is_err());
+    }
 }

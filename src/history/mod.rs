@@ -12,7 +12,7 @@ pub use layer::{CallInfo, CallSlot, HistoryState, record_calls};
 use crate::domain::history::HistoryEntry;
 use crate::store::Db;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -33,6 +33,15 @@ enum Message {
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Message>,
     pending: Arc<AtomicUsize>,
+    stats: Arc<WriterStats>,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub rows: AtomicU64,
+    pub commit_micros: AtomicU64,
 }
 
 pub struct RecorderTask {
@@ -44,11 +53,13 @@ impl Recorder {
     pub fn start(db: Db) -> (Recorder, RecorderTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
-        let handle = tokio::spawn(write_batches(db, rx, pending.clone()));
+        let stats = Arc::new(WriterStats::default());
+        let handle = tokio::spawn(write_batches(db, rx, pending.clone(), stats.clone()));
         (
             Recorder {
                 tx: tx.clone(),
                 pending,
+                stats,
             },
             RecorderTask { tx, handle },
         )
@@ -69,6 +80,10 @@ impl Recorder {
     pub fn queue_depth(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
     }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
 }
 
 impl RecorderTask {
@@ -85,6 +100,7 @@ async fn write_batches(
     db: Db,
     mut rx: mpsc::UnboundedReceiver<Message>,
     pending: Arc<AtomicUsize>,
+    stats: Arc<WriterStats>,
 ) {
     let mut rows = Vec::with_capacity(256);
     let mut waiters = Vec::with_capacity(256);
@@ -107,7 +123,13 @@ async fn write_batches(
         if rows.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
         let result = commit_with_retry(&db, &rows).await;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        stats
+            .commit_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         pending.fetch_sub(rows.len(), Ordering::Relaxed);
         rows.clear();
         for done in waiters.drain(..) {

@@ -172,7 +172,17 @@ impl ApiError {
             .with_details(details)
     }
 
-    pub fn invalid(details: Vec<FieldError>) -> Self {
+    pub fn invalid(mut details: Vec<FieldError>) -> Self {
+        // A thousand bad items need not make a thousand-line answer.
+        const SHOWN: usize = 20;
+        if details.len() > SHOWN {
+            let more = details.len() - SHOWN;
+            details.truncate(SHOWN);
+            details.push(FieldError {
+                field: "…".to_owned(),
+                message: format!("and {more} more"),
+            });
+        }
         let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
         let message = format!("Some fields are invalid: {}.", fields.join(", "));
         Self::new(

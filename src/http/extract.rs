@@ -16,15 +16,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::unacceptable(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Send the body as JSON with `Content-Type: application/json`.",
-            ));
+        let kind = body_kind(request.headers().get(header::CONTENT_TYPE));
+        if kind == BodyKind::Other {
+            return Err(unsupported());
         }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(body_rejection)?;
+        // `curl -d '{…}'` labels its JSON as a form: a form body that is JSON is read as JSON.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if kind == BodyKind::Form && !matches!(first, Some(b'{' | b'[')) {
+            return Err(unsupported());
+        }
         parse_json(&bytes).map(Json)
     }
 }
@@ -44,17 +47,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn json_error(path: &str, error: serde_json::Error, bytes: &[u8]) -> ApiError {
     if error.is_data() {
-        let field = if path == "." {
-            "body".to_owned()
-        } else {
-            path.to_owned()
+        let text = error.to_string();
+        let text = text.split(" at line ").next().unwrap_or(&text);
+        // "missing field `price`" belongs to the field that is missing, not to its parent.
+        let missing = text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path, missing) {
+            (".", Some(name)) => name.to_owned(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (".", None) => "body".to_owned(),
+            (_, None) => path.to_owned(),
         };
-        let message = error.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let message = match missing {
+            Some(_) => "is required".to_owned(),
+            None => plain_types(text),
+        };
         ApiError::invalid(vec![FieldError { field, message }])
     } else if error.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
         ApiError::bad_request("The request needs a JSON body.")
@@ -63,10 +71,17 @@ fn json_error(path: &str, error: serde_json::Error, bytes: &[u8]) -> ApiError {
     }
 }
 
-fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+    Other,
+}
+
+fn body_kind(content_type: Option<&header::HeaderValue>) -> BodyKind {
     let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
-        // curl -d without -H sends no JSON type; a missing header is taken as JSON.
-        return true;
+        // A body without a type is taken as JSON.
+        return BodyKind::Json;
     };
     let mime = value
         .split(';')
@@ -74,7 +89,20 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        BodyKind::Json
+    } else if mime == "application/x-www-form-urlencoded" {
+        BodyKind::Form
+    } else {
+        BodyKind::Other
+    }
+}
+
+fn unsupported() -> ApiError {
+    ApiError::unacceptable(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "Send the body as JSON with `Content-Type: application/json`.",
+    )
 }
 
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
@@ -119,4 +147,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .map(|p| Path(p.0))
             .map_err(|_: PathRejection| ApiError::not_found("record"))
     }
+}
+
+/// serde names Rust types ("expected i64"); clients think in JSON types.
+fn plain_types(message: &str) -> String {
+    let mut text = message.to_owned();
+    for (rust, json) in [
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected u32", "expected an integer"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected an object"),
+        ("invalid type: map", "invalid type: object"),
+        ("invalid type: sequence", "invalid type: array"),
+    ] {
+        text = text.replace(rust, json);
+    }
+    text
 }

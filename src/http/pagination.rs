@@ -10,13 +10,16 @@ use utoipa::ToSchema;
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 
-pub fn page_request(limit: Option<u32>, after: Option<&str>) -> Result<PageRequest, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "`limit` must be between 1 and {MAX_LIMIT}."
-        )));
-    }
+pub fn page_request(limit: Option<i64>, after: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}."))
+            })?,
+    };
     let after = match after {
         None | Some("") => None,
         Some(cursor) => Some(decode(cursor).ok_or_else(|| {
@@ -87,6 +90,7 @@ mod tests {
         assert_eq!(decode(&URL_SAFE_NO_PAD.encode("id:-1")), None);
         assert!(page_request(Some(0), None).is_err());
         assert!(page_request(Some(1001), None).is_err());
+        assert!(page_request(Some(-1), None).is_err());
         assert!(page_request(None, Some("%%%")).is_err());
     }
 }

@@ -449,3 +449,90 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
     assert_eq!(bad_duration.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_duration.stderr).contains("90s"));
 }
+
+#[tokio::test]
+async fn a_refusal_no_user_can_be_tied_to_is_found_by_its_request_id() {
+    let app = spawn_app().await;
+    let response = app.get("/api/v1/me", "kw_not-a-real-key").await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+
+    let rows = stdout_json(
+        &app.cli(&["history", "list", "--request-id", &request_id, "--json"])
+            .await,
+    );
+
+    assert_eq!(rows.as_array().expect("rows").len(), 1);
+    assert_eq!(rows[0]["outcome"], "malformed_credentials");
+    let refused = stdout_json(
+        &app.cli(&["history", "list", "--outcome", "refused", "--json"])
+            .await,
+    );
+    assert_eq!(refused.as_array().expect("rows").len(), 1);
+}
+
+#[tokio::test]
+async fn the_history_of_a_deleted_user_stays_readable() {
+    let app = spawn_app().await;
+    let key = create(&app, "gone-soon", &[]).await;
+    app.get("/api/v1/me", &key).await;
+    assert!(
+        app.cli(&["api", "delete", "gone-soon"])
+            .await
+            .status
+            .success()
+    );
+
+    let rows = stdout_json(&app.cli(&["api", "history", "gone-soon", "--json"]).await);
+
+    assert_eq!(rows.as_array().expect("rows").len(), 1);
+    assert_eq!(rows[0]["call"], "GET /api/v1/me");
+}
+
+#[tokio::test]
+async fn a_second_roll_says_which_key_it_stopped() {
+    let app = spawn_app().await;
+    create(&app, "double-roll", &[]).await;
+    stdout_json(
+        &app.cli(&["api", "rotate", "double-roll", "--grace", "1h", "--json"])
+            .await,
+    );
+
+    let second = stdout_json(
+        &app.cli(&["api", "rotate", "double-roll", "--grace", "1h", "--json"])
+            .await,
+    );
+
+    assert_eq!(second["stopped_now"].as_array().expect("hints").len(), 1);
+    let text = app
+        .cli(&["api", "rotate", "double-roll", "--grace", "1h"])
+        .await;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("at most two keys live at once"));
+}
+
+#[tokio::test]
+async fn usage_errors_are_json_with_json_and_unknown_sessions_are_not_found() {
+    let app = spawn_app().await;
+    create(&app, "json-errors", &[]).await;
+
+    let usage = app
+        .cli(&[
+            "--json",
+            "api",
+            "rotate",
+            "json-errors",
+            "--grace",
+            "forever",
+        ])
+        .await;
+    assert_eq!(usage.status.code(), Some(2));
+    let error: Value = serde_json::from_slice(&usage.stderr).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "bad_request");
+
+    let missing = app
+        .cli(&["api", "sessions", "json-errors", "--revoke", "999"])
+        .await;
+    assert_eq!(missing.status.code(), Some(3));
+}

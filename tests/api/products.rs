@@ -199,3 +199,122 @@ async fn a_retried_post_with_the_same_idempotency_key_changes_nothing() {
         .expect("json");
     assert_eq!(list["data"].as_array().expect("data").len(), 1);
 }
+
+#[tokio::test]
+async fn unknown_query_parameters_and_missing_fields_are_named() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user("strict", &["products:write", "customers:write"])
+        .await;
+
+    let (status, body) = error_of(
+        app.get("/api/v1/customers?email=ada@example.com", &key)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("email"),
+        "{body}"
+    );
+
+    let (status, body) = error_of(
+        app.post(
+            "/api/v1/products",
+            &key,
+            &json!({"sku": "A", "name": "A", "quantity": 1}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["details"][0]["field"], "price");
+    assert_eq!(body["error"]["details"][0]["message"], "is required");
+
+    let (_, body) = error_of(
+        app.post(
+            "/api/v1/products",
+            &key,
+            &json!({"sku": "A", "name": "A", "price": "1", "quantity": "1"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("integer"),
+        "{body}"
+    );
+
+    let (status, _) = error_of(app.get("/api/v1/products?limit=-1", &key).await).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_customer_phone_is_removed_with_null_and_kept_when_absent() {
+    let app = spawn_app().await;
+    let key = app.api_user("phones", &["customers:write"]).await;
+    app.post(
+        "/api/v1/customers",
+        &key,
+        &json!({"name": "Hedy", "email": "hedy@example.com", "phone": "+43 1 555"}),
+    )
+    .await;
+
+    let patch = |body: Value| {
+        app.bearer(Method::PATCH, "/api/v1/customers/1", &key)
+            .json(&body)
+            .send()
+    };
+    let kept: Value = patch(json!({"name": "Hedy Lamarr"}))
+        .await
+        .expect("patch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(kept["phone"], "+43 1 555");
+    let removed: Value = patch(json!({"phone": null}))
+        .await
+        .expect("patch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(removed["phone"], Value::Null);
+}
+
+#[tokio::test]
+async fn json_sent_as_curl_d_sends_it_is_read_but_real_forms_are_refused() {
+    let app = spawn_app().await;
+    let key = app.api_user("curl-user", &["products:write"]).await;
+    let form = "application/x-www-form-urlencoded";
+
+    let json_as_form = app
+        .bearer(Method::POST, "/api/v1/products", &key)
+        .header("Content-Type", form)
+        .body(r#"{"sku": "CURL-1", "name": "From curl -d", "price": "1.00", "quantity": 1}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(json_as_form.status(), 201);
+
+    let real_form = app
+        .bearer(Method::POST, "/api/v1/products", &key)
+        .header("Content-Type", form)
+        .body("sku=X&name=Y")
+        .send()
+        .await
+        .expect("request");
+    let (status, body) = error_of(real_form).await;
+    assert_eq!(status, 415);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("application/json")
+    );
+}

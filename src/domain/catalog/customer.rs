@@ -32,7 +32,17 @@ pub struct CustomerInput {
 pub struct CustomerPatch {
     pub name: Option<String>,
     pub email: Option<String>,
-    pub phone: Option<String>,
+    /// A new number; `null` or `""` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 pub fn email(value: &str) -> Result<String, String> {
@@ -96,9 +106,11 @@ impl CustomerPatch {
         if let Some(v) = &self.email {
             self.email = errors.check("email", email(v));
         }
-        if let Some(v) = &self.phone {
-            self.phone = errors.check("phone", phone(v));
-        }
+        self.phone = match self.phone.take() {
+            Some(Some(v)) if !v.trim().is_empty() => errors.check("phone", phone(&v)).map(Some),
+            Some(_) => Some(None),
+            None => None,
+        };
         errors.into_result(|| self)
     }
 }

@@ -13,9 +13,10 @@ use utoipa::IntoParams;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CustomerQuery {
     /// Page size, 1–1000 (default 100).
-    limit: Option<u32>,
+    limit: Option<i64>,
     /// The `next` cursor of the previous page.
     after: Option<String>,
 }

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct OrderQuery {
     /// An order status, by name (`Pending`) or id (`1`).
     status: Option<String>,
@@ -22,7 +23,7 @@ pub struct OrderQuery {
     updated_since: Option<String>,
     customer_id: Option<i64>,
     /// Page size, 1–1000 (default 100).
-    limit: Option<u32>,
+    limit: Option<i64>,
     /// The `next` cursor of the previous page.
     after: Option<String>,
 }

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ProductQuery {
     /// Only the product with this SKU.
     sku: Option<String>,
@@ -23,7 +24,7 @@ pub struct ProductQuery {
     /// Only products changed at or after this RFC 3339 time.
     updated_since: Option<String>,
     /// Page size, 1–1000 (default 100).
-    limit: Option<u32>,
+    limit: Option<i64>,
     /// The `next` cursor of the previous page.
     after: Option<String>,
 }

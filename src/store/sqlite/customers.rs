@@ -96,12 +96,13 @@ impl CustomerStore for SqliteStore {
     ) -> Result<Customer> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), phone = coalesce(?, phone), \
-             updated_at = ? WHERE id = ?",
+            "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), \
+             phone = CASE WHEN ? THEN ? ELSE phone END, updated_at = ? WHERE id = ?",
         )
         .bind(&patch.name)
         .bind(&patch.email)
-        .bind(&patch.phone)
+        .bind(patch.phone.is_some())
+        .bind(patch.phone.clone().flatten())
         .bind(ts(now))
         .bind(id.0)
         .execute(&mut *tx)

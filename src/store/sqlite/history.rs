@@ -1,5 +1,7 @@
 use super::{SqliteStore, from_ts, ts};
-use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter};
+use crate::domain::history::{
+    HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, request_time,
+};
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::{HistoryStore, Result};
 use async_trait::async_trait;
@@ -95,6 +97,21 @@ impl HistoryStore for SqliteStore {
         }
         if let Some(ip) = &query.ip {
             select.push(" AND ip = ").push_bind(ip.clone());
+        }
+        if let Some(username) = &query.username {
+            select.push(" AND username = ").push_bind(username.clone());
+        }
+        if let Some(request_id) = &query.request_id {
+            select
+                .push(" AND request_id = ")
+                .push_bind(request_id.clone());
+            if let Some(at) = request_time(request_id) {
+                let window = time::Duration::minutes(1);
+                select
+                    .push(" AND date_added BETWEEN ")
+                    .push_bind(ts(at - window));
+                select.push(" AND ").push_bind(ts(at + window));
+            }
         }
         if let Some(from) = query.from {
             select.push(" AND date_added >= ").push_bind(ts(from));
