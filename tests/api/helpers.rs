@@ -247,7 +247,8 @@ pub async fn cli_at(
     if let Some(mut pipe) = child.stdin.take()
         && let Some(text) = stdin
     {
-        pipe.write_all(text.as_bytes()).await.expect("stdin");
+        // A command that fails before reading stdin closes it: that is its answer, not ours.
+        let _ = pipe.write_all(text.as_bytes()).await;
     }
     child.wait_with_output().await.expect("keyward output")
 }

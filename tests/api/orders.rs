@@ -315,3 +315,35 @@ async fn customers_are_created_listed_and_patched() {
         .expect("json");
     assert_eq!(list["data"].as_array().expect("data").len(), 1);
 }
+
+#[tokio::test]
+async fn an_order_shows_its_newest_hundred_history_entries() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 5).await;
+    app.post("/api/v1/orders", &key, &json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]})).await;
+
+    for i in 0..105 {
+        let comment = format!("update {i}");
+        let response = app
+            .post(
+                "/api/v1/orders/1/history",
+                &key,
+                &json!({"status": "Processing", "comment": comment}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+
+    let order: Value = app
+        .get("/api/v1/orders/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let history = order["history"].as_array().expect("history");
+    assert_eq!(history.len(), 100);
+    assert_eq!(
+        history[99]["comment"], "update 104",
+        "oldest first, ending with the newest"
+    );
+}

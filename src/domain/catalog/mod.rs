@@ -14,6 +14,8 @@ use utoipa::ToSchema;
 pub const MAX_QUANTITY: i64 = 1_000_000_000;
 pub const MAX_BULK_ITEMS: usize = 1000;
 pub const MAX_ORDER_LINES: usize = 500;
+/// How many of an order's history entries an answer shows (the newest).
+pub const MAX_HISTORY_SHOWN: usize = 100;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {

@@ -26,7 +26,7 @@ pub struct Order {
     pub order_status_id: OrderStatusId,
     pub comment: String,
     pub lines: Vec<OrderLine>,
-    /// Present on `GET /orders/{id}`.
+    /// Present on `GET /orders/{id}` and the status update: the newest 100 entries, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<OrderHistory>>,
     #[serde(with = "time::serde::rfc3339")]

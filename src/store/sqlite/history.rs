@@ -3,13 +3,10 @@ use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, request_time,
 };
 use crate::domain::ids::{ApiUserId, SessionId};
-use crate::store::{HistoryStore, Result};
+use crate::store::{HistoryStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
-
-/// Rows per INSERT statement; 12 columns each stays far below SQLite's variable limit.
-const ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(FromRow)]
 struct HistoryRow {
@@ -50,28 +47,37 @@ impl From<HistoryRow> for HistoryRecord {
 #[async_trait]
 impl HistoryStore for SqliteStore {
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
-                 date_added, date_modified, request_id) ",
-            );
-            insert.push_values(chunk, |mut row, entry| {
-                row.push_bind(entry.api_user_id.map(|id| id.0))
-                    .push_bind(entry.username.clone())
-                    .push_bind(entry.key_hint.clone())
-                    .push_bind(entry.session_id.map(|id| id.0))
-                    .push_bind(entry.call.clone())
-                    .push_bind(entry.ip.clone())
-                    .push_bind(i64::from(entry.status))
-                    .push_bind(entry.outcome.as_str())
-                    .push_bind(ts(entry.date_added))
-                    .push_bind(ts(entry.date_modified))
-                    .push_bind(entry.request_id.clone());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        // The whole batch as one JSON array in one prepared statement: a single round trip
+        // to SQLite and a single implicit transaction, whatever the batch size.
+        let batch: Vec<_> = rows
+            .iter()
+            .map(|e| {
+                (
+                    e.api_user_id.map(|id| id.0),
+                    e.username.as_deref(),
+                    e.key_hint.as_deref(),
+                    e.session_id.map(|id| id.0),
+                    e.call.as_str(),
+                    e.ip.as_str(),
+                    e.status,
+                    e.outcome.as_str(),
+                    ts(e.date_added),
+                    ts(e.date_modified),
+                    e.request_id.as_str(),
+                )
+            })
+            .collect();
+        let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
+             date_added, date_modified, request_id) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                    value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
+             FROM json_each(?)",
+        )
+        .bind(json)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 

@@ -95,12 +95,19 @@ async fn assemble_orders(
     Ok(orders)
 }
 
+use crate::domain::catalog::MAX_HISTORY_SHOWN;
+
 async fn order_history(conn: &mut SqliteConnection, order: i64) -> Result<Vec<OrderHistory>> {
+    // The newest entries only, oldest first: an order updated thousands of times (a status
+    // pushed by a misbehaving integration) must not make every answer about it huge.
     let rows: Vec<(String, i64, String, bool, i64)> = sqlx::query_as(
-        "SELECT s.name, h.order_status_id, h.comment, h.notify, h.date_added FROM order_history h \
-         JOIN order_statuses s ON s.id = h.order_status_id WHERE h.order_id = ? ORDER BY h.id",
+        "SELECT name, order_status_id, comment, notify, date_added FROM ( \
+           SELECT h.id, s.name, h.order_status_id, h.comment, h.notify, h.date_added FROM order_history h \
+           JOIN order_statuses s ON s.id = h.order_status_id WHERE h.order_id = ? ORDER BY h.id DESC LIMIT ? \
+         ) ORDER BY id",
     )
     .bind(order)
+    .bind(i64::try_from(MAX_HISTORY_SHOWN).unwrap_or(i64::MAX))
     .fetch_all(conn)
     .await?;
     Ok(rows

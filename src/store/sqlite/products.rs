@@ -10,6 +10,7 @@ use crate::domain::validation::Errors;
 use crate::store::{ProductStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use std::collections::HashMap;
 use time::OffsetDateTime;
 
 #[derive(FromRow)]
@@ -146,20 +147,29 @@ impl ProductStore for SqliteStore {
     }
 
     async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
+        // One statement for the whole list, the items as a JSON array.
+        let json = serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin_write().await?;
+        let updated: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE products SET quantity = item.quantity, updated_at = ?2 \
+             FROM (SELECT value ->> 'sku' AS sku, value ->> 'quantity' AS quantity FROM json_each(?1)) AS item \
+             WHERE products.sku = item.sku RETURNING {}",
+            PRODUCT_COLUMNS.split(", ").map(|c| format!("products.{c}")).collect::<Vec<_>>().join(", ")
+        )))
+        .bind(json)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(updated.len());
+        for row in updated {
+            let product = row.into_product()?;
+            by_sku.insert(product.sku.clone(), product);
+        }
         let mut errors = Errors::new();
-        let mut ids = Vec::with_capacity(items.len());
+        let mut products = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let id: Option<i64> = sqlx::query_scalar(
-                "UPDATE products SET quantity = ?, updated_at = ? WHERE sku = ? RETURNING id",
-            )
-            .bind(item.quantity)
-            .bind(ts(now))
-            .bind(&item.sku)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match id {
-                Some(id) => ids.push(id),
+            match by_sku.remove(&item.sku) {
+                Some(product) => products.push(product),
                 None => errors.add(
                     format!("items[{i}].sku"),
                     format!("no product has the SKU `{}`", item.sku),
@@ -168,10 +178,6 @@ impl ProductStore for SqliteStore {
         }
         // Dropping the transaction rolls every change back: all or nothing.
         errors.finish().map_err(StoreError::Invalid)?;
-        let mut products = Vec::with_capacity(ids.len());
-        for id in ids {
-            products.push(product_in(&mut tx, id).await?);
-        }
         tx.commit().await?;
         Ok(products)
     }
