@@ -6,10 +6,8 @@
 //! `Forwarded`): most proxies append to one and pass the other through from the client
 //! untouched, so reading both would let a client name its own address.
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -143,19 +141,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-pub async fn resolve_client_ip(
-    State(proxies): State<TrustedProxies>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Puts the request's `ClientIp` into its extensions.
+pub fn resolve_client_ip(proxies: &TrustedProxies, request: &mut axum::extract::Request) {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
     let client = proxies.resolve(peer, request.headers());
-    tracing::Span::current().record("client_ip", tracing::field::display(client));
     request.extensions_mut().insert(ClientIp(client));
-    next.run(request).await
 }
 
 #[cfg(test)]

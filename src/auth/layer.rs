@@ -84,7 +84,10 @@ pub async fn pipeline(
                 Ok(caller) => {
                     let info = caller.call_info();
                     if let Some(slot) = request.extensions().get::<CallSlot>() {
-                        slot.fill(&info);
+                        slot.fill(&CallInfo {
+                            route: Some(route.clone()),
+                            ..info.clone()
+                        });
                     }
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);

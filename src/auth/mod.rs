@@ -48,7 +48,7 @@ pub enum Need {
 pub struct Caller {
     pub user: Arc<AuthUser>,
     pub key_id: ApiKeyId,
-    pub key_hint: String,
+    pub key_hint: Arc<str>,
     pub key_expires_at: Option<OffsetDateTime>,
     pub session: Option<SessionInfo>,
     pub ip: IpAddr,
@@ -108,7 +108,7 @@ impl Refusal {
         mut self,
         user: Option<&AuthUser>,
         username: Option<&str>,
-        key_hint: Option<String>,
+        key_hint: Option<Arc<str>>,
     ) -> Self {
         self.info.api_user_id = user.map(|u| u.id);
         self.info.username = user
@@ -127,10 +127,10 @@ impl From<StoreError> for Refusal {
 
 /// A presented username goes to the history as sent when it could be one; anything else (a key
 /// pasted into the wrong field, say) is never stored.
-fn clip(username: &str) -> String {
+fn clip(username: &str) -> Arc<str> {
     match Username::parse(username) {
-        Ok(name) => name.to_string(),
-        Err(_) => INVALID_USERNAME.to_owned(),
+        Ok(name) => Arc::from(name.as_str()),
+        Err(_) => Arc::from(INVALID_USERNAME),
     }
 }
 
@@ -265,7 +265,7 @@ impl Authenticator {
             None => None,
         };
         if let (Some(found), Some(user)) = (found, owner)
-            && username.is_none_or(|name| name == user.username)
+            && username.is_none_or(|name| name == &*user.username)
         {
             let refuse = |outcome| {
                 let error = ApiError::unauthorized(outcome);
@@ -295,8 +295,8 @@ impl Authenticator {
             (Ok(_), None, _) => Outcome::UnknownKey,
         };
         // A hint only of what has a key's shape: anything else may be another system's secret.
-        let hint =
-            matches!(shape, Ok(_) | Err(KeyError::Checksum)).then(|| api_key::hint(key.expose()));
+        let hint = matches!(shape, Ok(_) | Err(KeyError::Checksum))
+            .then(|| Arc::from(api_key::hint(key.expose())));
         let error = ApiError::unauthorized(outcome);
         Err(Refusal::new(error).about(named.as_ref(), username, hint))
     }

@@ -19,7 +19,8 @@ pub enum Access {
 
 #[derive(Debug, Default)]
 pub struct Policy {
-    routes: HashMap<(Method, String), Access>,
+    /// Route template → the access of each declared method.
+    routes: HashMap<String, Vec<(Method, Access)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ impl Policy {
     pub fn from_openapi(doc: &utoipa::openapi::OpenApi, prefix: &str) -> Result<Self, PolicyError> {
         let doc = serde_json::to_value(doc).unwrap_or(Value::Null);
         let global = doc.get("security");
-        let mut routes = HashMap::new();
+        let mut routes: HashMap<String, Vec<(Method, Access)>> = HashMap::new();
         let paths = doc
             .get("paths")
             .and_then(Value::as_object)
@@ -53,7 +54,10 @@ impl Policy {
                 };
                 let security = operation.get("security").or(global);
                 let access = access_of(security).map_err(error)?;
-                routes.insert((method, format!("{prefix}{path}")), access);
+                routes
+                    .entry(format!("{prefix}{path}"))
+                    .or_default()
+                    .push((method, access));
             }
         }
         Ok(Self { routes })
@@ -68,17 +72,20 @@ impl Policy {
         } else {
             method
         };
-        self.routes
-            .get(&(method.clone(), route.to_owned()))
-            .copied()
+        let declared = self.routes.get(route)?;
+        declared
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, access)| *access)
     }
 
     /// The methods declared for `route`, for an `Allow` header.
     pub fn methods(&self, route: &str) -> Vec<Method> {
         let mut methods: Vec<Method> = self
             .routes
-            .keys()
-            .filter(|(_, path)| path == route)
+            .get(route)
+            .into_iter()
+            .flatten()
             .map(|(method, _)| method.clone())
             .collect();
         methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));

@@ -7,6 +7,7 @@ use super::secret::SecretHash;
 use super::username::Username;
 use serde::Serialize;
 use std::net::IpAddr;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 macro_rules! text_enum {
@@ -182,7 +183,7 @@ pub struct ApiUserSummary {
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: ApiUserId,
-    pub username: String,
+    pub username: Arc<str>,
     pub status: Status,
     pub scopes: Scopes,
     pub rate_limit_per_minute: u32,
@@ -194,7 +195,7 @@ pub struct AuthKey {
     pub id: ApiKeyId,
     pub api_user_id: ApiUserId,
     pub hash: SecretHash,
-    pub hint: String,
+    pub hint: Arc<str>,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
 }

@@ -4,6 +4,7 @@ use super::ids::{ApiUserId, SessionId};
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Why a call ended as it did. `Ok` is the only success; every other value is a refusal or
@@ -33,11 +34,12 @@ pub enum Outcome {
     Conflict,
     Invalid,
     Unavailable,
+    Cancelled,
     Error,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 24] = [
+    pub const ALL: [Outcome; 25] = [
         Self::Ok,
         Self::MissingCredentials,
         Self::MalformedCredentials,
@@ -61,6 +63,7 @@ impl Outcome {
         Self::Conflict,
         Self::Invalid,
         Self::Unavailable,
+        Self::Cancelled,
         Self::Error,
     ];
 
@@ -89,6 +92,7 @@ impl Outcome {
             Self::Conflict => "conflict",
             Self::Invalid => "invalid",
             Self::Unavailable => "unavailable",
+            Self::Cancelled => "cancelled",
             Self::Error => "error",
         }
     }
@@ -121,6 +125,7 @@ impl Outcome {
             Self::Conflict => "Conflict with the store's state",
             Self::Invalid => "The request failed validation",
             Self::Unavailable => "The service was unavailable",
+            Self::Cancelled => "The client hung up before the answer",
             Self::Error => "Internal error",
         }
     }
@@ -135,6 +140,7 @@ impl Outcome {
                 | Self::Conflict
                 | Self::Invalid
                 | Self::Unavailable
+                | Self::Cancelled
                 | Self::Error
         )
     }
@@ -172,8 +178,8 @@ impl Serialize for Outcome {
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
     pub api_user_id: Option<ApiUserId>,
-    pub username: Option<String>,
-    pub key_hint: Option<String>,
+    pub username: Option<Arc<str>>,
+    pub key_hint: Option<Arc<str>>,
     pub session_id: Option<SessionId>,
     pub call: String,
     pub ip: String,

@@ -8,11 +8,13 @@ use crate::domain::ids::{ApiUserId, SessionId};
 use crate::http::error::ApiError;
 use crate::http::request_id::{self, RequestId};
 use axum::extract::{OriginalUri, Request, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// What the pipeline learned about the caller; handlers and the auth layer attach it to
 /// their response, and this layer moves it into the history row.
@@ -20,8 +22,8 @@ use std::time::Duration;
 pub struct CallInfo {
     pub api_user_id: Option<ApiUserId>,
     /// The username as presented (it may belong to nobody).
-    pub username: Option<String>,
-    pub key_hint: Option<String>,
+    pub username: Option<Arc<str>>,
+    pub key_hint: Option<Arc<str>>,
     pub session_id: Option<SessionId>,
     /// The route template (`/api/v1/products/{id}`), never the raw URL with its query.
     pub route: Option<String>,
@@ -60,69 +62,116 @@ pub async fn record_calls(
     request: Request,
     next: Next,
 ) -> Response {
-    // Each call runs in a task of its own, so a client that hangs up cannot cut it between its
-    // change and its history row: the task finishes and records either way.
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        // A read changes nothing: it runs inline, and if its client hangs up the dropped
+        // call still writes its row (as cancelled).
+        return serve_and_record(state, request, next).await;
+    }
+    // A change runs in a task of its own, so a client that hangs up cannot cut it between
+    // the change and its history row: the task finishes and records either way.
     request_id::spawn(serve_and_record(state, request, next))
         .await
         .unwrap_or_else(|_| ApiError::internal().into_response())
 }
 
-async fn serve_and_record(state: Arc<HistoryState>, mut request: Request, next: Next) -> Response {
-    let received = state.clock.now();
-    let slot = CallSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let method = request.method().clone();
-    // Inside the nested API router the URI lost its `/api/v1`; the original keeps it.
-    let path = request
-        .extensions()
-        .get::<OriginalUri>()
-        .map_or_else(|| request.uri().path(), |uri| uri.path())
-        .to_owned();
-    let ip = request
-        .extensions()
-        .get::<ClientIp>()
-        .map(|ip| ip.0.to_string())
-        .unwrap_or_default();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
+/// A call on its way, with what its history row will say. Dropped before `finish` (its client
+/// hung up mid-call), it still writes the row, as cancelled.
+struct Call {
+    state: Arc<HistoryState>,
+    slot: CallSlot,
+    received: OffsetDateTime,
+    method: Method,
+    path: String,
+    ip: String,
+    request_id: String,
+    finished: bool,
+}
 
-    let mut response = match tokio::time::timeout(state.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::timed_out(state.timeout).into_response(),
-    };
-
-    let info = response
-        .extensions_mut()
-        .remove::<CallInfo>()
-        .or_else(|| slot.take())
-        .unwrap_or_default();
-    let outcome = response
-        .extensions()
-        .get::<Outcome>()
-        .copied()
-        .unwrap_or_else(|| outcome_of(response.status()));
-    let route = info.route.unwrap_or_else(|| unmatched_path(&path));
-    let entry = HistoryEntry {
-        api_user_id: info.api_user_id,
-        username: info.username,
-        key_hint: info.key_hint,
-        session_id: info.session_id,
-        call: format!("{method} {route}"),
-        ip,
-        status: response.status().as_u16(),
-        outcome,
-        date_added: received,
-        date_modified: state.clock.now(),
-        request_id,
-    };
-    match state.recorder.record(entry).await {
-        Ok(()) => response,
-        // An answer without its history row would break the audit trail: withhold it.
-        Err(_) => ApiError::history_unavailable().into_response(),
+impl Call {
+    fn begin(state: Arc<HistoryState>, request: &mut Request) -> Self {
+        let slot = CallSlot::default();
+        request.extensions_mut().insert(slot.clone());
+        let extensions = request.extensions();
+        // Inside the nested API router the URI lost its `/api/v1`; the original keeps it.
+        let path = extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| request.uri().path(), |uri| uri.path());
+        Self {
+            received: state.clock.now(),
+            slot,
+            method: request.method().clone(),
+            path: path.to_owned(),
+            ip: extensions
+                .get::<ClientIp>()
+                .map(|ip| ip.0.to_string())
+                .unwrap_or_default(),
+            request_id: extensions
+                .get::<RequestId>()
+                .map(|id| id.0.clone())
+                .unwrap_or_default(),
+            state,
+            finished: false,
+        }
     }
+
+    fn entry(&mut self, info: CallInfo, status: u16, outcome: Outcome) -> HistoryEntry {
+        let route = info.route.unwrap_or_else(|| unmatched_path(&self.path));
+        HistoryEntry {
+            api_user_id: info.api_user_id,
+            username: info.username,
+            key_hint: info.key_hint,
+            session_id: info.session_id,
+            call: format!("{} {route}", self.method),
+            ip: std::mem::take(&mut self.ip),
+            status,
+            outcome,
+            date_added: self.received,
+            date_modified: self.state.clock.now(),
+            request_id: std::mem::take(&mut self.request_id),
+        }
+    }
+
+    /// Writes the row of an answered call and waits for its commit.
+    async fn finish(mut self, mut response: Response) -> Response {
+        self.finished = true;
+        let info = response
+            .extensions_mut()
+            .remove::<CallInfo>()
+            .or_else(|| self.slot.take())
+            .unwrap_or_default();
+        let outcome = response
+            .extensions()
+            .get::<Outcome>()
+            .copied()
+            .unwrap_or_else(|| outcome_of(response.status()));
+        let entry = self.entry(info, response.status().as_u16(), outcome);
+        match self.state.recorder.record(entry).await {
+            Ok(()) => response,
+            // An answer without its history row would break the audit trail: withhold it.
+            Err(_) => ApiError::history_unavailable().into_response(),
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            let info = self.slot.take().unwrap_or_default();
+            // 499: nginx's "client closed request".
+            let entry = self.entry(info, 499, Outcome::Cancelled);
+            self.state.recorder.record_detached(entry);
+        }
+    }
+}
+
+async fn serve_and_record(state: Arc<HistoryState>, mut request: Request, next: Next) -> Response {
+    let timeout = state.timeout;
+    let call = Call::begin(state, &mut request);
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timed_out(timeout).into_response(),
+    };
+    call.finish(response).await
 }
 
 fn outcome_of(status: StatusCode) -> Outcome {

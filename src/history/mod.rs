@@ -76,6 +76,15 @@ impl Recorder {
         wait.await.unwrap_or(Err(RecordError))
     }
 
+    /// Writes `entry` without waiting: for a call whose client is gone.
+    pub fn record_detached(&self, entry: HistoryEntry) {
+        let (done, _) = oneshot::channel();
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Message::Row(entry, done)).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Rows waiting for their commit (for metrics and tests).
     pub fn queue_depth(&self) -> usize {
         self.pending.load(Ordering::Relaxed)

@@ -10,7 +10,7 @@ pub mod request_id;
 pub mod v1;
 
 use crate::auth::policy::Policy;
-use crate::auth::{AuthState, Authenticator, TrustedProxies, pipeline, resolve_client_ip};
+use crate::auth::{AuthState, Authenticator, TrustedProxies, pipeline};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::credentials::admins::Admins;
@@ -18,7 +18,7 @@ use crate::history::{HistoryState, Recorder, record_calls};
 use crate::store::Db;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use error::ApiError;
@@ -100,23 +100,30 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(from_fn_with_state(proxies, resolve_client_ip))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
                 .on_response(log_response),
         )
-        .layer(from_fn(request_id::assign)))
+        .layer(from_fn_with_state(proxies, request_id::assign)))
 }
 
 fn request_span(request: &Request) -> tracing::Span {
+    let extensions = request.extensions();
+    let id = extensions
+        .get::<request_id::RequestId>()
+        .map_or("", |id| id.0.as_str());
+    let client = extensions.get::<crate::auth::ClientIp>().map_or(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        |ip| ip.0,
+    );
     // The path only: a query string may hold a secret someone sent by mistake.
     tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %request_id::current(),
-        client_ip = tracing::field::Empty,
+        request_id = %id,
+        client_ip = %client,
     )
 }
 

@@ -38,8 +38,15 @@ where
     )
 }
 
-pub async fn assign(mut request: Request, next: Next) -> Response {
+/// The first layer of every request: gives it its id, and its client address (by the same rule
+/// everywhere, trusted proxies included), before anything logs or records it.
+pub async fn assign(
+    axum::extract::State(proxies): axum::extract::State<crate::auth::TrustedProxies>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let id = RequestId(uuid::Uuid::now_v7().simple().to_string());
+    crate::auth::resolve_client_ip(&proxies, &mut request);
     request.extensions_mut().insert(id.clone());
     let header = HeaderValue::from_str(&id.0).ok();
     let mut response = REQUEST_ID.scope(id, next.run(request)).await;

@@ -169,26 +169,53 @@ async fn graceful_shutdown_keeps_the_history_of_every_answered_call() {
 }
 
 #[tokio::test]
-async fn a_call_whose_client_hangs_up_still_gets_its_row() {
+async fn a_read_whose_client_hangs_up_still_gets_its_row() {
     use tokio::io::AsyncWriteExt;
     let app = spawn_app().await;
     let key = app.api_user("hangup", &[]).await;
 
-    let mut stream = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let request =
-        format!("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let request = format!("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     drop(stream);
 
+    // Answered, or cut off and recorded as cancelled: either way the call has its row.
     for _ in 0..200 {
-        if !app.history("hangup").await.is_empty() {
+        if let Some(row) = app.all_history().await.first() {
+            assert_eq!(row.call, "GET /api/v1/me");
+            assert!(row.outcome == "ok" || row.outcome == "cancelled", "{row:?}");
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the call of a client that hung up has no history row");
+}
+
+#[tokio::test]
+async fn a_change_whose_client_hangs_up_is_completed_and_recorded() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let key = app.api_user("hangup-post", &["products:write"]).await;
+
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let body = r#"{"sku": "GONE-1", "name": "Ordered by a vanished client", "price": "1.00", "quantity": 1}"#;
+    let request = format!(
+        "POST /api/v1/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    drop(stream);
+
+    for _ in 0..200 {
+        if let Some(row) = app.history("hangup-post").await.first() {
+            assert_eq!((row.call.as_str(), row.status), ("POST /api/v1/products", 201));
+            assert_eq!(app.get("/api/v1/products?sku=GONE-1", &key).await.status(), 200);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the change of a client that hung up has no history row");
 }
 
 #[tokio::test]

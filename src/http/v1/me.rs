@@ -69,7 +69,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
     Json(Me {
         api_user: MeUser {
             id: caller.user.id,
-            username: caller.user.username.clone(),
+            username: caller.user.username.to_string(),
             ips: caller.user.ips.iter().map(ToString::to_string).collect(),
         },
         scopes: caller
@@ -79,7 +79,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
             .map(|s| s.as_str().to_owned())
             .collect(),
         ip: caller.ip.to_string(),
-        key_hint: caller.key_hint.clone(),
+        key_hint: caller.key_hint.to_string(),
         key_expires_at: caller.key_expires_at,
         session: caller.session.map(|s| MeSession {
             id: s.id,

@@ -82,7 +82,7 @@ impl UserRow {
             scopes: Scopes::parse([&self.scopes])
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
-            username: self.username,
+            username: self.username.into(),
             ips,
         })
     }
@@ -107,7 +107,7 @@ impl KeyRow {
             api_user_id: ApiUserId(self.api_user_id),
             hash: SecretHash::from_slice(&self.key_hash)
                 .ok_or_else(|| StoreError::Corrupt("key_hash".into()))?,
-            hint: self.hint,
+            hint: self.hint.into(),
             expires_at: from_ts_opt(self.expires_at),
             revoked_at: from_ts_opt(self.revoked_at),
         })
