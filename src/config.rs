@@ -38,6 +38,10 @@ pub struct Config {
     pub login_failures_per_username: u32,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// A console session ends after this long without a page.
+    pub console_idle_timeout: HumanDuration,
+    /// Mark console cookies `Secure`: set it when the console is served over HTTPS.
+    pub cookie_secure: bool,
     /// The first admin's password; otherwise a random one is printed once.
     #[serde(skip)]
     pub admin_password: Option<Secret>,
@@ -60,6 +64,8 @@ impl Default for Config {
             login_failures_per_username: 10,
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
+            console_idle_timeout: HumanDuration(time::Duration::minutes(30)),
+            cookie_secure: false,
             admin_password: None,
         }
     }
@@ -112,6 +118,12 @@ pub struct Overrides {
     /// Log level or filter (info, debug, keyward=debug,sqlx=warn)
     #[arg(long, env = "KEYWARD_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// A console session ends after this long without a page
+    #[arg(long, env = "KEYWARD_CONSOLE_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub console_idle_timeout: Option<HumanDuration>,
+    /// Mark console cookies Secure (the console is served over HTTPS)
+    #[arg(long, env = "KEYWARD_COOKIE_SECURE", value_name = "BOOL")]
+    pub cookie_secure: Option<bool>,
 }
 
 /// `keyward.toml`: every key optional.
@@ -132,6 +144,8 @@ pub struct FileConfig {
     pub login_failures_per_username: Option<u32>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    pub console_idle_timeout: Option<HumanDuration>,
+    pub cookie_secure: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +242,14 @@ impl Config {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or(d.log_level),
+            console_idle_timeout: overrides
+                .console_idle_timeout
+                .or(file.console_idle_timeout)
+                .unwrap_or(d.console_idle_timeout),
+            cookie_secure: overrides
+                .cookie_secure
+                .or(file.cookie_secure)
+                .unwrap_or(d.cookie_secure),
             admin_password: std::env::var("KEYWARD_ADMIN_PASSWORD")
                 .ok()
                 .filter(|p| !p.is_empty())
@@ -251,6 +273,7 @@ impl Config {
         positive("session_idle_timeout", self.session_idle_timeout)?;
         positive("session_lifetime", self.session_lifetime)?;
         positive("request_timeout", self.request_timeout)?;
+        positive("console_idle_timeout", self.console_idle_timeout)?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".to_owned(),

@@ -77,7 +77,17 @@ impl App {
         let auth =
             Arc::new(Authenticator::new(db.clone(), clock.clone(), sessions, throttle).await?);
         let (recorder, recorder_task) = Recorder::start(db.clone());
+        let console = crate::console::ConsoleSettings {
+            idle_timeout: config.console_idle_timeout.0,
+            lifetime: time::Duration::hours(12),
+            cookie_secure: config.cookie_secure,
+            throttle: LoginThrottle::new(
+                config.login_failures_per_ip,
+                config.login_failures_per_username,
+            ),
+        };
         let state = AppState::new(Services {
+            console,
             credentials: Credentials::new(db.clone(), clock.clone()),
             admins,
             db,

@@ -62,6 +62,27 @@ impl Admins {
             .ok_or_else(|| AdminError::NoSuchAdmin(username.to_owned()))
     }
 
+    /// Changes an admin's role or status; disabling signs the admin out everywhere.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        username: &str,
+        role: Option<Role>,
+        status: Option<crate::domain::api_user::Status>,
+    ) -> Result<(), AdminError> {
+        let admin = self.get(username).await?;
+        let audit = AuditEntry {
+            at: self.clock.now(),
+            actor: actor.name.clone(),
+            actor_ip: actor.ip.clone(),
+            action: "admin.update".to_owned(),
+            target: username.to_owned(),
+            details: json!({ "role": role, "status": status }),
+        };
+        self.db.update_admin(admin.id, role, status, &audit).await?;
+        Ok(())
+    }
+
     pub async fn set_password(
         &self,
         actor: &Actor,

@@ -78,3 +78,35 @@ pub struct AuditRecord {
     pub target: String,
     pub details: serde_json::Value,
 }
+
+/// A signed-in admin in the console.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    pub id: i64,
+    pub admin: AdminUser,
+    pub ip: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAdminSession {
+    pub admin_user_id: AdminUserId,
+    pub token_hash: crate::domain::secret::SecretHash,
+    pub ip: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+impl Role {
+    /// Whether this role may change API users (their keys, IP rules, scopes, sessions).
+    pub fn manages_api_users(self) -> bool {
+        matches!(self, Role::Administrator | Role::ApiManager)
+    }
+
+    /// Whether this role may manage admin users and read the audit log.
+    pub fn manages_admins(self) -> bool {
+        matches!(self, Role::Administrator)
+    }
+}

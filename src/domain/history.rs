@@ -245,6 +245,26 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
+/// Calls of one API user in one hour.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UsageHour {
+    #[serde(with = "time::serde::rfc3339")]
+    pub hour: OffsetDateTime,
+    pub ok: i64,
+    pub refused: i64,
+}
+
+/// An address that was refused because it is not on the user's IP list.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedIp {
+    pub ip: String,
+    pub calls: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_at: OffsetDateTime,
+}
+
 /// When a request id was made: ids are UUIDv7, whose first 48 bits are milliseconds since the
 /// epoch. Lets a lookup by request id use the date index instead of scanning.
 pub fn request_time(request_id: &str) -> Option<OffsetDateTime> {

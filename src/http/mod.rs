@@ -54,6 +54,7 @@ pub struct Services {
     pub admins: Admins,
     pub recorder: Recorder,
     pub limits: HttpLimits,
+    pub console: crate::console::ConsoleSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +98,7 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
 
     Ok(Router::new()
         .merge(ops::routes(state.clone()))
+        .merge(crate::console::routes(state.clone()))
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

@@ -10,7 +10,10 @@ pub mod sqlite;
 
 pub use error::StoreError;
 
-use crate::domain::admin::{AdminUser, AuditEntry, AuditRecord, Role};
+use crate::domain::admin::{
+    AdminSession, AdminUser, AuditEntry, AuditRecord, NewAdminSession, Role,
+};
+use crate::domain::api_user::Status;
 use crate::domain::api_user::{
     ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, NewApiUser, NewKey, NewSession,
     SessionRecord,
@@ -19,7 +22,7 @@ use crate::domain::catalog::{
     Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order,
     OrderFilter, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, StockItem,
 };
-use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord};
+use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord, RefusedIp, UsageHour};
 use crate::domain::ids::{
     AdminUserId, ApiKeyId, ApiUserId, CustomerId, OrderId, ProductId, SessionId,
 };
@@ -215,6 +218,15 @@ pub trait HistoryStore {
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()>;
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
     async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64>;
+    /// Calls per hour of one user since `since`, oldest first (hours without calls omitted).
+    async fn usage_hourly(&self, id: ApiUserId, since: OffsetDateTime) -> Result<Vec<UsageHour>>;
+    /// Addresses refused as not on the list since `since`, most refused first.
+    async fn refused_ips(
+        &self,
+        id: ApiUserId,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<RefusedIp>>;
 }
 
 #[async_trait]
@@ -237,6 +249,22 @@ pub trait AdminStore {
         audit: &AuditEntry,
     ) -> Result<()>;
     async fn list_admins(&self) -> Result<Vec<AdminUser>>;
+    async fn update_admin(
+        &self,
+        id: AdminUserId,
+        role: Option<Role>,
+        status: Option<Status>,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    async fn create_admin_session(&self, session: &NewAdminSession) -> Result<i64>;
+    /// The open session with this token, and its admin (enabled or not).
+    async fn admin_session(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<AdminSession>>;
+    async fn touch_admin_session(&self, id: i64, now: OffsetDateTime) -> Result<()>;
+    async fn revoke_admin_session(&self, id: i64, now: OffsetDateTime) -> Result<()>;
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     async fn audit_log(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
 }

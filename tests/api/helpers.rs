@@ -99,6 +99,13 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 }
 
 impl TestApp {
+    pub fn admins(&self) -> keyward::credentials::admins::Admins {
+        keyward::credentials::admins::Admins::new(
+            self.db.clone(),
+            std::sync::Arc::new(self.clock.clone()),
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -174,8 +174,11 @@ async fn a_read_whose_client_hangs_up_still_gets_its_row() {
     let app = spawn_app().await;
     let key = app.api_user("hangup", &[]).await;
 
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
-    let request = format!("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let request =
+        format!("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     drop(stream);
 
@@ -197,7 +200,9 @@ async fn a_change_whose_client_hangs_up_is_completed_and_recorded() {
     let app = spawn_app().await;
     let key = app.api_user("hangup-post", &["products:write"]).await;
 
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
     let body = r#"{"sku": "GONE-1", "name": "Ordered by a vanished client", "price": "1.00", "quantity": 1}"#;
     let request = format!(
         "POST /api/v1/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
@@ -209,8 +214,14 @@ async fn a_change_whose_client_hangs_up_is_completed_and_recorded() {
 
     for _ in 0..200 {
         if let Some(row) = app.history("hangup-post").await.first() {
-            assert_eq!((row.call.as_str(), row.status), ("POST /api/v1/products", 201));
-            assert_eq!(app.get("/api/v1/products?sku=GONE-1", &key).await.status(), 200);
+            assert_eq!(
+                (row.call.as_str(), row.status),
+                ("POST /api/v1/products", 201)
+            );
+            assert_eq!(
+                app.get("/api/v1/products?sku=GONE-1", &key).await.status(),
+                200
+            );
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

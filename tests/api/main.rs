@@ -6,6 +6,7 @@ mod helpers;
 mod auth_forms;
 mod cli;
 mod config;
+mod console;
 mod errors;
 mod history;
 mod ip_rules;

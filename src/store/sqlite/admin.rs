@@ -1,6 +1,10 @@
 use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
-use crate::domain::admin::{AdminUser, AuditEntry, AuditRecord, Role};
+use crate::domain::admin::{
+    AdminSession, AdminUser, AuditEntry, AuditRecord, NewAdminSession, Role,
+};
+use crate::domain::api_user::Status;
 use crate::domain::ids::AdminUserId;
+use crate::domain::secret::SecretHash;
 use crate::store::{AdminStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{FromRow, SqliteConnection};
@@ -108,6 +112,136 @@ impl AdminStore for SqliteStore {
         rows.into_iter()
             .map(|row| row.into_admin().map(|(admin, _)| admin))
             .collect()
+    }
+
+    async fn update_admin(
+        &self,
+        id: AdminUserId,
+        role: Option<Role>,
+        status: Option<Status>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE admin_users SET role = coalesce(?, role), status = coalesce(?, status), updated_at = ? WHERE id = ?",
+        )
+        .bind(role.map(Role::as_str))
+        .bind(status.map(Status::as_str))
+        .bind(ts(audit.at))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // A disabled admin is signed out everywhere at once.
+        if status == Some(Status::Disabled) {
+            sqlx::query("UPDATE admin_sessions SET revoked_at = ? WHERE admin_user_id = ? AND revoked_at IS NULL")
+                .bind(ts(audit.at))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_admin_session(&self, session: &NewAdminSession) -> Result<i64> {
+        Ok(sqlx::query(
+            "INSERT INTO admin_sessions (admin_user_id, token_hash, ip, created_at, last_seen_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.admin_user_id.0)
+        .bind(session.token_hash.as_bytes())
+        .bind(&session.ip)
+        .bind(ts(session.created_at))
+        .bind(ts(session.created_at))
+        .bind(ts(session.expires_at))
+        .execute(&self.write)
+        .await?
+        .last_insert_rowid())
+    }
+
+    async fn admin_session(
+        &self,
+        hash: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<AdminSession>> {
+        let row: Option<(
+            i64,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT s.id, s.ip, s.created_at, s.last_seen_at, s.expires_at, \
+                    a.id, a.username, a.password_hash, a.role, a.status, a.created_at \
+             FROM admin_sessions s JOIN admin_users a ON a.id = s.admin_user_id \
+             WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
+        )
+        .bind(hash.as_bytes())
+        .bind(ts(now))
+        .fetch_optional(&self.read)
+        .await?;
+        let Some((
+            id,
+            ip,
+            created_at,
+            last_seen_at,
+            expires_at,
+            admin_id,
+            username,
+            password_hash,
+            role,
+            status,
+            admin_created,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let (admin, _) = AdminRow {
+            id: admin_id,
+            username,
+            password_hash,
+            role,
+            status,
+            created_at: admin_created,
+        }
+        .into_admin()?;
+        Ok(Some(AdminSession {
+            id,
+            admin,
+            ip,
+            created_at: from_ts(created_at),
+            last_seen_at: from_ts(last_seen_at),
+            expires_at: from_ts(expires_at),
+        }))
+    }
+
+    async fn touch_admin_session(&self, id: i64, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE admin_sessions SET last_seen_at = ? WHERE id = ?")
+            .bind(ts(now))
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_admin_session(&self, id: i64, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE admin_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(ts(now))
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {

@@ -302,10 +302,11 @@ impl ApiUserStore for SqliteStore {
         }
         let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
         for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
-            "SELECT api_user_id, count(*), sum(outcome <> 'ok') FROM api_history \
-             WHERE date_added >= ? AND api_user_id IS NOT NULL GROUP BY api_user_id",
+            "SELECT api_user_id, sum(ok) + sum(refused), sum(refused) FROM api_usage_hourly \
+             WHERE hour >= ? GROUP BY api_user_id",
         )
-        .bind(ts(stats_since))
+        // Counted by hour: the window starts at the top of the hour it falls in.
+        .bind(ts(stats_since) - ts(stats_since).rem_euclid(3_600_000_000))
         .fetch_all(&mut *conn)
         .await?
         {

@@ -1,6 +1,6 @@
 use super::{SqliteStore, from_ts, ts};
 use crate::domain::history::{
-    HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, request_time,
+    HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
 };
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::{HistoryStore, Result, StoreError};
@@ -135,6 +135,50 @@ impl HistoryStore for SqliteStore {
         Ok(rows.into_iter().map(HistoryRecord::from).collect())
     }
 
+    async fn usage_hourly(&self, id: ApiUserId, since: OffsetDateTime) -> Result<Vec<UsageHour>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT hour, ok, refused FROM api_usage_hourly WHERE api_user_id = ? AND hour >= ? ORDER BY hour",
+        )
+        .bind(id.0)
+        .bind(ts(since) - ts(since).rem_euclid(3_600_000_000))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, ok, refused)| UsageHour {
+                hour: from_ts(hour),
+                ok,
+                refused,
+            })
+            .collect())
+    }
+
+    async fn refused_ips(
+        &self,
+        id: ApiUserId,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<RefusedIp>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT ip, calls, first_at, last_at FROM api_refused_ips WHERE api_user_id = ? AND last_at >= ? \
+             ORDER BY calls DESC, last_at DESC LIMIT ?",
+        )
+        .bind(id.0)
+        .bind(ts(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(ip, calls, first_at, last_at)| RefusedIp {
+                ip,
+                calls,
+                first_at: from_ts(first_at),
+                last_at: from_ts(last_at),
+            })
+            .collect())
+    }
+
     async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64> {
         // In slices, so the writer never holds the lock long enough to stall requests.
         let mut total = 0;
@@ -149,6 +193,15 @@ impl HistoryStore for SqliteStore {
             .rows_affected();
             total += deleted;
             if deleted == 0 {
+                // The aggregates follow the rows they count.
+                sqlx::query("DELETE FROM api_usage_hourly WHERE hour < ?")
+                    .bind(ts(older_than))
+                    .execute(&self.write)
+                    .await?;
+                sqlx::query("DELETE FROM api_refused_ips WHERE last_at < ?")
+                    .bind(ts(older_than))
+                    .execute(&self.write)
+                    .await?;
                 return Ok(total);
             }
         }
