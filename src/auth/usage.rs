@@ -34,6 +34,15 @@ impl UsageTracker {
         }
     }
 
+    /// The unwritten last use of an API user (time and address), newer than the database's.
+    pub fn user_seen(&self, user: ApiUserId) -> Option<(OffsetDateTime, IpAddr)> {
+        self.users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&user)
+            .copied()
+    }
+
     /// The unwritten last use of a session, newer than the database's.
     pub fn session_seen(&self, session: SessionId) -> Option<OffsetDateTime> {
         self.sessions

@@ -3,7 +3,9 @@
 
 use super::chart::usage_chart;
 use super::session::{Manager, Signed};
-use super::view::{Fields, ScopeRow, ago, ip_summary, ip_warning, key_state, scope_grid, when};
+use super::view::{
+    Fields, ScopeRow, ago, ip_summary, ip_warning, key_state, last_use, scope_grid, when,
+};
 use super::{ConsoleError, Frame, page};
 use crate::credentials::{CreateApiUser, KeySource, ServiceError, UpdateApiUser};
 use crate::domain::api_key::DEFAULT_KEY_LEN;
@@ -93,9 +95,9 @@ pub async fn list(
                 ips: ip_summary(&u.ips),
                 ip_warning: ip_warning(&u.ips),
                 scopes: u.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-                last_used: when(u.last_used_at),
-                last_used_ago: ago(u.last_used_at, now),
-                last_ip: u.last_used_ip.clone().unwrap_or_default(),
+                last_used: when(last_use(u, state.auth.usage()).0),
+                last_used_ago: ago(last_use(u, state.auth.usage()).0, now),
+                last_ip: last_use(u, state.auth.usage()).1.unwrap_or_default(),
                 key_hint,
                 key_class,
                 calls: s.calls_24h,
@@ -364,6 +366,7 @@ struct ShowPage {
     keys: Vec<KeyRow>,
     last_used: String,
     last_used_ago: String,
+    last_ip: Option<String>,
     chart: String,
     calls_7d: i64,
     refused_7d: i64,
@@ -431,8 +434,9 @@ async fn show_page(
         my_ip: my_ip.to_string(),
         my_ip_allowed: crate::domain::ip_rule::allows(&user.ips, my_ip),
         keys,
-        last_used: when(user.last_used_at),
-        last_used_ago: ago(user.last_used_at, now),
+        last_used: when(last_use(&user, state.auth.usage()).0),
+        last_used_ago: ago(last_use(&user, state.auth.usage()).0, now),
+        last_ip: last_use(&user, state.auth.usage()).1,
         chart: usage_chart(&usage, now),
         calls_7d: usage.iter().map(|h| h.ok + h.refused).sum(),
         refused_7d: usage.iter().map(|h| h.refused).sum(),
@@ -733,7 +737,6 @@ struct DeletePage {
     frame: Frame,
     username: String,
     last_used: String,
-    last_used_ago: String,
     last_ip: String,
     used_recently: bool,
     open_sessions: usize,
@@ -748,21 +751,21 @@ pub async fn confirm_delete(
     let user = state.credentials.get(&username).await?;
     let now = state.clock.now();
     let open_sessions = state.credentials.sessions(&username, true).await?.len();
-    let calls_24h = state
+    // From the hourly counts, which are written with each call's history row; the user's
+    // last-use time reaches the database only every few seconds.
+    let day = state
         .db
         .usage_hourly(user.id, now - Duration::hours(24))
-        .await?
-        .iter()
-        .map(|h| h.ok + h.refused)
-        .sum();
+        .await?;
+    let calls_24h: i64 = day.iter().map(|h| h.ok + h.refused).sum();
+    let answered_24h: i64 = day.iter().map(|h| h.ok).sum();
+    let (last_used_at, last_ip) = last_use(&user, state.auth.usage());
     Ok(page(DeletePage {
         frame: Frame::new(&signed, "apis"),
-        last_used: when(user.last_used_at),
-        last_used_ago: ago(user.last_used_at, now),
-        last_ip: user.last_used_ip.clone().unwrap_or_default(),
-        used_recently: user
-            .last_used_at
-            .is_some_and(|t| t > now - Duration::hours(24)),
+        last_used: when(last_used_at),
+        last_ip: last_ip.unwrap_or_default(),
+        used_recently: answered_24h > 0
+            || last_used_at.is_some_and(|t| t > now - Duration::hours(24)),
         open_sessions,
         calls_24h,
         username,

@@ -46,7 +46,7 @@ pub fn usage_chart(usage: &[UsageHour], now: OffsetDateTime) -> String {
     }
     for (i, (ok, refused)) in buckets.iter().enumerate() {
         let x = i * BAR;
-        let scale = |n: i64| (n as f64 / peak as f64 * (HEIGHT - 4) as f64).round() as usize;
+        let scale = |n: i64| (n as f64 / peak as f64 * (HEIGHT - 18) as f64).round() as usize;
         let (ok_h, refused_h) = (scale(*ok), scale(*refused));
         let label = format!("{} ok, {} refused", ok, refused);
         if ok_h > 0 {
@@ -79,8 +79,7 @@ pub fn usage_chart(usage: &[UsageHour], now: OffsetDateTime) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"{}\" y=\"12\" font-size=\"11\" text-anchor=\"end\" fill=\"#5d6677\">peak {peak}/h</text></svg>",
-        WIDTH - 4
+        "<text x=\"4\" y=\"12\" font-size=\"11\" fill=\"#5d6677\">peak {peak} calls/h</text></svg>"
     );
     svg
 }
@@ -101,7 +100,7 @@ mod tests {
         let svg = usage_chart(&usage, now);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<title>10 ok, 5 refused</title>").count(), 2);
-        assert!(svg.contains("peak 15/h"));
+        assert!(svg.contains("peak 15 calls/h"));
         assert!(!svg.contains('&') && !svg.contains("script"));
     }
 }

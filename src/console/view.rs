@@ -134,3 +134,16 @@ pub fn key_state(user: &ApiUser, now: OffsetDateTime) -> (String, &'static str) 
         None => ("no live key".to_owned(), "bad"),
     }
 }
+
+/// An API user's last use: the database's, or the newer one not yet written to it.
+pub fn last_use(
+    user: &ApiUser,
+    usage: &crate::auth::UsageTracker,
+) -> (Option<OffsetDateTime>, Option<String>) {
+    match usage.user_seen(user.id) {
+        Some((at, ip)) if user.last_used_at.is_none_or(|db| db < at) => {
+            (Some(at), Some(ip.to_string()))
+        }
+        _ => (user.last_used_at, user.last_used_ip.clone()),
+    }
+}

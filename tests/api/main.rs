@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth_forms;
+mod browser;
 mod cli;
 mod config;
 mod console;

@@ -119,11 +119,31 @@ impl HistoryStore for SqliteStore {
                 select.push(" AND ").push_bind(ts(at + window));
             }
         }
+        // Dates become id bounds, found on the date index, so the page is still read newest
+        // first along the user's index instead of sorting a whole date range. Ids follow
+        // dates to within a batch, hence the minute of slack; the exact test stays too.
+        let slack = time::Duration::minutes(1);
         if let Some(from) = query.from {
-            select.push(" AND date_added >= ").push_bind(ts(from));
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM api_history WHERE date_added >= ? ORDER BY date_added LIMIT 1",
+            )
+            .bind(ts(from - slack))
+            .fetch_optional(&self.read)
+            .await?;
+            select
+                .push(" AND id >= ")
+                .push_bind(first.unwrap_or(i64::MAX));
+            select.push(" AND +date_added >= ").push_bind(ts(from));
         }
         if let Some(to) = query.to {
-            select.push(" AND date_added < ").push_bind(ts(to));
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM api_history WHERE date_added < ? ORDER BY date_added DESC LIMIT 1",
+            )
+            .bind(ts(to + slack))
+            .fetch_optional(&self.read)
+            .await?;
+            select.push(" AND id <= ").push_bind(last.unwrap_or(0));
+            select.push(" AND +date_added < ").push_bind(ts(to));
         }
         if let Some(before) = query.before_id {
             select.push(" AND id < ").push_bind(before);
