@@ -184,6 +184,7 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
             _ = usage.tick() => flush_usage(&state).await,
             _ = hourly.tick() => {
                 state.auth.throttle().tidy();
+                state.console.throttle.tidy();
                 let now = state.clock.now();
                 if let Err(error) = state.db.purge_expired(now).await {
                     tracing::warn!(error = &error as &dyn std::error::Error, "purging expired sessions failed");

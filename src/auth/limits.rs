@@ -88,11 +88,41 @@ fn reset_seconds(per_minute: u32, remaining: u32) -> u64 {
 
 /// Failed logins, counted per address and per username. After the allowance is spent, every
 /// login attempt (right or wrong) waits, so guessing gains nothing.
+///
+/// Attempts from one address, and for one username, are checked one after another (striped
+/// locks): a burst of parallel guesses cannot all pass the check before the first failure is
+/// counted.
 pub struct LoginThrottle {
     by_ip: DefaultKeyedRateLimiter<IpAddr>,
     by_user: DefaultKeyedRateLimiter<String>,
     blocked_ips: Mutex<HashMap<IpAddr, Instant>>,
     blocked_users: Mutex<HashMap<String, Instant>>,
+    ip_stripes: Vec<tokio::sync::Mutex<()>>,
+    user_stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+const STRIPES: usize = 64;
+
+/// One login attempt in progress: holds its address's and username's turn until dropped.
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    ip: IpAddr,
+    username: String,
+    _ip_turn: tokio::sync::MutexGuard<'a, ()>,
+    _user_turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Attempt<'_> {
+    /// The credentials were wrong: count it before the next attempt may start.
+    pub fn failed(self) {
+        self.throttle.failed(self.ip, &self.username);
+    }
+}
+
+fn stripe<K: Hash + ?Sized>(key: &K) -> usize {
+    use std::hash::{BuildHasher, RandomState};
+    static SEED: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
+    (SEED.hash_one(key) % STRIPES as u64) as usize
 }
 
 impl LoginThrottle {
@@ -103,10 +133,27 @@ impl LoginThrottle {
             by_user: RateLimiter::keyed(quota(failures_per_user)),
             blocked_ips: Mutex::default(),
             blocked_users: Mutex::default(),
+            ip_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            user_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
-    /// Before checking credentials: is this address or username blocked?
+    /// Waits for this address's and username's turn, then refuses if either is blocked.
+    pub async fn attempt(&self, ip: IpAddr, username: &str) -> Result<Attempt<'_>, RetryAfter> {
+        // Always the address first, then the username: no two attempts wait on each other.
+        let ip_turn = self.ip_stripes[stripe(&ip)].lock().await;
+        let user_turn = self.user_stripes[stripe(username)].lock().await;
+        self.check(ip, username)?;
+        Ok(Attempt {
+            throttle: self,
+            ip,
+            username: username.to_owned(),
+            _ip_turn: ip_turn,
+            _user_turn: user_turn,
+        })
+    }
+
+    /// Is this address or username blocked?
     pub fn check(&self, ip: IpAddr, username: &str) -> Result<(), RetryAfter> {
         let now = Instant::now();
         let wait = [

@@ -353,13 +353,13 @@ impl Authenticator {
 
     /// `POST /api/v1/login`: the same checks as any call, then a new session.
     pub async fn login(&self, username: &str, key: Secret, ip: IpAddr) -> Result<Login, Refusal> {
-        if let Err(retry) = self.throttle.check(ip, username) {
-            return Err(Refusal::new(ApiError::login_throttled(retry.0)).about(
-                None,
-                Some(username),
-                None,
-            ));
-        }
+        let attempt = match self.throttle.attempt(ip, username).await {
+            Ok(attempt) => attempt,
+            Err(retry) => {
+                let error = ApiError::login_throttled(retry.0);
+                return Err(Refusal::new(error).about(None, Some(username), None));
+            }
+        };
         let presented = Presented::Key {
             username: Some(username.to_owned()),
             key,
@@ -368,11 +368,12 @@ impl Authenticator {
             Ok(caller) => caller,
             Err(refusal) => {
                 if refusal.error.status() == axum::http::StatusCode::UNAUTHORIZED {
-                    self.throttle.failed(ip, username);
+                    attempt.failed();
                 }
                 return Err(refusal);
             }
         };
+        drop(attempt);
         let now = self.clock.now();
         let lifetime_end = now + self.sessions.lifetime;
         let expires_at = match caller.key_expires_at {

@@ -477,6 +477,15 @@ pub async fn show(
     ))
 }
 
+/// An api_manager may not change a management key: it would hand itself api_users scopes.
+async fn changeable(state: &AppState, signed: &Signed, username: &str) -> Result<(), ConsoleError> {
+    let user = state.credentials.get(username).await?;
+    if user.management && !signed.role().manages_admins() {
+        return Err(ConsoleError::Forbidden(signed.role()));
+    }
+    Ok(())
+}
+
 fn back(username: &str, done: &str) -> Response {
     Redirect::to(&format!("/admin/apis/{}?done={done}", urlencode(username))).into_response()
 }
@@ -512,6 +521,7 @@ pub async fn update(
     Path(username): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     let fields = Fields(fields);
     let mut errors = Vec::new();
     let update = UpdateApiUser {
@@ -550,6 +560,7 @@ pub async fn roll(
     Path(username): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     let fields = Fields(fields);
     let mut errors = Vec::new();
     let grace = match fields.get("grace").as_str() {
@@ -604,6 +615,7 @@ pub async fn set_status(
     Path(username): Path<String>,
     Form(form): Form<StatusForm>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     let status: Status = form.status.parse().map_err(ConsoleError::BadRequest)?;
     state
         .credentials
@@ -630,6 +642,7 @@ pub async fn add_ip(
     Path(username): Path<String>,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     match state
         .credentials
         .add_ip(&signed.actor(), &username, &form.rule)
@@ -656,6 +669,7 @@ pub async fn remove_ip(
     Path(username): Path<String>,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     state
         .credentials
         .remove_ip(&signed.actor(), &username, &form.rule)
@@ -720,6 +734,7 @@ pub async fn revoke_sessions(
     Path(username): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     state
         .credentials
         .revoke_sessions(&signed.actor(), &username, form.session.map(SessionId))
@@ -748,6 +763,7 @@ pub async fn confirm_delete(
     Manager(signed): Manager,
     Path(username): Path<String>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     let user = state.credentials.get(&username).await?;
     let now = state.clock.now();
     let open_sessions = state.credentials.sessions(&username, true).await?.len();
@@ -777,6 +793,7 @@ pub async fn delete(
     Manager(signed): Manager,
     Path(username): Path<String>,
 ) -> Result<Response, ConsoleError> {
+    changeable(&state, &signed, &username).await?;
     state.credentials.delete(&signed.actor(), &username).await?;
     Ok(Redirect::to("/admin/apis?done=deleted").into_response())
 }

@@ -102,5 +102,11 @@ mod tests {
         assert_eq!(svg.matches("<title>10 ok, 5 refused</title>").count(), 2);
         assert!(svg.contains("peak 15 calls/h"));
         assert!(!svg.contains('&') && !svg.contains("script"));
+        // The current hour is the last slot.
+        let last_x = (HOURS - 1) * BAR;
+        assert!(
+            svg.contains(&format!("<rect x=\"{last_x}\"")),
+            "the newest hour is drawn last"
+        );
     }
 }

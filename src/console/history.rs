@@ -54,8 +54,18 @@ impl Filters {
             outcome,
             ip: (!self.ip.trim().is_empty()).then(|| self.ip.trim().to_owned()),
             from: date(&self.from, "from")?.map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
-            to: date(&self.to, "to")?
-                .map(|d| d.with_time(Time::MIDNIGHT).assume_utc() + Duration::days(1)),
+            // The end of the `to` day; the last day of the calendar has no next one.
+            to: match date(&self.to, "to")? {
+                Some(d) => Some(
+                    d.next_day()
+                        .ok_or_else(|| {
+                            ConsoleError::BadRequest("`to` is out of range.".to_owned())
+                        })?
+                        .with_time(Time::MIDNIGHT)
+                        .assume_utc(),
+                ),
+                None => None,
+            },
             before_id: self.before,
             limit,
             ..HistoryQuery::default()
@@ -123,7 +133,12 @@ async fn load(
     filters: Filters,
 ) -> Result<HistoryPage, ConsoleError> {
     let started = std::time::Instant::now();
-    let user = state.credentials.get(username).await?;
+    // A deleted user's history stays readable: it has no IP list and no suggestions left.
+    let (user_id, ips) = match state.credentials.get(username).await {
+        Ok(user) => (Some(user.id), user.ips),
+        Err(crate::credentials::ServiceError::NoSuchUser(_)) => (None, Vec::new()),
+        Err(other) => return Err(other.into()),
+    };
     let records = state
         .credentials
         .history(username, filters.query(PAGE + 1)?)
@@ -141,7 +156,7 @@ async fn load(
             off_list: r
                 .ip
                 .parse::<IpAddr>()
-                .is_ok_and(|ip| !ip_rule::allows(&user.ips, ip)),
+                .is_ok_and(|ip| user_id.is_some() && !ip_rule::allows(&ips, ip)),
             ip: r.ip.clone(),
             status: r.status,
             ok: r.outcome == "ok",
@@ -159,14 +174,20 @@ async fn load(
         })
         .flatten();
     let first_page = filters.before.map(|_| format!("?{keep}"));
-    let suggestions = state
-        .db
-        .refused_ips(user.id, now - Duration::days(7), 10)
-        .await?
+    let refused = match user_id {
+        Some(id) => {
+            state
+                .db
+                .refused_ips(id, now - Duration::days(7), 10)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let suggestions = refused
         .into_iter()
         .filter(|s| {
             s.ip.parse::<IpAddr>()
-                .is_ok_and(|ip| !ip_rule::allows(&user.ips, ip))
+                .is_ok_and(|ip| !ip_rule::allows(&ips, ip))
         })
         .map(|s| Suggestion {
             ip: s.ip,
@@ -219,7 +240,6 @@ pub async fn csv(
     Path(username): Path<String>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, ConsoleError> {
-    state.credentials.get(&username).await?;
     let query = filters.query(1000)?;
     let header_row = "date_added,date_modified,call,ip,status,outcome,duration_ms,username,key_hint,session_id,request_id\n";
     let credentials = state.credentials.clone();
@@ -324,7 +344,7 @@ fn csv_line(r: &HistoryRecord) -> String {
 /// Quotes a field when needed, and defuses a leading `=`, `+`, `-` or `@` so a spreadsheet
 /// never runs it as a formula.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
         text.to_owned()

@@ -64,6 +64,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/admin/assets/console.js", get(js))
         .fallback(|| async { ConsoleError::NotFound })
         .layer(from_fn_with_state(state.clone(), session::csrf_guard))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ConsoleError::Internal.into_response()
+        }))
         .layer(from_fn(security_headers))
         .with_state(state)
 }
@@ -232,6 +235,7 @@ impl From<StoreError> for ConsoleError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict { message, .. } => Self::BadRequest(message),
             StoreError::Unavailable(source) => {
                 tracing::warn!(
                     error = &source as &dyn std::error::Error,

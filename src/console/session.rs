@@ -244,6 +244,7 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
     let retry = |error: String, username: &str| {
@@ -258,24 +259,40 @@ pub async fn login(
             set_cookie(LOGIN_COOKIE, &csrf, Some(3600), state.console.cookie_secure),
         )
     };
-    if let Err(wait) = state.console.throttle.check(ip, &form.username) {
-        let message = format!(
-            "Too many failed sign-ins from this address or for this user. Try again in {} s.",
-            wait.0
-        );
-        return Ok(retry(message, &form.username));
-    }
+    let attempt = match state.console.throttle.attempt(ip, &form.username).await {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let message = format!(
+                "Too many failed sign-ins from this address or for this user. Try again in {} s.",
+                wait.0
+            );
+            return Ok(retry(message, &form.username));
+        }
+    };
     let admin = state
         .admins
         .verify(&form.username, Secret::new(form.password))
         .await?;
     let Some(admin) = admin else {
-        state.console.throttle.failed(ip, &form.username);
+        attempt.failed();
         return Ok(retry(
             "Wrong username or password.".to_owned(),
             &form.username,
         ));
     };
+    drop(attempt);
+    // A session the browser already had ends: a planted or stale one cannot ride along.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE)
+        && let Ok(Some(previous)) = state
+            .db
+            .admin_session(&SecretHash::of(old), state.clock.now())
+            .await
+    {
+        state
+            .db
+            .revoke_admin_session(previous.id, state.clock.now())
+            .await?;
+    }
     let token = random_base62(43);
     let now = state.clock.now();
     let session = NewAdminSession {

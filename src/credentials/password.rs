@@ -31,10 +31,15 @@ static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
         .map(|h| h.to_string())
 });
 
+/// Argon2 takes 19 MiB and a core for ~50 ms: a burst of sign-ins waits its turn here rather
+/// than exhausting memory.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 pub async fn hash(password: Secret) -> Result<String, PasswordError> {
     if password.expose().chars().count() < MIN_PASSWORD_LEN {
         return Err(PasswordError::TooShort);
     }
+    let _turn = HASHING.acquire().await.map_err(|_| PasswordError::Hash)?;
     tokio::task::spawn_blocking(move || {
         argon2()
             .hash_password(password.expose().as_bytes())
@@ -48,6 +53,9 @@ pub async fn hash(password: Secret) -> Result<String, PasswordError> {
 /// Checks `password` against `stored`, or against a dummy hash when there is no user.
 pub async fn verify(password: Secret, stored: Option<String>) -> bool {
     let exists = stored.is_some();
+    let Ok(_turn) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         // The dummy hash is made on first use, here, off the async threads.
         let Some(stored) = stored.or_else(|| DUMMY_HASH.clone()) else {

@@ -199,3 +199,43 @@ mod tests {
         assert!(!format!("{key:?}").contains(key.expose()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every generated key passes its own checksum, at every length.
+        #[test]
+        fn generated_keys_round_trip(len in MIN_KEY_LEN..=MAX_KEY_LEN) {
+            let key = ApiKey::generate(len).expect("valid length");
+            prop_assert_eq!(inspect(key.expose()), Ok(KeyShape::Generated));
+            prop_assert_eq!(ApiKey::import(key.expose()).map(|k| k.hash()), Ok(key.hash()));
+        }
+
+        /// Changing any one character after the prefix into any other base62 character is
+        /// always detected: CRC-32 catches every single-byte error.
+        #[test]
+        fn any_single_character_corruption_is_detected(
+            len in MIN_KEY_LEN..=MAX_KEY_LEN,
+            position in any::<prop::sample::Index>(),
+            replacement in prop::sample::select(BASE62.to_vec()),
+        ) {
+            let key = ApiKey::generate(len).expect("valid length");
+            let mut bytes = key.expose().as_bytes().to_vec();
+            let at = KEY_PREFIX.len() + position.index(len - KEY_PREFIX.len());
+            prop_assume!(bytes[at] != replacement);
+            bytes[at] = replacement;
+            let corrupted = String::from_utf8(bytes).expect("ascii");
+            prop_assert_eq!(inspect(&corrupted), Err(KeyError::Checksum));
+        }
+
+        /// Any text at all is judged without panicking.
+        #[test]
+        fn inspecting_never_panics(text in "\\PC{0,300}") {
+            let _ = inspect(&text);
+            let _ = hint(&text);
+        }
+    }
+}

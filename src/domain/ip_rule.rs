@@ -221,3 +221,57 @@ mod tests {
         assert_eq!(IpRule::parse("  "), Err(IpRuleError::Empty));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use ipnet::{Ipv4Net, Ipv6Net};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    proptest! {
+        /// A CIDR rule admits exactly what ipnet's own containment admits.
+        #[test]
+        fn cidr_rules_match_exactly_what_ipnet_contains(net in any::<[u8; 4]>(), prefix in 0u8..=32, probe in any::<[u8; 4]>()) {
+            let net = Ipv4Net::new(Ipv4Addr::from(net), prefix).expect("prefix ≤ 32").trunc();
+            let rule = IpRule::parse(&net.to_string()).expect("a canonical block parses");
+            let probe = Ipv4Addr::from(probe);
+            prop_assert_eq!(rule.matches(IpAddr::V4(probe)), net.contains(&probe));
+            // …and the IPv4-mapped IPv6 form of the probe matches the same way.
+            prop_assert_eq!(rule.matches(IpAddr::V6(probe.to_ipv6_mapped())), net.contains(&probe));
+        }
+
+        #[test]
+        fn ipv6_cidr_rules_match_exactly_what_ipnet_contains(net in any::<[u8; 16]>(), prefix in 0u8..=128, probe in any::<[u8; 16]>()) {
+            let net = Ipv6Net::new(Ipv6Addr::from(net), prefix).expect("prefix ≤ 128").trunc();
+            if net.addr().to_ipv4_mapped().is_some() {
+                return Ok(()); // IPv4-mapped blocks are IPv4 rules, tested above.
+            }
+            let rule = IpRule::parse(&net.to_string()).expect("a canonical block parses");
+            let probe = Ipv6Addr::from(probe);
+            if probe.to_ipv4_mapped().is_none() {
+                prop_assert_eq!(rule.matches(IpAddr::V6(probe)), net.contains(&probe));
+            }
+        }
+
+        /// A wildcard is the block of its fixed octets.
+        #[test]
+        fn wildcards_match_like_their_block(octets in any::<[u8; 4]>(), fixed in 1usize..=3, probe in any::<[u8; 4]>()) {
+            let text: Vec<String> = (0..4).map(|i| if i < fixed { octets[i].to_string() } else { "*".to_owned() }).collect();
+            let rule = IpRule::parse(&text.join(".")).expect("a wildcard parses");
+            let net = Ipv4Net::new(Ipv4Addr::from(octets), (fixed * 8) as u8).expect("prefix").trunc();
+            let probe = Ipv4Addr::from(probe);
+            prop_assert_eq!(rule.matches(IpAddr::V4(probe)), net.contains(&probe));
+            prop_assert_eq!(rule.to_string(), text.join("."));
+        }
+
+        /// Whatever text comes in, parsing answers (never panics), and a rule that parses
+        /// prints in a form that parses back to itself.
+        #[test]
+        fn parsing_never_panics_and_round_trips(text in "\\PC{0,40}") {
+            if let Ok(rule) = IpRule::parse(&text) {
+                prop_assert_eq!(IpRule::parse(&rule.to_string()), Ok(rule));
+            }
+        }
+    }
+}

@@ -241,3 +241,28 @@ async fn curl_u_with_the_key_as_username_and_no_password_works() {
 
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_is_throttled_like_a_sequence() {
+    let app = spawn_app().await;
+    app.api_user("burst-target", &[]).await;
+
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let request = app
+            .request(Method::POST, "/api/v1/login")
+            .json(&json!({"username": "burst-target", "key": format!("kw_guess{i}")}));
+        guesses.spawn(async move { request.send().await.expect("login").status().as_u16() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = guesses.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 11,
+        "only the allowance of 10 failures (and the one that tripped it) was checked: {statuses:?}"
+    );
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 29);
+}

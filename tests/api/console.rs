@@ -440,3 +440,121 @@ async fn refused_addresses_are_suggested_and_allowed_with_one_click() {
         .expect("call");
     assert_eq!(again.status(), 200);
 }
+
+#[tokio::test]
+async fn an_api_manager_cannot_touch_a_management_key() {
+    let app = spawn_app().await;
+    app.api_user_with(keyward::credentials::CreateApiUser {
+        username: "provisioner".into(),
+        ips: vec!["127.0.0.1".into()],
+        scopes: vec!["api_users:read".into()],
+        management: true,
+        ..Default::default()
+    })
+    .await;
+    let manager = admin_with_role(&app, "ops", Role::ApiManager).await;
+
+    for (path, form) in [
+        (
+            "/admin/apis/provisioner",
+            vec![("scope", "api_users:write"), ("ips", "127.0.0.1")],
+        ),
+        ("/admin/apis/provisioner/roll", vec![("grace", "0")]),
+        ("/admin/apis/provisioner/ips", vec![("rule", "*")]),
+        (
+            "/admin/apis/provisioner/status",
+            vec![("status", "disabled")],
+        ),
+    ] {
+        let response = manager.submit("/admin/apis", path, &form).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let user = app.credentials.get("provisioner").await.expect("user");
+    assert_eq!(user.scopes.to_db(), "api_users:read");
+}
+
+#[tokio::test]
+async fn a_deleted_users_history_stays_readable_in_the_console() {
+    let app = spawn_app().await;
+    let key = app.api_user("retired", &[]).await;
+    app.get("/api/v1/me", &key).await;
+    app.credentials
+        .delete(&Actor::system(), "retired")
+        .await
+        .expect("delete");
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    assert!(
+        console
+            .html("/admin/apis/retired/history")
+            .await
+            .contains("GET /api/v1/me")
+    );
+    let csv = console
+        .get("/admin/apis/retired/history.csv")
+        .await
+        .text()
+        .await
+        .expect("csv");
+    assert_eq!(csv.lines().count(), 2);
+}
+
+#[tokio::test]
+async fn absurd_history_filters_are_refused_not_crashed_on() {
+    let app = spawn_app().await;
+    app.api_user("filtered", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    for query in [
+        "to=9999-12-31",
+        "from=0000-01-01",
+        "from=yesterday",
+        "outcome=nonsense",
+        "before=-1",
+    ] {
+        let status = console
+            .get(&format!("/admin/apis/filtered/history?{query}"))
+            .await
+            .status();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{query}: {status}"
+        );
+    }
+    assert_eq!(
+        console
+            .get("/admin/apis/filtered/history?to=9999-12-31")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn a_new_password_signs_the_admin_out_and_the_last_administrator_stays() {
+    let app = spawn_app().await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    app.admins()
+        .set_password(
+            &Actor::system(),
+            "owner",
+            Secret::new("another long password".into()),
+        )
+        .await
+        .expect("passwd");
+    assert_eq!(
+        console.get("/admin/apis").await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    app.admins()
+        .update(&Actor::system(), "owner", Some(Role::Viewer), None)
+        .await
+        .expect("one of two demoted");
+    let last = app
+        .admins()
+        .update(&Actor::system(), "admin", Some(Role::Viewer), None)
+        .await;
+    assert!(last.is_err(), "the last administrator cannot be demoted");
+}

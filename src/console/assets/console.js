@@ -60,6 +60,13 @@
     check();
   });
 
+  // A key shown once must not come back from the back/forward cache.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    var key = document.getElementById("new-key");
+    if (key) { key.value = ""; window.location.replace("/admin/apis"); }
+  });
+
   // Ask before destructive actions.
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {

@@ -98,6 +98,12 @@ impl AdminStore for SqliteStore {
         if updated == 0 {
             return Err(StoreError::NotFound);
         }
+        // A new password signs the admin out everywhere: whoever had the old one is out too.
+        sqlx::query("UPDATE admin_sessions SET revoked_at = ? WHERE admin_user_id = ? AND revoked_at IS NULL")
+            .bind(ts(audit.at))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -134,6 +140,18 @@ impl AdminStore for SqliteStore {
         .rows_affected();
         if updated == 0 {
             return Err(StoreError::NotFound);
+        }
+        // The console must always keep one enabled administrator.
+        let administrators: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM admin_users WHERE role = 'administrator' AND status = 'enabled'",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if administrators == 0 {
+            return Err(StoreError::conflict(
+                "role",
+                "the last enabled administrator must stay one",
+            ));
         }
         // A disabled admin is signed out everywhere at once.
         if status == Some(Status::Disabled) {
