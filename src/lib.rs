@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod history;
 pub mod http;
+pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

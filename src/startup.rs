@@ -134,13 +134,9 @@ impl App {
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(self.state.clone(), self.retention, stopped));
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let header_timeout = self.state.limits.request_timeout;
+        let served =
+            crate::serve::serve(self.listener, self.router, header_timeout, shutdown).await;
         // Every request is answered; now write what they left behind.
         let _ = stop.send(true);
         let _ = upkeep.await;

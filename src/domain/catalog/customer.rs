@@ -21,7 +21,9 @@ pub struct Customer {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[serde(default)]
     pub phone: Option<String>,

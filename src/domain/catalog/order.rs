@@ -60,7 +60,10 @@ pub struct OrderHistory {
 #[serde(deny_unknown_fields)]
 pub struct OrderInput {
     pub customer_id: CustomerId,
+    /// ISO 4217, such as USD.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<OrderLineInput>,
     #[serde(default)]
     pub comment: Option<String>,
@@ -71,7 +74,9 @@ pub struct OrderInput {
 #[serde(deny_unknown_fields)]
 pub struct OrderLineInput {
     pub product_id: Option<ProductId>,
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: Option<String>,
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub quantity: i64,
 }
 

@@ -30,11 +30,15 @@ pub struct Product {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     pub price: Money,
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub quantity: i64,
     #[serde(default)]
     pub status: Option<ProductStatus>,
@@ -129,13 +133,16 @@ impl ProductPatch {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockUpdate {
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<StockItem>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockItem {
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: String,
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub quantity: i64,
 }
 

@@ -16,6 +16,7 @@ use utoipa::IntoParams;
 #[serde(deny_unknown_fields)]
 pub struct CustomerQuery {
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next` cursor of the previous page.
     after: Option<String>,

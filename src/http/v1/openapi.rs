@@ -57,9 +57,85 @@ impl OpenApiJson {
         let paths = std::mem::take(&mut doc.paths.paths);
         doc.paths.paths = paths
             .into_iter()
-            .map(|(path, item)| (format!("{}{path}", super::PREFIX), item))
+            .map(|(path, mut item)| {
+                for operation in [
+                    &mut item.get,
+                    &mut item.post,
+                    &mut item.patch,
+                    &mut item.put,
+                    &mut item.delete,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    add_common_errors(operation);
+                }
+                (format!("{}{path}", super::PREFIX), item)
+            })
             .collect();
         Self(doc.to_pretty_json().unwrap_or_default())
+    }
+}
+
+/// The answers every operation can give besides its own: bad input, refused credentials,
+/// limits, an unavailable database. Declared once here instead of on every handler.
+fn add_common_errors(operation: &mut utoipa::openapi::path::Operation) {
+    let public = operation.security.as_ref().is_some_and(|list| {
+        list.iter().any(|requirement| {
+            serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({}))
+        })
+    });
+    let has_body = operation.request_body.is_some();
+    let is_login = operation.operation_id.as_deref() == Some("login");
+    let mut codes: Vec<(&str, &str)> = vec![
+        (
+            "400",
+            "The request is malformed: a bad query parameter, header or JSON body",
+        ),
+        (
+            "503",
+            "The database is unavailable, or the call ran past the time limit",
+        ),
+    ];
+    if !public || is_login {
+        codes.extend([
+            (
+                "401",
+                "Missing or invalid credentials (the history says why)",
+            ),
+            (
+                "403",
+                "The address is not on the IP list, or the scope is missing",
+            ),
+            ("429", "Over the rate limit, or too many failed logins"),
+        ]);
+    }
+    if has_body {
+        codes.extend([
+            ("413", "The body is too large"),
+            ("415", "The body is not JSON"),
+            ("422", "Some fields are invalid (details name them)"),
+        ]);
+    }
+    if has_body && !is_login {
+        codes.push((
+            "409",
+            "An `Idempotency-Key` request is still running, or a conflict with the store",
+        ));
+    }
+    let error =
+        utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")));
+    for (code, description) in codes {
+        operation
+            .responses
+            .responses
+            .entry(code.to_owned())
+            .or_insert_with(|| {
+                utoipa::openapi::ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", error.clone())
+                    .into()
+            });
     }
 }
 

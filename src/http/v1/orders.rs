@@ -23,6 +23,7 @@ pub struct OrderQuery {
     updated_since: Option<String>,
     customer_id: Option<i64>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next` cursor of the previous page.
     after: Option<String>,

@@ -24,6 +24,7 @@ pub struct ProductQuery {
     /// Only products changed at or after this RFC 3339 time.
     updated_since: Option<String>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// The `next` cursor of the previous page.
     after: Option<String>,

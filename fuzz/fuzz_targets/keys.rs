@@ -1,0 +1,19 @@
+//! Key and token recognition: any text is judged without panicking, and a key that passes its
+//! checksum keeps passing it.
+#![no_main]
+
+use keyward::domain::api_key::{self, KeyShape};
+use keyward::domain::token;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let shape = api_key::inspect(text);
+    let _ = api_key::hint(text);
+    let _ = token::is_well_formed(text);
+    let _ = keyward::domain::secret::redact(text);
+    if let Ok(KeyShape::Generated) = shape {
+        let key = api_key::ApiKey::import(text).expect("a key that passed inspection imports");
+        assert_eq!(key.shape(), KeyShape::Generated);
+    }
+});

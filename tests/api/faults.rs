@@ -1,0 +1,249 @@
+//! Faults underneath: a crash (kill -9) under load, a database locked by someone else, a full
+//! disk. Answered calls keep their history; refusals are 503 with a clear error; the server
+//! recovers without a restart.
+
+use crate::helpers::{cli_at, error_of, spawn_app, stdout_json};
+use keyward::domain::history::HistoryQuery;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+async fn start_server(dir: &std::path::Path, url: &str) -> (tokio::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_DATABASE_URL", url)
+        .env("KEYWARD_LOG", "warn")
+        .env("KEYWARD_ADMIN_PASSWORD", "a long test password")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("keyward serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("started")
+        .expect("read")
+        .expect("line");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+#[tokio::test]
+async fn a_kill_dash_nine_under_load_loses_no_answered_calls_history() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let key = create_key(&url, dir.path(), "crash-test").await;
+    let (mut server, base) = start_server(dir.path(), &url).await;
+
+    let client = reqwest::Client::new();
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (client, key, base, answered) =
+            (client.clone(), key.clone(), base.clone(), answered.clone());
+        load.spawn(async move {
+            loop {
+                let Ok(response) = client
+                    .get(format!("{base}/api/v1/me"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if response.status() == 200
+                    && let Some(id) = response
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                {
+                    answered.lock().expect("lock").push(id.to_owned());
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = server.id().expect("pid").to_string();
+    Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .await
+        .expect("kill -9");
+    let _ = server.wait().await;
+    load.abort_all();
+    while load.join_next().await.is_some() {}
+
+    let answered = answered.lock().expect("lock").clone();
+    assert!(
+        answered.len() > 100,
+        "the load ran: {} answers",
+        answered.len()
+    );
+    let db = keyward::store::connect(&url, &Default::default())
+        .await
+        .expect("the database reopens");
+    let rows = db
+        .history(&HistoryQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("history");
+    let recorded: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.request_id.as_str()).collect();
+    let lost: Vec<&String> = answered
+        .iter()
+        .filter(|id| !recorded.contains(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered calls lost their history row",
+        lost.len(),
+        answered.len()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .expect("check");
+    assert_eq!(integrity, "ok");
+}
+
+#[tokio::test]
+async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
+    let app = spawn_app().await;
+    let key = app.api_user("patient", &["products:write"]).await;
+    let locker = sqlx::SqlitePool::connect(&app.database_url)
+        .await
+        .expect("pool");
+    let mut lock = locker.acquire().await.expect("connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+
+    let response = app.get("/api/v1/me", &key).await;
+    let (status, body) = error_of(response).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "unavailable");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut *lock)
+        .await
+        .expect("unlock");
+    drop(lock);
+    assert_eq!(
+        app.get("/api/v1/me", &key).await.status(),
+        200,
+        "recovered without a restart"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root to mount a small tmpfs"]
+async fn a_full_disk_is_503_with_a_clear_error_then_recovers() {
+    let mount = tempfile::tempdir().expect("dir");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mounting a tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_owned());
+    let url = format!("sqlite://{}", mount.path().join("full.db").display());
+    let key = create_key(&url, mount.path(), "disk-test").await;
+    let (mut server, base) = start_server(mount.path(), &url).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("call")
+            .status(),
+        200
+    );
+
+    // Fill the disk.
+    let filler = mount.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 4 * 1024 * 1024]);
+    let mut refused = None;
+    for _ in 0..200 {
+        let response = client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("call");
+        if response.status() != 200 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let response = refused.expect("a full disk refuses calls");
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unavailable");
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    let mut recovered = false;
+    for _ in 0..50 {
+        if client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("call")
+            .status()
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "recovered without a restart");
+    let _ = server.kill().await;
+}
+
+/// Creates an API user allowed from loopback with a limit the tests never
+/// reach, through the CLI, and returns its key.
+async fn create_key(url: &str, dir: &Path, username: &str) -> String {
+    let created = cli_at(
+        url,
+        dir.into(),
+        &[
+            "api",
+            "create",
+            "--json",
+            "--username",
+            username,
+            "--ip",
+            "127.0.0.1",
+            "--rate-limit",
+            "1000000",
+        ],
+        None,
+    )
+    .await;
+    stdout_json(&created)["key"]
+        .as_str()
+        .expect("key")
+        .to_owned()
+}
