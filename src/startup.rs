@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -165,10 +166,12 @@ impl App {
 async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::Receiver<bool>) {
     let mut second = tokio::time::interval(Duration::from_secs(1));
     let mut usage = tokio::time::interval(Duration::from_secs(5));
-    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-    for timer in [&mut second, &mut usage, &mut hourly] {
+    for timer in [&mut second, &mut usage] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    // The hourly clean-up follows the application's clock, so a clock moved
+    // forward (in tests, or after a suspend) cleans up at once.
+    let mut last_clean_up: Option<OffsetDateTime> = None;
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -176,22 +179,35 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
                 if let Err(error) = state.auth.sync().await {
                     tracing::warn!(error = &error as &dyn std::error::Error, "credential sync failed; retrying");
                 }
+                let now = state.clock.now();
+                if last_clean_up.is_none_or(|last| now - last >= time::Duration::HOUR) {
+                    last_clean_up = Some(now);
+                    clean_up(&state, now, retention).await;
+                }
             }
             _ = usage.tick() => flush_usage(&state).await,
-            _ = hourly.tick() => {
-                state.auth.throttle().tidy();
-                state.console.throttle.tidy();
-                let now = state.clock.now();
-                if let Err(error) = state.db.purge_expired(now).await {
-                    tracing::warn!(error = &error as &dyn std::error::Error, "purging expired sessions failed");
-                }
-                match state.db.prune_history(now - retention).await {
-                    Ok(0) => {}
-                    Ok(rows) => tracing::info!(rows, "pruned API history past its retention"),
-                    Err(error) => tracing::warn!(error = &error as &dyn std::error::Error, "pruning history failed"),
-                }
-            }
         }
+    }
+}
+
+/// Forgets what can never be used again: expired sessions and idempotency
+/// keys, throttle entries, and history past its retention.
+async fn clean_up(state: &AppState, now: OffsetDateTime, retention: time::Duration) {
+    state.auth.throttle().tidy();
+    state.console.throttle.tidy();
+    if let Err(error) = state.db.purge_expired(now).await {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "purging expired sessions failed"
+        );
+    }
+    match state.db.prune_history(now - retention).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "pruned API history past its retention"),
+        Err(error) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "pruning history failed"
+        ),
     }
 }
 

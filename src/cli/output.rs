@@ -2,6 +2,7 @@
 //! stderr either way.
 
 use super::CliError;
+use super::serve::Started;
 use crate::config::Config;
 use crate::credentials::IssuedKey;
 use crate::domain::admin::AdminUser;
@@ -70,6 +71,76 @@ impl Output {
             CliError::Usage(_) => ExitCode::from(2),
             CliError::NotFound(_) => ExitCode::from(3),
             _ => ExitCode::from(1),
+        }
+    }
+
+    /// The server's first words: where it listens and, once, the secrets it made. With
+    /// `--json`, one line of JSON, so a script can read the address and the demo key.
+    pub fn started(&self, started: &Started) {
+        let Started {
+            base,
+            database_url,
+            first_admin,
+            seeded,
+            demo,
+        } = started;
+        if self.json {
+            let admin = first_admin
+                .as_ref()
+                .map(|(username, password)| json!({ "username": username, "password": password }));
+            let demo = demo.as_ref().map(|issued| {
+                json!({
+                    "username": issued.user.username,
+                    "scopes": issued.user.scopes.to_string(),
+                    "key": issued.key.expose(),
+                })
+            });
+            say!(
+                "{}",
+                json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "listening": base,
+                    "database_url": database_url,
+                    "first_admin": admin,
+                    "demo_seeded": seeded,
+                    "demo": demo,
+                })
+            );
+            return;
+        }
+        say!(
+            "Keyward {} is listening on {base} (database: {database_url})",
+            env!("CARGO_PKG_VERSION")
+        );
+        match first_admin {
+            Some((username, Some(password))) => say!(
+                "First run: created the admin user `{username}` with the password {password} (shown once)."
+            ),
+            Some((username, None)) => {
+                say!("First run: created the admin user `{username}` with KEYWARD_ADMIN_PASSWORD.")
+            }
+            None => {}
+        }
+        if *seeded {
+            say!("Demo: seeded the store with products, customers and orders.");
+        }
+        if let Some(issued) = demo {
+            let key = issued.key.expose();
+            say!();
+            say!(
+                "Demo API user `{}` (scopes: {}; allowed from 127.0.0.1 and ::1).",
+                issued.user.username,
+                issued.user.scopes
+            );
+            say!("Its key, shown once:");
+            say!();
+            say!("    {key}");
+            say!();
+            say!("Try it:");
+            say!();
+            say!("    curl -H 'Authorization: Bearer {key}' {base}/api/v1/me");
+            say!("    curl -H 'Authorization: Bearer {key}' '{base}/api/v1/products?limit=5'");
+            say!();
         }
     }
 

@@ -93,7 +93,7 @@ async fn a_kill_dash_nine_under_load_loses_no_answered_calls_history() {
         .expect("the database reopens");
     let rows = db
         .history(&HistoryQuery {
-            limit: 10_000,
+            limit: 1_000_000,
             ..Default::default()
         })
         .await
@@ -109,6 +109,11 @@ async fn a_kill_dash_nine_under_load_loses_no_answered_calls_history() {
         "{} of {} answered calls lost their history row",
         lost.len(),
         answered.len()
+    );
+    eprintln!(
+        "kill -9 under load: {} calls answered 200, {} history rows, 0 lost",
+        answered.len(),
+        rows.len()
     );
     let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
     let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")

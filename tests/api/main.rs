@@ -14,6 +14,7 @@ mod history;
 mod hostile;
 mod ip_rules;
 mod openapi;
+mod opencart;
 mod orders;
 mod products;
 mod rotation;

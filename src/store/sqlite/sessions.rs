@@ -160,6 +160,10 @@ impl SessionStore for SqliteStore {
         .bind(day_ago)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at < ?1 OR revoked_at < ?1")
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(day_ago)
             .execute(&mut *tx)
