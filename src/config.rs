@@ -20,6 +20,54 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// On the main listener, beside the API.
+    Main,
+    /// Nowhere, and nothing is measured.
+    Off,
+    /// On a listener of its own, and not on the main one.
+    Addr(SocketAddr),
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "main" => Ok(Self::Main),
+            "off" => Ok(Self::Off),
+            addr => addr.parse().map(Self::Addr).map_err(|_| {
+                format!("`{text}` is not main, off or an address such as 127.0.0.1:9464")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Main => f.write_str("main"),
+            Self::Off => f.write_str("off"),
+            Self::Addr(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for MetricsListen {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The settings in effect.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
@@ -42,6 +90,8 @@ pub struct Config {
     pub console_idle_timeout: HumanDuration,
     /// Mark console cookies `Secure`: set it when the console is served over HTTPS.
     pub cookie_secure: bool,
+    /// Where `/metrics` is served: on the main listener, on an address of its own, or not at all.
+    pub metrics_listen: MetricsListen,
     /// The first admin's password; otherwise a random one is printed once.
     #[serde(skip)]
     pub admin_password: Option<Secret>,
@@ -66,6 +116,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             console_idle_timeout: HumanDuration(time::Duration::minutes(30)),
             cookie_secure: false,
+            metrics_listen: MetricsListen::Main,
             admin_password: None,
         }
     }
@@ -124,6 +175,9 @@ pub struct Overrides {
     /// Mark console cookies Secure (the console is served over HTTPS)
     #[arg(long, env = "KEYWARD_COOKIE_SECURE", value_name = "BOOL")]
     pub cookie_secure: Option<bool>,
+    /// Where /metrics is served: main (the main listener), off, or an address of its own
+    #[arg(long, env = "KEYWARD_METRICS_LISTEN", value_name = "main|off|ADDR")]
+    pub metrics_listen: Option<MetricsListen>,
 }
 
 /// `keyward.toml`: every key optional.
@@ -146,6 +200,7 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub console_idle_timeout: Option<HumanDuration>,
     pub cookie_secure: Option<bool>,
+    pub metrics_listen: Option<MetricsListen>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +305,10 @@ impl Config {
                 .cookie_secure
                 .or(file.cookie_secure)
                 .unwrap_or(d.cookie_secure),
+            metrics_listen: overrides
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or(d.metrics_listen),
             admin_password: std::env::var("KEYWARD_ADMIN_PASSWORD")
                 .ok()
                 .filter(|p| !p.is_empty())
@@ -277,6 +336,14 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".to_owned(),
+            ));
+        }
+        // Port 0 asks for any free port, so two of them never clash.
+        if self.metrics_listen == MetricsListen::Addr(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError::Invalid(
+                "metrics_listen must differ from listen; use metrics_listen = \"main\" to serve \
+                 /metrics on the main listener"
+                    .to_owned(),
             ));
         }
         if self.login_failures_per_ip == 0 || self.login_failures_per_username == 0 {
@@ -319,6 +386,29 @@ mod tests {
             "1h",
             "the default fills the rest"
         );
+    }
+
+    #[test]
+    fn metrics_listen_reads_main_off_or_an_address() {
+        assert_eq!("main".parse(), Ok(MetricsListen::Main));
+        assert_eq!("off".parse(), Ok(MetricsListen::Off));
+        assert_eq!(
+            "127.0.0.1:9464".parse(),
+            Ok(MetricsListen::Addr(SocketAddr::from((
+                [127, 0, 0, 1],
+                9464
+            ))))
+        );
+        assert!("9464".parse::<MetricsListen>().is_err());
+        assert!("on".parse::<MetricsListen>().is_err());
+        let file: FileConfig = toml::from_str("metrics_listen = \"[::1]:9464\"").expect("toml");
+        let config = Config::resolve(None, Overrides::default(), file).expect("config");
+        assert_eq!(config.metrics_listen.to_string(), "[::1]:9464");
+        let same = FileConfig {
+            metrics_listen: Some(MetricsListen::Addr(Config::default().listen)),
+            ..Default::default()
+        };
+        assert!(Config::resolve(None, Overrides::default(), same).is_err());
     }
 
     #[test]

@@ -4,12 +4,13 @@
 
 use crate::auth::{Authenticator, LoginThrottle, SessionSettings, TrustedProxies};
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, MetricsListen};
 use crate::credentials::Credentials;
 use crate::credentials::admins::{Admins, Bootstrap};
 use crate::history::{Recorder, RecorderTask};
 use crate::http::{AppState, HttpLimits, Services, router};
 use crate::store::{self, ConnectOptions, Db};
+use crate::telemetry::metrics::Metrics;
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ use tokio::sync::watch;
 pub struct App {
     listener: TcpListener,
     router: Router,
+    /// `/metrics` on a listener of its own, when configured.
+    metrics: Option<(TcpListener, Router)>,
     state: AppState,
     recorder: RecorderTask,
     retention: time::Duration,
@@ -65,6 +68,15 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
+        let metrics_listener = match config.metrics_listen {
+            MetricsListen::Addr(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            MetricsListen::Main | MetricsListen::Off => None,
+        };
+        let metrics = Metrics::new(config.metrics_listen);
         let admins = Admins::new(db.clone(), clock.clone());
         let first_admin = admins.bootstrap(config.admin_password.clone()).await?;
         let sessions = SessionSettings {
@@ -74,10 +86,11 @@ impl App {
         let throttle = LoginThrottle::new(
             config.login_failures_per_ip,
             config.login_failures_per_username,
-        );
+        )
+        .counted_by(metrics.login_throttled("api"));
         let auth =
             Arc::new(Authenticator::new(db.clone(), clock.clone(), sessions, throttle).await?);
-        let (recorder, recorder_task) = Recorder::start(db.clone());
+        let (recorder, recorder_task) = Recorder::start(db.clone(), metrics.history_commit());
         let console = crate::console::ConsoleSettings {
             idle_timeout: config.console_idle_timeout.0,
             lifetime: time::Duration::hours(12),
@@ -85,7 +98,8 @@ impl App {
             throttle: LoginThrottle::new(
                 config.login_failures_per_ip,
                 config.login_failures_per_username,
-            ),
+            )
+            .counted_by(metrics.login_throttled("console")),
         };
         let state = AppState::new(Services {
             console,
@@ -99,14 +113,17 @@ impl App {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout(),
             },
+            metrics,
         });
         let router = router(
             state.clone(),
             TrustedProxies::new(config.trusted_proxies.clone(), config.forwarded_header),
         )?;
+        let metrics = metrics_listener.map(|l| (l, crate::http::metrics_router(state.clone())));
         Ok(Self {
             listener,
             router,
+            metrics,
             state,
             recorder: recorder_task,
             retention: config.history_retention.0,
@@ -118,6 +135,13 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Where `/metrics` is served when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -136,11 +160,30 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let upkeep = tokio::spawn(upkeep(self.state.clone(), self.retention, stopped));
         let header_timeout = self.state.limits.request_timeout;
+        // The metrics listener outlives the main one, so the drain can be watched.
+        let metrics = self.metrics.map(|(listener, router)| {
+            let mut stopped = stop.subscribe();
+            tokio::spawn(crate::serve::serve(
+                listener,
+                router,
+                header_timeout,
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ))
+        });
         let served =
             crate::serve::serve(self.listener, self.router, header_timeout, shutdown).await;
         // Every request is answered; now write what they left behind.
         let _ = stop.send(true);
         let _ = upkeep.await;
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "the metrics listener failed"),
+                Err(error) => tracing::warn!(%error, "the metrics listener ended abnormally"),
+            }
+        }
         flush_usage(&self.state).await;
         self.recorder.finish().await;
         let stats = self.state.recorder.stats();
@@ -162,7 +205,8 @@ impl App {
     }
 }
 
-/// Background work: the change-log safety net, writing last use, and the daily clean-up.
+/// Background work: the change-log safety net, writing last use, counting sessions for the
+/// metrics, and the hourly clean-up.
 async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::Receiver<bool>) {
     let mut second = tokio::time::interval(Duration::from_secs(1));
     let mut usage = tokio::time::interval(Duration::from_secs(5));
@@ -179,13 +223,18 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
                 if let Err(error) = state.auth.sync().await {
                     tracing::warn!(error = &error as &dyn std::error::Error, "credential sync failed; retrying");
                 }
+                state.metrics.upkeep();
                 let now = state.clock.now();
                 if last_clean_up.is_none_or(|last| now - last >= time::Duration::HOUR) {
                     last_clean_up = Some(now);
                     clean_up(&state, now, retention).await;
                 }
             }
-            _ = usage.tick() => flush_usage(&state).await,
+            _ = usage.tick() => {
+                flush_usage(&state).await;
+                // Right after last use is written, so idle sessions are seen as such.
+                count_sessions(&state).await;
+            }
         }
     }
 }
@@ -219,6 +268,20 @@ async fn flush_usage(state: &AppState) {
             "writing last use failed; will retry"
         );
         state.auth.usage().restore(usage);
+    }
+}
+
+/// The active-sessions gauge: one count in the database, which holds for every node.
+async fn count_sessions(state: &AppState) {
+    if !state.metrics.is_enabled() {
+        return;
+    }
+    match state.db.count_active_sessions(state.clock.now()).await {
+        Ok(sessions) => state.metrics.set_active_sessions(sessions),
+        Err(error) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "counting active sessions failed"
+        ),
     }
 }
 

@@ -5,16 +5,19 @@ use super::{Authenticator, ClientIp, HeaderProblem, Refusal, presented};
 use crate::domain::history::Outcome;
 use crate::history::{CallInfo, CallSlot};
 use crate::http::error::ApiError;
+use crate::telemetry::metrics::AuthMetrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub struct AuthState {
     pub auth: Arc<Authenticator>,
     pub policy: Arc<Policy>,
+    pub metrics: AuthMetrics,
 }
 
 fn undeclared(policy: &Policy, method: &axum::http::Method, route: &str) -> Response {
@@ -67,6 +70,7 @@ pub async fn pipeline(
                 .extensions()
                 .get::<ClientIp>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+            let started = Instant::now();
             let credentials = presented(request.headers(), request.uri().query()).map_err(
                 |problem| match problem {
                     HeaderProblem::Missing => ApiError::unauthorized(Outcome::MissingCredentials),
@@ -80,6 +84,7 @@ pub async fn pipeline(
                 Ok(credentials) => state.auth.authenticate(&credentials, ip, need).await,
                 Err(error) => Err(Refusal::new(error)),
             };
+            state.metrics.observe(verdict.is_ok(), started.elapsed());
             match verdict {
                 Ok(caller) => {
                     let info = caller.call_info();

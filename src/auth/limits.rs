@@ -99,6 +99,8 @@ pub struct LoginThrottle {
     blocked_users: Mutex<HashMap<String, Instant>>,
     ip_stripes: Vec<tokio::sync::Mutex<()>>,
     user_stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Attempts refused for being throttled (a metric).
+    refused: metrics::Counter,
 }
 
 const STRIPES: usize = 64;
@@ -135,7 +137,14 @@ impl LoginThrottle {
             blocked_users: Mutex::default(),
             ip_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             user_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            refused: metrics::Counter::noop(),
         }
+    }
+
+    /// Counts every attempt this throttle refuses on `counter`.
+    pub fn counted_by(mut self, counter: metrics::Counter) -> Self {
+        self.refused = counter;
+        self
     }
 
     /// Waits for this address's and username's turn, then refuses if either is blocked.
@@ -143,7 +152,8 @@ impl LoginThrottle {
         // Always the address first, then the username: no two attempts wait on each other.
         let ip_turn = self.ip_stripes[stripe(&ip)].lock().await;
         let user_turn = self.user_stripes[stripe(username)].lock().await;
-        self.check(ip, username)?;
+        self.check(ip, username)
+            .inspect_err(|_| self.refused.increment(1))?;
         Ok(Attempt {
             throttle: self,
             ip,

@@ -79,6 +79,13 @@ impl Policy {
             .map(|(_, access)| *access)
     }
 
+    /// Every declared route template with its methods.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, Vec<Method>)> {
+        self.routes
+            .keys()
+            .map(|route| (route.as_str(), self.methods(route)))
+    }
+
     /// The methods declared for `route`, for an `Allow` header.
     pub fn methods(&self, route: &str) -> Vec<Method> {
         let mut methods: Vec<Method> = self

@@ -79,6 +79,7 @@ impl Output {
     pub fn started(&self, started: &Started) {
         let Started {
             base,
+            metrics,
             database_url,
             first_admin,
             seeded,
@@ -100,6 +101,7 @@ impl Output {
                 json!({
                     "version": env!("CARGO_PKG_VERSION"),
                     "listening": base,
+                    "metrics": metrics,
                     "database_url": database_url,
                     "first_admin": admin,
                     "demo_seeded": seeded,
@@ -112,6 +114,9 @@ impl Output {
             "Keyward {} is listening on {base} (database: {database_url})",
             env!("CARGO_PKG_VERSION")
         );
+        if let Some(metrics) = metrics {
+            say!("Prometheus metrics: {metrics}");
+        }
         match first_admin {
             Some((username, Some(password))) => say!(
                 "First run: created the admin user `{username}` with the password {password} (shown once)."

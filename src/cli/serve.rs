@@ -3,7 +3,7 @@
 use super::CliError;
 use super::output::Output;
 use crate::clock::SystemClock;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, MetricsListen, Overrides};
 use crate::credentials::IssuedKey;
 use crate::demo;
 use crate::startup::{App, shutdown_signal};
@@ -21,6 +21,8 @@ pub struct ServeArgs {
 /// What `serve` tells its operator once it listens.
 pub struct Started {
     pub base: String,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<String>,
     pub database_url: String,
     pub first_admin: Option<(String, Option<String>)>,
     pub seeded: bool,
@@ -32,8 +34,17 @@ pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), Cl
     let mut app = App::build(&config, Arc::new(SystemClock))
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
+    let base = format!("http://{}", app.local_addr());
+    let metrics = match config.metrics_listen {
+        MetricsListen::Main => Some(format!("{base}/metrics")),
+        MetricsListen::Addr(_) => app
+            .metrics_addr()
+            .map(|addr| format!("http://{addr}/metrics")),
+        MetricsListen::Off => None,
+    };
     let mut started = Started {
-        base: format!("http://{}", app.local_addr()),
+        base,
+        metrics,
         database_url: config.database_url.clone(),
         first_admin: app.take_first_admin().map(|first| {
             let password = first.password.map(|p| p.expose().to_owned());

@@ -7,13 +7,14 @@ use crate::domain::history::{HistoryEntry, Outcome};
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::http::error::ApiError;
 use crate::http::request_id::{self, RequestId};
+use crate::telemetry::metrics::{CallMetrics, Target};
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 /// What the pipeline learned about the caller; handlers and the auth layer attach it to
@@ -55,6 +56,8 @@ pub struct HistoryState {
     pub clock: SharedClock,
     /// Longest a call may take before it is answered 503.
     pub timeout: Duration,
+    /// Every call is counted where its history row is made, with the same outcome.
+    pub metrics: CallMetrics,
 }
 
 pub async fn record_calls(
@@ -80,6 +83,10 @@ struct Call {
     state: Arc<HistoryState>,
     slot: CallSlot,
     received: OffsetDateTime,
+    /// For metrics: the application's clock may be a test's, frozen.
+    started: Instant,
+    /// A row on its way to its commit, to count even if the call is dropped while it waits.
+    uncounted: Option<(Target, Outcome, u16)>,
     method: Method,
     path: String,
     ip: String,
@@ -98,6 +105,8 @@ impl Call {
             .map_or_else(|| request.uri().path(), |uri| uri.path());
         Self {
             received: state.clock.now(),
+            started: Instant::now(),
+            uncounted: None,
             slot,
             method: request.method().clone(),
             path: path.to_owned(),
@@ -114,9 +123,14 @@ impl Call {
         }
     }
 
-    fn entry(&mut self, info: CallInfo, status: u16, outcome: Outcome) -> HistoryEntry {
+    /// The call's history row; its metrics are counted with `count` once it is answered.
+    fn entry(&mut self, info: CallInfo, status: u16, outcome: Outcome) -> (HistoryEntry, Target) {
+        let target = self
+            .state
+            .metrics
+            .target(info.route.as_deref(), &self.method);
         let route = info.route.unwrap_or_else(|| unmatched_path(&self.path));
-        HistoryEntry {
+        let entry = HistoryEntry {
             api_user_id: info.api_user_id,
             username: info.username,
             key_hint: info.key_hint,
@@ -128,7 +142,13 @@ impl Call {
             date_added: self.received,
             date_modified: self.state.clock.now(),
             request_id: std::mem::take(&mut self.request_id),
-        }
+        };
+        (entry, target)
+    }
+
+    fn count(&self, target: Target, outcome: Outcome, status: u16) {
+        let elapsed = self.started.elapsed();
+        self.state.metrics.record(target, outcome, status, elapsed);
     }
 
     /// Writes the row of an answered call and waits for its commit.
@@ -144,12 +164,20 @@ impl Call {
             .get::<Outcome>()
             .copied()
             .unwrap_or_else(|| outcome_of(response.status()));
-        let entry = self.entry(info, response.status().as_u16(), outcome);
-        match self.state.recorder.record(entry).await {
-            Ok(()) => response,
+        let status = response.status().as_u16();
+        let (entry, target) = self.entry(info, status, outcome);
+        self.uncounted = Some((target, outcome, status));
+        let (response, outcome) = match self.state.recorder.record(entry).await {
+            Ok(()) => (response, outcome),
             // An answer without its history row would break the audit trail: withhold it.
-            Err(_) => ApiError::history_unavailable().into_response(),
-        }
+            Err(_) => (
+                ApiError::history_unavailable().into_response(),
+                Outcome::Unavailable,
+            ),
+        };
+        self.uncounted = None;
+        self.count(target, outcome, response.status().as_u16());
+        response
     }
 }
 
@@ -158,8 +186,11 @@ impl Drop for Call {
         if !self.finished {
             let info = self.slot.take().unwrap_or_default();
             // 499: nginx's "client closed request".
-            let entry = self.entry(info, 499, Outcome::Cancelled);
+            let (entry, target) = self.entry(info, 499, Outcome::Cancelled);
             self.state.recorder.record_detached(entry);
+            self.count(target, Outcome::Cancelled, 499);
+        } else if let Some((target, outcome, status)) = self.uncounted.take() {
+            self.count(target, outcome, status);
         }
     }
 }

@@ -11,6 +11,7 @@ pub use layer::{CallInfo, CallSlot, HistoryState, record_calls};
 
 use crate::domain::history::HistoryEntry;
 use crate::store::Db;
+use crate::telemetry::metrics::HistoryFigures;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub struct WriterStats {
     pub batches: AtomicU64,
     pub rows: AtomicU64,
     pub commit_micros: AtomicU64,
+    /// Batches that could not be committed.
+    pub failures: AtomicU64,
 }
 
 pub struct RecorderTask {
@@ -50,11 +53,18 @@ pub struct RecorderTask {
 }
 
 impl Recorder {
-    pub fn start(db: Db) -> (Recorder, RecorderTask) {
+    /// Starts the writer; `commit_time` gets the duration of every batch's commit.
+    pub fn start(db: Db, commit_time: metrics::Histogram) -> (Recorder, RecorderTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WriterStats::default());
-        let handle = tokio::spawn(write_batches(db, rx, pending.clone(), stats.clone()));
+        let handle = tokio::spawn(write_batches(
+            db,
+            rx,
+            pending.clone(),
+            stats.clone(),
+            commit_time,
+        ));
         (
             Recorder {
                 tx: tx.clone(),
@@ -93,6 +103,16 @@ impl Recorder {
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
+
+    /// What `/metrics` shows of the writer.
+    pub fn figures(&self) -> HistoryFigures {
+        HistoryFigures {
+            queue_depth: self.queue_depth(),
+            rows: self.stats.rows.load(Ordering::Relaxed),
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            failures: self.stats.failures.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl RecorderTask {
@@ -110,6 +130,7 @@ async fn write_batches(
     mut rx: mpsc::UnboundedReceiver<Message>,
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
+    commit_time: metrics::Histogram,
 ) {
     let mut rows = Vec::with_capacity(256);
     let mut waiters = Vec::with_capacity(256);
@@ -134,11 +155,17 @@ async fn write_batches(
         }
         let started = std::time::Instant::now();
         let result = commit_with_retry(&db, &rows).await;
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
-        stats
-            .commit_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        commit_time.record(elapsed.as_secs_f64());
+        if result.is_ok() {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            stats
+                .commit_micros
+                .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        } else {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
         pending.fetch_sub(rows.len(), Ordering::Relaxed);
         rows.clear();
         for done in waiters.drain(..) {

@@ -16,6 +16,7 @@ use crate::credentials::Credentials;
 use crate::credentials::admins::Admins;
 use crate::history::{HistoryState, Recorder, record_calls};
 use crate::store::Db;
+use crate::telemetry::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
@@ -55,6 +56,7 @@ pub struct Services {
     pub recorder: Recorder,
     pub limits: HttpLimits,
     pub console: crate::console::ConsoleSettings,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,14 +74,16 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
     let (api, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
     let openapi = Arc::new(v1::openapi::OpenApiJson::new(doc));
-    let auth = Arc::new(AuthState {
-        auth: state.auth.clone(),
-        policy,
-    });
     let history = Arc::new(HistoryState {
         recorder: state.recorder.clone(),
         clock: state.clock.clone(),
         timeout: state.limits.request_timeout,
+        metrics: state.metrics.calls(policy.routes()),
+    });
+    let auth = Arc::new(AuthState {
+        auth: state.auth.clone(),
+        policy,
+        metrics: state.metrics.auth(),
     });
     let api = api
         .route_layer(from_fn_with_state(
@@ -96,8 +100,11 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         }))
         .layer(from_fn_with_state(history, record_calls));
 
-    Ok(Router::new()
-        .merge(ops::routes(state.clone()))
+    let mut app = Router::new().merge(ops::routes(state.clone()));
+    if state.metrics.on_main_listener() {
+        app = app.merge(ops::metrics_routes(state.clone()));
+    }
+    Ok(app
         .merge(crate::console::routes(state.clone()))
         .nest("/api/v1", api)
         .fallback(not_found)
@@ -135,6 +142,11 @@ fn log_response(response: &Response, latency: Duration, _span: &tracing::Span) {
         latency_us = latency.as_micros() as u64,
         "answered"
     );
+}
+
+/// `/metrics` alone, for a listener of its own.
+pub fn metrics_router(state: AppState) -> Router {
+    ops::metrics_routes(state).fallback(not_found)
 }
 
 async fn api_not_found() -> ApiError {

@@ -1,15 +1,23 @@
-//! Probes for load balancers and orchestrators.
+//! Probes for load balancers and orchestrators, and the metrics scrape.
 
 use super::AppState;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+pub fn metrics_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -26,5 +34,19 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
             tracing::warn!(error = &error as &dyn std::error::Error, "not ready");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
         }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render(state.recorder.figures()) {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                crate::telemetry::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are off\n").into_response(),
     }
 }

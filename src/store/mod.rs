@@ -206,6 +206,10 @@ pub trait SessionStore {
         audit: Option<&AuditEntry>,
     ) -> Result<u64>;
 
+    /// Sessions usable at `now`, of every user: not revoked, expired or idle past their
+    /// timeout, made with a key still live (the same rule as `sessions` with `active_at`).
+    async fn count_active_sessions(&self, now: OffsetDateTime) -> Result<u64>;
+
     async fn record_usage(&self, usage: &Usage) -> Result<()>;
 
     /// Deletes what can never be used again: dead sessions, old idempotency records and

@@ -14,6 +14,7 @@ fn effective(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> serd
         "KEYWARD_LISTEN",
         "KEYWARD_DATABASE_URL",
         "KEYWARD_SESSION_LIFETIME",
+        "KEYWARD_METRICS_LISTEN",
         "KEYWARD_CONFIG",
     ] {
         command.env_remove(key);
@@ -71,6 +72,29 @@ fn flags_beat_environment_which_beats_the_file_which_beats_defaults() {
     );
     assert_eq!(from_flag["listen"], "127.0.0.1:9003");
     assert_eq!(from_flag["database_url"], "sqlite://x.db");
+}
+
+#[test]
+fn metrics_listen_comes_from_flag_environment_file_or_default() {
+    let dir = tempfile::tempdir().expect("dir");
+    assert_eq!(effective(dir.path(), &[], &[])["metrics_listen"], "main");
+
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        "metrics_listen = \"127.0.0.1:9464\"\n",
+    )
+    .expect("write");
+    assert_eq!(
+        effective(dir.path(), &[], &[])["metrics_listen"],
+        "127.0.0.1:9464"
+    );
+    let env = [("KEYWARD_METRICS_LISTEN", "off")];
+    assert_eq!(effective(dir.path(), &env, &[])["metrics_listen"], "off");
+    let flag = ["--metrics-listen", "[::1]:9465"];
+    assert_eq!(
+        effective(dir.path(), &env, &flag)["metrics_listen"],
+        "[::1]:9465"
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `/metrics` on a listener of its own, when the settings asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: Client,
     pub clock: ManualClock,
     pub credentials: Credentials,
@@ -32,6 +34,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<&'static str>,
     pub login_failures_per_ip: u32,
     pub request_timeout: &'static str,
+    pub metrics_listen: &'static str,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             login_failures_per_ip: 20,
             request_timeout: "30s",
+            metrics_listen: "main",
         }
     }
 }
@@ -62,6 +66,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         ),
         login_failures_per_ip: Some(settings.login_failures_per_ip),
         request_timeout: Some(settings.request_timeout.parse().expect("duration")),
+        metrics_listen: Some(settings.metrics_listen.parse().expect("metrics_listen")),
         ..Overrides::default()
     };
     let mut config = Config::resolve(Some(database_url.clone()), overrides, FileConfig::default())
@@ -74,6 +79,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .await
         .expect("the app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -85,6 +91,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .expect("client");
     let test = TestApp {
         addr,
+        metrics_addr,
         client,
         clock,
         credentials: state.credentials.clone(),
@@ -258,6 +265,36 @@ pub async fn cli_at(
         let _ = pipe.write_all(text.as_bytes()).await;
     }
     child.wait_with_output().await.expect("keyward output")
+}
+
+/// `keyward serve --json --listen 127.0.0.1:0` and `args` as a process against a database in
+/// `dir`, with the line it prints once it listens.
+pub async fn serve_json(dir: &std::path::Path, args: &[&str]) -> (tokio::process::Child, Value) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--json", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env(
+            "KEYWARD_DATABASE_URL",
+            format!("sqlite://{}", dir.join("shop.db").display()),
+        )
+        .env_remove("KEYWARD_ADMIN_PASSWORD")
+        .env_remove("KEYWARD_CONFIG")
+        .env_remove("KEYWARD_METRICS_LISTEN")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start keyward serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server printed its line")
+        .expect("read stdout")
+        .expect("a line");
+    let started = serde_json::from_str(&first).expect("one line of JSON");
+    (child, started)
 }
 
 pub fn stdout_json(output: &Output) -> Value {

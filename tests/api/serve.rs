@@ -194,31 +194,13 @@ async fn the_demo_prints_a_working_key_and_curl_line_and_logs_never_hold_secrets
 #[tokio::test]
 async fn serve_json_prints_one_line_a_script_can_use() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["serve", "--demo", "--json", "--listen", "127.0.0.1:0"])
-        .env(
-            "KEYWARD_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("shop.db").display()),
-        )
-        .env_remove("KEYWARD_ADMIN_PASSWORD")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start keyward serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server printed its line")
-        .expect("read stdout")
-        .expect("a line");
-    let started: serde_json::Value = serde_json::from_str(&first).expect("one line of JSON");
+    let (mut child, started) = crate::helpers::serve_json(dir.path(), &["--demo"]).await;
     assert_eq!(started["demo_seeded"], true);
     assert_eq!(started["first_admin"]["username"], "admin");
     assert!(started["first_admin"]["password"].is_string());
     assert_eq!(started["demo"]["username"], "demo");
     let base = started["listening"].as_str().expect("address");
+    assert_eq!(started["metrics"], format!("{base}/metrics"));
     let key = started["demo"]["key"].as_str().expect("key");
     let me = Client::new()
         .get(format!("{base}/api/v1/me"))

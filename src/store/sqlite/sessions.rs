@@ -122,6 +122,19 @@ impl SessionStore for SqliteStore {
         Ok(revoked)
     }
 
+    async fn count_active_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM api_sessions s JOIN api_keys k ON k.id = s.api_key_id \
+             WHERE s.revoked_at IS NULL AND s.expires_at > ?1 \
+             AND s.last_seen_at + s.idle_timeout_s * 1000000 > ?1 \
+             AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?1)",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.read)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn record_usage(&self, usage: &Usage) -> Result<()> {
         if usage.users.is_empty() && usage.sessions.is_empty() {
             return Ok(());

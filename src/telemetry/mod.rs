@@ -1,6 +1,8 @@
-//! Structured logs on stderr (stdout belongs to command output). Keys and tokens never reach
-//! a log: the request span carries the path without its query, and secrets are types whose
-//! `Debug` hides them.
+//! Structured logs on stderr (stdout belongs to command output), and Prometheus metrics
+//! (`metrics`). Keys and tokens never reach a log: the request span carries the path without
+//! its query, and secrets are types whose `Debug` hides them.
+
+pub mod metrics;
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
