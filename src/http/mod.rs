@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 mod idempotency;
+pub mod opencart;
 mod ops;
 mod pagination;
 pub mod request_id;
@@ -76,11 +77,14 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         auth: state.auth.clone(),
         policy,
     });
-    let history = Arc::new(HistoryState {
-        recorder: state.recorder.clone(),
-        clock: state.clock.clone(),
-        timeout: state.limits.request_timeout,
-    });
+    let history = |render| {
+        Arc::new(HistoryState {
+            recorder: state.recorder.clone(),
+            clock: state.clock.clone(),
+            timeout: state.limits.request_timeout,
+            render,
+        })
+    };
     let api = api
         .route_layer(from_fn_with_state(
             state.clone(),
@@ -94,11 +98,16 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
-        .layer(from_fn_with_state(history, record_calls));
+        .layer(from_fn_with_state(
+            history(IntoResponse::into_response),
+            record_calls,
+        ));
+    let opencart = opencart::routes(state.clone(), history(opencart::render));
 
     Ok(Router::new()
         .merge(ops::routes(state.clone()))
         .merge(crate::console::routes(state.clone()))
+        .merge(opencart)
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

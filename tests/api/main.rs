@@ -15,6 +15,7 @@ mod hostile;
 mod ip_rules;
 mod openapi;
 mod opencart;
+mod opencart_compat;
 mod orders;
 mod products;
 mod rotation;
