@@ -6,18 +6,18 @@
 macro_rules! say {
     () => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout());
+        let _ = writeln!(anstream::stdout());
     }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let _ = writeln!(anstream::stdout(), $($arg)*);
     }};
 }
 
 macro_rules! say_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        let _ = write!(anstream::stdout(), $($arg)*);
     }};
 }
 
@@ -71,6 +71,12 @@ enum Command {
     History(HistoryCommand),
     /// Print the configuration in effect (flags > environment > keyward.toml > defaults)
     Config(ConfigArgs),
+    /// Print a shell completion script, for example:
+    /// `keyward completions bash > /etc/bash_completion.d/keyward`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +242,13 @@ async fn open(config: &Config) -> Result<Db, CliError> {
 
 async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyward", &mut script);
+            say_raw!("{}", String::from_utf8_lossy(&script));
+            Ok(())
+        }
         Command::Serve(args) => {
             let config = load_config(
                 cli.database_url,

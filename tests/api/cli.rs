@@ -306,6 +306,76 @@ async fn history_shows_calls_and_filters_by_outcome() {
     let text =
         String::from_utf8_lossy(&app.cli(&["api", "history", "audited"]).await.stdout).to_string();
     assert!(text.contains("insufficient_scope"), "{text}");
+    // Every column has its header: the request id, the handle for support, is not dropped.
+    let header = text.lines().next().expect("header");
+    assert!(
+        header.contains("USERNAME") && header.ends_with("REQUEST ID"),
+        "{text}"
+    );
+    let request_id = all[0]["request_id"].as_str().expect("request id");
+    assert!(text.contains(request_id), "{text}");
+}
+
+#[tokio::test]
+async fn tables_are_coloured_on_a_terminal_only() {
+    let app = spawn_app().await;
+    create(&app, "coloured", &[]).await;
+    app.cli(&["api", "disable", "coloured"]).await;
+
+    let piped = app.cli(&["api", "list"]).await;
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        piped.contains("disabled") && !piped.contains('\x1b'),
+        "{piped}"
+    );
+
+    let forced = app
+        .cli_with_env(&["api", "list"], &[("CLICOLOR_FORCE", "1")])
+        .await;
+    let forced = String::from_utf8_lossy(&forced.stdout);
+    assert!(
+        forced.contains("\x1b[1mUSERNAME"),
+        "bold header: {forced:?}"
+    );
+    assert!(
+        forced.contains("\x1b[31mdisabled\x1b[0m"),
+        "red status: {forced:?}"
+    );
+
+    let json = app
+        .cli_with_env(&["api", "list", "--json"], &[("CLICOLOR_FORCE", "1")])
+        .await;
+    assert!(!json.stdout.contains(&0x1b), "JSON is never coloured");
+    assert_eq!(stdout_json(&json)[0]["username"], "coloured");
+}
+
+#[tokio::test]
+async fn completions_are_valid_shell_scripts() {
+    let app = spawn_app().await;
+    let bash = app.cli(&["completions", "bash"]).await;
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout).to_string();
+    assert!(
+        script.contains("keyward") && script.contains("rotate"),
+        "{script}"
+    );
+    let path = app.dir.path().join("keyward.bash");
+    std::fs::write(&path, &script).expect("write script");
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("run bash -n");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let zsh = app.cli(&["completions", "zsh"]).await;
+    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef keyward"));
+    let unknown = app.cli(&["completions", "tcsh"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
 }
 
 #[tokio::test]

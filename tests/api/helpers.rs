@@ -232,6 +232,11 @@ impl TestApp {
     pub async fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         cli_at(&self.database_url, self.dir.path().into(), args, stdin).await
     }
+
+    /// Runs the CLI with extra environment variables, such as `CLICOLOR_FORCE`.
+    pub async fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        cli_process(&self.database_url, self.dir.path().into(), args, None, env).await
+    }
 }
 
 pub async fn cli_at(
@@ -240,11 +245,24 @@ pub async fn cli_at(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Output {
+    cli_process(database_url, cwd, args, stdin, &[]).await
+}
+
+async fn cli_process(
+    database_url: &str,
+    cwd: PathBuf,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(args)
         .env("KEYWARD_DATABASE_URL", database_url)
         .env_remove("KEYWARD_CONFIG")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
