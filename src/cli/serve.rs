@@ -27,7 +27,7 @@ pub async fn run(config: Config, with_demo: bool, _out: &Output) -> Result<(), C
     say!(
         "Keyward {} is listening on {base} (database: {})",
         env!("CARGO_PKG_VERSION"),
-        config.database_url
+        crate::config::redact_url(&config.database_url)
     );
     if let Some(first) = app.take_first_admin() {
         match first.password {
