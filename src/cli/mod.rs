@@ -229,7 +229,7 @@ fn load_config(
 async fn open(config: &Config) -> Result<Db, CliError> {
     let options = ConnectOptions {
         sync_full: config.sync_full,
-        max_connections: 2,
+        max_connections: Some(2),
     };
     Ok(store::connect(&config.database_url, &options).await?)
 }
