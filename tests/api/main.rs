@@ -17,3 +17,4 @@ mod products;
 mod rotation;
 mod serve;
 mod sessions;
+mod store_story;
