@@ -43,8 +43,15 @@ use std::process::ExitCode;
     about = "The integration API of an online store, built around its API credentials"
 )]
 pub struct Cli {
-    /// Database: sqlite://PATH (the default is sqlite://keyward.db)
-    #[arg(long, global = true, env = "KEYWARD_DATABASE_URL", value_name = "URL")]
+    /// Database: sqlite://PATH (the default is sqlite://keyward.db) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     /// Machine-readable output on stdout; errors as JSON on stderr
     #[arg(long, global = true)]
@@ -235,7 +242,7 @@ fn load_config(
 async fn open(config: &Config) -> Result<Db, CliError> {
     let options = ConnectOptions {
         sync_full: config.sync_full,
-        max_connections: 2,
+        max_connections: Some(2),
     };
     Ok(store::connect(&config.database_url, &options).await?)
 }

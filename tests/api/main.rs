@@ -21,3 +21,4 @@ mod products;
 mod rotation;
 mod serve;
 mod sessions;
+mod store_story;
