@@ -71,6 +71,8 @@ impl serde::Serialize for MetricsListen {
 /// The settings in effect.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
+    /// Printed without the password it may carry.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub database_url: String,
     pub listen: SocketAddr,
     pub trusted_proxies: Vec<IpNet>,
@@ -120,6 +122,44 @@ impl Default for Config {
             admin_password: None,
         }
     }
+}
+
+fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+/// The database URL fit to print: a password in it, before the host or as a `password`
+/// parameter, becomes `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let mut redacted = format!("{scheme}://{authority}{path}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+    }
+    redacted
 }
 
 /// Settings from flags and environment; `None` where neither gave one.
@@ -420,5 +460,20 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(None, Overrides::default(), zero).is_err());
+    }
+
+    #[test]
+    fn database_passwords_are_redacted_for_printing() {
+        use super::redact_url;
+        assert_eq!(redact_url("sqlite://keyward.db"), "sqlite://keyward.db");
+        assert_eq!(
+            redact_url("postgres://keyward:s3cret@db.example:5432/shop?sslmode=require"),
+            "postgres://keyward:***@db.example:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://kw@localhost/shop?password=s3cret&application_name=x"),
+            "postgresql://kw@localhost/shop?password=***&application_name=x"
+        );
+        assert_eq!(redact_url("postgres://a:b%40c@h/d"), "postgres://a:***@h/d");
     }
 }

@@ -1,11 +1,13 @@
 //! The auth pipeline as one axum middleware, applied to every `/api/v1` route.
 
 use super::policy::{Access, Policy};
-use super::{Authenticator, ClientIp, HeaderProblem, Refusal, presented};
+use super::{
+    Authenticator, Caller, ClientIp, HeaderProblem, Need, Presented, RateState, Refusal, presented,
+};
 use crate::domain::history::Outcome;
 use crate::history::{CallInfo, CallSlot};
 use crate::http::error::ApiError;
-use crate::telemetry::metrics::AuthMetrics;
+use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -17,7 +19,8 @@ use std::time::Instant;
 pub struct AuthState {
     pub auth: Arc<Authenticator>,
     pub policy: Arc<Policy>,
-    pub metrics: AuthMetrics,
+    /// Times each call's checks.
+    pub metrics: Metrics,
 }
 
 fn undeclared(policy: &Policy, method: &axum::http::Method, route: &str) -> Response {
@@ -49,6 +52,43 @@ static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
+/// The checks of one call, for every entry that takes credentials (`/api/v1` through
+/// [`pipeline`], and the OpenCart-compatible entry): credentials → status and expiry → IP →
+/// scope → rate limit. An admitted caller is named to the call's history slot at once, so its
+/// row names it even if the call is then cut short. The checks are timed on `metrics`.
+pub async fn admit(
+    auth: &Authenticator,
+    metrics: &Metrics,
+    credentials: Result<Presented, ApiError>,
+    ip: IpAddr,
+    need: Need,
+    route: &str,
+    slot: Option<&CallSlot>,
+) -> Result<Caller, Refusal> {
+    let started = Instant::now();
+    let verdict = match credentials {
+        Ok(credentials) => auth.authenticate(&credentials, ip, need).await,
+        Err(error) => Err(Refusal::new(error)),
+    };
+    metrics.observe_auth(verdict.is_ok(), started.elapsed());
+    let caller = verdict?;
+    if let Some(slot) = slot {
+        slot.fill(&CallInfo {
+            route: Some(route.to_owned()),
+            ..caller.call_info()
+        });
+    }
+    Ok(caller)
+}
+
+/// The `RateLimit-*` headers of an admitted call's answer.
+pub fn add_rate_headers(response: &mut Response, rate: RateState) {
+    let headers = response.headers_mut();
+    headers.insert(LIMIT.clone(), HeaderValue::from(rate.limit_per_minute));
+    headers.insert(REMAINING.clone(), HeaderValue::from(rate.remaining));
+    headers.insert(RESET.clone(), HeaderValue::from(rate.reset_seconds));
+}
+
 pub async fn pipeline(
     State(state): State<Arc<AuthState>>,
     mut request: Request,
@@ -70,7 +110,6 @@ pub async fn pipeline(
                 .extensions()
                 .get::<ClientIp>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
-            let started = Instant::now();
             let credentials = presented(request.headers(), request.uri().query()).map_err(
                 |problem| match problem {
                     HeaderProblem::Missing => ApiError::unauthorized(Outcome::MissingCredentials),
@@ -80,27 +119,24 @@ pub async fn pipeline(
                     HeaderProblem::SecretInQuery => ApiError::secret_in_query(),
                 },
             );
-            let verdict = match credentials {
-                Ok(credentials) => state.auth.authenticate(&credentials, ip, need).await,
-                Err(error) => Err(Refusal::new(error)),
-            };
-            state.metrics.observe(verdict.is_ok(), started.elapsed());
-            match verdict {
+            let slot = request.extensions().get::<CallSlot>();
+            match admit(
+                &state.auth,
+                &state.metrics,
+                credentials,
+                ip,
+                need,
+                &route,
+                slot,
+            )
+            .await
+            {
                 Ok(caller) => {
                     let info = caller.call_info();
-                    if let Some(slot) = request.extensions().get::<CallSlot>() {
-                        slot.fill(&CallInfo {
-                            route: Some(route.clone()),
-                            ..info.clone()
-                        });
-                    }
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);
                     let mut response = next.run(request).await;
-                    let headers = response.headers_mut();
-                    headers.insert(LIMIT.clone(), HeaderValue::from(rate.limit_per_minute));
-                    headers.insert(REMAINING.clone(), HeaderValue::from(rate.remaining));
-                    headers.insert(RESET.clone(), HeaderValue::from(rate.reset_seconds));
+                    add_rate_headers(&mut response, rate);
                     if response.extensions().get::<CallInfo>().is_none() {
                         response.extensions_mut().insert(info);
                     }

@@ -6,18 +6,18 @@
 macro_rules! say {
     () => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout());
+        let _ = writeln!(anstream::stdout());
     }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let _ = writeln!(anstream::stdout(), $($arg)*);
     }};
 }
 
 macro_rules! say_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        let _ = write!(anstream::stdout(), $($arg)*);
     }};
 }
 
@@ -43,8 +43,15 @@ use std::process::ExitCode;
     about = "The integration API of an online store, built around its API credentials"
 )]
 pub struct Cli {
-    /// Database: sqlite://PATH (the default is sqlite://keyward.db)
-    #[arg(long, global = true, env = "KEYWARD_DATABASE_URL", value_name = "URL")]
+    /// Database: sqlite://PATH (the default is sqlite://keyward.db) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     /// Machine-readable output on stdout; errors as JSON on stderr
     #[arg(long, global = true)]
@@ -71,6 +78,12 @@ enum Command {
     History(HistoryCommand),
     /// Print the configuration in effect (flags > environment > keyward.toml > defaults)
     Config(ConfigArgs),
+    /// Print a shell completion script, for example:
+    /// `keyward completions bash > /etc/bash_completion.d/keyward`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,13 +242,20 @@ fn load_config(
 async fn open(config: &Config) -> Result<Db, CliError> {
     let options = ConnectOptions {
         sync_full: config.sync_full,
-        max_connections: 2,
+        max_connections: Some(2),
     };
     Ok(store::connect(&config.database_url, &options).await?)
 }
 
 async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keyward", &mut script);
+            say_raw!("{}", String::from_utf8_lossy(&script));
+            Ok(())
+        }
         Command::Serve(args) => {
             let config = load_config(
                 cli.database_url,

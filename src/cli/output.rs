@@ -9,6 +9,7 @@ use crate::domain::admin::AdminUser;
 use crate::domain::api_user::{ApiUser, ApiUserSummary, SessionRecord};
 use crate::domain::duration::HumanDuration;
 use crate::domain::history::HistoryRecord;
+use anstyle::{AnsiColor, Style};
 use serde_json::json;
 use std::process::ExitCode;
 use time::OffsetDateTime;
@@ -31,7 +32,23 @@ fn print_json(value: &impl serde::Serialize) {
     }
 }
 
-/// Prints rows in columns as wide as their widest cell.
+/// How a cell reads at a glance: green for what works, red for what is refused or stopped.
+/// Colours reach a terminal only: `anstream` drops them when stdout is piped or `NO_COLOR`
+/// is set, and `CLICOLOR_FORCE=1` keeps them.
+fn tone(column: &str, cell: &str) -> Style {
+    let good = Style::new().fg_color(Some(AnsiColor::Green.into()));
+    let bad = Style::new().fg_color(Some(AnsiColor::Red.into()));
+    match (column, cell) {
+        ("STATUS" | "STATE" | "OUTCOME", "enabled" | "live" | "ok") => good,
+        ("STATUS" | "STATE", "disabled" | "revoked" | "expired") => bad,
+        ("OUTCOME", _) => bad,
+        ("HTTP", code) if code.starts_with('2') => good,
+        ("HTTP", _) => bad,
+        _ => Style::new(),
+    }
+}
+
+/// Prints rows in columns as wide as their widest cell, under a bold header.
 fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -39,18 +56,34 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}", width = *width))
-            .collect();
-        say!("{}", padded.join("  ").trim_end());
+    let last = header.len().saturating_sub(1);
+    let line = |cells: Vec<String>, style: &dyn Fn(usize, &str) -> Style| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            let style = style(i, cell);
+            // Pad outside the colour codes, so the columns line up; no trailing blanks.
+            let pad = if i == last {
+                0
+            } else {
+                width - cell.chars().count() + 2
+            };
+            text.push_str(&format!("{style}{cell}{style:#}{:pad$}", ""));
+        }
+        say!("{}", text.trim_end());
     };
-    line(header.iter().map(|h| (*h).to_owned()).collect());
+    let bold = Style::new().bold();
+    line(header.iter().map(|h| (*h).to_owned()).collect(), &|_, _| {
+        bold
+    });
     for row in rows {
-        line(row.clone());
+        line(row.clone(), &|i, cell| tone(header[i], cell));
     }
+}
+
+/// `warning: …` in yellow on a terminal.
+fn warn(text: &str) {
+    let yellow = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
+    say!("{yellow}warning:{yellow:#} {text}");
 }
 
 impl Output {
@@ -65,7 +98,8 @@ impl Output {
                 json!({ "error": { "code": error.code(), "message": error.to_string() } })
             );
         } else {
-            eprintln!("error: {error}");
+            let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+            anstream::eprintln!("{red}error:{red:#} {error}");
         }
         match error {
             CliError::Usage(_) => ExitCode::from(2),
@@ -185,7 +219,7 @@ impl Output {
             }
         }
         for warning in issued.user.warnings(now) {
-            say!("warning: {warning}");
+            warn(warning);
         }
     }
 
@@ -208,7 +242,7 @@ impl Output {
         }
         say!("{message}");
         for warning in warnings {
-            say!("warning: {warning}");
+            warn(warning);
         }
     }
 
@@ -341,7 +375,7 @@ impl Output {
         if !warnings.is_empty() {
             say!();
             for warning in warnings {
-                say!("warning: {warning}");
+                warn(warning);
             }
         }
     }
@@ -369,9 +403,10 @@ impl Output {
         table(
             &[
                 "DATE ADDED",
+                "USERNAME",
                 "CALL",
                 "IP",
-                "STATUS",
+                "HTTP",
                 "OUTCOME",
                 "DURATION",
                 "REQUEST ID",

@@ -45,7 +45,7 @@ pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), Cl
     let mut started = Started {
         base,
         metrics,
-        database_url: config.database_url.clone(),
+        database_url: crate::config::redact_url(&config.database_url),
         first_admin: app.take_first_admin().map(|first| {
             let password = first.password.map(|p| p.expose().to_owned());
             (first.username, password)

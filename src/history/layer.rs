@@ -1,4 +1,5 @@
-//! The middleware that writes one history row for every `/api/v1` call.
+//! The middleware that writes one history row for every call of an entry that takes
+//! credentials: `/api/v1` and the OpenCart-compatible `/index.php`.
 
 use super::Recorder;
 use crate::auth::ClientIp;
@@ -12,7 +13,7 @@ use axum::extract::{OriginalUri, Request, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -56,8 +57,11 @@ pub struct HistoryState {
     pub clock: SharedClock,
     /// Longest a call may take before it is answered 503.
     pub timeout: Duration,
+    /// How this entry words the errors the layer answers itself (timeout, history down), so
+    /// each entry keeps its own error shape.
+    pub render: fn(ApiError) -> Response,
     /// Every call is counted where its history row is made, with the same outcome.
-    pub metrics: CallMetrics,
+    pub metrics: Arc<CallMetrics>,
 }
 
 pub async fn record_calls(
@@ -72,9 +76,10 @@ pub async fn record_calls(
     }
     // A change runs in a task of its own, so a client that hangs up cannot cut it between
     // the change and its history row: the task finishes and records either way.
+    let render = state.render;
     request_id::spawn(serve_and_record(state, request, next))
         .await
-        .unwrap_or_else(|_| ApiError::internal().into_response())
+        .unwrap_or_else(|_| render(ApiError::internal()))
 }
 
 /// A call on its way, with what its history row will say. Dropped before `finish` (its client
@@ -171,7 +176,7 @@ impl Call {
             Ok(()) => (response, outcome),
             // An answer without its history row would break the audit trail: withhold it.
             Err(_) => (
-                ApiError::history_unavailable().into_response(),
+                (self.state.render)(ApiError::history_unavailable()),
                 Outcome::Unavailable,
             ),
         };
@@ -196,11 +201,11 @@ impl Drop for Call {
 }
 
 async fn serve_and_record(state: Arc<HistoryState>, mut request: Request, next: Next) -> Response {
-    let timeout = state.timeout;
+    let (timeout, render) = (state.timeout, state.render);
     let call = Call::begin(state, &mut request);
     let response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::timed_out(timeout).into_response(),
+        Err(_) => render(ApiError::timed_out(timeout)),
     };
     call.finish(response).await
 }

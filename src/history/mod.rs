@@ -175,7 +175,9 @@ async fn write_batches(
 }
 
 /// One retry covers a passing lock held by another process; after that the requests are
-/// answered 503 rather than left waiting.
+/// answered 503 rather than left waiting. A database that could not be reached for the pool's
+/// whole wait (PostgreSQL restarting) gets no second wait: the rows that queued meanwhile try
+/// again as the next batch, so no call waits more than twice the pool's timeout.
 async fn commit_with_retry(
     db: &Db,
     rows: &[crate::domain::history::HistoryEntry],
@@ -191,7 +193,7 @@ async fn commit_with_retry(
                     attempt,
                     "history commit failed"
                 );
-                if attempt == 1 {
+                if attempt == 1 || error.waited_out() {
                     return Err(RecordError);
                 }
                 attempt += 1;

@@ -274,6 +274,11 @@ impl ApiError {
     pub fn details(&self) -> &[FieldError] {
         &self.details
     }
+
+    /// Headers the answer must carry (`Retry-After`, `RateLimit-*`, `WWW-Authenticate`).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
 }
 
 impl ApiError {

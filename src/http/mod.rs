@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 mod idempotency;
+pub mod opencart;
 mod ops;
 mod pagination;
 pub mod request_id;
@@ -74,17 +75,25 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
     let (api, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
     let openapi = Arc::new(v1::openapi::OpenApiJson::new(doc));
-    let history = Arc::new(HistoryState {
-        recorder: state.recorder.clone(),
-        clock: state.clock.clone(),
-        timeout: state.limits.request_timeout,
-        metrics: state.metrics.calls(policy.routes()),
-    });
     let auth = Arc::new(AuthState {
         auth: state.auth.clone(),
-        policy,
-        metrics: state.metrics.auth(),
+        metrics: state.metrics.clone(),
+        policy: policy.clone(),
     });
+    let calls = Arc::new(
+        state
+            .metrics
+            .calls(policy.routes().chain(opencart::routes_counted())),
+    );
+    let history = |render| {
+        Arc::new(HistoryState {
+            recorder: state.recorder.clone(),
+            clock: state.clock.clone(),
+            timeout: state.limits.request_timeout,
+            render,
+            metrics: calls.clone(),
+        })
+    };
     let api = api
         .route_layer(from_fn_with_state(
             state.clone(),
@@ -98,7 +107,11 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
-        .layer(from_fn_with_state(history, record_calls));
+        .layer(from_fn_with_state(
+            history(IntoResponse::into_response),
+            record_calls,
+        ));
+    let opencart = opencart::routes(state.clone(), history(opencart::render));
 
     let mut app = Router::new().merge(ops::routes(state.clone()));
     if state.metrics.on_main_listener() {
@@ -106,6 +119,7 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
     }
     Ok(app
         .merge(crate::console::routes(state.clone()))
+        .merge(opencart)
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

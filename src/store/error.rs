@@ -39,6 +39,12 @@ impl StoreError {
         }
     }
 
+    /// Whether the call already waited the pool's whole timeout for a connection (the
+    /// database is down or restarting): waiting again would only double the client's wait.
+    pub fn waited_out(&self) -> bool {
+        matches!(self, Self::Unavailable(sqlx::Error::PoolTimedOut))
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError {
             field: field.into(),
@@ -55,18 +61,64 @@ impl From<sqlx::Error> for StoreError {
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
                 Self::Unavailable(error)
             }
-            E::Database(db) if is_transient(db.code().as_deref()) => Self::Unavailable(error),
+            E::Database(db) if is_transient(db.as_ref()) => Self::Unavailable(error),
             _ => Self::Database(error),
         }
     }
 }
 
-/// SQLite: busy, locked, I/O, full, cannot open; PostgreSQL: connection and resource classes.
-fn is_transient(code: Option<&str>) -> bool {
-    let Some(code) = code else { return false };
-    if let Ok(n) = code.parse::<i32>() {
-        let primary = n & 0xff;
-        return matches!(primary, 5 | 6 | 10 | 13 | 14);
+/// Whether trying again later may succeed.
+fn is_transient(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = error.code() else {
+        return false;
+    };
+    if error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        is_transient_postgres(&code)
+    } else {
+        is_transient_sqlite(&code)
     }
-    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+}
+
+/// SQLite: busy, locked, I/O error, disk full, cannot open (the primary code is the low byte
+/// of the extended code).
+fn is_transient_sqlite(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14))
+}
+
+/// PostgreSQL: connection exceptions (08), insufficient resources such as too many
+/// connections or a full disk (53), the server shutting down or starting (57P), a deadlock or
+/// serialization failure the transaction lost (40001, 40P01), a read-only server during a
+/// failover (25006), and I/O errors (58030).
+fn is_transient_postgres(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(code, "40001" | "40P01" | "25006" | "58030")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_transient_postgres, is_transient_sqlite};
+
+    #[test]
+    fn transient_codes_are_told_apart_per_backend() {
+        // SQLITE_BUSY, SQLITE_LOCKED_SHAREDCACHE, SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_CANTOPEN
+        for code in ["5", "262", "778", "13", "14"] {
+            assert!(is_transient_sqlite(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE
+        assert!(!is_transient_sqlite("2067"));
+        // connection failure, too many connections, disk full, admin shutdown, deadlock
+        for code in ["08006", "53300", "53100", "57P01", "40P01", "40001"] {
+            assert!(is_transient_postgres(code), "{code}");
+        }
+        // unique violation, syntax error, check violation
+        for code in ["23505", "42601", "23514"] {
+            assert!(!is_transient_postgres(code), "{code}");
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! customers, orders, idempotency) so each part reads on its own and each backend implements
 //! it file by file; `Store` is all of them, held as `Arc<dyn Store>`.
 
+mod columns;
 mod error;
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::StoreError;
@@ -62,12 +64,11 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
     let scheme = url.split_once(':').map(|(s, _)| s);
     match scheme {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?)),
-        Some("postgres" | "postgresql") => Err(StoreError::Config(
-            "this build of Keyward supports only SQLite; PostgreSQL support is being added"
-                .to_owned(),
-        )),
+        Some("postgres" | "postgresql") => {
+            Ok(Arc::new(postgres::PgStore::open(url, options).await?))
+        }
         Some(other) if url.contains("://") => Err(StoreError::Config(format!(
-            "unknown database scheme `{other}:`; use sqlite://PATH"
+            "unknown database scheme `{other}:`; use sqlite://PATH or postgres://USER@HOST/DATABASE"
         ))),
         // A bare path is a SQLite file.
         _ => Ok(Arc::new(
@@ -77,21 +78,14 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
 }
 
 /// How a backend should open its database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
     /// Wait for every commit to reach the disk (survives power loss), not only the OS
     /// (survives a crash of Keyward). Costs throughput.
     pub sync_full: bool,
-    pub max_connections: u32,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        Self {
-            sync_full: false,
-            max_connections: 4,
-        }
-    }
+    /// The most connections to hold: SQLite's readers (its writer is always one connection),
+    /// or PostgreSQL's whole pool. `None` takes the backend's default, sized for a server.
+    pub max_connections: Option<u32>,
 }
 
 /// Which users' credentials changed since a point in the change log.

@@ -83,6 +83,8 @@ struct Registry {
     history_failures: Counter,
     active_sessions: Gauge,
     rate_limited: Counter,
+    auth_ok: Histogram,
+    auth_refused: Histogram,
 }
 
 impl Registry {
@@ -111,6 +113,9 @@ impl Metrics {
         describe(&recorder);
         let handle = recorder.handle();
         let key = |name: &'static str| Key::from_name(name);
+        let result = |name: &'static str, value: &'static str| {
+            Key::from_parts(name, vec![Label::from_static_parts("result", value)])
+        };
         let registry = Registry {
             history_queue: recorder.register_gauge(&key(HISTORY_QUEUE), &META),
             history_rows: recorder.register_counter(&key(HISTORY_ROWS), &META),
@@ -118,6 +123,8 @@ impl Metrics {
             history_failures: recorder.register_counter(&key(HISTORY_FAILURES), &META),
             active_sessions: recorder.register_gauge(&key(ACTIVE_SESSIONS), &META),
             rate_limited: recorder.register_counter(&key(RATE_LIMITED), &META),
+            auth_ok: recorder.register_histogram(&result(AUTH_DURATION, "ok"), &META),
+            auth_refused: recorder.register_histogram(&result(AUTH_DURATION, "refused"), &META),
             on_main_listener: listen == MetricsListen::Main,
             handle,
             recorder,
@@ -167,19 +174,11 @@ impl Metrics {
         }
     }
 
-    pub fn auth(&self) -> AuthMetrics {
-        match &self.0 {
-            Some(r) => {
-                let result = |value| vec![Label::from_static_parts("result", value)];
-                AuthMetrics {
-                    ok: r.histogram(AUTH_DURATION, result("ok")),
-                    refused: r.histogram(AUTH_DURATION, result("refused")),
-                }
-            }
-            None => AuthMetrics {
-                ok: Histogram::noop(),
-                refused: Histogram::noop(),
-            },
+    /// Times one pass through the auth checks.
+    pub fn observe_auth(&self, allowed: bool, elapsed: Duration) {
+        if let Some(r) = &self.0 {
+            let histogram = if allowed { &r.auth_ok } else { &r.auth_refused };
+            histogram.record(elapsed.as_secs_f64());
         }
     }
 
@@ -301,20 +300,6 @@ fn describe(recorder: &PrometheusRecorder) {
         } else {
             recorder.describe_gauge(name, unit, help);
         }
-    }
-}
-
-/// Time spent in the auth pipeline, by result.
-#[derive(Clone)]
-pub struct AuthMetrics {
-    ok: Histogram,
-    refused: Histogram,
-}
-
-impl AuthMetrics {
-    pub fn observe(&self, allowed: bool, elapsed: Duration) {
-        let histogram = if allowed { &self.ok } else { &self.refused };
-        histogram.record(elapsed.as_secs_f64());
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line, run as a process against the running server's database: every change
-//! holds on the server's very next request.
+//! holds on the server's very next request (on PostgreSQL, within a second: see
+//! `TestApp::status_after_change`).
 
 use crate::helpers::{TestApp, spawn_app, stdout_json};
 use serde_json::Value;
@@ -113,7 +114,7 @@ async fn disable_and_enable_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 401).await, 401);
     assert_eq!(app.last_outcome().await, "disabled_user");
 
     assert!(
@@ -122,7 +123,7 @@ async fn disable_and_enable_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 200).await, 200);
 }
 
 #[tokio::test]
@@ -136,7 +137,7 @@ async fn ip_remove_and_add_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 403);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 403).await, 403);
 
     assert!(
         app.cli(&["api", "ip", "add", "ipchange", "127.0.0.0/8"])
@@ -144,7 +145,7 @@ async fn ip_remove_and_add_hold_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 200).await, 200);
 
     let bad = app
         .cli(&["api", "ip", "add", "ipchange", "10.0.0.5/8"])
@@ -183,8 +184,14 @@ async fn rotate_holds_on_the_next_request_with_and_without_grace() {
         .as_str()
         .expect("key")
         .to_owned();
-    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
-    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &first, 401).await,
+        401
+    );
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &second, 401).await,
+        401
+    );
     assert_eq!(app.get("/api/v1/me", &third).await.status(), 200);
 }
 
@@ -196,7 +203,7 @@ async fn delete_holds_on_the_next_request() {
 
     assert!(app.cli(&["api", "delete", "doomed"]).await.status.success());
 
-    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 401).await, 401);
     let missing = app.cli(&["api", "show", "doomed"]).await;
     assert_eq!(missing.status.code(), Some(3));
 }
@@ -222,7 +229,10 @@ async fn scopes_sets_the_list_and_refuses_unknown_ones() {
         set["api_user"]["scopes"],
         serde_json::json!(["orders:read", "customers:read"])
     );
-    assert_eq!(app.get("/api/v1/orders", &key).await.status(), 200);
+    assert_eq!(
+        app.status_after_change("/api/v1/orders", &key, 200).await,
+        200
+    );
     assert_eq!(app.get("/api/v1/products", &key).await.status(), 403);
 
     let bad = app
@@ -306,6 +316,76 @@ async fn history_shows_calls_and_filters_by_outcome() {
     let text =
         String::from_utf8_lossy(&app.cli(&["api", "history", "audited"]).await.stdout).to_string();
     assert!(text.contains("insufficient_scope"), "{text}");
+    // Every column has its header: the request id, the handle for support, is not dropped.
+    let header = text.lines().next().expect("header");
+    assert!(
+        header.contains("USERNAME") && header.ends_with("REQUEST ID"),
+        "{text}"
+    );
+    let request_id = all[0]["request_id"].as_str().expect("request id");
+    assert!(text.contains(request_id), "{text}");
+}
+
+#[tokio::test]
+async fn tables_are_coloured_on_a_terminal_only() {
+    let app = spawn_app().await;
+    create(&app, "coloured", &[]).await;
+    app.cli(&["api", "disable", "coloured"]).await;
+
+    let piped = app.cli(&["api", "list"]).await;
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        piped.contains("disabled") && !piped.contains('\x1b'),
+        "{piped}"
+    );
+
+    let forced = app
+        .cli_with_env(&["api", "list"], &[("CLICOLOR_FORCE", "1")])
+        .await;
+    let forced = String::from_utf8_lossy(&forced.stdout);
+    assert!(
+        forced.contains("\x1b[1mUSERNAME"),
+        "bold header: {forced:?}"
+    );
+    assert!(
+        forced.contains("\x1b[31mdisabled\x1b[0m"),
+        "red status: {forced:?}"
+    );
+
+    let json = app
+        .cli_with_env(&["api", "list", "--json"], &[("CLICOLOR_FORCE", "1")])
+        .await;
+    assert!(!json.stdout.contains(&0x1b), "JSON is never coloured");
+    assert_eq!(stdout_json(&json)[0]["username"], "coloured");
+}
+
+#[tokio::test]
+async fn completions_are_valid_shell_scripts() {
+    let app = spawn_app().await;
+    let bash = app.cli(&["completions", "bash"]).await;
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout).to_string();
+    assert!(
+        script.contains("keyward") && script.contains("rotate"),
+        "{script}"
+    );
+    let path = app.dir.path().join("keyward.bash");
+    std::fs::write(&path, &script).expect("write script");
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("run bash -n");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let zsh = app.cli(&["completions", "zsh"]).await;
+    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef keyward"));
+    let unknown = app.cli(&["completions", "tcsh"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
 }
 
 #[tokio::test]
@@ -325,7 +405,10 @@ async fn sessions_lists_and_revokes_and_it_holds_on_the_next_request() {
             .status
             .success()
     );
-    assert_eq!(app.get("/api/v1/me", &second).await.status(), 401);
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &second, 401).await,
+        401
+    );
     assert_eq!(app.get("/api/v1/me", &first).await.status(), 200);
 
     let all = stdout_json(
@@ -333,7 +416,10 @@ async fn sessions_lists_and_revokes_and_it_holds_on_the_next_request() {
             .await,
     );
     assert_eq!(all["revoked"], 1);
-    assert_eq!(app.get("/api/v1/me", &first).await.status(), 401);
+    assert_eq!(
+        app.status_after_change("/api/v1/me", &first, 401).await,
+        401
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,8 @@
-//! `spawn_app()`: the real server on port 0 against a fresh SQLite file, with typed helpers.
+//! `spawn_app()`: the real server on port 0 against a fresh database, with typed helpers.
+//!
+//! The database is a SQLite file in a temporary directory, or, when `KEYWARD_TEST_POSTGRES_URL`
+//! names a PostgreSQL server (`postgres://keyward@127.0.0.1:55432/postgres`), a database of its
+//! own on that server, created for the test and dropped after it.
 
 use keyward::clock::ManualClock;
 use keyward::config::{Config, FileConfig, Overrides};
@@ -28,6 +32,8 @@ pub struct TestApp {
     pub dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Declared last, so it is dropped after everything that uses it.
+    postgres: Option<TestDatabase>,
 }
 
 pub struct Settings {
@@ -54,7 +60,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let (database_url, postgres) = test_database(dir.path()).await;
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().expect("addr")),
         trusted_proxies: Some(
@@ -100,12 +106,48 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         dir,
         stop: Some(stop),
         server: Some(server),
+        postgres,
     };
     test.wait_until_healthy().await;
     test
 }
 
 impl TestApp {
+    pub fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// The status of `GET path` with `secret` once a change made by another process (the
+    /// CLI) has had its time to reach this server: its very next request on SQLite, whose
+    /// signal file it reads on every request; within a second on PostgreSQL, where the server
+    /// learns of other processes' changes from the change log it reads every second.
+    pub async fn status_after_change(&self, path: &str, secret: &str, expected: u16) -> u16 {
+        let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+        loop {
+            let status = self.get(path, secret).await.status().as_u16();
+            if status == expected || !self.on_postgres() || std::time::Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the database holds, as text, for tests that look for secrets in it: the
+    /// SQLite files byte for byte, or every row of every PostgreSQL table with its binary
+    /// columns also read as text.
+    pub async fn stored_text(&self) -> String {
+        match &self.postgres {
+            Some(database) => database.dump().await,
+            None => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(self.dir.path()).expect("dir") {
+                    bytes.extend(std::fs::read(entry.expect("entry").path()).expect("read"));
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+
     pub fn admins(&self) -> keyward::credentials::admins::Admins {
         keyward::credentials::admins::Admins::new(
             self.db.clone(),
@@ -239,6 +281,11 @@ impl TestApp {
     pub async fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         cli_at(&self.database_url, self.dir.path().into(), args, stdin).await
     }
+
+    /// Runs the CLI with extra environment variables, such as `CLICOLOR_FORCE`.
+    pub async fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        cli_process(&self.database_url, self.dir.path().into(), args, None, env).await
+    }
 }
 
 pub async fn cli_at(
@@ -247,11 +294,24 @@ pub async fn cli_at(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Output {
+    cli_process(database_url, cwd, args, stdin, &[]).await
+}
+
+async fn cli_process(
+    database_url: &str,
+    cwd: PathBuf,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(args)
         .env("KEYWARD_DATABASE_URL", database_url)
         .env_remove("KEYWARD_CONFIG")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -323,4 +383,169 @@ pub async fn error_of(response: Response) -> (u16, Value) {
         "request id matches the header"
     );
     (status, body)
+}
+
+/// The URL of a fresh database for one test: a SQLite file in `dir`, or a new PostgreSQL
+/// database when `KEYWARD_TEST_POSTGRES_URL` is set (dropped with the returned guard).
+pub async fn test_database(dir: &std::path::Path) -> (String, Option<TestDatabase>) {
+    match TestDatabase::create().await {
+        Some(database) => (database.url.clone(), Some(database)),
+        None => (
+            format!("sqlite://{}", dir.join("keyward.db").display()),
+            None,
+        ),
+    }
+}
+
+/// A PostgreSQL database made for one test and dropped when this is.
+pub struct TestDatabase {
+    pub url: String,
+    server_url: String,
+    name: String,
+}
+
+const TEST_DATABASE_PREFIX: &str = "keyward_test_";
+
+impl TestDatabase {
+    pub async fn create() -> Option<Self> {
+        let server_url = std::env::var("KEYWARD_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty())?;
+        static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut admin = connect_postgres(&server_url).await;
+        if !SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            drop_leftovers(&mut admin).await;
+        }
+        // The process id in the name tells a later run whether its maker is still alive.
+        let name = format!(
+            "{TEST_DATABASE_PREFIX}{}_{}_{:08x}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            rand::random::<u32>()
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let url = database_url(&server_url, &name);
+        Some(Self {
+            url,
+            server_url,
+            name,
+        })
+    }
+
+    async fn dump(&self) -> String {
+        use sqlx::Connection;
+        let mut conn = connect_postgres(&self.url).await;
+        let columns: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("list the columns");
+        let mut tables: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (table, column, data_type) in columns {
+            let read = tables.entry(table).or_default();
+            read.push(format!("\"{column}\"::text"));
+            if data_type == "bytea" {
+                read.push(format!("encode(\"{column}\", 'escape')"));
+            }
+        }
+        let mut text = String::new();
+        for (table, read) in tables {
+            let rows: Vec<(Option<String>,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT concat_ws(' ', {}) FROM \"{table}\"",
+                read.join(", ")
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .expect("read a table");
+            for (row,) in rows {
+                text.push_str(&row.unwrap_or_default());
+                text.push('\n');
+            }
+        }
+        let _ = conn.close().await;
+        text
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        // Dropped inside the test's runtime, which cannot be blocked on: a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut admin = connect_postgres(&server_url).await;
+                drop_database(&mut admin, &name).await;
+            });
+        })
+        .join();
+        if dropped.is_err() {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+async fn connect_postgres(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to KEYWARD_TEST_POSTGRES_URL")
+}
+
+async fn drop_database(admin: &mut sqlx::PgConnection, name: &str) {
+    // FORCE ends the connections a stopped (or never stopped) server left behind.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(admin)
+    .await
+    .expect("drop the test database");
+}
+
+/// Drops the test databases of earlier runs whose process is gone (killed before it could
+/// drop them).
+async fn drop_leftovers(admin: &mut sqlx::PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE starts_with(datname, 'keyward_test_')",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .expect("list databases");
+    for name in names {
+        let pid = name
+            .strip_prefix(TEST_DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            drop_database(admin, &name).await;
+        }
+    }
+}
+
+/// The server's URL with its database replaced by `name`.
+fn database_url(server_url: &str, name: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
 }

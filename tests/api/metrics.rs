@@ -359,3 +359,58 @@ async fn serve_with_metrics_listen_prints_and_serves_its_own_address() {
     );
     child.kill().await.expect("stop");
 }
+
+#[tokio::test]
+async fn the_opencart_entry_is_counted_under_its_routes_never_its_query() {
+    let app = spawn_app().await;
+    let key = app.api_user("shop-sync", &["orders:read"]).await;
+    let post = |query: String, fields: Vec<(&'static str, String)>| {
+        app.request(Method::POST, &format!("/index.php?{query}"))
+            .form(&fields)
+            .send()
+    };
+    let login = post(
+        "route=api/login".to_owned(),
+        vec![("username", "shop-sync".to_owned()), ("key", key.clone())],
+    )
+    .await
+    .expect("login");
+    let token: serde_json::Value = login.json().await.expect("json");
+    let token = token["api_token"].as_str().expect("a token").to_owned();
+    let made_up = format!("kwt_{}", "A".repeat(44));
+    let info = post(format!("route=api/order/info&api_token={made_up}"), vec![]);
+    info.await.expect("refused call");
+    let nowhere = post(format!("route=api/{token}&api_token={token}"), vec![]);
+    nowhere.await.expect("unknown route");
+
+    let text = scrape(&app).await;
+    let counted = |route: &str, outcome: &str| {
+        sample(
+            &text,
+            "keyward_api_calls_total",
+            &[("route", route), ("method", "POST"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        counted("/index.php?route=api/login", "ok"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        counted("/index.php?route=api/order/info", "unknown_token"),
+        Some(1.0),
+        "{text}"
+    );
+    let unmatched = sample(
+        &text,
+        "keyward_api_calls_total",
+        &[("route", "unmatched"), ("method", "POST")],
+    );
+    assert_eq!(unmatched, Some(1.0), "{text}");
+    let refused = [("result", "refused")];
+    let auth = "keyward_auth_duration_seconds_count";
+    assert_eq!(sample(&text, auth, &refused), Some(1.0), "{text}");
+    for secret in [&key, &token, &made_up] {
+        assert!(!text.contains(secret.as_str()), "a secret in the scrape");
+    }
+}

@@ -347,3 +347,122 @@ async fn an_order_shows_its_newest_hundred_history_entries() {
         "oldest first, ending with the newest"
     );
 }
+
+#[tokio::test]
+async fn orders_and_bulk_stock_updates_on_shared_products_never_deadlock_or_oversell() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 5).await;
+    let shade = json!({"sku": "SHADE", "name": "Lamp shade", "price": "12.00", "quantity": 5});
+    assert_eq!(
+        app.post("/api/v1/products", &key, &shade).await.status(),
+        201
+    );
+
+    // Lines in both orders: each order takes both products, whichever it names first.
+    let mut orders = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let lines = if i % 2 == 0 {
+            json!([{"sku": "LAMP", "quantity": 1}, {"sku": "SHADE", "quantity": 1}])
+        } else {
+            json!([{"sku": "SHADE", "quantity": 1}, {"sku": "LAMP", "quantity": 1}])
+        };
+        let request = app
+            .bearer(Method::POST, "/api/v1/orders", &key)
+            .json(&json!({"customer_id": customer, "currency": "USD", "lines": lines}));
+        orders.spawn(async move { request.send().await.expect("order").status().as_u16() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = orders.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        15,
+        "{statuses:?}"
+    );
+    for sku in ["LAMP", "SHADE"] {
+        let page: Value = app
+            .get(&format!("/api/v1/products?sku={sku}"), &key)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(page["data"][0]["quantity"], 0, "{sku}");
+    }
+
+    // Orders and bulk updates naming the products in the other order, all at once.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let request = if i % 4 == 0 {
+            app.bearer(Method::POST, "/api/v1/products/stock", &key)
+                .json(&json!({"items": [{"sku": "SHADE", "quantity": 3}, {"sku": "LAMP", "quantity": 3}]}))
+        } else {
+            app.bearer(Method::POST, "/api/v1/orders", &key)
+                .json(&json!({
+                    "customer_id": customer, "currency": "USD",
+                    "lines": [{"sku": "LAMP", "quantity": 1}, {"sku": "SHADE", "quantity": 1}]
+                }))
+        };
+        calls.spawn(async move { request.send().await.expect("call").status().as_u16() });
+    }
+    while let Some(status) = calls.join_next().await {
+        let status = status.expect("task");
+        assert!(matches!(status, 200 | 201 | 409), "{status}");
+    }
+    for sku in ["LAMP", "SHADE"] {
+        let page: Value = app
+            .get(&format!("/api/v1/products?sku={sku}"), &key)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let quantity = page["data"][0]["quantity"].as_i64().expect("quantity");
+        assert!((0..=3).contains(&quantity), "{sku}: {quantity}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_idempotency_key_place_one_order() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 10).await;
+    let body = json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]});
+
+    let mut retries = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let request = app
+            .bearer(Method::POST, "/api/v1/orders", &key)
+            .header("Idempotency-Key", "order-at-once")
+            .json(&body);
+        retries.spawn(async move { request.send().await.expect("order").status().as_u16() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = retries.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+    // The first is placed; the others are replays of its answer, or told it is in progress.
+    assert!(statuses.contains(&201), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+
+    let orders: Value = app
+        .get("/api/v1/orders", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(orders["data"].as_array().expect("data").len(), 1);
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(lamp["quantity"], 9);
+}

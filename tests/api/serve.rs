@@ -1,6 +1,7 @@
 //! `keyward serve` as a process: the demo works as printed, shutdown is graceful, and no key
 //! or token reaches the logs even at the most verbose level.
 
+use crate::helpers::test_database;
 use reqwest::Client;
 use serde_json::json;
 use std::process::Stdio;
@@ -16,13 +17,10 @@ struct Server {
     logs: tokio::task::JoinHandle<String>,
 }
 
-async fn serve_demo(dir: &std::path::Path) -> Server {
+async fn serve_demo(dir: &std::path::Path, database_url: &str) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .env(
-            "KEYWARD_DATABASE_URL",
-            format!("sqlite://{}", dir.join("shop.db").display()),
-        )
+        .env("KEYWARD_DATABASE_URL", database_url)
         .env("KEYWARD_LOG", "trace")
         .env_remove("KEYWARD_ADMIN_PASSWORD")
         .current_dir(dir)
@@ -72,7 +70,8 @@ async fn serve_demo(dir: &std::path::Path) -> Server {
 #[tokio::test]
 async fn the_demo_prints_a_working_key_and_curl_line_and_logs_never_hold_secrets() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut server = serve_demo(dir.path()).await;
+    let (database_url, _database) = test_database(dir.path()).await;
+    let mut server = serve_demo(dir.path(), &database_url).await;
     let printed = server.stdout.join("\n");
     assert!(
         printed.contains("First run: created the admin user `admin` with the password"),

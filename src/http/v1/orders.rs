@@ -155,13 +155,22 @@ pub async fn add_history(
     Path(id): Path<i64>,
     Json(input): Json<OrderHistoryInput>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let entry = input.validate()?;
-    let order = state
-        .db
-        .add_order_history(OrderId(id), &entry, state.clock.now())
-        .await
-        .map_err(ApiError::or_not_found("order"))?;
+    let order = change_status(&state, OrderId(id), input).await?;
     Ok((StatusCode::CREATED, axum::Json(order)))
+}
+
+/// The status update, shared with the OpenCart-compatible `api/order/history`.
+pub async fn change_status(
+    state: &AppState,
+    id: OrderId,
+    input: OrderHistoryInput,
+) -> Result<Order, ApiError> {
+    let entry = input.validate()?;
+    state
+        .db
+        .add_order_history(id, &entry, state.clock.now())
+        .await
+        .map_err(ApiError::or_not_found("order"))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -25,7 +25,6 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-use time::OffsetDateTime;
 
 pub struct SqliteStore {
     read: SqlitePool,
@@ -69,7 +68,7 @@ impl SqliteStore {
             write.clone()
         } else {
             SqlitePoolOptions::new()
-                .max_connections(options.max_connections.max(1))
+                .max_connections(options.max_connections.unwrap_or(4).max(1))
                 .acquire_timeout(Duration::from_secs(10))
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -162,39 +161,4 @@ impl Store for SqliteStore {
     }
 }
 
-/// Microseconds since the epoch: the form times take in this database.
-pub(crate) fn ts(t: OffsetDateTime) -> i64 {
-    crate::clock::to_micros(t)
-}
-
-pub(crate) fn ts_opt(t: Option<OffsetDateTime>) -> Option<i64> {
-    t.map(ts)
-}
-
-pub(crate) fn from_ts(us: i64) -> OffsetDateTime {
-    crate::clock::from_micros(us)
-}
-
-pub(crate) fn from_ts_opt(us: Option<i64>) -> Option<OffsetDateTime> {
-    us.map(from_ts)
-}
-
-/// Parses a stored text column into its domain type, or reports the row as corrupt.
-pub(crate) fn parse_col<T: FromStr>(value: &str, column: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-}
-
-/// Maps a unique-constraint violation to a conflict on `field`.
-pub(crate) fn unique_violation(error: sqlx::Error, field: &str, message: &str) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::conflict(field, message)
-        }
-        _ => error.into(),
-    }
-}
+pub(crate) use super::columns::{from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};

@@ -1,0 +1,212 @@
+//! The fields of an OpenCart call, read the way PHP fills `$_GET` and `$_POST`: the query
+//! string, and a form-encoded or multipart body (what `curl_setopt(CURLOPT_POSTFIELDS, …)`
+//! sends for a string or an array). Any other body is ignored, as PHP ignores it. When a name
+//! repeats, the last value wins, as in PHP.
+//!
+//! The values include keys and tokens, so this type has no `Debug`.
+
+use crate::domain::history::Outcome;
+use crate::domain::secret::Secret;
+use crate::domain::token::TOKEN_PREFIX;
+use crate::http::error::ApiError;
+use crate::http::extract::body_rejection;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::{StatusCode, header};
+
+/// PHP's default `max_input_vars`: more fields than this are not read.
+const MAX_FIELDS: usize = 1000;
+
+#[derive(Default)]
+pub struct Fields {
+    get: Vec<(String, String)>,
+    post: Vec<(String, String)>,
+}
+
+impl Fields {
+    /// The query string alone, before the body is read.
+    pub fn query(query: Option<&str>) -> Self {
+        Self {
+            get: pairs(query.unwrap_or("").as_bytes()),
+            post: Vec::new(),
+        }
+    }
+
+    /// Adds the body's fields.
+    pub async fn read_body(&mut self, request: Request) -> Result<(), ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            let bytes = Bytes::from_request(request, &())
+                .await
+                .map_err(body_rejection)?;
+            self.post = pairs(&bytes);
+        } else if content_type.starts_with("multipart/form-data") {
+            self.post = multipart(request).await?;
+        }
+        Ok(())
+    }
+
+    /// `$_GET[name]`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        last(&self.get, name)
+    }
+
+    /// `$_POST[name]`.
+    pub fn post(&self, name: &str) -> Option<&str> {
+        last(&self.post, name)
+    }
+
+    /// A field OpenCart reads from the query string, also taken from the body.
+    pub fn get_or_post(&self, name: &str) -> Option<&str> {
+        self.get(name).or_else(|| self.post(name))
+    }
+
+    /// A field OpenCart reads from the body, also taken from the query string.
+    pub fn post_or_get(&self, name: &str) -> Option<&str> {
+        self.post(name).or_else(|| self.get(name))
+    }
+
+    /// The session token, as `api_token` (OpenCart 3.0 and later) or `token` (2.x), in the
+    /// query string or the body. A caller that sends both, say an admin token beside the API
+    /// token as in the write-up of OpenCart's mix-up, gets the one that is a session token.
+    pub fn token(&self) -> Result<Secret, ApiError> {
+        let candidates = [
+            (self.get("api_token"), true),
+            (self.post("api_token"), false),
+            (self.get("token"), true),
+            (self.post("token"), false),
+        ];
+        let present = candidates
+            .into_iter()
+            .filter_map(|(value, in_url)| value.filter(|v| !v.is_empty()).map(|v| (v, in_url)));
+        let (token, in_url) = present
+            .clone()
+            .find(|(v, _)| v.starts_with(TOKEN_PREFIX))
+            .or_else(|| present.clone().next())
+            .ok_or_else(|| ApiError::unauthorized(Outcome::MissingCredentials))?;
+        // A key written into the URL where the token belongs is refused like any secret in a
+        // URL, so the history tells the admin that this key has leaked into logs.
+        if in_url && token.starts_with(crate::domain::api_key::KEY_PREFIX) {
+            return Err(ApiError::secret_in_query());
+        }
+        Ok(Secret::new(token.to_owned()))
+    }
+}
+
+fn last<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Form-encoded pairs; invalid UTF-8 is replaced, as PHP would pass it through.
+fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).unwrap_or_default();
+    pairs.truncate(MAX_FIELDS);
+    pairs
+}
+
+async fn multipart(request: Request) -> Result<Vec<(String, String)>, ApiError> {
+    let unreadable = |status: StatusCode, text: String| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::unacceptable(status, "The body is too large.")
+        } else {
+            ApiError::bad_request(format!("The multipart body could not be read: {text}"))
+        }
+    };
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| unreadable(e.status(), e.body_text()))?;
+    let mut fields = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| unreadable(e.status(), e.body_text()))?
+    {
+        // Uploaded files are no fields (PHP puts them in `$_FILES`).
+        let Some(name) = field
+            .name()
+            .filter(|_| field.file_name().is_none())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let value = field
+            .text()
+            .await
+            .map_err(|e| unreadable(e.status(), e.body_text()))?;
+        if fields.len() < MAX_FIELDS {
+            fields.push((name, value));
+        }
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(query: &str, body: &str) -> Fields {
+        Fields {
+            get: pairs(query.as_bytes()),
+            post: pairs(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn the_last_value_of_a_repeated_name_wins_as_in_php() {
+        let f = fields("order_id=1&order_id=2", "comment=a+b&comment=c%20d");
+        assert_eq!(f.get("order_id"), Some("2"));
+        assert_eq!(f.post("comment"), Some("c d"));
+        assert_eq!(f.get("comment"), None);
+        assert_eq!(f.post_or_get("order_id"), Some("2"));
+        assert_eq!(f.get_or_post("comment"), Some("c d"));
+    }
+
+    #[test]
+    fn the_token_is_found_under_either_name_and_in_either_place() {
+        for (query, body) in [
+            ("api_token=kwt_a", ""),
+            ("token=kwt_a", ""),
+            ("", "api_token=kwt_a"),
+            ("", "token=kwt_a"),
+            ("token=admin-session&api_token=kwt_a", ""),
+            ("api_token=admin-session&token=kwt_a", ""),
+        ] {
+            let token = fields(query, body).token().expect(query);
+            assert_eq!(token.expose(), "kwt_a", "{query} {body}");
+        }
+    }
+
+    #[test]
+    fn a_missing_token_or_a_key_in_its_place_is_refused_with_its_reason() {
+        let missing = fields("route=api/order/info&api_token=", "").token();
+        assert_eq!(
+            missing.err().map(|e| e.outcome()),
+            Some(Outcome::MissingCredentials)
+        );
+        let key = fields("api_token=kw_abc", "").token();
+        assert_eq!(key.err().map(|e| e.outcome()), Some(Outcome::SecretInQuery));
+        // In a body it is no leak: it is checked, and refused, as the token it is not.
+        assert!(fields("", "api_token=kw_abc").token().is_ok());
+        let unknown = fields("api_token=something-else", "").token();
+        assert_eq!(
+            unknown.ok().map(|t| t.expose().to_owned()),
+            Some("something-else".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_broken_query_string_reads_as_what_it_can() {
+        let f = fields("a=%ff%fe&&=x&b", "");
+        assert!(f.get("a").is_some());
+        assert_eq!(f.get("b"), Some(""));
+    }
+}

@@ -1,0 +1,497 @@
+//! API users, their keys and IP rules.
+
+use super::admin::insert_audit;
+use super::{PgStore, from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
+use crate::domain::admin::AuditEntry;
+use crate::domain::api_user::{
+    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey, Status,
+};
+use crate::domain::ids::{ApiKeyId, ApiUserId};
+use crate::domain::ip_rule::IpRule;
+use crate::domain::scope::Scopes;
+use crate::domain::secret::SecretHash;
+use crate::store::{ApiUserStore, Result, RetireOld, StoreError};
+use async_trait::async_trait;
+use sqlx::{FromRow, PgConnection};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+pub(super) struct UserRow {
+    pub(super) id: i64,
+    username: String,
+    description: String,
+    environment: String,
+    status: String,
+    scopes: String,
+    rate_limit_per_minute: i64,
+    management: bool,
+    created_at: i64,
+    updated_at: i64,
+    last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
+}
+
+#[derive(FromRow)]
+pub(super) struct KeyRow {
+    id: i64,
+    api_user_id: i64,
+    key_hash: Vec<u8>,
+    hint: String,
+    imported: bool,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    revoked_reason: Option<String>,
+}
+
+pub(super) const USER_COLUMNS: &str = "id, username, description, environment, status, scopes, rate_limit_per_minute, \
+     management, created_at, updated_at, last_used_at, last_used_ip";
+pub(super) const KEY_COLUMNS: &str =
+    "id, api_user_id, key_hash, hint, imported, created_at, expires_at, revoked_at, revoked_reason";
+
+fn rate_limit(value: i64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+impl UserRow {
+    fn into_user(self, ips: Vec<IpRule>, keys: Vec<KeyInfo>) -> Result<ApiUser> {
+        Ok(ApiUser {
+            id: ApiUserId(self.id),
+            environment: parse_col(&self.environment, "environment")?,
+            status: parse_col(&self.status, "status")?,
+            scopes: Scopes::parse([&self.scopes])
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
+            management: self.management,
+            created_at: from_ts(self.created_at),
+            updated_at: from_ts(self.updated_at),
+            last_used_at: from_ts_opt(self.last_used_at),
+            last_used_ip: self.last_used_ip,
+            username: self.username,
+            description: self.description,
+            ips,
+            keys,
+        })
+    }
+
+    pub(super) fn into_auth(self, ips: Vec<IpRule>) -> Result<AuthUser> {
+        Ok(AuthUser {
+            id: ApiUserId(self.id),
+            status: parse_col(&self.status, "status")?,
+            scopes: Scopes::parse([&self.scopes])
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
+            username: self.username.into(),
+            ips,
+        })
+    }
+}
+
+impl KeyRow {
+    fn info(&self) -> KeyInfo {
+        KeyInfo {
+            id: ApiKeyId(self.id),
+            hint: self.hint.clone(),
+            created_at: from_ts(self.created_at),
+            expires_at: from_ts_opt(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+            revoked_reason: self.revoked_reason.clone(),
+            imported: self.imported,
+        }
+    }
+
+    pub(super) fn into_auth(self) -> Result<AuthKey> {
+        Ok(AuthKey {
+            id: ApiKeyId(self.id),
+            api_user_id: ApiUserId(self.api_user_id),
+            hash: SecretHash::from_slice(&self.key_hash)
+                .ok_or_else(|| StoreError::Corrupt("key_hash".into()))?,
+            hint: self.hint.into(),
+            expires_at: from_ts_opt(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+        })
+    }
+}
+
+fn parse_rule(rule: &str) -> Result<IpRule> {
+    IpRule::parse(rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))
+}
+
+pub(super) async fn ip_rules(conn: &mut PgConnection, id: i64) -> Result<Vec<IpRule>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT rule FROM api_ip_rules WHERE api_user_id = $1 ORDER BY created_at, rule",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(|(rule,)| parse_rule(&rule)).collect()
+}
+
+async fn insert_key(
+    conn: &mut PgConnection,
+    user: i64,
+    key: &NewKey,
+    now: OffsetDateTime,
+) -> Result<ApiKeyId> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO api_keys (api_user_id, key_hash, hint, imported, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user)
+    .bind(key.hash.as_bytes())
+    .bind(&key.hint)
+    .bind(key.imported)
+    .bind(ts(now))
+    .bind(ts_opt(key.expires_at))
+    .fetch_one(conn)
+    .await
+    .map_err(|e| unique_violation(e, "key", "this key is already in use; generate a new one"))?;
+    Ok(ApiKeyId(id))
+}
+
+/// Adds the rules in one statement; those already on the list are left as they are.
+async fn insert_rules(
+    conn: &mut PgConnection,
+    user: i64,
+    rules: &[IpRule],
+    now: OffsetDateTime,
+) -> Result<u64> {
+    if rules.is_empty() {
+        return Ok(0);
+    }
+    let rules: Vec<String> = rules.iter().map(ToString::to_string).collect();
+    Ok(sqlx::query(
+        "INSERT INTO api_ip_rules (api_user_id, rule, created_at) \
+         SELECT $1, rule, $3 FROM unnest($2::text[]) AS r (rule) \
+         ON CONFLICT (api_user_id, rule) DO NOTHING",
+    )
+    .bind(user)
+    .bind(rules)
+    .bind(ts(now))
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+async fn revoke_all_sessions(
+    conn: &mut PgConnection,
+    user: i64,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE api_sessions SET revoked_at = $1 WHERE api_user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(ts(now))
+    .bind(user)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Marks the user changed and locks its row for the rest of the transaction.
+async fn touch_user(conn: &mut PgConnection, id: ApiUserId, now: OffsetDateTime) -> Result<()> {
+    let found = sqlx::query("UPDATE api_users SET updated_at = $1 WHERE id = $2")
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    if found == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+impl PgStore {
+    async fn load_user(&self, row: UserRow) -> Result<ApiUser> {
+        let mut conn = self.pool.acquire().await?;
+        let ips = ip_rules(&mut conn, row.id).await?;
+        let keys: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE api_user_id = $1 ORDER BY id DESC"
+        )))
+        .bind(row.id)
+        .fetch_all(&mut *conn)
+        .await?;
+        row.into_user(ips, keys.iter().map(KeyRow::info).collect())
+    }
+}
+
+#[async_trait]
+impl ApiUserStore for PgStore {
+    async fn create_api_user(
+        &self,
+        user: &NewApiUser,
+        key: &NewKey,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<ApiUserId> {
+        let mut tx = self.begin_credentials().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_users (username, description, environment, status, scopes, rate_limit_per_minute, \
+             management, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+        )
+        .bind(user.username.as_str())
+        .bind(&user.description)
+        .bind(user.environment.as_str())
+        .bind(user.status.as_str())
+        .bind(user.scopes.to_db())
+        .bind(i64::from(user.rate_limit_per_minute))
+        .bind(user.management)
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "username", "an API user with this username already exists"))?;
+        insert_key(&mut tx, id, key, now).await?;
+        insert_rules(&mut tx, id, &user.ips, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await?;
+        Ok(ApiUserId(id))
+    }
+
+    async fn api_user(&self, username: &str) -> Result<Option<ApiUser>> {
+        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM api_users WHERE username = $1"
+        )))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.load_user(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_api_users(
+        &self,
+        search: Option<&str>,
+        stats_since: OffsetDateTime,
+    ) -> Result<Vec<ApiUserSummary>> {
+        // ILIKE: SQLite's LIKE ignores the case of ASCII letters, and the search should too.
+        let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM api_users \
+             WHERE $1::text IS NULL OR username ILIKE $1 OR description ILIKE $1 ORDER BY username"
+        )))
+        .bind(pattern)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut rules: HashMap<i64, Vec<IpRule>> = HashMap::new();
+        for (user, rule) in sqlx::query_as::<_, (i64, String)>(
+            "SELECT api_user_id, rule FROM api_ip_rules ORDER BY created_at, rule",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let rule = parse_rule(&rule)?;
+            rules.entry(user).or_default().push(rule);
+        }
+        let mut keys: HashMap<i64, Vec<KeyInfo>> = HashMap::new();
+        let key_rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id DESC"
+        )))
+        .fetch_all(&mut *conn)
+        .await?;
+        for key in key_rows {
+            keys.entry(key.api_user_id).or_default().push(key.info());
+        }
+        let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
+        for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT api_user_id, (sum(ok) + sum(refused))::bigint, sum(refused)::bigint \
+             FROM api_usage_hourly WHERE hour >= $1 GROUP BY api_user_id",
+        )
+        // Counted by hour: the window starts at the top of the hour it falls in.
+        .bind(ts(stats_since) - ts(stats_since).rem_euclid(3_600_000_000))
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            stats.insert(user, (calls, refused));
+        }
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id;
+                let (calls_24h, refused_24h) = stats.get(&id).copied().unwrap_or_default();
+                let user = row.into_user(
+                    rules.remove(&id).unwrap_or_default(),
+                    keys.remove(&id).unwrap_or_default(),
+                )?;
+                Ok(ApiUserSummary {
+                    user,
+                    calls_24h,
+                    refused_24h,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_api_user(
+        &self,
+        id: ApiUserId,
+        changes: &ApiUserChanges,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin_credentials().await?;
+        touch_user(&mut tx, id, now).await?;
+        sqlx::query(
+            "UPDATE api_users SET description = coalesce($1, description), environment = coalesce($2, environment), \
+             status = coalesce($3, status), scopes = coalesce($4, scopes), \
+             rate_limit_per_minute = coalesce($5, rate_limit_per_minute), management = coalesce($6, management) \
+             WHERE id = $7",
+        )
+        .bind(&changes.description)
+        .bind(changes.environment.map(|e| e.as_str()))
+        .bind(changes.status.map(|s| s.as_str()))
+        .bind(changes.scopes.map(|s| s.to_db()))
+        .bind(changes.rate_limit_per_minute.map(i64::from))
+        .bind(changes.management)
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(ips) = &changes.ips {
+            sqlx::query("DELETE FROM api_ip_rules WHERE api_user_id = $1")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            insert_rules(&mut tx, id.0, ips, now).await?;
+        }
+        // Disabling ends every session: enabling again must not bring them back.
+        if changes.status == Some(Status::Disabled) {
+            revoke_all_sessions(&mut tx, id.0, now).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await
+    }
+
+    async fn delete_api_user(&self, id: ApiUserId, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_credentials().await?;
+        let deleted = sqlx::query("DELETE FROM api_users WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await
+    }
+
+    async fn roll_key(
+        &self,
+        id: ApiUserId,
+        key: &NewKey,
+        retire: RetireOld,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyId> {
+        let mut tx = self.begin_credentials().await?;
+        touch_user(&mut tx, id, now).await?;
+        let live: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, expires_at FROM api_keys WHERE api_user_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC",
+        )
+        .bind(id.0)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (index, (key_id, expires_at)) in live.into_iter().enumerate() {
+            match retire {
+                // Only the current key gets a grace period, and never past its own expiry;
+                // a key already in its grace period stops now (at most two live keys).
+                RetireOld::At(until) if index == 0 => {
+                    let until = expires_at.map_or(ts(until), |own| own.min(ts(until)));
+                    sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+                        .bind(until)
+                        .bind(key_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {
+                    sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $1, revoked_reason = 'rolled' WHERE id = $2",
+                    )
+                    .bind(ts(now))
+                    .bind(key_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        // Sessions made with a key that stops now stop with it.
+        sqlx::query(
+            "UPDATE api_sessions SET revoked_at = $1 WHERE api_user_id = $2 AND revoked_at IS NULL \
+             AND api_key_id IN (SELECT id FROM api_keys WHERE api_user_id = $2 AND revoked_at = $1)",
+        )
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        let new_id = insert_key(&mut tx, id.0, key, now).await?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await?;
+        Ok(new_id)
+    }
+
+    async fn revoke_key(
+        &self,
+        key: ApiKeyId,
+        reason: &str,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin_credentials().await?;
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(reason)
+        .bind(key.0)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit_credentials(tx).await
+    }
+
+    async fn add_ip_rule(
+        &self,
+        id: ApiUserId,
+        rule: &IpRule,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_credentials().await?;
+        touch_user(&mut tx, id, now).await?;
+        let added = insert_rules(&mut tx, id.0, std::slice::from_ref(rule), now).await? > 0;
+        if added {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(added)
+    }
+
+    async fn remove_ip_rule(
+        &self,
+        id: ApiUserId,
+        rule: &IpRule,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_credentials().await?;
+        touch_user(&mut tx, id, now).await?;
+        let removed = sqlx::query("DELETE FROM api_ip_rules WHERE api_user_id = $1 AND rule = $2")
+            .bind(id.0)
+            .bind(rule.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if removed {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(removed)
+    }
+}

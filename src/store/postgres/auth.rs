@@ -1,0 +1,80 @@
+//! What the auth pipeline reads: credentials by id, hash or name, and the change log.
+
+use super::PgStore;
+use super::api_users::{KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow, ip_rules};
+use crate::domain::api_user::{AuthKey, AuthUser};
+use crate::domain::ids::{ApiKeyId, ApiUserId};
+use crate::domain::secret::SecretHash;
+use crate::store::{AuthStore, CredentialChanges, Result};
+use async_trait::async_trait;
+use std::sync::atomic::Ordering;
+
+#[async_trait]
+impl AuthStore for PgStore {
+    async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>> {
+        let mut conn = self.pool.acquire().await?;
+        let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM api_users WHERE id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let ips = ip_rules(&mut conn, row.id).await?;
+        Ok(Some(row.into_auth(ips)?))
+    }
+
+    async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM api_users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        match id {
+            Some(id) => self.auth_user(ApiUserId(id)).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>> {
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+        )))
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(KeyRow::into_auth).transpose()
+    }
+
+    async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>> {
+        let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(KeyRow::into_auth).transpose()
+    }
+
+    /// This process's own credential commits only, for now: changes made elsewhere (the CLI,
+    /// other nodes) reach the cache through its once-a-second sync of the change log. A
+    /// LISTEN/NOTIFY listener that moves the same counter will make them immediate.
+    fn change_marker(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
+    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {
+        // Writers of the log commit in the order of its numbers (`begin_credentials`), so
+        // nothing can appear later below the last number read here.
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seq, api_user_id FROM credential_changes WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let last_seq = rows.last().map_or(seq, |(last, _)| *last);
+        let mut users: Vec<ApiUserId> = rows.into_iter().map(|(_, user)| ApiUserId(user)).collect();
+        users.sort_unstable();
+        users.dedup();
+        Ok(CredentialChanges { last_seq, users })
+    }
+}

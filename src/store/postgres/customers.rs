@@ -1,0 +1,112 @@
+//! Customers.
+
+use super::{PgStore, from_ts, ts, unique_violation};
+use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, PageRequest};
+use crate::domain::ids::CustomerId;
+use crate::store::{CustomerStore, Result, StoreError};
+use async_trait::async_trait;
+use sqlx::{FromRow, PgConnection};
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+pub(super) struct CustomerRow {
+    id: i64,
+    name: String,
+    email: String,
+    phone: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CustomerRow> for Customer {
+    fn from(row: CustomerRow) -> Self {
+        Self {
+            id: CustomerId(row.id),
+            name: row.name,
+            email: row.email,
+            phone: row.phone,
+            created_at: from_ts(row.created_at),
+            updated_at: from_ts(row.updated_at),
+        }
+    }
+}
+
+const CUSTOMER_COLUMNS: &str = "id, name, email, phone, created_at, updated_at";
+
+/// Emails are unique whatever their case (an index on `lower(email)`).
+const EMAIL_TAKEN: &str = "a customer with this email already exists";
+
+pub(super) async fn customer_in(conn: &mut PgConnection, id: i64) -> Result<Customer> {
+    let row: CustomerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    Ok(row.into())
+}
+
+#[async_trait]
+impl CustomerStore for PgStore {
+    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
+        let rows: Vec<CustomerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(page.after.unwrap_or(0))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Customer::from).collect())
+    }
+
+    async fn customer(&self, id: CustomerId) -> Result<Option<Customer>> {
+        let mut conn = self.pool.acquire().await?;
+        match customer_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_customer(
+        &self,
+        customer: &CustomerInput,
+        now: OffsetDateTime,
+    ) -> Result<Customer> {
+        let row: CustomerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO customers (name, email, phone, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING {CUSTOMER_COLUMNS}"
+        )))
+        .bind(&customer.name)
+        .bind(&customer.email)
+        .bind(&customer.phone)
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "email", EMAIL_TAKEN))?;
+        Ok(row.into())
+    }
+
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        now: OffsetDateTime,
+    ) -> Result<Customer> {
+        let row: Option<CustomerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE customers SET name = coalesce($1, name), email = coalesce($2, email), \
+             phone = CASE WHEN $3 THEN $4 ELSE phone END, updated_at = $5 WHERE id = $6 \
+             RETURNING {CUSTOMER_COLUMNS}"
+        )))
+        .bind(&patch.name)
+        .bind(&patch.email)
+        .bind(patch.phone.is_some())
+        .bind(patch.phone.clone().flatten())
+        .bind(ts(now))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "email", EMAIL_TAKEN))?;
+        Ok(row.ok_or(StoreError::NotFound)?.into())
+    }
+}

@@ -1,0 +1,225 @@
+//! The API history, its console aggregates, and its retention.
+
+use super::{PgStore, from_ts, ts};
+use crate::domain::history::{
+    HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
+};
+use crate::domain::ids::{ApiUserId, SessionId};
+use crate::store::{HistoryStore, Result};
+use async_trait::async_trait;
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+struct HistoryRow {
+    id: i64,
+    api_user_id: Option<i64>,
+    username: Option<String>,
+    key_hint: Option<String>,
+    session_id: Option<i64>,
+    call: String,
+    ip: String,
+    status: i32,
+    outcome: String,
+    date_added: i64,
+    date_modified: i64,
+    request_id: String,
+}
+
+impl From<HistoryRow> for HistoryRecord {
+    fn from(row: HistoryRow) -> Self {
+        Self {
+            id: row.id,
+            api_user_id: row.api_user_id.map(ApiUserId),
+            username: row.username,
+            key_hint: row.key_hint,
+            session_id: row.session_id.map(SessionId),
+            call: row.call,
+            ip: row.ip,
+            status: u16::try_from(row.status).unwrap_or(0),
+            outcome: row.outcome,
+            date_added: from_ts(row.date_added),
+            date_modified: from_ts(row.date_modified),
+            duration_ms: (row.date_modified - row.date_added) as f64 / 1000.0,
+            request_id: row.request_id,
+        }
+    }
+}
+
+#[async_trait]
+impl HistoryStore for PgStore {
+    async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // The whole batch in one statement, a column per array: one round trip and one
+        // implicit transaction whatever its size, and one run of the aggregates' trigger.
+        sqlx::query(
+            "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
+             date_added, date_modified, request_id) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                                  $7::integer[], $8::text[], $9::bigint[], $10::bigint[], $11::text[])",
+        )
+        .bind(rows.iter().map(|e| e.api_user_id.map(|id| id.0)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.username.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.key_hint.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.session_id.map(|id| id.0)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.call.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.ip.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| i32::from(e.status)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| ts(e.date_added)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| ts(e.date_modified)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {
+        let mut select = QueryBuilder::<Postgres>::new(
+            "SELECT id, api_user_id, username, key_hint, session_id, call, ip, status, outcome, date_added, \
+             date_modified, request_id FROM api_history WHERE true",
+        );
+        if let Some(user) = query.api_user_id {
+            select.push(" AND api_user_id = ").push_bind(user.0);
+        }
+        match query.outcome {
+            Some(OutcomeFilter::Ok) => {
+                select.push(" AND outcome = 'ok'");
+            }
+            Some(OutcomeFilter::Refused) => {
+                select.push(" AND outcome <> 'ok'");
+            }
+            Some(OutcomeFilter::Only(outcome)) => {
+                select.push(" AND outcome = ").push_bind(outcome.as_str());
+            }
+            None => {}
+        }
+        if let Some(ip) = &query.ip {
+            select.push(" AND ip = ").push_bind(ip.clone());
+        }
+        if let Some(username) = &query.username {
+            select.push(" AND username = ").push_bind(username.clone());
+        }
+        if let Some(request_id) = &query.request_id {
+            select
+                .push(" AND request_id = ")
+                .push_bind(request_id.clone());
+            if let Some(at) = request_time(request_id) {
+                let window = time::Duration::minutes(1);
+                select
+                    .push(" AND date_added BETWEEN ")
+                    .push_bind(ts(at - window));
+                select.push(" AND ").push_bind(ts(at + window));
+            }
+        }
+        // Dates become id bounds, found on the date index, so the page is still read newest
+        // first along the user's index instead of sorting a whole date range. Ids follow
+        // dates to within a batch (and, with several nodes, to within their clocks' drift),
+        // hence the minute of slack; the exact test stays too.
+        let slack = time::Duration::minutes(1);
+        if let Some(from) = query.from {
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM api_history WHERE date_added >= $1 ORDER BY date_added LIMIT 1",
+            )
+            .bind(ts(from - slack))
+            .fetch_optional(&self.pool)
+            .await?;
+            select
+                .push(" AND id >= ")
+                .push_bind(first.unwrap_or(i64::MAX));
+            select.push(" AND date_added >= ").push_bind(ts(from));
+        }
+        if let Some(to) = query.to {
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM api_history WHERE date_added < $1 ORDER BY date_added DESC LIMIT 1",
+            )
+            .bind(ts(to + slack))
+            .fetch_optional(&self.pool)
+            .await?;
+            select.push(" AND id <= ").push_bind(last.unwrap_or(0));
+            select.push(" AND date_added < ").push_bind(ts(to));
+        }
+        if let Some(before) = query.before_id {
+            select.push(" AND id < ").push_bind(before);
+        }
+        select
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(query.limit.clamp(1, 10_000)));
+        let rows: Vec<HistoryRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(HistoryRecord::from).collect())
+    }
+
+    async fn usage_hourly(&self, id: ApiUserId, since: OffsetDateTime) -> Result<Vec<UsageHour>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT hour, ok, refused FROM api_usage_hourly WHERE api_user_id = $1 AND hour >= $2 ORDER BY hour",
+        )
+        .bind(id.0)
+        .bind(ts(since) - ts(since).rem_euclid(3_600_000_000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, ok, refused)| UsageHour {
+                hour: from_ts(hour),
+                ok,
+                refused,
+            })
+            .collect())
+    }
+
+    async fn refused_ips(
+        &self,
+        id: ApiUserId,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<RefusedIp>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT ip, calls, first_at, last_at FROM api_refused_ips WHERE api_user_id = $1 AND last_at >= $2 \
+             ORDER BY calls DESC, last_at DESC LIMIT $3",
+        )
+        .bind(id.0)
+        .bind(ts(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(ip, calls, first_at, last_at)| RefusedIp {
+                ip,
+                calls,
+                first_at: from_ts(first_at),
+                last_at: from_ts(last_at),
+            })
+            .collect())
+    }
+
+    async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64> {
+        // In slices, so no statement holds its locks or its snapshot for long.
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM api_history WHERE id IN \
+                 (SELECT id FROM api_history WHERE date_added < $1 ORDER BY date_added LIMIT 10000)",
+            )
+            .bind(ts(older_than))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += deleted;
+            if deleted == 0 {
+                // The aggregates follow the rows they count.
+                sqlx::query("DELETE FROM api_usage_hourly WHERE hour < $1")
+                    .bind(ts(older_than))
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query("DELETE FROM api_refused_ips WHERE last_at < $1")
+                    .bind(ts(older_than))
+                    .execute(&self.pool)
+                    .await?;
+                return Ok(total);
+            }
+        }
+    }
+}

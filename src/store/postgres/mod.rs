@@ -1,0 +1,112 @@
+//! PostgreSQL, for one node or several sharing one database.
+//!
+//! One pool serves reads and writes; PostgreSQL orders concurrent writers itself. Where the
+//! SQLite backend relies on its single writer, this one says what it needs: row locks taken in
+//! id order where stock moves, an upsert for idempotency claims, and an advisory lock that
+//! orders the credential change log (see `begin_credentials`).
+
+mod admin;
+mod api_users;
+mod auth;
+mod customers;
+mod history;
+mod idempotency;
+mod orders;
+mod products;
+mod sessions;
+
+use super::{ConnectOptions, Result, Store, StoreError};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub(crate) use super::columns::{from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
+
+/// Connections a server holds by default. A handful per core keeps PostgreSQL busy without
+/// queueing inside it, and leaves room under its default `max_connections` (100) for
+/// several nodes and the command line.
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+pub struct PgStore {
+    pool: PgPool,
+    /// Moved by this process's own credential commits. The auth cache syncs when it moves,
+    /// and once a second regardless, which is how changes made by other processes (the CLI,
+    /// other nodes) arrive for now; a LISTEN/NOTIFY listener can move it as well.
+    changes: AtomicU64,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl PgStore {
+    /// Connects to an existing database and brings its schema up to date. Migrations hold
+    /// PostgreSQL's advisory lock, so nodes starting together apply each one once.
+    pub async fn open(url: &str, options: &ConnectOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
+            .application_name("keyward");
+        let pool = PgPoolOptions::new()
+            .max_connections(
+                options
+                    .max_connections
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                    .max(1),
+            )
+            // A request waits this long for a connection before it is answered 503.
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(600))
+            .max_lifetime(Duration::from_secs(1800))
+            .connect_with(connect)
+            .await
+            .map_err(|e| open_error(url, &e))?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            pool,
+            changes: AtomicU64::new(0),
+        })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Begins a transaction that changes credentials. It takes the change log's lock before
+    /// anything else, so such transactions commit one at a time and in the order of their
+    /// change-log numbers, and never wait for one another's row locks while holding it.
+    async fn begin_credentials(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT keyward_lock_credentials()")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// Commits a transaction that changed credentials, then moves this process's marker.
+    async fn commit_credentials(&self, tx: Transaction<'static, Postgres>) -> Result<()> {
+        tx.commit().await?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Names the database without the password the URL may carry.
+fn open_error(url: &str, error: &sqlx::Error) -> StoreError {
+    StoreError::Config(format!(
+        "cannot open the PostgreSQL database `{}`: {error}",
+        crate::config::redact_url(url)
+    ))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

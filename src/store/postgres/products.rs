@@ -1,0 +1,181 @@
+//! Products and their stock.
+
+use super::{PgStore, from_ts, parse_col, ts, unique_violation};
+use crate::domain::catalog::{
+    NewProduct, PageRequest, Product, ProductFilter, ProductPatch, ProductStatus, StockItem,
+};
+use crate::domain::ids::ProductId;
+use crate::domain::money::Money;
+use crate::domain::validation::Errors;
+use crate::store::{ProductStore, Result, StoreError};
+use async_trait::async_trait;
+use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+pub(super) struct ProductRow {
+    id: i64,
+    sku: String,
+    name: String,
+    description: String,
+    price: i64,
+    quantity: i64,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(super) const PRODUCT_COLUMNS: &str =
+    "id, sku, name, description, price, quantity, status, created_at, updated_at";
+
+/// The columns again, for statements that join products with something else.
+const PRODUCT_COLUMNS_OF_P: &str = "p.id, p.sku, p.name, p.description, p.price, p.quantity, \
+     p.status, p.created_at, p.updated_at";
+
+pub(super) fn money(cents: i64) -> Result<Money> {
+    Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
+}
+
+impl ProductRow {
+    pub(super) fn into_product(self) -> Result<Product> {
+        Ok(Product {
+            id: ProductId(self.id),
+            price: money(self.price)?,
+            status: parse_col(&self.status, "status")?,
+            created_at: from_ts(self.created_at),
+            updated_at: from_ts(self.updated_at),
+            sku: self.sku,
+            name: self.name,
+            description: self.description,
+            quantity: self.quantity,
+        })
+    }
+}
+
+pub(super) async fn product_in(conn: &mut PgConnection, id: i64) -> Result<Product> {
+    let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    row.into_product()
+}
+
+#[async_trait]
+impl ProductStore for PgStore {
+    async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>> {
+        let mut select = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "
+        ));
+        select.push_bind(page.after.unwrap_or(0));
+        if let Some(sku) = &filter.sku {
+            select.push(" AND sku = ").push_bind(sku.clone());
+        }
+        if let Some(status) = filter.status {
+            select.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(since) = filter.updated_since {
+            select.push(" AND updated_at >= ").push_bind(ts(since));
+        }
+        select
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit));
+        let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(ProductRow::into_product).collect()
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>> {
+        let mut conn = self.pool.acquire().await?;
+        match product_in(&mut conn, id.0).await {
+            Err(StoreError::NotFound) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product> {
+        let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO products (sku, name, description, price, quantity, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {PRODUCT_COLUMNS}"
+        )))
+        .bind(&product.sku)
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price.cents())
+        .bind(product.quantity)
+        .bind(product.status.as_str())
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?;
+        row.into_product()
+    }
+
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        now: OffsetDateTime,
+    ) -> Result<Product> {
+        let row: Option<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE products SET sku = coalesce($1, sku), name = coalesce($2, name), \
+             description = coalesce($3, description), price = coalesce($4, price), \
+             quantity = coalesce($5, quantity), status = coalesce($6, status), updated_at = $7 \
+             WHERE id = $8 RETURNING {PRODUCT_COLUMNS}"
+        )))
+        .bind(&patch.sku)
+        .bind(&patch.name)
+        .bind(&patch.description)
+        .bind(patch.price.map(Money::cents))
+        .bind(patch.quantity)
+        .bind(patch.status.map(ProductStatus::as_str))
+        .bind(ts(now))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?;
+        row.ok_or(StoreError::NotFound)?.into_product()
+    }
+
+    async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
+        // One statement for the whole list. The inner query locks the products in id order,
+        // as orders do, so a bulk update and an order never wait for each other in a circle.
+        let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+        let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
+        let mut tx = self.begin().await?;
+        let updated: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE products p SET quantity = item.quantity, updated_at = $3 \
+             FROM (SELECT t.id, i.quantity FROM products t \
+                   JOIN unnest($1::text[], $2::bigint[]) AS i (sku, quantity) ON t.sku = i.sku \
+                   ORDER BY t.id FOR NO KEY UPDATE OF t) AS item \
+             WHERE p.id = item.id RETURNING {PRODUCT_COLUMNS_OF_P}"
+        )))
+        .bind(skus)
+        .bind(quantities)
+        .bind(ts(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(updated.len());
+        for row in updated {
+            let product = row.into_product()?;
+            by_sku.insert(product.sku.clone(), product);
+        }
+        let mut errors = Errors::new();
+        let mut products = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match by_sku.remove(&item.sku) {
+                Some(product) => products.push(product),
+                None => errors.add(
+                    format!("items[{i}].sku"),
+                    format!("no product has the SKU `{}`", item.sku),
+                ),
+            }
+        }
+        // Dropping the transaction rolls every change back: all or nothing.
+        errors.finish().map_err(StoreError::Invalid)?;
+        tx.commit().await?;
+        Ok(products)
+    }
+}

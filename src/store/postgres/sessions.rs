@@ -1,0 +1,204 @@
+//! Sessions, their last use, and the hourly purge of what can never be used again.
+
+use super::admin::insert_audit;
+use super::{PgStore, from_ts, from_ts_opt, ts, ts_opt};
+use crate::domain::admin::AuditEntry;
+use crate::domain::api_user::{NewSession, SessionRecord};
+use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
+use crate::domain::secret::SecretHash;
+use crate::store::{Result, SessionStore, StoreError, Usage};
+use async_trait::async_trait;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+#[derive(FromRow)]
+struct SessionRow {
+    id: i64,
+    api_user_id: i64,
+    api_key_id: i64,
+    token_hash: Vec<u8>,
+    ip: String,
+    created_at: i64,
+    last_seen_at: i64,
+    idle_timeout_s: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+const SESSION_COLUMNS: &str = "id, api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+     idle_timeout_s, expires_at, revoked_at";
+
+impl SessionRow {
+    fn into_record(self) -> Result<SessionRecord> {
+        Ok(SessionRecord {
+            id: SessionId(self.id),
+            api_user_id: ApiUserId(self.api_user_id),
+            api_key_id: ApiKeyId(self.api_key_id),
+            token_hash: SecretHash::from_slice(&self.token_hash)
+                .ok_or_else(|| StoreError::Corrupt("token_hash".into()))?,
+            ip: self.ip,
+            created_at: from_ts(self.created_at),
+            last_seen_at: from_ts(self.last_seen_at),
+            idle_timeout_s: self.idle_timeout_s,
+            expires_at: from_ts(self.expires_at),
+            revoked_at: from_ts_opt(self.revoked_at),
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create_session(&self, session: &NewSession) -> Result<SessionId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+             idle_timeout_s, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id",
+        )
+        .bind(session.api_user_id.0)
+        .bind(session.api_key_id.0)
+        .bind(session.token_hash.as_bytes())
+        .bind(session.ip.to_string())
+        .bind(ts(session.created_at))
+        .bind(session.idle_timeout_s)
+        .bind(ts(session.expires_at))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SessionId(id))
+    }
+
+    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
+        let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE token_hash = $1"
+        )))
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(SessionRow::into_record).transpose()
+    }
+
+    async fn sessions(
+        &self,
+        id: ApiUserId,
+        active_at: Option<OffsetDateTime>,
+    ) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE api_user_id = $1 \
+             AND ($2::bigint IS NULL OR (revoked_at IS NULL AND expires_at > $2 \
+                  AND last_seen_at + idle_timeout_s * 1000000 > $2 \
+                  AND api_key_id IN (SELECT id FROM api_keys WHERE revoked_at IS NULL \
+                                     AND (expires_at IS NULL OR expires_at > $2)))) \
+             ORDER BY id DESC"
+        )))
+        .bind(id.0)
+        .bind(ts_opt(active_at))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(SessionRow::into_record).collect()
+    }
+
+    async fn revoke_sessions(
+        &self,
+        id: ApiUserId,
+        only: Option<SessionId>,
+        now: OffsetDateTime,
+        audit: Option<&AuditEntry>,
+    ) -> Result<u64> {
+        let mut tx = self.begin_credentials().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_sessions SET revoked_at = $1 WHERE api_user_id = $2 \
+             AND ($3::bigint IS NULL OR id = $3) AND revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(ts(now))
+        .bind(id.0)
+        .bind(only.map(|s| s.0))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if let Some(audit) = audit {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit_credentials(tx).await?;
+        Ok(revoked)
+    }
+
+    async fn count_active_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM api_sessions s JOIN api_keys k ON k.id = s.api_key_id \
+             WHERE s.revoked_at IS NULL AND s.expires_at > $1 \
+             AND s.last_seen_at + s.idle_timeout_s * 1000000 > $1 \
+             AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1)",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn record_usage(&self, usage: &Usage) -> Result<()> {
+        if usage.users.is_empty() && usage.sessions.is_empty() {
+            return Ok(());
+        }
+        // Two statements whatever the numbers; rows in id order, so two nodes writing at once
+        // lock them in the same order.
+        let mut users: Vec<_> = usage.users.iter().collect();
+        users.sort_unstable_by_key(|(id, _, _)| *id);
+        let mut sessions: Vec<_> = usage.sessions.iter().collect();
+        sessions.sort_unstable_by_key(|(id, _)| *id);
+        let mut tx = self.begin().await?;
+        if !users.is_empty() {
+            sqlx::query(
+                "UPDATE api_users u SET last_used_at = v.at, last_used_ip = v.ip \
+                 FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS v (id, at, ip) \
+                       ORDER BY id) AS v \
+                 WHERE u.id = v.id AND (u.last_used_at IS NULL OR u.last_used_at < v.at)",
+            )
+            .bind(users.iter().map(|(id, _, _)| id.0).collect::<Vec<_>>())
+            .bind(users.iter().map(|(_, at, _)| ts(*at)).collect::<Vec<_>>())
+            .bind(users.iter().map(|(_, _, ip)| ip.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !sessions.is_empty() {
+            sqlx::query(
+                "UPDATE api_sessions s SET last_seen_at = greatest(s.last_seen_at, v.at) \
+                 FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v (id, at) ORDER BY id) AS v \
+                 WHERE s.id = v.id",
+            )
+            .bind(sessions.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+            .bind(sessions.iter().map(|(_, at)| ts(*at)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<()> {
+        let day_ago = ts(now - time::Duration::days(1));
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "DELETE FROM api_sessions WHERE expires_at < $1 OR revoked_at < $1 \
+             OR last_seen_at + idle_timeout_s * 1000000 < $1",
+        )
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at < $1 OR revoked_at < $1")
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
+        // Keep the last change, as SQLite must, so both backends keep the same log.
+        sqlx::query(
+            "DELETE FROM credential_changes WHERE changed_at < $1 \
+             AND seq < (SELECT max(seq) FROM credential_changes)",
+        )
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,868 @@
+//! One story through every store method, below the HTTP layer, on whichever backend the suite
+//! runs against (SQLite, or PostgreSQL with `KEYWARD_TEST_POSTGRES_URL`): what the backends
+//! must agree on, including what the HTTP tests cannot see.
+
+use crate::helpers::test_database;
+use keyward::domain::admin::{AuditEntry, NewAdminSession, Role};
+use keyward::domain::api_user::{
+    ApiUserChanges, Environment, NewApiUser, NewKey, NewSession, Status,
+};
+use keyward::domain::catalog::{
+    CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, OrderFilter, PageRequest,
+    ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
+};
+use keyward::domain::history::{HistoryEntry, HistoryQuery, Outcome, OutcomeFilter};
+use keyward::domain::ids::{ApiUserId, CustomerId};
+use keyward::domain::ip_rule::IpRule;
+use keyward::domain::money::Money;
+use keyward::domain::scope::Scopes;
+use keyward::domain::secret::SecretHash;
+use keyward::domain::username::Username;
+use keyward::store::{Db, IdempotencyClaim, RetireOld, StoreError, StoredResponse, Usage};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2026-03-02 10:15:00.123456 UTC);
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        at: NOW,
+        actor: "story".to_owned(),
+        actor_ip: Some("127.0.0.1".to_owned()),
+        action: action.to_owned(),
+        target: "story".to_owned(),
+        details: serde_json::json!({"step": action}),
+    }
+}
+
+fn key(secret: &str, expires_at: Option<OffsetDateTime>) -> NewKey {
+    NewKey {
+        hash: SecretHash::of(secret),
+        hint: format!("kw_…{}", &secret[secret.len() - 4..]),
+        imported: false,
+        expires_at,
+    }
+}
+
+fn rule(text: &str) -> IpRule {
+    IpRule::parse(text).expect("rule")
+}
+
+fn call(user: Option<ApiUserId>, outcome: Outcome, ip: &str, at: OffsetDateTime) -> HistoryEntry {
+    HistoryEntry {
+        api_user_id: user,
+        username: Some("Inventory-Sync".into()),
+        key_hint: Some("kw_…abcd".into()),
+        session_id: None,
+        call: "GET /api/v1/me".to_owned(),
+        ip: ip.to_owned(),
+        status: if outcome == Outcome::Ok { 200 } else { 403 },
+        outcome,
+        date_added: at,
+        date_modified: at + time::Duration::milliseconds(2),
+        request_id: format!("req-{}", at.unix_timestamp_nanos()),
+    }
+}
+
+#[tokio::test]
+async fn every_store_method_keeps_the_same_story_on_this_backend() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, _database) = test_database(dir.path()).await;
+    let db = keyward::store::connect(&url, &Default::default())
+        .await
+        .expect("connect");
+    db.ping().await.expect("ping");
+
+    admins(&db).await;
+    let user = api_users(&db).await;
+    sessions(&db, user).await;
+    history(&db, user).await;
+    catalog(&db).await;
+    idempotency(&db, user).await;
+
+    db.delete_api_user(user, &audit("delete"))
+        .await
+        .expect("delete");
+    assert!(db.api_user("Inventory-Sync").await.expect("read").is_none());
+    assert!(matches!(
+        db.delete_api_user(user, &audit("delete")).await,
+        Err(StoreError::NotFound)
+    ));
+    db.close().await;
+}
+
+async fn admins(db: &Db) {
+    assert_eq!(db.admin_count().await.expect("count"), 0);
+    let root = db
+        .create_admin(
+            "root",
+            "$argon2id$hash",
+            Role::Administrator,
+            NOW,
+            &audit("admin"),
+        )
+        .await
+        .expect("create admin");
+    assert!(matches!(
+        db.create_admin("root", "x", Role::Viewer, NOW, &audit("admin"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    db.set_admin_password(root, "$argon2id$new", &audit("passwd"))
+        .await
+        .expect("passwd");
+    let (admin, hash) = db
+        .admin_credentials("root")
+        .await
+        .expect("read")
+        .expect("admin");
+    assert_eq!((admin.id, hash.as_str()), (root, "$argon2id$new"));
+    assert_eq!(admin.created_at, NOW);
+
+    let token = SecretHash::of("kwt_console-session");
+    let session = db
+        .create_admin_session(&NewAdminSession {
+            admin_user_id: root,
+            token_hash: token,
+            ip: "127.0.0.1".to_owned(),
+            created_at: NOW,
+            expires_at: NOW + time::Duration::hours(12),
+        })
+        .await
+        .expect("session");
+    let later = NOW + time::Duration::minutes(5);
+    db.touch_admin_session(session, later).await.expect("touch");
+    let open = db
+        .admin_session(&token, later)
+        .await
+        .expect("read")
+        .expect("open");
+    assert_eq!((open.id, open.last_seen_at), (session, later));
+    // The last enabled administrator stays one, and keeps its session.
+    assert!(matches!(
+        db.update_admin(root, Some(Role::Viewer), None, &audit("demote"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        db.admin_session(&token, later)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    db.create_admin(
+        "owner",
+        "$argon2id$hash",
+        Role::Administrator,
+        NOW,
+        &audit("admin"),
+    )
+    .await
+    .expect("create second admin");
+    let owner = db
+        .admin_credentials("owner")
+        .await
+        .expect("read")
+        .expect("owner")
+        .0
+        .id;
+    // Disabling an admin signs it out.
+    db.update_admin(
+        root,
+        Some(Role::ApiManager),
+        Some(Status::Disabled),
+        &audit("disable admin"),
+    )
+    .await
+    .expect("update");
+    assert!(
+        db.admin_session(&token, later)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let listed = db.list_admins().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].username, "root");
+    assert_eq!(
+        (listed[1].role, listed[1].status),
+        (Role::ApiManager, Status::Disabled)
+    );
+    db.revoke_admin_session(session, later)
+        .await
+        .expect("revoke");
+    // A new password signs the admin out everywhere.
+    let owner_token = SecretHash::of("kwt_owner-session");
+    db.create_admin_session(&NewAdminSession {
+        admin_user_id: owner,
+        token_hash: owner_token,
+        ip: "127.0.0.1".to_owned(),
+        created_at: NOW,
+        expires_at: NOW + time::Duration::hours(12),
+    })
+    .await
+    .expect("owner session");
+    assert!(
+        db.admin_session(&owner_token, later)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    db.set_admin_password(owner, "$argon2id$other", &audit("passwd"))
+        .await
+        .expect("passwd");
+    assert!(
+        db.admin_session(&owner_token, later)
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    db.append_audit(&audit("extra")).await.expect("audit");
+    let newest = db.audit_log(None, 2).await.expect("audit log");
+    assert_eq!(newest.len(), 2);
+    assert_eq!(newest[0].action, "extra");
+    assert_eq!(newest[0].details["step"], "extra");
+    let older = db
+        .audit_log(Some(newest[1].id), 10)
+        .await
+        .expect("audit log");
+    assert_eq!(
+        older.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        ["disable admin", "admin", "passwd", "admin"]
+    );
+}
+
+async fn api_users(db: &Db) -> ApiUserId {
+    let start = db.credential_changes_since(0).await.expect("log").last_seq;
+    let marker = db.change_marker();
+    let user = db
+        .create_api_user(
+            &NewApiUser {
+                username: Username::parse("Inventory-Sync").expect("username"),
+                description: "Warehouse stock".to_owned(),
+                environment: Environment::Staging,
+                status: Status::Enabled,
+                scopes: Scopes::parse(["products:read"]).expect("scopes"),
+                rate_limit_per_minute: 600,
+                management: false,
+                ips: vec![rule("127.0.0.1"), rule("10.0.0.0/8"), rule("127.0.0.1")],
+            },
+            &key("kw_first-key-abcd", None),
+            NOW,
+            &audit("create"),
+        )
+        .await
+        .expect("create");
+    assert_ne!(
+        db.change_marker(),
+        marker,
+        "this process's own change moves the marker"
+    );
+    let changes = db.credential_changes_since(start).await.expect("log");
+    assert_eq!(changes.users, [user]);
+    assert!(changes.last_seq > start);
+    assert!(
+        db.credential_changes_since(changes.last_seq)
+            .await
+            .expect("log")
+            .users
+            .is_empty()
+    );
+
+    let duplicate = db
+        .create_api_user(
+            &NewApiUser {
+                username: Username::parse("Inventory-Sync").expect("username"),
+                description: String::new(),
+                environment: Environment::Production,
+                status: Status::Enabled,
+                scopes: Scopes::default(),
+                rate_limit_per_minute: 1,
+                management: false,
+                ips: Vec::new(),
+            },
+            &key("kw_other-key-efgh", None),
+            NOW,
+            &audit("create"),
+        )
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict { .. })));
+
+    let stored = db
+        .api_user("Inventory-Sync")
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored.ips.len(), 2, "a rule given twice is stored once");
+    assert_eq!(
+        (stored.environment, stored.created_at),
+        (Environment::Staging, NOW)
+    );
+    // The console's search ignores case, on both backends.
+    for (search, found) in [("inventory", 1), ("WAREHOUSE", 1), ("nothing", 0)] {
+        let listed = db
+            .list_api_users(Some(search), NOW - time::Duration::hours(24))
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), found, "{search}");
+    }
+
+    let auth = db
+        .auth_user_by_name("Inventory-Sync")
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(auth.id, user);
+    assert!(db.auth_user(user).await.expect("read").is_some());
+    let first = db
+        .auth_key(&SecretHash::of("kw_first-key-abcd"))
+        .await
+        .expect("read")
+        .expect("key");
+    assert_eq!(first.api_user_id, user);
+    assert!(db.auth_key_by_id(first.id).await.expect("read").is_some());
+
+    db.update_api_user(
+        user,
+        &ApiUserChanges {
+            status: Some(Status::Disabled),
+            ips: Some(vec![rule("192.0.2.0/24")]),
+            rate_limit_per_minute: Some(60),
+            ..ApiUserChanges::default()
+        },
+        NOW,
+        &audit("update"),
+    )
+    .await
+    .expect("update");
+    let auth = db.auth_user(user).await.expect("read").expect("user");
+    assert_eq!(
+        (auth.status, auth.rate_limit_per_minute, auth.ips.len()),
+        (Status::Disabled, 60, 1)
+    );
+    db.update_api_user(
+        user,
+        &ApiUserChanges {
+            status: Some(Status::Enabled),
+            ..ApiUserChanges::default()
+        },
+        NOW,
+        &audit("update"),
+    )
+    .await
+    .expect("enable");
+    assert!(matches!(
+        db.update_api_user(
+            ApiUserId(999_999),
+            &ApiUserChanges::default(),
+            NOW,
+            &audit("x")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let added = rule("127.0.0.1");
+    assert!(
+        db.add_ip_rule(user, &added, NOW, &audit("ip"))
+            .await
+            .expect("add")
+    );
+    assert!(
+        !db.add_ip_rule(user, &added, NOW, &audit("ip"))
+            .await
+            .expect("add")
+    );
+    assert!(
+        db.remove_ip_rule(user, &added, NOW, &audit("ip"))
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !db.remove_ip_rule(user, &added, NOW, &audit("ip"))
+            .await
+            .expect("remove")
+    );
+    db.add_ip_rule(user, &added, NOW, &audit("ip"))
+        .await
+        .expect("add");
+
+    // A roll with grace, then one without: at most two live keys, sessions end with theirs.
+    let grace = NOW + time::Duration::hours(1);
+    let second = db
+        .roll_key(
+            user,
+            &key("kw_second-key-ijkl", None),
+            RetireOld::At(grace),
+            NOW,
+            &audit("roll"),
+        )
+        .await
+        .expect("roll");
+    let stored = db
+        .api_user("Inventory-Sync")
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored.keys[0].id, second);
+    assert_eq!(stored.keys[1].expires_at, Some(grace));
+    db.revoke_key(first.id, "leaked", NOW, &audit("revoke"))
+        .await
+        .expect("revoke");
+    let revoked = db
+        .auth_key_by_id(first.id)
+        .await
+        .expect("read")
+        .expect("key");
+    assert_eq!(revoked.revoked_at, Some(NOW));
+    user
+}
+
+async fn sessions(db: &Db, user: ApiUserId) {
+    let key = db
+        .auth_key(&SecretHash::of("kw_second-key-ijkl"))
+        .await
+        .expect("read")
+        .expect("key");
+    let new_session = |token: &str| NewSession {
+        api_user_id: user,
+        api_key_id: key.id,
+        token_hash: SecretHash::of(token),
+        ip: "127.0.0.1".parse().expect("ip"),
+        created_at: NOW,
+        idle_timeout_s: 3600,
+        expires_at: NOW + time::Duration::hours(24),
+    };
+    let one = db
+        .create_session(&new_session("kwt_one"))
+        .await
+        .expect("one");
+    let two = db
+        .create_session(&new_session("kwt_two"))
+        .await
+        .expect("two");
+    let found = db
+        .session_by_hash(&SecretHash::of("kwt_one"))
+        .await
+        .expect("read")
+        .expect("session");
+    assert_eq!(
+        (found.id, found.expires_at),
+        (one, NOW + time::Duration::hours(24))
+    );
+    assert_eq!(db.sessions(user, Some(NOW)).await.expect("list").len(), 2);
+    assert_eq!(db.count_active_sessions(NOW).await.expect("count"), 2);
+
+    let later = NOW + time::Duration::minutes(30);
+    db.record_usage(&Usage {
+        users: vec![(user, later, "127.0.0.1".to_owned())],
+        sessions: vec![(one, later)],
+    })
+    .await
+    .expect("usage");
+    // An older use never overwrites a newer one.
+    db.record_usage(&Usage {
+        users: vec![(user, NOW, "192.0.2.1".to_owned())],
+        sessions: vec![(one, NOW)],
+    })
+    .await
+    .expect("usage");
+    let stored = db
+        .api_user("Inventory-Sync")
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(
+        (stored.last_used_at, stored.last_used_ip.as_deref()),
+        (Some(later), Some("127.0.0.1"))
+    );
+    // Idle for an hour after its last use, not after its creation.
+    let idle_check = NOW + time::Duration::minutes(75);
+    let active = db.sessions(user, Some(idle_check)).await.expect("list");
+    assert_eq!(active.iter().map(|s| s.id).collect::<Vec<_>>(), [one]);
+    let counted = db.count_active_sessions(idle_check).await.expect("count");
+    assert_eq!(counted, 1);
+
+    assert_eq!(
+        db.revoke_sessions(user, Some(two), NOW, None)
+            .await
+            .expect("revoke"),
+        1
+    );
+    assert_eq!(
+        db.revoke_sessions(user, Some(two), NOW, None)
+            .await
+            .expect("revoke"),
+        0
+    );
+    assert_eq!(
+        db.revoke_sessions(user, None, NOW, Some(&audit("revoke all")))
+            .await
+            .expect("revoke"),
+        1
+    );
+    assert!(db.sessions(user, Some(NOW)).await.expect("list").is_empty());
+    assert_eq!(db.sessions(user, None).await.expect("list").len(), 2);
+    assert_eq!(db.count_active_sessions(NOW).await.expect("count"), 0);
+
+    // A day after they ended, sessions are purged.
+    db.purge_expired(NOW + time::Duration::days(3))
+        .await
+        .expect("purge");
+    assert!(db.sessions(user, None).await.expect("list").is_empty());
+}
+
+async fn history(db: &Db, user: ApiUserId) {
+    let at = NOW;
+    db.insert_history(&[
+        call(Some(user), Outcome::Ok, "127.0.0.1", at),
+        call(Some(user), Outcome::IpNotAllowed, "192.0.2.7", at),
+        call(None, Outcome::UnknownUser, "198.51.100.1", at),
+    ])
+    .await
+    .expect("insert");
+    db.insert_history(&[call(
+        Some(user),
+        Outcome::IpNotAllowed,
+        "192.0.2.7",
+        at + time::Duration::minutes(1),
+    )])
+    .await
+    .expect("insert");
+    db.insert_history(&[]).await.expect("an empty batch");
+
+    let all = db
+        .history(&HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(all[3].date_added, at);
+    assert_eq!(all[3].duration_ms, 2.0);
+    let refused = db
+        .history(&HistoryQuery {
+            api_user_id: Some(user),
+            outcome: Some(OutcomeFilter::Refused),
+            ip: Some("192.0.2.7".to_owned()),
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(refused.len(), 2);
+    let page = db
+        .history(&HistoryQuery {
+            before_id: Some(all[1].id),
+            from: Some(at),
+            to: Some(at + time::Duration::seconds(1)),
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(page.len(), 2);
+    let by_request = db
+        .history(&HistoryQuery {
+            request_id: Some(all[0].request_id.clone()),
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(by_request.len(), 1);
+
+    // The console's aggregates, kept by the database on every insert.
+    let hours = db
+        .usage_hourly(user, at - time::Duration::hours(1))
+        .await
+        .expect("usage");
+    assert_eq!(hours.len(), 1);
+    assert_eq!(
+        (hours[0].hour, hours[0].ok, hours[0].refused),
+        (datetime!(2026-03-02 10:00 UTC), 1, 2)
+    );
+    let ips = db
+        .refused_ips(user, at - time::Duration::days(7), 5)
+        .await
+        .expect("refused");
+    assert_eq!(ips.len(), 1);
+    assert_eq!(
+        (
+            ips[0].ip.as_str(),
+            ips[0].calls,
+            ips[0].first_at,
+            ips[0].last_at
+        ),
+        ("192.0.2.7", 2, at, at + time::Duration::minutes(1))
+    );
+    let listed = db
+        .list_api_users(None, at - time::Duration::hours(24))
+        .await
+        .expect("list");
+    assert_eq!((listed[0].calls_24h, listed[0].refused_24h), (3, 2));
+
+    assert_eq!(
+        db.prune_history(at + time::Duration::seconds(30))
+            .await
+            .expect("prune"),
+        3
+    );
+    assert_eq!(
+        db.history(&HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history")
+        .len(),
+        1
+    );
+}
+
+async fn catalog(db: &Db) {
+    let lamp = db
+        .create_product(
+            &NewProduct {
+                sku: "LAMP".to_owned(),
+                name: "Desk lamp".to_owned(),
+                description: String::new(),
+                price: Money::from_cents(8990).expect("money"),
+                quantity: 5,
+                status: ProductStatus::Enabled,
+            },
+            NOW,
+        )
+        .await
+        .expect("product");
+    let duplicate = NewProduct {
+        sku: "LAMP".to_owned(),
+        name: "Another".to_owned(),
+        description: String::new(),
+        price: Money::ZERO,
+        quantity: 0,
+        status: ProductStatus::Enabled,
+    };
+    assert!(matches!(
+        db.create_product(&duplicate, NOW).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let patched = db
+        .update_product(
+            lamp.id,
+            &ProductPatch {
+                name: Some("Brass desk lamp".to_owned()),
+                ..ProductPatch::default()
+            },
+            NOW,
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        (patched.name.as_str(), patched.price.cents()),
+        ("Brass desk lamp", 8990)
+    );
+    let listed = db
+        .products(
+            &ProductFilter {
+                sku: Some("LAMP".to_owned()),
+                ..ProductFilter::default()
+            },
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("products");
+    assert_eq!(listed.len(), 1);
+
+    let unknown = db
+        .set_stock(
+            &[
+                StockItem {
+                    sku: "LAMP".to_owned(),
+                    quantity: 50,
+                },
+                StockItem {
+                    sku: "NOPE".to_owned(),
+                    quantity: 1,
+                },
+            ],
+            NOW,
+        )
+        .await;
+    assert!(matches!(unknown, Err(StoreError::Invalid(_))));
+    let lamp = db.product(lamp.id).await.expect("read").expect("lamp");
+    assert_eq!(lamp.quantity, 5, "all or nothing");
+    let set = db
+        .set_stock(
+            &[StockItem {
+                sku: "LAMP".to_owned(),
+                quantity: 3,
+            }],
+            NOW,
+        )
+        .await
+        .expect("stock");
+    assert_eq!(set[0].quantity, 3);
+
+    let ada = db
+        .create_customer(
+            &CustomerInput {
+                name: "Ada".to_owned(),
+                email: "ada@example.com".to_owned(),
+                phone: Some("+44 1".to_owned()),
+            },
+            NOW,
+        )
+        .await
+        .expect("customer");
+    let shouting = CustomerInput {
+        name: "Ada again".to_owned(),
+        email: "ADA@example.com".to_owned(),
+        phone: None,
+    };
+    assert!(
+        matches!(
+            db.create_customer(&shouting, NOW).await,
+            Err(StoreError::Conflict { .. })
+        ),
+        "emails are unique whatever their case"
+    );
+    let patched = db
+        .update_customer(
+            ada.id,
+            &CustomerPatch {
+                phone: Some(None),
+                ..CustomerPatch::default()
+            },
+            NOW,
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.phone, None);
+    assert_eq!(
+        db.customers(PageRequest {
+            after: None,
+            limit: 10
+        })
+        .await
+        .expect("customers")
+        .len(),
+        1
+    );
+    assert!(db.customer(CustomerId(999)).await.expect("read").is_none());
+
+    assert_eq!(db.order_statuses().await.expect("statuses").len(), 14);
+    let order = |quantity| NewOrder {
+        customer_id: ada.id,
+        currency: "USD".to_owned(),
+        lines: vec![(ProductRef::Sku("LAMP".to_owned()), quantity)],
+        comment: "story".to_owned(),
+    };
+    assert!(matches!(
+        db.create_order(&order(4), NOW).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let placed = db.create_order(&order(2), NOW).await.expect("order");
+    assert_eq!(placed.total.cents(), 2 * 8990);
+    assert_eq!(
+        db.product(lamp.id)
+            .await
+            .expect("read")
+            .expect("lamp")
+            .quantity,
+        1
+    );
+    // Status names match whatever their case; canceling gives the stock back.
+    let canceled = db
+        .add_order_history(
+            placed.id,
+            &NewOrderHistory {
+                status: StatusRef::Name("canceled".to_owned()),
+                comment: "changed their mind".to_owned(),
+                notify: true,
+            },
+            NOW,
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(canceled.status, "Canceled");
+    assert_eq!(canceled.history.as_ref().map(Vec::len), Some(2));
+    assert_eq!(
+        db.product(lamp.id)
+            .await
+            .expect("read")
+            .expect("lamp")
+            .quantity,
+        3
+    );
+    let found = db
+        .orders(
+            &OrderFilter {
+                customer_id: Some(ada.id),
+                ..OrderFilter::default()
+            },
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("orders");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].lines.len(), 1);
+    assert!(db.order(placed.id).await.expect("read").is_some());
+}
+
+async fn idempotency(db: &Db, user: ApiUserId) {
+    let claim = |fingerprint: &'static [u8], at| db.claim_idempotency(user, "k-1", fingerprint, at);
+    assert!(matches!(
+        claim(b"body", NOW).await,
+        Ok(IdempotencyClaim::Claimed)
+    ));
+    assert!(matches!(
+        claim(b"body", NOW).await,
+        Ok(IdempotencyClaim::InProgress)
+    ));
+    db.complete_idempotency(
+        user,
+        "k-1",
+        &StoredResponse {
+            status: 201,
+            content_type: Some("application/json".to_owned()),
+            location: Some("/api/v1/orders/1".to_owned()),
+            body: b"{}".to_vec(),
+        },
+    )
+    .await
+    .expect("complete");
+    db.release_idempotency(user, "k-1")
+        .await
+        .expect("a completed key stays");
+    match claim(b"body", NOW).await {
+        Ok(IdempotencyClaim::Replay(stored)) => {
+            assert_eq!((stored.status, stored.body.as_slice()), (201, &b"{}"[..]));
+        }
+        other => panic!("a replay, not {other:?}"),
+    }
+    assert!(matches!(
+        claim(b"other", NOW).await,
+        Ok(IdempotencyClaim::Mismatch)
+    ));
+    // Past its day the key may be used again.
+    let tomorrow = NOW + time::Duration::hours(25);
+    assert!(matches!(
+        claim(b"other", tomorrow).await,
+        Ok(IdempotencyClaim::Claimed)
+    ));
+    db.release_idempotency(user, "k-1").await.expect("release");
+    assert!(matches!(
+        claim(b"body", tomorrow).await,
+        Ok(IdempotencyClaim::Claimed)
+    ));
+}
