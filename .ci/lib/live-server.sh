@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables it sets are for the sourcing script
 # Sourced by the scripts that drive a live server (.ci/schemathesis, .ci/postman, .ci/examples).
 #   start_server [SERVE FLAGS...]   starts $BIN on a free loopback port, with a fresh SQLite
 #                                   database in a temp dir ($WORK); sets BASE, the server's URL
