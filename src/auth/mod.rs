@@ -8,6 +8,7 @@ mod headers;
 mod layer;
 mod limits;
 pub mod policy;
+mod session_writer;
 mod usage;
 
 pub use client_ip::{ClientIp, ForwardedHeader, TrustedProxies, resolve_client_ip};
@@ -32,6 +33,7 @@ use crate::store::{Db, StoreError};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use cache::{CachedSession, CredentialCache};
+use session_writer::SessionWriter;
 use std::net::IpAddr;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -152,6 +154,7 @@ pub struct Authenticator {
     throttle: LoginThrottle,
     usage: UsageTracker,
     sessions: SessionSettings,
+    session_writer: SessionWriter,
 }
 
 /// A successful login.
@@ -172,6 +175,7 @@ impl Authenticator {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             cache: CredentialCache::new(db.clone()).await?,
+            session_writer: SessionWriter::start(db.clone()),
             db,
             clock,
             limits: RateLimits::default(),
@@ -391,15 +395,16 @@ impl Authenticator {
             idle_timeout_s,
             expires_at,
         };
-        let id = self.db.create_session(&new).await.map_err(|e| {
-            let mut refusal = Refusal::from(e);
+        let token_hash = new.token_hash;
+        let id = self.session_writer.create(new).await.map_err(|e| {
+            let mut refusal = Refusal::new(e);
             refusal.info = caller.call_info();
             refusal
         })?;
         let mut caller = caller;
         caller.session = Some(SessionInfo {
             id,
-            hash: new.token_hash,
+            hash: token_hash,
             expires_at,
             idle_timeout_s,
             idle_expires_at: now + self.sessions.idle_timeout,

@@ -184,7 +184,9 @@ pub trait AuthStore {
 
 #[async_trait]
 pub trait SessionStore {
-    async fn create_session(&self, session: &NewSession) -> Result<SessionId>;
+    /// Writes new sessions in one transaction (logins arriving together share one commit)
+    /// and returns their ids in the same order.
+    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>>;
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>>;
     async fn sessions(
         &self,

@@ -434,14 +434,13 @@ async fn sessions(db: &Db, user: ApiUserId) {
         idle_timeout_s: 3600,
         expires_at: NOW + time::Duration::hours(24),
     };
-    let one = db
-        .create_session(&new_session("kwt_one"))
+    // Logins arriving together share one transaction; ids come back in their order.
+    let ids = db
+        .create_sessions(&[new_session("kwt_one"), new_session("kwt_two")])
         .await
-        .expect("one");
-    let two = db
-        .create_session(&new_session("kwt_two"))
-        .await
-        .expect("two");
+        .expect("sessions");
+    let (one, two) = (ids[0], ids[1]);
+    assert!(one != two);
     let found = db
         .session_by_hash(&SecretHash::of("kwt_one"))
         .await

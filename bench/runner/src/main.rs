@@ -23,6 +23,9 @@ pub struct Options {
     pub threads: u32,
     pub scale: bool,
     pub readme: Option<PathBuf>,
+    /// A PostgreSQL server (`postgres://user@host:port/db`) on which the scenarios run again,
+    /// in a database of their own that is dropped afterwards.
+    pub postgres: Option<String>,
 }
 
 fn options() -> Result<Options, String> {
@@ -32,6 +35,7 @@ fn options() -> Result<Options, String> {
         threads: 2,
         scale: false,
         readme: None,
+        postgres: std::env::var("KEYWARD_BENCH_POSTGRES_URL").ok(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,12 +50,13 @@ fn options() -> Result<Options, String> {
                     .ok_or("--connections needs a number")?
             }
             "--scale" => options.scale = true,
+            "--postgres" => options.postgres = Some(args.next().ok_or("--postgres needs a URL")?),
             "--readme" => {
                 options.readme = Some(PathBuf::from(args.next().ok_or("--readme needs a path")?))
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --duration, --connections, --scale, --readme"
+                    "unknown argument {other}; use --duration, --connections, --scale, --readme, --postgres"
                 ));
             }
         }
@@ -109,8 +114,7 @@ pub struct Keyward {
 }
 
 impl Keyward {
-    pub fn start(binary: &Path, dir: &Path, port: u16) -> Result<Self, String> {
-        let database_url = format!("sqlite://{}", dir.join("bench.db").display());
+    pub fn start(binary: &Path, database_url: String, port: u16) -> Result<Self, String> {
         let server = Server::start(
             Command::new(binary)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -201,20 +205,99 @@ impl Keyward {
     }
 
     pub async fn history_rows(&self) -> Result<i64, String> {
+        const COUNT: &str = "SELECT count(*) FROM api_history";
+        if self.on_postgres() {
+            let pool = sqlx::PgPool::connect(&self.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows: i64 = sqlx::query_scalar(COUNT)
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            pool.close().await;
+            return Ok(rows);
+        }
         let pool = sqlx::SqlitePool::connect(&self.database_url)
             .await
             .map_err(|e| e.to_string())?;
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM api_history")
+        let rows: i64 = sqlx::query_scalar(COUNT)
             .fetch_one(&pool)
             .await
             .map_err(|e| e.to_string())?;
         pool.close().await;
         Ok(rows)
     }
+
+    fn on_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+
+    fn database(&self) -> &'static str {
+        if self.on_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    }
+}
+
+/// A database of its own on the PostgreSQL server at `server_url`, dropped with the guard.
+struct BenchDatabase {
+    server_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(server_url: &str) -> Result<Self, String> {
+        let name = format!("keyward_bench_{}", std::process::id());
+        let pool = sqlx::PgPool::connect(server_url)
+            .await
+            .map_err(|e| format!("PostgreSQL at {server_url}: {e}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("create database {name}: {e}"))?;
+        pool.close().await;
+        let (base, query) = server_url
+            .split_once('?')
+            .map_or((server_url, None), |(b, q)| (b, Some(q)));
+        let authority_end = base
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|start| base[start..].find('/').map(|i| start + i))
+            .unwrap_or(base.len());
+        let mut url = format!("{}/{name}", &base[..authority_end]);
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
+        Ok(Self {
+            server_url: server_url.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    async fn drop_database(self) -> Result<(), String> {
+        let pool = sqlx::PgPool::connect(&self.server_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("drop database {}: {e}", self.name))?;
+        pool.close().await;
+        Ok(())
+    }
 }
 
 pub struct Row {
     pub scenario: &'static str,
+    pub database: &'static str,
     pub load: Load,
     pub rss_mib: f64,
     pub rows_missing: Option<i64>,
@@ -265,6 +348,7 @@ async fn run() -> Result<(), String> {
     )?;
     let mut rows = vec![Row {
         scenario: "floor: bare axum `GET /hello`",
+        database: "—",
         load: floor_load,
         rss_mib: floor.peak_rss_mib(),
         rows_missing: None,
@@ -272,12 +356,54 @@ async fn run() -> Result<(), String> {
     drop(floor);
     report::print_row(&rows[0], rows[0].load.requests_per_sec);
 
-    let keyward = Keyward::start(&bin.join("keyward"), &scratch, KEYWARD_PORT)?;
+    let floor_rps = rows[0].load.requests_per_sec;
+    let sqlite_url = format!("sqlite://{}", scratch.join("bench.db").display());
+    let keyward = Keyward::start(&bin.join("keyward"), sqlite_url, KEYWARD_PORT)?;
+    rows.extend(scenarios(&keyward, &wrk, floor_rps).await?);
+    match &options.postgres {
+        Some(server_url) => {
+            let database = BenchDatabase::create(server_url).await?;
+            let on_postgres =
+                Keyward::start(&bin.join("keyward"), database.url.clone(), KEYWARD_PORT + 1)?;
+            let measured = scenarios(&on_postgres, &wrk, floor_rps).await;
+            drop(on_postgres);
+            database.drop_database().await?;
+            rows.extend(measured?);
+        }
+        None => println!(
+            "\nPostgreSQL: not measured (give --postgres URL or KEYWARD_BENCH_POSTGRES_URL)."
+        ),
+    }
+
+    let scale = if options.scale {
+        Some(scale::run(&keyward, &wrk, &scratch).await?)
+    } else {
+        None
+    };
+    drop(keyward);
+    let table = report::table(&rows, scale.as_deref(), &options);
+    println!("\n{table}");
+    if let Some(readme) = &options.readme {
+        report::write_readme(readme, &table)?;
+        println!("wrote the results into {}", readme.display());
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let missing: i64 = rows.iter().filter_map(|r| r.rows_missing).sum();
+    if missing > 0 {
+        return Err(format!("{missing} answered calls have no history row"));
+    }
+    Ok(())
+}
+
+/// Seeds the store and drives each Keyward scenario in turn.
+async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<Vec<Row>, String> {
+    println!("\n{}:", keyward.database());
+    let mut rows = Vec::new();
     keyward.seed()?;
     let login_body = json!({"username": "bench", "key": keyward.key}).to_string();
     let token = {
         let (_, text) = http::call(
-            KEYWARD_PORT,
+            keyward.server.port,
             "POST",
             "/api/v1/login",
             None,
@@ -355,7 +481,6 @@ async fn run() -> Result<(), String> {
             },
         ),
     ];
-    let floor_rps = rows[0].load.requests_per_sec;
     for (i, (scenario, request)) in scenarios.iter().enumerate() {
         let before = keyward.history_rows().await?;
         keyward.server.reset_peak_rss();
@@ -367,6 +492,7 @@ async fn run() -> Result<(), String> {
         let missing = (load.requests as i64 - (after - before)).max(0);
         let row = Row {
             scenario,
+            database: keyward.database(),
             load,
             rss_mib,
             rows_missing: Some(missing),
@@ -374,24 +500,5 @@ async fn run() -> Result<(), String> {
         report::print_row(&row, floor_rps);
         rows.push(row);
     }
-    println!("\nPostgreSQL: not measured (this build has no PostgreSQL backend yet).");
-
-    let scale = if options.scale {
-        Some(scale::run(&keyward, &wrk, &scratch).await?)
-    } else {
-        None
-    };
-    drop(keyward);
-    let table = report::table(&rows, scale.as_deref(), &options);
-    println!("\n{table}");
-    if let Some(readme) = &options.readme {
-        report::write_readme(readme, &table)?;
-        println!("wrote the results into {}", readme.display());
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-    let missing: i64 = rows.iter().filter_map(|r| r.rows_missing).sum();
-    if missing > 0 {
-        return Err(format!("{missing} answered calls have no history row"));
-    }
-    Ok(())
+    Ok(rows)
 }

@@ -70,14 +70,14 @@ pub fn table(rows: &[Row], scale: Option<&[(String, String)]>, options: &Options
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let mut out = format!(
-        "Measured {date} on {}, SQLite, wrk with {} threads and {} connections for {} per scenario, \
-         on loopback (wrk shares the machine).\n\n",
+        "Measured {date} on {}, wrk with {} threads and {} connections for {} per scenario, \
+         on loopback (wrk shares the machine; so does PostgreSQL, where it runs).\n\n",
         machine(),
         options.threads,
         options.connections,
         options.duration
     );
-    out.push_str("| scenario | req/s | × floor | p50 | p99 | peak RSS | history rows |\n|---|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("| scenario | database | req/s | × floor | p50 | p99 | peak RSS | history rows |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
         let history = match row.rows_missing {
             None => "—".to_owned(),
@@ -85,8 +85,9 @@ pub fn table(rows: &[Row], scale: Option<&[(String, String)]>, options: &Options
             Some(n) => format!("**{n} missing**"),
         };
         out.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} ms | {:.2} ms | {:.0} MiB | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} ms | {:.2} ms | {:.0} MiB | {} |\n",
             row.scenario,
+            row.database,
             thousands(row.load.requests_per_sec),
             row.load.requests_per_sec / floor,
             row.load.p50_ms,

@@ -48,21 +48,27 @@ impl SessionRow {
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_session(&self, session: &NewSession) -> Result<SessionId> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-             idle_timeout_s, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id",
-        )
-        .bind(session.api_user_id.0)
-        .bind(session.api_key_id.0)
-        .bind(session.token_hash.as_bytes())
-        .bind(session.ip.to_string())
-        .bind(ts(session.created_at))
-        .bind(session.idle_timeout_s)
-        .bind(ts(session.expires_at))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(SessionId(id))
+    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>> {
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+                 idle_timeout_s, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id",
+            )
+            .bind(session.api_user_id.0)
+            .bind(session.api_key_id.0)
+            .bind(session.token_hash.as_bytes())
+            .bind(session.ip.to_string())
+            .bind(ts(session.created_at))
+            .bind(session.idle_timeout_s)
+            .bind(ts(session.expires_at))
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(SessionId(id));
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {

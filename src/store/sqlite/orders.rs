@@ -122,6 +122,15 @@ async fn order_history(conn: &mut SqliteConnection, order: i64) -> Result<Vec<Or
         .collect())
 }
 
+impl SqliteStore {
+    /// The order as a write left it, read after its commit on a reader connection: the
+    /// single writer is not held for the reads (one order is several queries).
+    async fn order_after_write(&self, id: i64) -> Result<Order> {
+        let mut conn = self.read.acquire().await?;
+        order_in(&mut conn, id).await
+    }
+}
+
 async fn order_in(conn: &mut SqliteConnection, id: i64) -> Result<Order> {
     let row: OrderRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ORDER_SELECT} WHERE o.id = ?"
@@ -357,9 +366,8 @@ impl OrderStore for SqliteStore {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
-        let created = order_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(created)
+        self.order_after_write(id).await
     }
 
     async fn add_order_history(
@@ -409,8 +417,7 @@ impl OrderStore for SqliteStore {
         .bind(ts(now))
         .execute(&mut *tx)
         .await?;
-        let order = order_in(&mut tx, id.0).await?;
         tx.commit().await?;
-        Ok(order)
+        self.order_after_write(id.0).await
     }
 }

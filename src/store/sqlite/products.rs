@@ -13,7 +13,9 @@ use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
-#[derive(FromRow)]
+/// A product row, read by sqlx or, for a page, from one JSON array of arrays: a page is one
+/// row handed from SQLite's thread instead of one hand-off per product.
+#[derive(FromRow, serde::Deserialize)]
 pub(super) struct ProductRow {
     id: i64,
     sku: String,
@@ -64,7 +66,8 @@ pub(super) async fn product_in(conn: &mut SqliteConnection, id: i64) -> Result<P
 impl ProductStore for SqliteStore {
     async fn products(&self, filter: &ProductFilter, page: PageRequest) -> Result<Vec<Product>> {
         let mut select = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "
+            "SELECT json_group_array(json_array({PRODUCT_COLUMNS})) FROM \
+             (SELECT {PRODUCT_COLUMNS} FROM products WHERE id > "
         ));
         select.push_bind(page.after.unwrap_or(0));
         if let Some(sku) = &filter.sku {
@@ -78,8 +81,13 @@ impl ProductStore for SqliteStore {
         }
         select
             .push(" ORDER BY id LIMIT ")
-            .push_bind(i64::from(page.limit));
-        let rows: Vec<ProductRow> = select.build_query_as().fetch_all(&self.read).await?;
+            .push_bind(i64::from(page.limit))
+            .push(")");
+        let page: String = select.build_query_scalar().fetch_one(&self.read).await?;
+        let mut rows: Vec<ProductRow> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Corrupt(format!("product page: {e}")))?;
+        // An aggregate keeps its input's order in practice, not by contract.
+        rows.sort_unstable_by_key(|row| row.id);
         rows.into_iter().map(ProductRow::into_product).collect()
     }
 
@@ -147,38 +155,62 @@ impl ProductStore for SqliteStore {
     }
 
     async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
-        // One statement for the whole list, the items as a JSON array.
+        // One statement for the whole list, the items as a JSON array; the products are read
+        // back after the commit, so the single writer is held for the update alone.
         let json = serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin_write().await?;
-        let updated: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let updated = sqlx::query(
             "UPDATE products SET quantity = item.quantity, updated_at = ?2 \
              FROM (SELECT value ->> 'sku' AS sku, value ->> 'quantity' AS quantity FROM json_each(?1)) AS item \
-             WHERE products.sku = item.sku RETURNING {}",
-            PRODUCT_COLUMNS.split(", ").map(|c| format!("products.{c}")).collect::<Vec<_>>().join(", ")
-        )))
-        .bind(json)
+             WHERE products.sku = item.sku",
+        )
+        .bind(&json)
         .bind(ts(now))
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != items.len() as u64 {
+            let unknown: Vec<String> = sqlx::query_scalar(
+                "SELECT value ->> 'sku' FROM json_each(?) WHERE value ->> 'sku' NOT IN (SELECT sku FROM products)",
+            )
+            .bind(&json)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut errors = Errors::new();
+            for (i, item) in items.iter().enumerate() {
+                if unknown.contains(&item.sku) {
+                    errors.add(
+                        format!("items[{i}].sku"),
+                        format!("no product has the SKU `{}`", item.sku),
+                    );
+                }
+            }
+            // Dropping the transaction rolls every change back: all or nothing.
+            errors.finish().map_err(StoreError::Invalid)?;
+            return Err(StoreError::Corrupt(format!(
+                "{updated} products updated for {} items",
+                items.len()
+            )));
+        }
+        tx.commit().await?;
+        let page: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT json_group_array(json_array({PRODUCT_COLUMNS})) FROM products \
+             WHERE sku IN (SELECT value ->> 'sku' FROM json_each(?))"
+        )))
+        .bind(&json)
+        .fetch_one(&self.read)
         .await?;
-        let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(updated.len());
-        for row in updated {
+        let rows: Vec<ProductRow> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Corrupt(format!("stock page: {e}")))?;
+        let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(rows.len());
+        for row in rows {
             let product = row.into_product()?;
             by_sku.insert(product.sku.clone(), product);
         }
-        let mut errors = Errors::new();
-        let mut products = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            match by_sku.remove(&item.sku) {
-                Some(product) => products.push(product),
-                None => errors.add(
-                    format!("items[{i}].sku"),
-                    format!("no product has the SKU `{}`", item.sku),
-                ),
-            }
-        }
-        // Dropping the transaction rolls every change back: all or nothing.
-        errors.finish().map_err(StoreError::Invalid)?;
-        tx.commit().await?;
-        Ok(products)
+        // In the order of the items; a product deleted since the commit is no longer shown.
+        Ok(items
+            .iter()
+            .filter_map(|item| by_sku.remove(&item.sku))
+            .collect())
     }
 }

@@ -48,23 +48,29 @@ impl SessionRow {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, session: &NewSession) -> Result<SessionId> {
-        let id = sqlx::query(
-            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-             idle_timeout_s, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.api_user_id.0)
-        .bind(session.api_key_id.0)
-        .bind(session.token_hash.as_bytes())
-        .bind(session.ip.to_string())
-        .bind(ts(session.created_at))
-        .bind(ts(session.created_at))
-        .bind(session.idle_timeout_s)
-        .bind(ts(session.expires_at))
-        .execute(&self.write)
-        .await?
-        .last_insert_rowid();
-        Ok(SessionId(id))
+    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>> {
+        let mut tx = self.begin_write().await?;
+        let mut ids = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let id = sqlx::query(
+                "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+                 idle_timeout_s, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(session.api_user_id.0)
+            .bind(session.api_key_id.0)
+            .bind(session.token_hash.as_bytes())
+            .bind(session.ip.to_string())
+            .bind(ts(session.created_at))
+            .bind(ts(session.created_at))
+            .bind(session.idle_timeout_s)
+            .bind(ts(session.expires_at))
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+            ids.push(SessionId(id));
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
