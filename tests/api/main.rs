@@ -13,6 +13,7 @@ mod faults;
 mod history;
 mod hostile;
 mod ip_rules;
+mod management;
 mod openapi;
 mod opencart;
 mod opencart_compat;

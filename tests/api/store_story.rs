@@ -302,7 +302,7 @@ async fn api_users(db: &Db) -> ApiUserId {
     // The console's search ignores case, on both backends.
     for (search, found) in [("inventory", 1), ("WAREHOUSE", 1), ("nothing", 0)] {
         let listed = db
-            .list_api_users(Some(search), NOW - time::Duration::hours(24))
+            .list_api_users(Some(search), NOW - time::Duration::hours(24), None)
             .await
             .expect("list");
         assert_eq!(listed.len(), found, "{search}");
@@ -596,7 +596,7 @@ async fn history(db: &Db, user: ApiUserId) {
         ("192.0.2.7", 2, at, at + time::Duration::minutes(1))
     );
     let listed = db
-        .list_api_users(None, at - time::Duration::hours(24))
+        .list_api_users(None, at - time::Duration::hours(24), None)
         .await
         .expect("list");
     assert_eq!((listed[0].calls_24h, listed[0].refused_24h), (3, 2));
