@@ -348,7 +348,7 @@ async fn every_change_is_audited_with_the_key_as_actor_and_no_secret() {
     let console = Console::new(&app);
     console.sign_in("admin", "test-admin-password").await;
     let page = console.html("/admin/audit").await;
-    assert!(page.contains("api:provisioner"));
+    assert!(page.contains("api:provisioner <span class=\"badge grey\">API key</span>"));
     assert!(page.contains("api_user.rotate"));
 
     let stored = app.stored_text().await;

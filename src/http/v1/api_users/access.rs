@@ -25,6 +25,7 @@ fn ip_list(user: &ApiUser, changed: bool) -> axum::Json<IpList> {
 #[utoipa::path(
     get,
     path = "/api-users/{username}/ips",
+    operation_id = "list_api_user_ips",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username")),
     security(("api_key" = ["api_users:read"])),
@@ -44,6 +45,7 @@ pub async fn ips(
 #[utoipa::path(
     post,
     path = "/api-users/{username}/ips",
+    operation_id = "add_api_user_ip",
     tag = "api_users",
     params(
         ("username" = String, Path, description = "The API user's username"),
@@ -71,6 +73,7 @@ pub async fn add_ip(
 #[utoipa::path(
     put,
     path = "/api-users/{username}/ips",
+    operation_id = "replace_api_user_ips",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username")),
     request_body = IpListBody,
@@ -109,6 +112,7 @@ pub struct RuleQuery {
 #[utoipa::path(
     delete,
     path = "/api-users/{username}/ips",
+    operation_id = "remove_api_user_ip",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username"), RuleQuery),
     security(("api_key" = ["api_users:write"])),
@@ -135,6 +139,7 @@ pub async fn remove_ip(
 #[utoipa::path(
     get,
     path = "/api-users/{username}/sessions",
+    operation_id = "list_api_user_sessions",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username")),
     security(("api_key" = ["api_users:read"])),
@@ -159,6 +164,7 @@ pub async fn sessions(
 #[utoipa::path(
     delete,
     path = "/api-users/{username}/sessions",
+    operation_id = "revoke_api_user_sessions",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username")),
     security(("api_key" = ["api_users:write"])),
@@ -181,6 +187,7 @@ pub async fn revoke_sessions(
 #[utoipa::path(
     delete,
     path = "/api-users/{username}/sessions/{id}",
+    operation_id = "revoke_api_user_session",
     tag = "api_users",
     params(
         ("username" = String, Path, description = "The API user's username"),

@@ -37,6 +37,7 @@ pub struct HistoryFilters {
 #[utoipa::path(
     get,
     path = "/api-users/{username}/history",
+    operation_id = "api_user_history",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username"), HistoryFilters),
     security(("api_key" = ["api_users:read"])),

@@ -82,6 +82,7 @@ pub struct ListQuery {
 #[utoipa::path(
     get,
     path = "/api-users",
+    operation_id = "list_api_users",
     tag = "api_users",
     params(ListQuery),
     security(("api_key" = ["api_users:read"])),
@@ -111,6 +112,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/api-users",
+    operation_id = "create_api_user",
     tag = "api_users",
     request_body = NewApiUserBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe; the retry of a request that ran answers 409, as the key is never kept")),
@@ -150,6 +152,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api-users/{username}",
+    operation_id = "show_api_user",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username")),
     security(("api_key" = ["api_users:read"])),
@@ -183,6 +186,7 @@ pub struct ConfirmQuery {
 #[utoipa::path(
     patch,
     path = "/api-users/{username}",
+    operation_id = "update_api_user",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username"), ConfirmQuery),
     request_body = ApiUserPatch,
@@ -221,6 +225,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api-users/{username}",
+    operation_id = "delete_api_user",
     tag = "api_users",
     params(("username" = String, Path, description = "The API user's username"), ConfirmQuery),
     security(("api_key" = ["api_users:write"])),
@@ -245,6 +250,7 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/api-users/{username}/rotate",
+    operation_id = "rotate_api_user_key",
     tag = "api_users",
     params(
         ("username" = String, Path, description = "The API user's username"),
