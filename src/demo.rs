@@ -196,10 +196,7 @@ pub async fn seed_store(db: &Db, now: time::OffsetDateTime) -> Result<bool, Stor
 /// Creates the demo API user, or gives it a new key when it exists: its key is shown once,
 /// so every `--demo` start prints a key that works.
 pub async fn demo_user(credentials: &Credentials) -> Result<IssuedKey, ServiceError> {
-    let actor = Actor {
-        name: "demo".to_owned(),
-        ip: None,
-    };
+    let actor = Actor::full("demo".to_owned());
     match credentials.get(DEMO_USER).await {
         Ok(_) => {
             credentials

@@ -1,6 +1,7 @@
 //! When each API user and session was last used. Kept in memory and written in one batch every
 //! few seconds, so a call never costs a write of its own.
 
+use crate::domain::api_user::ApiUser;
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::Usage;
 use std::collections::HashMap;
@@ -41,6 +42,17 @@ impl UsageTracker {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&user)
             .copied()
+    }
+
+    /// An API user's last use (time and address): the database's, or the newer one not yet
+    /// written to it.
+    pub fn last_use(&self, user: &ApiUser) -> (Option<OffsetDateTime>, Option<String>) {
+        match self.user_seen(user.id) {
+            Some((at, ip)) if user.last_used_at.is_none_or(|db| db < at) => {
+                (Some(at), Some(ip.to_string()))
+            }
+            _ => (user.last_used_at, user.last_used_ip.clone()),
+        }
     }
 
     /// The unwritten last use of a session, newer than the database's.

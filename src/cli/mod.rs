@@ -168,7 +168,11 @@ impl From<ServiceError> for CliError {
             ServiceError::NoSuchUser(_) | ServiceError::NoSuchSession { .. } => {
                 Self::NotFound(error.to_string())
             }
-            ServiceError::Invalid(_) => Self::Invalid(error.to_string()),
+            // The CLI acts with full authority: it never meets the other two.
+            ServiceError::Invalid(_) | ServiceError::Forbidden(_) => {
+                Self::Invalid(error.to_string())
+            }
+            ServiceError::Unconfirmed(_) => Self::Conflict(error.to_string()),
             ServiceError::Store(store) => store.into(),
         }
     }

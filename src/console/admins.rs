@@ -167,6 +167,8 @@ pub async fn update(
 struct AuditRow {
     at: String,
     actor: String,
+    /// Through what the actor acted, from the prefix of its name.
+    via: &'static str,
     ip: String,
     action: String,
     target: String,
@@ -201,6 +203,12 @@ pub async fn audit(
         .take(PAGE as usize)
         .map(|r| AuditRow {
             at: when(Some(r.at)),
+            via: match r.actor.split_once(':').map(|(kind, _)| kind) {
+                Some("admin") => "console",
+                Some("cli") => "CLI",
+                Some("api") => "API key",
+                _ => "",
+            },
             actor: r.actor,
             ip: r.actor_ip.unwrap_or_default(),
             action: r.action,

@@ -7,7 +7,9 @@ use super::view::{
     Fields, ScopeRow, ago, ip_summary, ip_warning, key_state, last_use, scope_grid, when,
 };
 use super::{ConsoleError, Frame, page};
-use crate::credentials::{CreateApiUser, KeySource, ServiceError, UpdateApiUser};
+use crate::credentials::{
+    Change, CreateApiUser, KeySource, ServiceError, UpdateApiUser, grace_choice,
+};
 use crate::domain::api_key::DEFAULT_KEY_LEN;
 use crate::domain::api_user::{ApiUser, DEFAULT_RATE_LIMIT, Environment, Status};
 use crate::domain::duration::HumanDuration;
@@ -228,7 +230,7 @@ pub async fn create(
     if fields.checked("add_my_ip") && !ips.contains(&signed.ip.to_string()) {
         ips.push(signed.ip.to_string());
     }
-    let management = signed.role().manages_admins() && fields.checked("management");
+    let management = fields.checked("management");
     let request = CreateApiUser {
         username: fields.get("username"),
         description: fields.get("description"),
@@ -477,15 +479,6 @@ pub async fn show(
     ))
 }
 
-/// An api_manager may not change a management key: it would hand itself api_users scopes.
-async fn changeable(state: &AppState, signed: &Signed, username: &str) -> Result<(), ConsoleError> {
-    let user = state.credentials.get(username).await?;
-    if user.management && !signed.role().manages_admins() {
-        return Err(ConsoleError::Forbidden(signed.role()));
-    }
-    Ok(())
-}
-
 fn back(username: &str, done: &str) -> Response {
     Redirect::to(&format!("/admin/apis/{}?done={done}", urlencode(username))).into_response()
 }
@@ -521,7 +514,6 @@ pub async fn update(
     Path(username): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     let fields = Fields(fields);
     let mut errors = Vec::new();
     let update = UpdateApiUser {
@@ -535,10 +527,7 @@ pub async fn update(
             &fields.get("rate_limit"),
             &mut errors,
         ),
-        management: signed
-            .role()
-            .manages_admins()
-            .then(|| fields.checked("management")),
+        management: Some(fields.checked("management")),
     };
     if !errors.is_empty() {
         return Ok(refused(&state, &signed, &username, errors).await);
@@ -560,21 +549,15 @@ pub async fn roll(
     Path(username): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     let fields = Fields(fields);
     let mut errors = Vec::new();
-    let grace = match fields.get("grace").as_str() {
-        "" | "0" => Duration::ZERO,
-        "1h" => Duration::hours(1),
-        "24h" => Duration::hours(24),
-        "7d" => Duration::days(7),
-        _ => {
-            errors.push(FieldError {
-                field: "grace".to_owned(),
-                message: "choose none, 1 h, 24 h or 7 d".to_owned(),
-            });
+    let grace = match grace_choice(&fields.get("grace")) {
+        Ok(grace) => grace,
+        Err(ServiceError::Invalid(mut found)) => {
+            errors.append(&mut found);
             Duration::ZERO
         }
+        Err(other) => return Err(other.into()),
     };
     let expires = parse_expiry(&fields.get("expires"), &mut errors);
     if !errors.is_empty() {
@@ -615,7 +598,6 @@ pub async fn set_status(
     Path(username): Path<String>,
     Form(form): Form<StatusForm>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     let status: Status = form.status.parse().map_err(ConsoleError::BadRequest)?;
     state
         .credentials
@@ -642,7 +624,6 @@ pub async fn add_ip(
     Path(username): Path<String>,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     match state
         .credentials
         .add_ip(&signed.actor(), &username, &form.rule)
@@ -669,7 +650,6 @@ pub async fn remove_ip(
     Path(username): Path<String>,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     state
         .credentials
         .remove_ip(&signed.actor(), &username, &form.rule)
@@ -734,7 +714,6 @@ pub async fn revoke_sessions(
     Path(username): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     state
         .credentials
         .revoke_sessions(&signed.actor(), &username, form.session.map(SessionId))
@@ -763,8 +742,10 @@ pub async fn confirm_delete(
     Manager(signed): Manager,
     Path(username): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
-    let user = state.credentials.get(&username).await?;
+    let user = state
+        .credentials
+        .changeable(&signed.actor(), &username, Change::Delete)
+        .await?;
     let now = state.clock.now();
     let open_sessions = state.credentials.sessions(&username, true).await?.len();
     // From the hourly counts, which are written with each call's history row; the user's
@@ -793,7 +774,6 @@ pub async fn delete(
     Manager(signed): Manager,
     Path(username): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    changeable(&state, &signed, &username).await?;
     state.credentials.delete(&signed.actor(), &username).await?;
     Ok(Redirect::to("/admin/apis?done=deleted").into_response())
 }

@@ -4,7 +4,7 @@
 use super::session::Signed;
 use super::view::{ago, precise};
 use super::{ConsoleError, Frame};
-use crate::domain::history::{HistoryQuery, HistoryRecord, Outcome, OutcomeFilter};
+use crate::domain::history::{HistoryQuery, HistoryRecord, Outcome};
 use crate::domain::ip_rule;
 use crate::http::AppState;
 use askama::Template;
@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::IpAddr;
-use time::{Date, Duration, Time};
+use time::Duration;
 
 pub const PAGE: u32 = 50;
 
@@ -33,42 +33,12 @@ pub struct Filters {
 
 impl Filters {
     fn query(&self, limit: u32) -> Result<HistoryQuery, ConsoleError> {
-        let date = |text: &str, field: &str| -> Result<Option<Date>, ConsoleError> {
-            if text.is_empty() {
-                return Ok(None);
-            }
-            let format = time::macros::format_description!("[year]-[month]-[day]");
-            Date::parse(text, &format).map(Some).map_err(|_| {
-                ConsoleError::BadRequest(format!("`{field}` must be a date such as 2026-11-23."))
-            })
-        };
-        let outcome = match self.outcome.as_str() {
-            "" => None,
-            other => Some(
-                other
-                    .parse::<OutcomeFilter>()
-                    .map_err(ConsoleError::BadRequest)?,
-            ),
-        };
+        let query = HistoryQuery::filtered(&self.outcome, &self.ip, &self.from, &self.to)
+            .map_err(ConsoleError::BadRequest)?;
         Ok(HistoryQuery {
-            outcome,
-            ip: (!self.ip.trim().is_empty()).then(|| self.ip.trim().to_owned()),
-            from: date(&self.from, "from")?.map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
-            // The end of the `to` day; the last day of the calendar has no next one.
-            to: match date(&self.to, "to")? {
-                Some(d) => Some(
-                    d.next_day()
-                        .ok_or_else(|| {
-                            ConsoleError::BadRequest("`to` is out of range.".to_owned())
-                        })?
-                        .with_time(Time::MIDNIGHT)
-                        .assume_utc(),
-                ),
-                None => None,
-            },
             before_id: self.before,
             limit,
-            ..HistoryQuery::default()
+            ..query
         })
     }
 
@@ -376,7 +346,10 @@ mod tests {
             ..Filters::default()
         };
         let query = filters.query(10).expect("query");
-        assert_eq!(query.outcome, Some(OutcomeFilter::Refused));
+        assert_eq!(
+            query.outcome,
+            Some(crate::domain::history::OutcomeFilter::Refused)
+        );
         assert!(query.from.is_some());
         let bad = Filters {
             from: "yesterday".into(),

@@ -181,6 +181,8 @@ pub enum ConsoleError {
     SignIn,
     #[error("forbidden for {0}")]
     Forbidden(Role),
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("bad form token")]
     Csrf,
     #[error("not found")]
@@ -209,6 +211,7 @@ impl IntoResponse for ConsoleError {
                 "Not allowed",
                 format!("Your role, {role}, cannot do this. Ask an administrator."),
             ),
+            Self::NotAllowed(message) => (StatusCode::FORBIDDEN, "Not allowed", message.clone()),
             Self::Csrf => (
                 StatusCode::FORBIDDEN,
                 "Form expired",
@@ -259,7 +262,8 @@ impl From<crate::credentials::ServiceError> for ConsoleError {
         use crate::credentials::ServiceError as E;
         match error {
             E::NoSuchUser(_) | E::NoSuchSession { .. } => Self::NotFound,
-            E::Invalid(_) => Self::BadRequest(error.to_string()),
+            E::Invalid(_) | E::Unconfirmed(_) => Self::BadRequest(error.to_string()),
+            E::Forbidden(message) => Self::NotAllowed(message),
             E::Store(store) => store.into(),
         }
     }

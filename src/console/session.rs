@@ -84,10 +84,7 @@ impl Signed {
 
     /// Who made a change, for the audit log.
     pub fn actor(&self) -> crate::domain::admin::Actor {
-        crate::domain::admin::Actor {
-            name: format!("admin:{}", self.username()),
-            ip: Some(self.ip.to_string()),
-        }
+        crate::domain::admin::Actor::admin(self.username(), self.role(), self.ip.to_string())
     }
 }
 

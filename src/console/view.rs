@@ -140,10 +140,5 @@ pub fn last_use(
     user: &ApiUser,
     usage: &crate::auth::UsageTracker,
 ) -> (Option<OffsetDateTime>, Option<String>) {
-    match usage.user_seen(user.id) {
-        Some((at, ip)) if user.last_used_at.is_none_or(|db| db < at) => {
-            (Some(at), Some(ip.to_string()))
-        }
-        _ => (user.last_used_at, user.last_used_ip.clone()),
-    }
+    usage.last_use(user)
 }

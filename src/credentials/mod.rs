@@ -2,10 +2,14 @@
 //! API: each change is validated here, audited, and made in one transaction by the store.
 
 pub mod admins;
+pub mod authority;
 pub mod password;
 mod requests;
 
-pub use requests::{CreateApiUser, IssuedKey, KeySource, Result, ServiceError, UpdateApiUser};
+pub use authority::Change;
+pub use requests::{
+    CreateApiUser, IssuedKey, KeySource, Result, ServiceError, UpdateApiUser, grace_choice,
+};
 
 use crate::clock::SharedClock;
 use crate::domain::admin::{Actor, AuditEntry};
@@ -14,6 +18,7 @@ use crate::domain::api_user::{
     ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, NewApiUser, NewKey, SessionRecord,
     Status,
 };
+use crate::domain::catalog::PageRequest;
 use crate::domain::history::{HistoryQuery, HistoryRecord};
 use crate::domain::ids::SessionId;
 use crate::domain::ip_rule::IpRule;
@@ -99,6 +104,7 @@ impl Credentials {
             (Err(details), _) => return Err(ServiceError::Invalid(details)),
             (Ok(()), None) => return Err(ServiceError::invalid("username", "is required")),
         };
+        actor.authority.may_grant(&scopes, request.management)?;
         let (key, stored) = self.new_key(request.key, request.expires_in)?;
         let user = NewApiUser {
             username,
@@ -145,12 +151,42 @@ impl Credentials {
             .ok_or_else(|| ServiceError::NoSuchUser(username.to_owned()))
     }
 
+    /// Every API user matching `search`, by username.
     pub async fn list(&self, search: Option<&str>) -> Result<Vec<ApiUserSummary>> {
+        self.list_users(search, None).await
+    }
+
+    /// One page of the API users matching `search`, oldest first.
+    pub async fn list_page(
+        &self,
+        search: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Vec<ApiUserSummary>> {
+        self.list_users(search, Some(page)).await
+    }
+
+    async fn list_users(
+        &self,
+        search: Option<&str>,
+        page: Option<PageRequest>,
+    ) -> Result<Vec<ApiUserSummary>> {
         let since = self.clock.now() - Duration::hours(24);
         Ok(self
             .db
-            .list_api_users(search.filter(|s| !s.trim().is_empty()), since)
+            .list_api_users(search.filter(|s| !s.trim().is_empty()), since, page)
             .await?)
+    }
+
+    /// The user, when `actor` may make `change` to it (also for pages that offer the change).
+    pub async fn changeable(
+        &self,
+        actor: &Actor,
+        username: &str,
+        change: Change,
+    ) -> Result<ApiUser> {
+        let user = self.get(username).await?;
+        actor.authority.may_change(&user, change)?;
+        Ok(user)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
@@ -161,6 +197,18 @@ impl Credentials {
         update: UpdateApiUser,
     ) -> Result<ApiUser> {
         let user = self.get(username).await?;
+        let settings = update.description.is_some()
+            || update.environment.is_some()
+            || update.scopes.is_some()
+            || update.ips.is_some()
+            || update.rate_limit_per_minute.is_some()
+            || update.management.is_some();
+        if settings || update.status.is_none() {
+            actor.authority.may_change(&user, Change::Settings)?;
+        }
+        if let Some(status) = update.status {
+            actor.authority.may_change(&user, Change::Status(status))?;
+        }
         let mut errors = Errors::new();
         let description = update
             .description
@@ -180,6 +228,11 @@ impl Credentials {
             check_rate_limit(&mut errors, limit);
         }
         errors.finish().map_err(ServiceError::Invalid)?;
+        if scopes.is_some() || update.management == Some(true) {
+            actor
+                .authority
+                .may_grant(&scopes.unwrap_or_default(), update.management == Some(true))?;
+        }
         let changes = ApiUserChanges {
             description,
             environment: update.environment,
@@ -283,7 +336,7 @@ impl Credentials {
 
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn delete(&self, actor: &Actor, username: &str) -> Result<ApiUser> {
-        let user = self.get(username).await?;
+        let user = self.changeable(actor, username, Change::Delete).await?;
         let open_sessions = self
             .db
             .sessions(user.id, Some(self.clock.now()))
@@ -314,7 +367,7 @@ impl Credentials {
         key: KeySource,
         expires_in: Option<Duration>,
     ) -> Result<IssuedKey> {
-        let user = self.get(username).await?;
+        let user = self.changeable(actor, username, Change::Rotate).await?;
         if grace < Duration::ZERO {
             return Err(ServiceError::invalid("grace", "must not be negative"));
         }
@@ -360,8 +413,8 @@ impl Credentials {
         username: &str,
         rule: &str,
     ) -> Result<(ApiUser, bool)> {
+        let user = self.changeable(actor, username, Change::Settings).await?;
         let rule = IpRule::parse(rule).map_err(|e| ServiceError::invalid("rule", e.to_string()))?;
-        let user = self.get(username).await?;
         let audit = self.audit(actor, "api_user.ip_add", username, json!({ "rule": rule }));
         let added = self
             .db
@@ -377,8 +430,8 @@ impl Credentials {
         username: &str,
         rule: &str,
     ) -> Result<(ApiUser, bool)> {
+        let user = self.changeable(actor, username, Change::Settings).await?;
         let rule = IpRule::parse(rule).map_err(|e| ServiceError::invalid("rule", e.to_string()))?;
-        let user = self.get(username).await?;
         let audit = self.audit(
             actor,
             "api_user.ip_remove",
@@ -427,7 +480,7 @@ impl Credentials {
         username: &str,
         only: Option<SessionId>,
     ) -> Result<u64> {
-        let user = self.get(username).await?;
+        let user = self.changeable(actor, username, Change::Sessions).await?;
         let now = self.clock.now();
         if let Some(id) = only {
             let open = self.db.sessions(user.id, Some(now)).await?;

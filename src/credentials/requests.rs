@@ -18,6 +18,12 @@ pub enum ServiceError {
     NoSuchSession { id: SessionId, username: String },
     #[error("{}", describe(.0))]
     Invalid(Vec<FieldError>),
+    /// The actor's authority does not cover the change (see `authority`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A management key would disable or delete itself without saying it means to.
+    #[error("{0}")]
+    Unconfirmed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -110,6 +116,18 @@ pub struct IssuedKey {
     pub key: ApiKey,
     /// Hints of keys that stopped at once because of this roll.
     pub stopped_now: Vec<String>,
+}
+
+/// The grace periods the console offers, and the Management API takes, for a key roll: none,
+/// 1 h, 24 h or 7 d. (The CLI takes any duration.)
+pub fn grace_choice(choice: &str) -> Result<Duration> {
+    match choice.trim() {
+        "" | "0" | "none" => Ok(Duration::ZERO),
+        "1h" => Ok(Duration::hours(1)),
+        "24h" => Ok(Duration::hours(24)),
+        "7d" => Ok(Duration::days(7)),
+        _ => Err(ServiceError::invalid("grace", "choose none, 1h, 24h or 7d")),
+    }
 }
 
 pub(super) fn parse_rules(errors: &mut Errors, field: &str, rules: &[String]) -> Vec<IpRule> {

@@ -1,7 +1,9 @@
-//! Admin users of the console and the audit log of what they (and the CLI) changed.
+//! Admin users of the console, who acts on API users with what authority, and the audit log
+//! of what they (the CLI, and management keys) changed.
 
 use super::api_user::text_enum;
-use super::ids::AdminUserId;
+use super::ids::{AdminUserId, ApiUserId};
+use super::scope::Scopes;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -21,11 +23,35 @@ pub struct AdminUser {
     pub created_at: OffsetDateTime,
 }
 
-/// Who made a change: an admin in the console, the CLI, or a management key.
+/// Who made a change: an admin in the console, the CLI, or a management key. The audit log
+/// names it by `name`: `admin:NAME`, `cli:USER`, `api:USERNAME` or `system`.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
     pub ip: Option<String>,
+    /// What it may do to API users; the credentials service enforces it.
+    pub authority: Authority,
+}
+
+/// What an actor may do to API users (see `credentials::authority` for the rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// Everything: the console's administrators, the CLI (whoever runs it holds the database)
+    /// and the program itself.
+    Full,
+    /// The console's `api_manager`: changes API users, but neither makes nor changes
+    /// management keys.
+    ApiManager,
+    /// The console's `viewer`: reads only.
+    ReadOnly,
+    /// A management key on the Management API: the `api_manager` rules, and it grants only
+    /// scopes it holds itself.
+    Key {
+        id: ApiUserId,
+        scopes: Scopes,
+        /// The request confirmed that the key may disable or delete itself.
+        self_lockout_confirmed: bool,
+    },
 }
 
 impl Actor {
@@ -42,16 +68,51 @@ impl Actor {
             .ok()
             .or_else(home_name)
             .unwrap_or_else(|| "unknown".to_owned());
-        Self {
-            name: format!("cli:{user}"),
-            ip: None,
-        }
+        Self::full(format!("cli:{user}"))
     }
 
     pub fn system() -> Self {
+        Self::full("system".to_owned())
+    }
+
+    /// The program acting on its own behalf under another name (`demo`).
+    pub fn full(name: String) -> Self {
         Self {
-            name: "system".to_owned(),
+            name,
             ip: None,
+            authority: Authority::Full,
+        }
+    }
+
+    /// An admin signed in to the console, with the authority of its role.
+    pub fn admin(username: &str, role: Role, ip: String) -> Self {
+        Self {
+            name: format!("admin:{username}"),
+            ip: Some(ip),
+            authority: match role {
+                Role::Administrator => Authority::Full,
+                Role::ApiManager => Authority::ApiManager,
+                Role::Viewer => Authority::ReadOnly,
+            },
+        }
+    }
+
+    /// A management key calling the Management API.
+    pub fn api_key(
+        username: &str,
+        id: ApiUserId,
+        scopes: Scopes,
+        ip: String,
+        self_lockout_confirmed: bool,
+    ) -> Self {
+        Self {
+            name: format!("api:{username}"),
+            ip: Some(ip),
+            authority: Authority::Key {
+                id,
+                scopes,
+                self_lockout_confirmed,
+            },
         }
     }
 }

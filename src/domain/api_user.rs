@@ -90,13 +90,7 @@ impl ApiUser {
 
     /// Warnings an admin should see next to this user.
     pub fn warnings(&self, now: OffsetDateTime) -> Vec<&'static str> {
-        let mut warnings = Vec::new();
-        if self.ips.is_empty() {
-            warnings.push("The IP list is empty: no address may use this key.");
-        }
-        if self.ips.iter().any(IpRule::is_any) {
-            warnings.push("`*` allows every address on the internet.");
-        }
+        let mut warnings = ip_warnings(&self.ips);
         if self.scopes.is_empty() {
             warnings.push("No scope is granted: the key can call only /api/v1/me.");
         }
@@ -105,6 +99,18 @@ impl ApiUser {
         }
         warnings
     }
+}
+
+/// Warnings an admin should see next to an IP list.
+pub fn ip_warnings(ips: &[IpRule]) -> Vec<&'static str> {
+    let mut warnings = Vec::new();
+    if ips.is_empty() {
+        warnings.push("The IP list is empty: no address may use this key.");
+    }
+    if ips.iter().any(IpRule::is_any) {
+        warnings.push("`*` allows every address on the internet.");
+    }
+    warnings
 }
 
 /// The visible side of a key: never the key, only its hint and dates.

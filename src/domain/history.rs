@@ -245,6 +245,49 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
+impl HistoryQuery {
+    /// The filters of the console's History tab and of the Management API, as typed: an
+    /// outcome (`ok`, `refused` or a reason), an address, and a period whose ends are dates
+    /// (`2026-11-23`, whole days, `to` included) or RFC 3339 times (`to` excluded). Empty
+    /// text filters nothing. The error says which filter is wrong and how to write it.
+    pub fn filtered(outcome: &str, ip: &str, from: &str, to: &str) -> Result<Self, String> {
+        let outcome = match outcome.trim() {
+            "" => None,
+            other => Some(other.parse::<OutcomeFilter>()?),
+        };
+        let ip = ip.trim();
+        Ok(Self {
+            outcome,
+            ip: (!ip.is_empty()).then(|| ip.to_owned()),
+            from: period_end(from, "from", false)?,
+            to: period_end(to, "to", true)?,
+            ..Self::default()
+        })
+    }
+}
+
+/// One end of a history period: the start of a date's day (`to`: the end of it), or a time.
+fn period_end(text: &str, field: &str, end: bool) -> Result<Option<OffsetDateTime>, String> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(Some(at));
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format).map_err(|_| {
+        format!(
+            "`{field}` must be a date such as 2026-11-23, or a time such as 2026-11-23T12:00:00Z."
+        )
+    })?;
+    // The last day of the calendar has no next one.
+    let day = if end { date.next_day() } else { Some(date) }
+        .ok_or_else(|| format!("`{field}` is out of range."))?;
+    Ok(Some(day.with_time(time::Time::MIDNIGHT).assume_utc()))
+}
+
 /// Calls of one API user in one hour.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct UsageHour {
@@ -282,6 +325,28 @@ mod tests {
         let at = request_time(&id).expect("a time");
         assert!((OffsetDateTime::now_utc() - at).abs() < time::Duration::seconds(5));
         assert!(request_time("zz").is_none());
+    }
+
+    #[test]
+    fn filters_take_dates_as_whole_days_and_times_as_they_are() {
+        let query = HistoryQuery::filtered("refused", " 192.0.2.7 ", "2026-11-23", "2026-11-23")
+            .expect("valid");
+        assert_eq!(query.outcome, Some(OutcomeFilter::Refused));
+        assert_eq!(query.ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(
+            query.from,
+            Some(time::macros::datetime!(2026-11-23 0:00 UTC))
+        );
+        assert_eq!(query.to, Some(time::macros::datetime!(2026-11-24 0:00 UTC)));
+        let exact = HistoryQuery::filtered("", "", "2026-11-23T10:30:00Z", "").expect("valid");
+        assert_eq!(
+            exact.from,
+            Some(time::macros::datetime!(2026-11-23 10:30 UTC))
+        );
+        assert_eq!((exact.outcome, exact.to), (None, None));
+        assert!(HistoryQuery::filtered("", "", "23/11/2026", "").is_err());
+        assert!(HistoryQuery::filtered("", "", "", "9999-12-31").is_err());
+        assert!(HistoryQuery::filtered("nonsense", "", "", "").is_err());
     }
 
     #[test]

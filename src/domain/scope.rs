@@ -130,6 +130,12 @@ impl Scopes {
                 .any(|held| self.contains(*held) && held.implied_read() == Some(needed))
     }
 
+    /// The first of `wanted` that these scopes do not allow, if any: what a caller holding
+    /// these would need to grant `wanted`.
+    pub fn first_missing(&self, wanted: &Scopes) -> Option<Scope> {
+        wanted.iter().find(|scope| !self.allows(*scope))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         Scope::ALL.into_iter().filter(|s| self.contains(*s))
     }
@@ -172,6 +178,16 @@ mod tests {
         assert!(!scopes.allows(Scope::OrdersRead));
         let read = Scopes::parse(["orders:read"]).expect("valid");
         assert!(!read.allows(Scope::OrdersWrite));
+    }
+
+    #[test]
+    fn what_a_holder_lacks_to_grant_others_is_named() {
+        let held = Scopes::parse(["products:write orders:read"]).expect("valid");
+        let within = Scopes::parse(["products:read products:write orders:read"]).expect("valid");
+        assert_eq!(held.first_missing(&within), None);
+        let beyond = Scopes::parse(["products:read orders:write"]).expect("valid");
+        assert_eq!(held.first_missing(&beyond), Some(Scope::OrdersWrite));
+        assert_eq!(held.first_missing(&Scopes::empty()), None);
     }
 
     #[test]

@@ -312,6 +312,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::credentials::ServiceError> for ApiError {
+    fn from(error: crate::credentials::ServiceError) -> Self {
+        use crate::credentials::ServiceError as E;
+        match error {
+            E::NoSuchUser(_) => Self::not_found("API user"),
+            E::NoSuchSession { .. } => Self::not_found("open session of this API user"),
+            E::Invalid(details) => Self::invalid(details),
+            // The refusals of the escalation rules: the caller's key does not reach that far.
+            E::Forbidden(message) => Self::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                Outcome::InsufficientScope,
+                message,
+            ),
+            E::Unconfirmed(message) => Self::conflict(message, Vec::new()),
+            E::Store(store) => store.into(),
+        }
+    }
+}
+
 impl From<Vec<FieldError>> for ApiError {
     fn from(details: Vec<FieldError>) -> Self {
         Self::invalid(details)

@@ -17,6 +17,15 @@ use sha2::{Digest, Sha256};
 static KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// Marks an answer that carries a secret shown once (a new API key): it is never stored.
+/// A retry of its request is answered 409 instead, so it still changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct OneTimeSecret;
+
+const SECRET_WITHHELD: &str = "This request already ran with this Idempotency-Key. Its answer held a key, \
+     which is shown once and never kept: if that answer was lost, look the API user up and roll \
+     its key again.";
+
 /// Responses are small JSON documents; a larger one is passed on without being stored.
 const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
 
@@ -108,8 +117,18 @@ async fn run_and_remember(
             return ApiError::internal().into_response();
         }
     };
-    // Only changes are remembered; a refusal may succeed when retried later.
-    let outcome = if parts.status.is_success() {
+    // Only changes are remembered; a refusal may succeed when retried later. A change whose
+    // answer holds a secret is remembered as the refusal its retries get (see `replay`).
+    let outcome = if parts.status.is_success() && parts.extensions.get::<OneTimeSecret>().is_some()
+    {
+        let stored = StoredResponse {
+            status: StatusCode::CONFLICT.as_u16(),
+            content_type: None,
+            location: None,
+            body: Vec::new(),
+        };
+        state.db.complete_idempotency(user, &key, &stored).await
+    } else if parts.status.is_success() {
         let header = |name| {
             parts
                 .headers
@@ -137,6 +156,14 @@ async fn run_and_remember(
 }
 
 fn replay(stored: StoredResponse) -> Response {
+    // Successes are stored as they were, except those that held a secret: as a bare 409.
+    if stored.status == StatusCode::CONFLICT.as_u16() {
+        let mut response = ApiError::conflict(SECRET_WITHHELD, Vec::new()).into_response();
+        response
+            .headers_mut()
+            .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
+        return response;
+    }
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
     let headers = response.headers_mut();

@@ -120,10 +120,13 @@ pub trait ApiUserStore {
         audit: &AuditEntry,
     ) -> Result<ApiUserId>;
     async fn api_user(&self, username: &str) -> Result<Option<ApiUser>>;
+    /// Users whose username or description contains `search`: all of them by username, or
+    /// one page by id (`page.after` excluded, at most `page.limit`).
     async fn list_api_users(
         &self,
         search: Option<&str>,
         stats_since: OffsetDateTime,
+        page: Option<PageRequest>,
     ) -> Result<Vec<ApiUserSummary>>;
     async fn update_api_user(
         &self,

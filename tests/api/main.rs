@@ -13,6 +13,7 @@ mod faults;
 mod history;
 mod hostile;
 mod ip_rules;
+mod management;
 mod metrics;
 mod openapi;
 mod opencart;

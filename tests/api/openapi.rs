@@ -32,6 +32,13 @@ async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
         "/api/v1/customers",
         "/api/v1/customers/{id}",
         "/api/v1/openapi.json",
+        "/api/v1/api-users",
+        "/api/v1/api-users/{username}",
+        "/api/v1/api-users/{username}/rotate",
+        "/api/v1/api-users/{username}/ips",
+        "/api/v1/api-users/{username}/sessions",
+        "/api/v1/api-users/{username}/sessions/{id}",
+        "/api/v1/api-users/{username}/history",
     ] {
         assert!(paths.contains_key(path), "{path} is described");
     }
@@ -42,6 +49,14 @@ async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
     assert_eq!(
         doc["paths"]["/api/v1/orders/{id}"]["get"]["security"][0]["api_key"][0],
         "orders:read"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/api-users/{username}"]["patch"]["security"][0]["api_key"][0],
+        "api_users:write"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/api-users/{username}/history"]["get"]["security"][0]["api_key"][0],
+        "api_users:read"
     );
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
 }

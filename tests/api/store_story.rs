@@ -302,11 +302,29 @@ async fn api_users(db: &Db) -> ApiUserId {
     // The console's search ignores case, on both backends.
     for (search, found) in [("inventory", 1), ("WAREHOUSE", 1), ("nothing", 0)] {
         let listed = db
-            .list_api_users(Some(search), NOW - time::Duration::hours(24))
+            .list_api_users(Some(search), NOW - time::Duration::hours(24), None)
             .await
             .expect("list");
         assert_eq!(listed.len(), found, "{search}");
     }
+    // A page by id, after a cursor, with the user's rules and keys.
+    let page = |after, limit| PageRequest { after, limit };
+    let first = db
+        .list_api_users(None, NOW - time::Duration::hours(24), Some(page(None, 1)))
+        .await
+        .expect("a page");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].user.ips.len(), 2);
+    assert_eq!(first[0].user.keys.len(), 1);
+    let after = db
+        .list_api_users(
+            Some("inventory"),
+            NOW - time::Duration::hours(24),
+            Some(page(Some(first[0].user.id.0), 10)),
+        )
+        .await
+        .expect("the next page");
+    assert!(after.is_empty());
 
     let auth = db
         .auth_user_by_name("Inventory-Sync")
@@ -599,7 +617,7 @@ async fn history(db: &Db, user: ApiUserId) {
         ("192.0.2.7", 2, at, at + time::Duration::minutes(1))
     );
     let listed = db
-        .list_api_users(None, at - time::Duration::hours(24))
+        .list_api_users(None, at - time::Duration::hours(24), None)
         .await
         .expect("list");
     assert_eq!((listed[0].calls_24h, listed[0].refused_24h), (3, 2));

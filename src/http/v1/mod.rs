@@ -1,6 +1,7 @@
 //! `/api/v1`: the integration API. Each handler's `#[utoipa::path]` declares its route, its
 //! scope and its answers; the OpenAPI description and the auth policy are both made from them.
 
+pub mod api_users;
 pub mod customers;
 pub mod me;
 pub mod openapi;
@@ -31,4 +32,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::show))
         .routes(routes!(orders::add_history))
         .routes(routes!(orders::statuses))
+        .routes(routes!(api_users::list, api_users::create))
+        .routes(routes!(
+            api_users::show,
+            api_users::update,
+            api_users::delete
+        ))
+        .routes(routes!(api_users::rotate))
+        .routes(routes!(
+            api_users::ips,
+            api_users::add_ip,
+            api_users::replace_ips,
+            api_users::remove_ip
+        ))
+        .routes(routes!(api_users::sessions, api_users::revoke_sessions))
+        .routes(routes!(api_users::revoke_session))
+        .routes(routes!(api_users::history))
 }

@@ -25,6 +25,8 @@ use utoipa::{Modify, OpenApi};
         (name = "products", description = "The catalog and its stock"),
         (name = "orders", description = "Orders, their lines and status history"),
         (name = "customers", description = "The store's customers"),
+        (name = "api_users", description = "The Management API: API users, their keys, IP lists, sessions and history. \
+            Needs `api_users:read` / `api_users:write`, which only management keys hold; every change is audited with the key as the actor."),
         (name = "meta", description = "This description"),
     )
 )]

@@ -6,6 +6,7 @@ use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{
     ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey, Status,
 };
+use crate::domain::catalog::PageRequest;
 use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
@@ -267,21 +268,36 @@ impl ApiUserStore for PgStore {
         &self,
         search: Option<&str>,
         stats_since: OffsetDateTime,
+        page: Option<PageRequest>,
     ) -> Result<Vec<ApiUserSummary>> {
         // ILIKE: SQLite's LIKE ignores the case of ASCII letters, and the search should too.
         let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
         let mut conn = self.pool.acquire().await?;
+        let order = if page.is_some() { "id" } else { "username" };
         let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM api_users \
-             WHERE $1::text IS NULL OR username ILIKE $1 OR description ILIKE $1 ORDER BY username"
+             WHERE ($1::text IS NULL OR username ILIKE $1 OR description ILIKE $1) AND id > $2 \
+             ORDER BY {order} LIMIT $3"
         )))
         .bind(pattern)
+        .bind(page.and_then(|p| p.after).unwrap_or(0))
+        .bind(page.map(|p| i64::from(p.limit)))
         .fetch_all(&mut *conn)
         .await?;
+        // Rules, keys and figures of the users listed only.
+        let (Some(low), Some(high)) = (
+            rows.iter().map(|r| r.id).min(),
+            rows.iter().map(|r| r.id).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
         let mut rules: HashMap<i64, Vec<IpRule>> = HashMap::new();
         for (user, rule) in sqlx::query_as::<_, (i64, String)>(
-            "SELECT api_user_id, rule FROM api_ip_rules ORDER BY created_at, rule",
+            "SELECT api_user_id, rule FROM api_ip_rules WHERE api_user_id BETWEEN $1 AND $2 \
+             ORDER BY created_at, rule",
         )
+        .bind(low)
+        .bind(high)
         .fetch_all(&mut *conn)
         .await?
         {
@@ -290,8 +306,10 @@ impl ApiUserStore for PgStore {
         }
         let mut keys: HashMap<i64, Vec<KeyInfo>> = HashMap::new();
         let key_rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id DESC"
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE api_user_id BETWEEN $1 AND $2 ORDER BY id DESC"
         )))
+        .bind(low)
+        .bind(high)
         .fetch_all(&mut *conn)
         .await?;
         for key in key_rows {
@@ -300,10 +318,13 @@ impl ApiUserStore for PgStore {
         let mut stats: HashMap<i64, (i64, i64)> = HashMap::new();
         for (user, calls, refused) in sqlx::query_as::<_, (i64, i64, i64)>(
             "SELECT api_user_id, (sum(ok) + sum(refused))::bigint, sum(refused)::bigint \
-             FROM api_usage_hourly WHERE hour >= $1 GROUP BY api_user_id",
+             FROM api_usage_hourly WHERE hour >= $1 AND api_user_id BETWEEN $2 AND $3 \
+             GROUP BY api_user_id",
         )
         // Counted by hour: the window starts at the top of the hour it falls in.
         .bind(ts(stats_since) - ts(stats_since).rem_euclid(3_600_000_000))
+        .bind(low)
+        .bind(high)
         .fetch_all(&mut *conn)
         .await?
         {
