@@ -2,10 +2,12 @@
 //! HTTP; the CLI run as a process. One binary, so CI links once.
 
 mod helpers;
+mod nodes;
 
 mod auth_forms;
 mod browser;
 mod cli;
+mod cluster;
 mod config;
 mod console;
 mod errors;
@@ -22,3 +24,4 @@ mod rotation;
 mod serve;
 mod sessions;
 mod store_story;
+mod transfer;

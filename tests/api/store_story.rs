@@ -602,7 +602,7 @@ async fn history(db: &Db, user: ApiUserId) {
     assert_eq!((listed[0].calls_24h, listed[0].refused_24h), (3, 2));
 
     assert_eq!(
-        db.prune_history(at + time::Duration::seconds(30))
+        db.prune_history(at + time::Duration::seconds(30), &|_| {})
             .await
             .expect("prune"),
         3

@@ -13,9 +13,12 @@ mod history;
 mod idempotency;
 mod orders;
 mod products;
+mod rate_limits;
 mod sessions;
 mod signal;
+mod transfer;
 
+use super::migrations::{self, MigrationStatus, OnOpen};
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;
 use signal::Signal;
@@ -32,7 +35,8 @@ pub struct SqliteStore {
     signal: Signal,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| super::migrations::tolerant(sqlx::migrate!("./migrations/sqlite")));
 
 impl SqliteStore {
     pub async fn open(url: &str, options: &ConnectOptions) -> Result<Self> {
@@ -54,7 +58,7 @@ impl SqliteStore {
         // takes, and SQLite does not wait on that lock: retry for a few seconds.
         let mut attempt = 0;
         let write = loop {
-            match connect_writer(base.clone()).await {
+            match connect_writer(base.clone(), options.migrate == OnOpen::Apply).await {
                 Ok(write) => break write,
                 Err(error) if attempt < 100 && is_busy(&error) => {
                     attempt += 1;
@@ -63,6 +67,9 @@ impl SqliteStore {
                 Err(error) => return Err(error.into_open_error(url)),
             }
         };
+        if options.migrate == OnOpen::Require {
+            migrations::prepare(&MIGRATOR, &write, OnOpen::Require).await?;
+        }
         // An in-memory database lives in its one connection: reads must share it.
         let read = if in_memory {
             write.clone()
@@ -130,6 +137,7 @@ fn is_busy(error: &OpenError) -> bool {
 
 async fn connect_writer(
     options: SqliteConnectOptions,
+    migrate: bool,
 ) -> std::result::Result<SqlitePool, OpenError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
@@ -140,7 +148,9 @@ async fn connect_writer(
         .connect_with(options)
         .await
         .map_err(OpenError::Connect)?;
-    MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+    if migrate {
+        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+    }
     Ok(pool)
 }
 
@@ -152,6 +162,16 @@ fn open_error(url: &str, error: sqlx::Error) -> StoreError {
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<MigrationStatus> {
+        let mut conn = self.write.acquire().await?;
+        migrations::status(&MIGRATOR, &mut *conn).await
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.write).await?;
         Ok(())
     }
 
