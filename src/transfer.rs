@@ -32,6 +32,9 @@ pub enum TransferError {
     Format { line: u64, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database side stopped first; its own error says why.
+    #[error("the import stopped")]
+    Stopped,
 }
 
 fn format_error(line: u64, message: impl Into<String>) -> TransferError {
@@ -207,9 +210,12 @@ pub async fn import(
     let written = writer
         .await
         .map_err(|e| std::io::Error::other(format!("the import stopped: {e}")))?;
-    let summary = read?;
-    written?;
-    Ok(summary)
+    match (read, written) {
+        (Err(TransferError::Stopped), Err(written)) => Err(written.into()),
+        (Err(read), _) => Err(read),
+        (Ok(_), Err(written)) => Err(written.into()),
+        (Ok(summary), Ok(_)) => Ok(summary),
+    }
 }
 
 async fn read_file(
@@ -218,7 +224,7 @@ async fn read_file(
     started: impl FnOnce(u64),
     progress: &mut impl FnMut(u64),
 ) -> Result<Summary, TransferError> {
-    let closed = || TransferError::Store(StoreError::Config("the import stopped".to_owned()));
+    let closed = || TransferError::Stopped;
     let mut lines = input.lines();
     let mut next = |line: u64| -> Result<Option<Json>, TransferError> {
         match lines.next() {

@@ -33,7 +33,7 @@ impl From<TransferError> for CliError {
         match error {
             TransferError::Store(store) => store.into(),
             TransferError::Format { .. } => Self::Invalid(error.to_string()),
-            TransferError::Io(_) => Self::Failed(error.to_string()),
+            TransferError::Io(_) | TransferError::Stopped => Self::Failed(error.to_string()),
         }
     }
 }

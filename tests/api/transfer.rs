@@ -96,7 +96,7 @@ async fn populate(url: &str, dir: &Path) -> (String, String) {
         )
         .await
         .expect("history");
-        assert_eq!(shipped.status(), 200);
+        assert_eq!(shipped.status(), 201);
     }
     let refused = client
         .get(node.url("/api/v1/me"))

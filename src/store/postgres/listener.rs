@@ -57,9 +57,14 @@ impl ChangeFeed {
 
     fn set_live(&self, live: bool) {
         self.live.store(live, Ordering::SeqCst);
-        // Both ways the cache should read the log now: after a drop, to begin polling; after
-        // a reconnect, for whatever was committed while nobody listened.
-        self.moved();
+        if live {
+            // Whatever was committed while nobody listened: read the log now.
+            self.moved();
+        } else {
+            // Only the timer's pace changes: requests go on without reading the log themselves,
+            // so a database that is down does not hold every request up (the poll reads it).
+            self.wake.notify_one();
+        }
     }
 }
 
