@@ -214,8 +214,65 @@ pub trait TransferStore {
     async fn import_store(&self, source: mpsc::Receiver<ImportItem>) -> Result<u64>;
 }
 
+/// Sends a table, then its rows in batches as `rows` yields them.
+pub(super) async fn send_table<R>(
+    table: &'static Table,
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    sink: &mpsc::Sender<ExportItem>,
+) -> Result<()>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    use futures_util::TryStreamExt;
+    send(sink, ExportItem::Table(table)).await?;
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    while let Some(row) = rows.try_next().await? {
+        batch.push(decode_row(&row, table)?);
+        if batch.len() == BATCH_ROWS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+            send(sink, ExportItem::Rows(full)).await?;
+        }
+    }
+    if !batch.is_empty() {
+        send(sink, ExportItem::Rows(batch)).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn send(sink: &mpsc::Sender<ExportItem>, item: ExportItem) -> Result<()> {
+    sink.send(item)
+        .await
+        .map_err(|_| StoreError::Config("the export was cancelled".to_owned()))
+}
+
+/// The next batch of rows of an import and their table; `None` after `End`. A source that
+/// stops without `End` is an error, so the transaction rolls back.
+pub(super) async fn next_rows(
+    source: &mut mpsc::Receiver<ImportItem>,
+    current: &mut Option<&'static Table>,
+) -> Result<Option<(&'static Table, Vec<Vec<Value>>)>> {
+    loop {
+        match source.recv().await {
+            None => return Err(StoreError::Config("the import was cancelled".to_owned())),
+            Some(ImportItem::End) => return Ok(None),
+            Some(ImportItem::Table(table)) => *current = Some(table),
+            Some(ImportItem::Rows(rows)) => {
+                let table = current
+                    .ok_or_else(|| StoreError::Config("rows before their table".to_owned()))?;
+                return Ok(Some((table, rows)));
+            }
+        }
+    }
+}
+
 /// Reads one row by its table's columns, on either backend.
-pub(super) fn decode_row<R>(row: &R, table: &Table) -> Result<Vec<Value>>
+fn decode_row<R>(row: &R, table: &Table) -> Result<Vec<Value>>
 where
     R: Row,
     usize: sqlx::ColumnIndex<R>,

@@ -15,6 +15,7 @@ mod faults;
 mod history;
 mod hostile;
 mod ip_rules;
+mod migrate;
 mod openapi;
 mod opencart;
 mod opencart_compat;

@@ -18,12 +18,23 @@ pub const ADMIN_PASSWORD: &str = "a long test password";
 impl Node {
     /// Starts `keyward serve` on a free port against `url`, logging at `log_level`.
     pub async fn start(dir: &std::path::Path, url: &str, log_level: &str) -> Self {
+        Self::start_with(dir, url, log_level, &[]).await
+    }
+
+    /// Starts a node with extra environment variables (settings such as `KEYWARD_AUTO_MIGRATE`).
+    pub async fn start_with(
+        dir: &std::path::Path,
+        url: &str,
+        log_level: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("KEYWARD_DATABASE_URL", url)
             .env("KEYWARD_LOG", log_level)
             .env("KEYWARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env_remove("KEYWARD_CONFIG")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

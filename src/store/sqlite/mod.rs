@@ -130,7 +130,10 @@ fn is_busy(error: &OpenError) -> bool {
             c.parse::<i32>()
                 .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
         }),
-        OpenError::Migrate(sqlx::migrate::MigrateError::Execute(_)) => true,
+        OpenError::Migrate(
+            sqlx::migrate::MigrateError::Execute(_)
+            | sqlx::migrate::MigrateError::ExecuteMigration(..),
+        ) => true,
         _ => false,
     }
 }
@@ -171,8 +174,22 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.write).await?;
-        Ok(())
+        // Another process applying the same migration makes ours fail on what it created;
+        // the next try finds it applied (as on opening).
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.write).await {
+                Ok(()) => return Ok(()),
+                Err(
+                    sqlx::migrate::MigrateError::Execute(_)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(..),
+                ) if attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn close(&self) {

@@ -1,13 +1,12 @@
 //! Export and import of a whole store (see `store::transfer`).
 
 use super::SqliteStore;
+use crate::store::Result;
 use crate::store::transfer::{
-    BATCH_ROWS, ExportItem, ImportItem, TABLES, Table, TransferStore, decode_row,
-    insert_statements, not_empty,
+    ExportItem, ImportItem, TABLES, Table, TransferStore, insert_statements, next_rows, not_empty,
+    send, send_table,
 };
-use crate::store::{Result, StoreError};
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 
 #[async_trait]
@@ -30,30 +29,10 @@ impl TransferStore for SqliteStore {
             .await?;
             counts.push((*table, u64::try_from(count).unwrap_or(0)));
         }
-        let closed = || StoreError::Config("the export was cancelled".to_owned());
-        sink.send(ExportItem::Counts(counts))
-            .await
-            .map_err(|_| closed())?;
+        send(&sink, ExportItem::Counts(counts)).await?;
         for table in tables {
-            sink.send(ExportItem::Table(table))
-                .await
-                .map_err(|_| closed())?;
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(table.select())).fetch(&mut *tx);
-            let mut batch = Vec::with_capacity(BATCH_ROWS);
-            while let Some(row) = rows.try_next().await? {
-                batch.push(decode_row(&row, table)?);
-                if batch.len() == BATCH_ROWS {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                    sink.send(ExportItem::Rows(full))
-                        .await
-                        .map_err(|_| closed())?;
-                }
-            }
-            if !batch.is_empty() {
-                sink.send(ExportItem::Rows(batch))
-                    .await
-                    .map_err(|_| closed())?;
-            }
+            let rows = sqlx::query(sqlx::AssertSqlSafe(table.select())).fetch(&mut *tx);
+            send_table(table, rows, &sink).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -76,25 +55,12 @@ impl TransferStore for SqliteStore {
         if !occupied.is_empty() {
             return Err(not_empty(&occupied));
         }
-        let mut current: Option<&'static Table> = None;
-        let mut total = 0u64;
-        loop {
-            let Some(item) = source.recv().await else {
-                return Err(StoreError::Config("the import was cancelled".to_owned()));
-            };
-            match item {
-                ImportItem::End => break,
-                ImportItem::Table(table) => current = Some(table),
-                ImportItem::Rows(rows) => {
-                    let Some(table) = current else {
-                        return Err(StoreError::Config("rows before their table".to_owned()));
-                    };
-                    for mut insert in insert_statements(table, &rows) {
-                        insert.build().execute(&mut *tx).await?;
-                    }
-                    total += rows.len() as u64;
-                }
+        let (mut current, mut total) = (None, 0u64);
+        while let Some((table, rows)) = next_rows(&mut source, &mut current).await? {
+            for mut insert in insert_statements(table, &rows) {
+                insert.build().execute(&mut *tx).await?;
             }
+            total += rows.len() as u64;
         }
         // AUTOINCREMENT tables note the largest id inserted themselves.
         self.commit_credentials(tx).await?;
