@@ -45,7 +45,7 @@ pub fn progress_bar(out: &Output, what: &str) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(&format!(
-        "{what} {{wide_bar}} {{human_pos}}/{{human_len}} rows, {{per_sec}}, {{eta}} left"
+        "{what} {{wide_bar}} {{human_pos}}/{{human_len}} rows, {{elapsed}} so far, {{eta}} left"
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
