@@ -24,15 +24,20 @@ const PROMISE: Duration = Duration::from_secs(1);
 impl Cluster {
     /// Three nodes started at once (so they also race to migrate), or `None` without PostgreSQL.
     pub async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, &[]).await
+    }
+
+    /// Three nodes with extra settings in their environment.
+    pub async fn start_with(test: &str, env: &[(&str, &str)]) -> Option<Self> {
         let Some(database) = TestDatabase::create().await else {
             eprintln!("{test}: skipped, the cluster tests need KEYWARD_TEST_POSTGRES_URL");
             return None;
         };
         let dir = tempfile::tempdir().expect("dir");
         let (a, b, c) = tokio::join!(
-            Node::start(dir.path(), &database.url, "info"),
-            Node::start(dir.path(), &database.url, "info"),
-            Node::start(dir.path(), &database.url, "info"),
+            Node::start_with(dir.path(), &database.url, "info", env),
+            Node::start_with(dir.path(), &database.url, "info", env),
+            Node::start_with(dir.path(), &database.url, "info", env),
         );
         let client = Client::builder()
             .timeout(Duration::from_secs(30))
@@ -303,6 +308,40 @@ async fn a_session_made_on_one_node_works_on_every_node_until_logout_on_any() {
         .until_every_node("/api/v1/me", &token, 401, Instant::now())
         .await;
     assert_within_promise("sessions revoked from the CLI", &took);
+}
+
+#[tokio::test]
+async fn a_session_kept_busy_on_one_node_is_not_idle_on_another() {
+    let Some(cluster) = Cluster::start_with(
+        "a_session_kept_busy_on_one_node_is_not_idle_on_another",
+        &[("KEYWARD_SESSION_IDLE_TIMEOUT", "8s")],
+    )
+    .await
+    else {
+        return;
+    };
+    let key = cluster.api_user("mobile", &[]).await;
+    let login = cluster
+        .client
+        .post(cluster.nodes[0].url("/api/v1/login"))
+        .json(&serde_json::json!({ "username": "mobile", "key": key }))
+        .send()
+        .await
+        .expect("login");
+    let body: serde_json::Value = login.json().await.expect("json");
+    let token = body["api_token"].as_str().expect("token").to_owned();
+    // Node B sees the session once, then node A serves it for longer than the idle timeout.
+    assert_eq!(cluster.status(1, "/api/v1/me", &token).await, 200);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        assert_eq!(cluster.status(0, "/api/v1/me", &token).await, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        cluster.status(1, "/api/v1/me", &token).await,
+        200,
+        "node B learns the session's last use from the database instead of timing it out"
+    );
 }
 
 /// Sends `calls` calls of `key` to the nodes in `order` (round robin), 12 at a time, and
