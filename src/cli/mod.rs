@@ -268,7 +268,8 @@ fn plain_config(
     config: Option<&std::path::Path>,
 ) -> Result<Config, CliError> {
     let config = load_config(cli_database_url, config, Overrides::default())?;
-    crate::telemetry::init(config.log_format, "warn");
+    // An export streams a whole table in one statement: no "slow statement" warning for it.
+    crate::telemetry::init(config.log_format, "warn,sqlx::query=error");
     Ok(config)
 }
 
