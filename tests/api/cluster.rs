@@ -69,6 +69,20 @@ impl Cluster {
             .to_owned()
     }
 
+    /// Logs in on one node and returns the session token.
+    pub async fn login(&self, node: usize, username: &str, key: &str) -> String {
+        let login = self
+            .client
+            .post(self.nodes[node].url("/api/v1/login"))
+            .json(&serde_json::json!({ "username": username, "key": key }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(login.status(), 200, "login on node {node}");
+        let body: serde_json::Value = login.json().await.expect("json");
+        body["api_token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn status(&self, node: usize, path: &str, secret: &str) -> u16 {
         self.client
             .get(self.nodes[node].url(path))
@@ -254,16 +268,7 @@ async fn a_session_made_on_one_node_works_on_every_node_until_logout_on_any() {
         return;
     };
     let key = cluster.api_user("mobile", &[]).await;
-    let login = cluster
-        .client
-        .post(cluster.nodes[0].url("/api/v1/login"))
-        .json(&serde_json::json!({ "username": "mobile", "key": key }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), 200);
-    let body: serde_json::Value = login.json().await.expect("json");
-    let token = body["api_token"].as_str().expect("token").to_owned();
+    let token = cluster.login(0, "mobile", &key).await;
     for node in 0..3 {
         assert_eq!(
             cluster.status(node, "/api/v1/me", &token).await,
@@ -286,17 +291,7 @@ async fn a_session_made_on_one_node_works_on_every_node_until_logout_on_any() {
     assert_within_promise("a logout on node C", &took);
 
     // Revoking every session from the command line ends them on every node as well.
-    let token = {
-        let login = cluster
-            .client
-            .post(cluster.nodes[1].url("/api/v1/login"))
-            .json(&serde_json::json!({ "username": "mobile", "key": key }))
-            .send()
-            .await
-            .expect("login");
-        let body: serde_json::Value = login.json().await.expect("json");
-        body["api_token"].as_str().expect("token").to_owned()
-    };
+    let token = cluster.login(1, "mobile", &key).await;
     cluster
         .until_every_node("/api/v1/me", &token, 200, Instant::now())
         .await;
@@ -321,15 +316,7 @@ async fn a_session_kept_busy_on_one_node_is_not_idle_on_another() {
         return;
     };
     let key = cluster.api_user("mobile", &[]).await;
-    let login = cluster
-        .client
-        .post(cluster.nodes[0].url("/api/v1/login"))
-        .json(&serde_json::json!({ "username": "mobile", "key": key }))
-        .send()
-        .await
-        .expect("login");
-    let body: serde_json::Value = login.json().await.expect("json");
-    let token = body["api_token"].as_str().expect("token").to_owned();
+    let token = cluster.login(0, "mobile", &key).await;
     // Node B sees the session once, then node A serves it for longer than the idle timeout.
     assert_eq!(cluster.status(1, "/api/v1/me", &token).await, 200);
     let started = Instant::now();
