@@ -188,7 +188,7 @@ async fn follow_changes(state: AppState, mut stopped: watch::Receiver<bool>) {
                 tracing::info!("credential sync works again");
             }
             Ok(()) => {}
-            // Once, not every 200 ms: while the database is down every request says so too.
+            // Once, not at every poll: while the database is down every request says so too.
             Err(error) if !failing => {
                 failing = true;
                 tracing::warn!(

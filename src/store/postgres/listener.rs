@@ -19,7 +19,7 @@ pub const APPLICATION_NAME: &str = "keyward-listener";
 /// How often the cache reads the change log while notifications arrive: only a safety net.
 pub const POLL_WHILE_LIVE: Duration = Duration::from_secs(1);
 /// How often while they do not: well inside the one-second promise.
-pub const POLL_WHILE_DOWN: Duration = Duration::from_millis(200);
+pub const POLL_WHILE_DOWN: Duration = Duration::from_millis(100);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 

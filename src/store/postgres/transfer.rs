@@ -3,8 +3,8 @@
 use super::PgStore;
 use crate::store::Result;
 use crate::store::transfer::{
-    ExportItem, ImportItem, TABLES, Table, TransferStore, insert_statements, next_rows, not_empty,
-    send, send_table,
+    ExportItem, ImportItem, TABLES, Table, TransferStore, Value, next_rows, not_empty, send,
+    send_table,
 };
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -59,9 +59,17 @@ impl TransferStore for PgStore {
         }
         let (mut current, mut total) = (None, 0u64);
         while let Some((table, rows)) = next_rows(&mut source, &mut current).await? {
-            for mut insert in insert_statements(table, &rows) {
-                insert.build().execute(&mut *tx).await?;
-            }
+            // COPY: one round trip per batch, and PostgreSQL's fastest way in.
+            let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+            let mut copy = tx
+                .copy_in_raw(&format!(
+                    "COPY {} ({}) FROM STDIN",
+                    table.name,
+                    columns.join(", ")
+                ))
+                .await?;
+            copy.send(copy_text(&rows)).await?;
+            copy.finish().await?;
             total += rows.len() as u64;
         }
         // Identities continue after the imported ids.
@@ -76,5 +84,65 @@ impl TransferStore for PgStore {
         }
         self.commit_credentials(tx).await?;
         Ok(total)
+    }
+}
+
+/// Rows in COPY's text format: tab-separated, `\N` for NULL, backslash escapes in text, and
+/// bytes as `\\x` and hex.
+fn copy_text(rows: &[Vec<Value>]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(rows.len() * 128);
+    for row in rows {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            match value {
+                Value::Null => out.push_str("\\N"),
+                Value::Int(v) => {
+                    let _ = write!(out, "{v}");
+                }
+                Value::Bool(v) => out.push(if *v { 't' } else { 'f' }),
+                Value::Text(text) => {
+                    for c in text.chars() {
+                        match c {
+                            '\\' => out.push_str("\\\\"),
+                            '\t' => out.push_str("\\t"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+                Value::Bytes(bytes) => {
+                    out.push_str("\\\\x");
+                    for byte in bytes {
+                        let _ = write!(out, "{byte:02x}");
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_what_copy_reads_specially() {
+        let rows = vec![vec![
+            Value::Int(-7),
+            Value::Null,
+            Value::Text("a\tb\nc\\d\re".to_owned()),
+            Value::Bool(true),
+            Value::Bytes(vec![0, 255]),
+        ]];
+        assert_eq!(
+            String::from_utf8(copy_text(&rows)).expect("utf-8"),
+            "-7\t\\N\ta\\tb\\nc\\\\d\\re\tt\t\\\\x00ff\n"
+        );
     }
 }
