@@ -363,8 +363,42 @@ where
         .collect()
 }
 
+/// One query for the rows of every table: `(name, count)` rows.
+pub(super) fn count_rows(tables: &[&Table]) -> String {
+    let parts: Vec<String> = tables
+        .iter()
+        .map(|t| format!("SELECT '{0}', count(*) FROM {0}", t.name))
+        .collect();
+    parts.join(" UNION ALL ")
+}
+
+pub(super) fn counts_of(
+    tables: &[&'static Table],
+    counted: &[(String, i64)],
+) -> Vec<(&'static Table, u64)> {
+    tables
+        .iter()
+        .map(|table| {
+            let rows = counted
+                .iter()
+                .find(|(name, _)| name == table.name)
+                .map_or(0, |(_, rows)| u64::try_from(*rows).unwrap_or(0));
+            (*table, rows)
+        })
+        .collect()
+}
+
+/// One query for the names of the tables that hold rows.
+pub(super) fn occupied_tables() -> String {
+    let parts: Vec<String> = TABLES
+        .iter()
+        .map(|t| format!("SELECT '{0}' WHERE EXISTS (SELECT 1 FROM {0})", t.name))
+        .collect();
+    parts.join(" UNION ALL ")
+}
+
 /// The refusal of an import into a database that holds a store already.
-pub(super) fn not_empty(tables: &[&str]) -> StoreError {
+pub(super) fn not_empty(tables: &[String]) -> StoreError {
     StoreError::conflict(
         "database",
         format!(

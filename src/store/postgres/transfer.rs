@@ -3,8 +3,8 @@
 use super::PgStore;
 use crate::store::Result;
 use crate::store::transfer::{
-    ExportItem, ImportItem, TABLES, Table, TransferStore, Value, next_rows, not_empty, send,
-    send_table,
+    ExportItem, ImportItem, TABLES, Table, TransferStore, Value, count_rows, counts_of, next_rows,
+    not_empty, occupied_tables, send, send_table,
 };
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -21,16 +21,10 @@ impl TransferStore for PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let mut counts = Vec::with_capacity(tables.len());
-        for table in &tables {
-            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM {}",
-                table.name
-            )))
-            .fetch_one(&mut *tx)
+        let counted: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(count_rows(&tables)))
+            .fetch_all(&mut *tx)
             .await?;
-            counts.push((*table, u64::try_from(count).unwrap_or(0)));
-        }
+        let counts = counts_of(&tables, &counted);
         send(&sink, ExportItem::Counts(counts)).await?;
         for table in tables {
             let rows = sqlx::query(sqlx::AssertSqlSafe(table.select())).fetch(&mut *tx);
@@ -42,18 +36,9 @@ impl TransferStore for PgStore {
 
     async fn import_store(&self, mut source: mpsc::Receiver<ImportItem>) -> Result<u64> {
         let mut tx = self.begin_credentials().await?;
-        let mut occupied = Vec::new();
-        for table in TABLES {
-            let taken: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM {})",
-                table.name
-            )))
-            .fetch_one(&mut *tx)
+        let occupied: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(occupied_tables()))
+            .fetch_all(&mut *tx)
             .await?;
-            if taken {
-                occupied.push(table.name);
-            }
-        }
         if !occupied.is_empty() {
             return Err(not_empty(&occupied));
         }

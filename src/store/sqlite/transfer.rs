@@ -3,8 +3,8 @@
 use super::SqliteStore;
 use crate::store::Result;
 use crate::store::transfer::{
-    ExportItem, ImportItem, TABLES, Table, TransferStore, insert_statements, next_rows, not_empty,
-    send, send_table,
+    ExportItem, ImportItem, Table, TransferStore, count_rows, counts_of, insert_statements,
+    next_rows, not_empty, occupied_tables, send, send_table,
 };
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -19,16 +19,10 @@ impl TransferStore for SqliteStore {
         // One read transaction, so one snapshot for every table (WAL mode): rows committed
         // meanwhile are not half in the file.
         let mut tx = self.read.begin().await?;
-        let mut counts = Vec::with_capacity(tables.len());
-        for table in &tables {
-            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM {}",
-                table.name
-            )))
-            .fetch_one(&mut *tx)
+        let counted: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(count_rows(&tables)))
+            .fetch_all(&mut *tx)
             .await?;
-            counts.push((*table, u64::try_from(count).unwrap_or(0)));
-        }
+        let counts = counts_of(&tables, &counted);
         send(&sink, ExportItem::Counts(counts)).await?;
         for table in tables {
             let rows = sqlx::query(sqlx::AssertSqlSafe(table.select())).fetch(&mut *tx);
@@ -40,18 +34,9 @@ impl TransferStore for SqliteStore {
 
     async fn import_store(&self, mut source: mpsc::Receiver<ImportItem>) -> Result<u64> {
         let mut tx = self.begin_write().await?;
-        let mut occupied = Vec::new();
-        for table in TABLES {
-            let taken: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM {})",
-                table.name
-            )))
-            .fetch_one(&mut *tx)
+        let occupied: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(occupied_tables()))
+            .fetch_all(&mut *tx)
             .await?;
-            if taken {
-                occupied.push(table.name);
-            }
-        }
         if !occupied.is_empty() {
             return Err(not_empty(&occupied));
         }
