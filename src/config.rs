@@ -82,6 +82,9 @@ pub struct Config {
     pub session_lifetime: HumanDuration,
     /// Wait for the disk on every commit (survives power loss), not only for the OS.
     pub sync_full: bool,
+    /// Apply pending migrations when the server starts; otherwise refuse to start until an
+    /// operator has run `keyward migrate`.
+    pub auto_migrate: bool,
     pub max_body_bytes: usize,
     pub request_timeout: HumanDuration,
     pub login_failures_per_ip: u32,
@@ -110,6 +113,7 @@ impl Default for Config {
             session_idle_timeout: HumanDuration(time::Duration::hours(1)),
             session_lifetime: HumanDuration(time::Duration::hours(24)),
             sync_full: false,
+            auto_migrate: true,
             max_body_bytes: 1024 * 1024,
             request_timeout: HumanDuration(time::Duration::seconds(30)),
             login_failures_per_ip: 20,
@@ -191,6 +195,9 @@ pub struct Overrides {
     /// Wait for the disk on every commit (survives power loss; slower)
     #[arg(long, env = "KEYWARD_SYNC_FULL", value_name = "BOOL")]
     pub sync_full: Option<bool>,
+    /// Apply pending migrations on start (false: refuse to start until `keyward migrate` ran)
+    #[arg(long, env = "KEYWARD_AUTO_MIGRATE", value_name = "BOOL")]
+    pub auto_migrate: Option<bool>,
     /// Largest request body accepted, in bytes
     #[arg(long, env = "KEYWARD_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -232,6 +239,7 @@ pub struct FileConfig {
     pub session_idle_timeout: Option<HumanDuration>,
     pub session_lifetime: Option<HumanDuration>,
     pub sync_full: Option<bool>,
+    pub auto_migrate: Option<bool>,
     pub max_body_bytes: Option<usize>,
     pub request_timeout: Option<HumanDuration>,
     pub login_failures_per_ip: Option<u32>,
@@ -313,6 +321,10 @@ impl Config {
                 .sync_full
                 .or(file.sync_full)
                 .unwrap_or(d.sync_full),
+            auto_migrate: overrides
+                .auto_migrate
+                .or(file.auto_migrate)
+                .unwrap_or(d.auto_migrate),
             max_body_bytes: overrides
                 .max_body_bytes
                 .or(file.max_body_bytes)

@@ -50,6 +50,12 @@ impl App {
     pub async fn build(config: &Config, clock: SharedClock) -> Result<Self, StartError> {
         let options = ConnectOptions {
             sync_full: config.sync_full,
+            migrate: if config.auto_migrate {
+                store::OnOpen::Apply
+            } else {
+                store::OnOpen::Require
+            },
+            watch_changes: true,
             ..ConnectOptions::default()
         };
         let db = store::connect(&config.database_url, &options).await?;
@@ -158,6 +164,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
+        let follow = tokio::spawn(follow_changes(self.state.clone(), stopped.clone()));
         let upkeep = tokio::spawn(upkeep(self.state.clone(), self.retention, stopped));
         let header_timeout = self.state.limits.request_timeout;
         // The metrics listener outlives the main one, so the drain can be watched.
@@ -184,6 +191,7 @@ impl App {
                 Err(error) => tracing::warn!(%error, "the metrics listener ended abnormally"),
             }
         }
+        let _ = follow.await;
         flush_usage(&self.state).await;
         self.recorder.finish().await;
         let stats = self.state.recorder.stats();
@@ -205,8 +213,39 @@ impl App {
     }
 }
 
-/// Background work: the change-log safety net, writing last use, counting sessions for the
-/// metrics, and the hourly clean-up.
+/// Keeps the credential cache in step with the change log: at once when the store announces
+/// a change (PostgreSQL's notifications), and on a timer regardless, as a safety net for a lost
+/// signal (every second; more often while PostgreSQL's listener is down).
+async fn follow_changes(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        let every = state.db.change_poll_interval();
+        let synced = tokio::select! {
+            _ = stopped.changed() => return,
+            () = state.db.change_announced() => state.auth.refresh().await,
+            () = tokio::time::sleep(every) => state.auth.sync().await,
+        };
+        match synced {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("credential sync works again");
+            }
+            Ok(()) => {}
+            // Once, not at every poll: while the database is down every request says so too.
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "credential sync failed; retrying"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Background work: writing last use, counting sessions for the metrics, and the hourly
+/// clean-up.
 async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::Receiver<bool>) {
     let mut second = tokio::time::interval(Duration::from_secs(1));
     let mut usage = tokio::time::interval(Duration::from_secs(5));
@@ -220,9 +259,6 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
         tokio::select! {
             _ = stopped.changed() => return,
             _ = second.tick() => {
-                if let Err(error) = state.auth.sync().await {
-                    tracing::warn!(error = &error as &dyn std::error::Error, "credential sync failed; retrying");
-                }
                 state.metrics.upkeep();
                 let now = state.clock.now();
                 if last_clean_up.is_none_or(|last| now - last >= time::Duration::HOUR) {
@@ -250,7 +286,7 @@ async fn clean_up(state: &AppState, now: OffsetDateTime, retention: time::Durati
             "purging expired sessions failed"
         );
     }
-    match state.db.prune_history(now - retention).await {
+    match state.db.prune_history(now - retention, &|_| {}).await {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned API history past its retention"),
         Err(error) => tracing::warn!(

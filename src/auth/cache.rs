@@ -9,7 +9,7 @@ use crate::clock::{from_micros, to_micros};
 use crate::domain::api_user::{AuthKey, AuthUser, SessionRecord};
 use crate::domain::ids::ApiUserId;
 use crate::domain::secret::SecretHash;
-use crate::store::{Db, Result};
+use crate::store::{Db, Result, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -45,6 +45,9 @@ pub struct CredentialCache {
     epoch: AtomicU64,
     marker: AtomicU64,
     seq: tokio::sync::Mutex<i64>,
+    /// Failed syncs so far: a request that waited for another's sync and saw it fail answers
+    /// at once instead of queueing for the database in turn.
+    failures: AtomicU64,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -67,6 +70,7 @@ impl CredentialCache {
             epoch: AtomicU64::new(0),
             marker: AtomicU64::new(marker),
             seq: tokio::sync::Mutex::new(start.last_seq),
+            failures: AtomicU64::new(0),
         })
     }
 
@@ -85,13 +89,23 @@ impl CredentialCache {
     /// Drops the entries of every user named in the change log since the last sync. Unless
     /// `always`, a sync that another request finished while this one waited is enough.
     pub async fn sync(&self, always: bool) -> Result<()> {
+        let failures = self.failures.load(Ordering::Acquire);
         let mut seq = self.seq.lock().await;
         if !always && self.is_fresh() {
             return Ok(());
         }
+        if !always && self.failures.load(Ordering::Acquire) != failures {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+        }
         // Read the marker before the log: a change that lands in between moves it again.
         let marker = self.db.change_marker();
-        let changes = self.db.credential_changes_since(*seq).await?;
+        let changes = match self.db.credential_changes_since(*seq).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                self.failures.fetch_add(1, Ordering::AcqRel);
+                return Err(error);
+            }
+        };
         if !changes.users.is_empty() {
             self.invalidate(&changes.users);
         }

@@ -1,6 +1,10 @@
-//! Rate limits per API user (GCRA, from governor) and throttling of failed logins.
+//! Rate limits per API user and throttling of failed logins.
+//!
+//! One server counts calls in memory (GCRA, from governor). Servers that share a PostgreSQL
+//! database share each user's bucket instead (`shared`): the limit holds for the cluster.
 
 use crate::domain::ids::ApiUserId;
+use crate::store::{Db, StoreError};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -27,12 +31,41 @@ pub struct RateState {
 #[derive(Debug, Clone, Copy)]
 pub struct RetryAfter(pub u64);
 
-#[derive(Default)]
-pub struct RateLimits {
-    limiters: RwLock<HashMap<ApiUserId, (u32, Arc<UserLimiter>)>>,
+/// Rate limits of this server alone, or of every server on the database.
+pub enum RateLimits {
+    Local(LocalLimits),
+    Shared(super::shared_limits::SharedLimits),
 }
 
 impl RateLimits {
+    /// Shared when the store counts for several servers (PostgreSQL), local otherwise.
+    pub fn for_store(db: &Db) -> Self {
+        if db.shares_rate_limits() {
+            Self::Shared(super::shared_limits::SharedLimits::new(db.clone()))
+        } else {
+            Self::Local(LocalLimits::default())
+        }
+    }
+
+    /// Counts one call of `user`, whose limit is `per_minute` calls (bursts up to that many).
+    pub async fn check(
+        &self,
+        user: ApiUserId,
+        per_minute: u32,
+    ) -> Result<Result<RateState, RetryAfter>, StoreError> {
+        match self {
+            Self::Local(limits) => Ok(limits.check(user, per_minute)),
+            Self::Shared(limits) => limits.check(user, per_minute).await,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct LocalLimits {
+    limiters: RwLock<HashMap<ApiUserId, (u32, Arc<UserLimiter>)>>,
+}
+
+impl LocalLimits {
     /// Counts one call of `user`, whose limit is `per_minute` calls (bursts up to that many).
     pub fn check(&self, user: ApiUserId, per_minute: u32) -> Result<RateState, RetryAfter> {
         let limiter = self.limiter(user, per_minute);
@@ -81,7 +114,7 @@ impl RateLimits {
     }
 }
 
-fn reset_seconds(per_minute: u32, remaining: u32) -> u64 {
+pub(super) fn reset_seconds(per_minute: u32, remaining: u32) -> u64 {
     let used = u64::from(per_minute.saturating_sub(remaining));
     (used * 60).div_ceil(u64::from(per_minute.max(1)))
 }
@@ -238,7 +271,7 @@ mod tests {
 
     #[test]
     fn calls_over_the_limit_are_refused_with_a_retry_time() {
-        let limits = RateLimits::default();
+        let limits = LocalLimits::default();
         let user = ApiUserId(1);
         let first = limits.check(user, 3).expect("first call");
         assert_eq!(first.remaining, 2);
@@ -254,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_changed_limit_takes_effect_at_once() {
-        let limits = RateLimits::default();
+        let limits = LocalLimits::default();
         let user = ApiUserId(1);
         assert!(limits.check(user, 1).is_ok());
         assert!(limits.check(user, 1).is_err());

@@ -9,6 +9,7 @@ mod layer;
 mod limits;
 pub mod policy;
 mod session_writer;
+mod shared_limits;
 mod usage;
 
 pub use client_ip::{ClientIp, ForwardedHeader, TrustedProxies, resolve_client_ip};
@@ -174,11 +175,11 @@ impl Authenticator {
         throttle: LoginThrottle,
     ) -> Result<Self, StoreError> {
         Ok(Self {
+            limits: RateLimits::for_store(&db),
             cache: CredentialCache::new(db.clone()).await?,
             session_writer: SessionWriter::start(db.clone()),
             db,
             clock,
-            limits: RateLimits::default(),
             throttle,
             usage: UsageTracker::default(),
             sessions,
@@ -193,9 +194,14 @@ impl Authenticator {
         &self.throttle
     }
 
-    /// Picks up changes from the change log (run every second as a safety net).
+    /// Reads the change log and drops what it names (the safety net's timer).
     pub async fn sync(&self) -> Result<(), StoreError> {
         self.cache.sync(true).await
+    }
+
+    /// Reads the change log if the store's change marker moved (an announced change).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        self.cache.ensure_fresh().await
     }
 
     pub async fn authenticate(
@@ -229,6 +235,8 @@ impl Authenticator {
         let rate = self
             .limits
             .check(user.id, user.rate_limit_per_minute)
+            .await
+            .map_err(|error| refuse(error.into()))?
             .map_err(|retry| refuse(ApiError::rate_limited(user.rate_limit_per_minute, retry.0)))?;
         let session = session.map(|s| {
             s.seen(now);
@@ -339,8 +347,16 @@ impl Authenticator {
         if session.record.revoked_at.is_some() {
             return Err(refuse(Outcome::RevokedToken));
         }
-        let idle_until = session.last_seen() + Duration::seconds(session.record.idle_timeout_s);
-        if session.record.expires_at <= now || idle_until <= now {
+        let idle = Duration::seconds(session.record.idle_timeout_s);
+        if session.last_seen() + idle <= now
+            && session.record.expires_at > now
+            && let Some(stored) = self.db.session_by_hash(&hash).await?
+        {
+            // Idle here, but other nodes may have served it since: their last use reaches the
+            // database every few seconds.
+            session.seen(stored.last_seen_at);
+        }
+        if session.record.expires_at <= now || session.last_seen() + idle <= now {
             return Err(refuse(Outcome::ExpiredToken));
         }
         if user.status == Status::Disabled {

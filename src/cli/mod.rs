@@ -23,8 +23,10 @@ macro_rules! say_raw {
 
 mod admin;
 mod api;
+mod migrate;
 mod output;
 mod serve;
+mod transfer;
 
 use crate::config::{Config, FileConfig, Overrides};
 use crate::credentials::ServiceError;
@@ -76,6 +78,13 @@ enum Command {
     /// Work on the API history
     #[command(subcommand)]
     History(HistoryCommand),
+    /// Apply pending database migrations (safe while servers run) and report them
+    Migrate(migrate::MigrateArgs),
+    /// Write the whole store to a file: API users with their key digests, IP rules, sessions,
+    /// admin users, audit log, products, customers, orders and the API history
+    Export(transfer::ExportArgs),
+    /// Load a file of `keyward export` into an empty database (one transaction: all or nothing)
+    Import(transfer::ImportArgs),
     /// Print the configuration in effect (flags > environment > keyward.toml > defaults)
     Config(ConfigArgs),
     /// Print a shell completion script, for example:
@@ -244,11 +253,28 @@ fn load_config(
 }
 
 async fn open(config: &Config) -> Result<Db, CliError> {
+    open_with(config, store::OnOpen::Apply).await
+}
+
+async fn open_with(config: &Config, migrate: store::OnOpen) -> Result<Db, CliError> {
     let options = ConnectOptions {
         sync_full: config.sync_full,
         max_connections: Some(2),
+        migrate,
+        watch_changes: false,
     };
     Ok(store::connect(&config.database_url, &options).await?)
+}
+
+/// The configuration of a command that takes no settings beyond the database's.
+fn plain_config(
+    cli_database_url: Option<String>,
+    config: Option<&std::path::Path>,
+) -> Result<Config, CliError> {
+    let config = load_config(cli_database_url, config, Overrides::default())?;
+    // An export streams a whole table in one statement: no "slow statement" warning for it.
+    crate::telemetry::init(config.log_format, "warn,sqlx::query=error");
+    Ok(config)
 }
 
 async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
@@ -267,6 +293,27 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
                 args.overrides.clone(),
             )?;
             serve::run(config, args.demo, out).await
+        }
+        Command::Migrate(args) => {
+            let config = plain_config(cli.database_url, cli.config.as_deref())?;
+            let db = open_with(&config, store::OnOpen::Leave).await?;
+            let result = migrate::run(args, &db, out).await;
+            db.close().await;
+            result
+        }
+        Command::Export(args) => {
+            let config = plain_config(cli.database_url, cli.config.as_deref())?;
+            let db = open(&config).await?;
+            let result = transfer::export(args, &db, &config.database_url, out).await;
+            db.close().await;
+            result
+        }
+        Command::Import(args) => {
+            let config = plain_config(cli.database_url, cli.config.as_deref())?;
+            let db = open(&config).await?;
+            let result = transfer::import(args, &db, out).await;
+            db.close().await;
+            result
         }
         Command::Config(args) => {
             let config = load_config(cli.database_url, cli.config.as_deref(), args.overrides)?;
@@ -332,7 +379,11 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             let db = open(&config).await?;
             let age = older_than.unwrap_or(config.history_retention);
             let cutoff = time::OffsetDateTime::now_utc() - age.0;
-            let rows = db.prune_history(cutoff).await?;
+            let bar = transfer::progress_spinner(out, "pruning history:");
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            let rows = db.prune_history(cutoff, &|rows| bar.inc(rows)).await;
+            bar.finish_and_clear();
+            let rows = rows?;
             db.close().await;
             out.pruned(rows, age);
             Ok(())

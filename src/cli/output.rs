@@ -25,7 +25,7 @@ fn when(t: Option<OffsetDateTime>) -> String {
         .unwrap_or_else(|| "never".to_owned())
 }
 
-fn print_json(value: &impl serde::Serialize) {
+pub(super) fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => say!("{text}"),
         Err(error) => eprintln!("cannot write JSON: {error}"),
@@ -89,6 +89,11 @@ fn warn(text: &str) {
 impl Output {
     pub fn new(json: bool) -> Self {
         Self { json }
+    }
+
+    /// Whether scripts read the output (`--json`): no tables, no progress bars.
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     pub fn fail(&self, error: &CliError) -> ExitCode {

@@ -7,10 +7,13 @@
 
 mod columns;
 mod error;
+pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
 pub use error::StoreError;
+pub use migrations::{MigrationInfo, MigrationStatus, OnOpen};
 
 use crate::domain::admin::{
     AdminSession, AdminUser, AuditEntry, AuditRecord, NewAdminSession, Role,
@@ -50,11 +53,18 @@ pub trait Store:
     + CustomerStore
     + OrderStore
     + IdempotencyStore
+    + RateLimitStore
+    + transfer::TransferStore
     + Send
     + Sync
 {
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+    /// The migrations this binary knows, and whether each is applied.
+    async fn migration_status(&self) -> Result<MigrationStatus>;
+    /// Applies pending migrations. Safe with servers running and with several migrators at
+    /// once: PostgreSQL's advisory lock (SQLite's write lock) lets one apply each migration.
+    async fn migrate(&self) -> Result<()>;
     /// Closes connections after the last write.
     async fn close(&self);
 }
@@ -86,6 +96,11 @@ pub struct ConnectOptions {
     /// The most connections to hold: SQLite's readers (its writer is always one connection),
     /// or PostgreSQL's whole pool. `None` takes the backend's default, sized for a server.
     pub max_connections: Option<u32>,
+    /// What to do with pending migrations.
+    pub migrate: OnOpen,
+    /// Learn of other processes' credential changes as they commit (a server on PostgreSQL
+    /// keeps a listening connection for it); the command line does not need to.
+    pub watch_changes: bool,
 }
 
 /// Which users' credentials changed since a point in the change log.
@@ -182,6 +197,17 @@ pub trait AuthStore {
     /// A cheap, synchronous sign that credentials may have changed since the last call:
     /// the auth cache checks it on every request and syncs from the change log when it moves.
     fn change_marker(&self) -> u64;
+    /// Resolves when another process announced a change (PostgreSQL's notifications), so the
+    /// cache can sync before a request needs it. Never, where changes are not announced
+    /// (SQLite: its marker is read on every request instead).
+    async fn change_announced(&self) {
+        std::future::pending::<()>().await;
+    }
+    /// How often the cache must read the change log regardless: the safety net for a signal
+    /// that was lost.
+    fn change_poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
     async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges>;
 }
 
@@ -220,7 +246,12 @@ pub trait SessionStore {
 pub trait HistoryStore {
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()>;
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
-    async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64>;
+    /// Deletes rows older than `older_than`, in slices; `progress` learns each slice's count.
+    async fn prune_history(
+        &self,
+        older_than: OffsetDateTime,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64>;
     /// Calls per hour of one user since `since`, oldest first (hours without calls omitted).
     async fn usage_hourly(&self, id: ApiUserId, since: OffsetDateTime) -> Result<Vec<UsageHour>>;
     /// Addresses refused as not on the list since `since`, most refused first.
@@ -358,4 +389,32 @@ pub trait IdempotencyStore {
         response: &StoredResponse,
     ) -> Result<()>;
     async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()>;
+}
+
+/// Calls taken from an API user's rate-limit bucket shared by the servers on one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateGrant {
+    /// Calls granted, at most as many as asked for; 0 when the bucket is empty.
+    pub granted: u32,
+    /// Calls left in the bucket after this grant.
+    pub remaining: u32,
+    /// When nothing was granted: how long until the next call is free.
+    pub retry_after: std::time::Duration,
+}
+
+/// Rate limits counted in the database, for servers that share it.
+#[async_trait]
+pub trait RateLimitStore {
+    /// Takes up to `wanted` calls from the user's bucket, which holds `per_minute` calls and
+    /// refills one every `60 / per_minute` seconds. `None` where every server counts in its own
+    /// memory (SQLite, whose file one server owns).
+    async fn take_rate_tokens(
+        &self,
+        user: ApiUserId,
+        per_minute: u32,
+        wanted: u32,
+    ) -> Result<Option<RateGrant>>;
+
+    /// Whether `take_rate_tokens` counts for the cluster.
+    fn shares_rate_limits(&self) -> bool;
 }

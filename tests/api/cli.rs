@@ -1,6 +1,6 @@
 //! The command line, run as a process against the running server's database: every change
-//! holds on the server's very next request (on PostgreSQL, within a second: see
-//! `TestApp::status_after_change`).
+//! holds on the server's very next request (on PostgreSQL, within milliseconds, when the
+//! change's notification arrives: see `TestApp::status_after_change`).
 
 use crate::helpers::{TestApp, spawn_app, stdout_json};
 use serde_json::Value;

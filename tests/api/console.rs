@@ -23,6 +23,11 @@ pub fn csrf_of(html: &str) -> String {
 
 impl Console {
     pub fn new(app: &TestApp) -> Self {
+        Self::at(&app.url(""))
+    }
+
+    /// A console at `base` (`http://127.0.0.1:PORT`), such as one node of a cluster.
+    pub fn at(base: &str) -> Self {
         let client = Client::builder()
             .cookie_store(true)
             .redirect(Policy::none())
@@ -30,7 +35,7 @@ impl Console {
             .expect("client");
         Self {
             client,
-            base: app.url(""),
+            base: base.to_owned(),
         }
     }
 

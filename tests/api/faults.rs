@@ -3,38 +3,15 @@
 //! recovers without a restart.
 
 use crate::helpers::{cli_at, error_of, spawn_app, stdout_json};
+use crate::nodes::Node;
 use keyward::domain::history::HistoryQuery;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 async fn start_server(dir: &std::path::Path, url: &str) -> (tokio::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("KEYWARD_DATABASE_URL", url)
-        .env("KEYWARD_LOG", "warn")
-        .env("KEYWARD_ADMIN_PASSWORD", "a long test password")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("keyward serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("started")
-        .expect("read")
-        .expect("line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    let node = Node::start(dir, url, "warn").await;
+    (node.child, node.base)
 }
 
 #[tokio::test]
@@ -344,12 +321,19 @@ impl Drop for PrivatePostgres {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries (Debian's postgresql)"]
-async fn a_postgresql_restart_under_load_is_503_then_recovers_without_a_restart() {
+async fn a_postgresql_restart_under_load_is_503_then_every_node_recovers_without_a_restart() {
     let postgres = PrivatePostgres::start();
     let url = postgres.url();
     let dir = tempfile::tempdir().expect("dir");
     let key = create_key(&url, dir.path(), "restart-test").await;
-    let (mut server, base) = start_server(dir.path(), &url).await;
+    // Three nodes of a cluster, the load spread over them.
+    let (a, b, c) = tokio::join!(
+        Node::start(dir.path(), &url, "warn"),
+        Node::start(dir.path(), &url, "warn"),
+        Node::start(dir.path(), &url, "warn"),
+    );
+    let mut nodes = vec![a, b, c];
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
     #[derive(Default)]
     struct Seen {
@@ -363,8 +347,13 @@ async fn a_postgresql_restart_under_load_is_503_then_recovers_without_a_restart(
         .build()
         .expect("client");
     let mut load = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (client, key, base, seen) = (client.clone(), key.clone(), base.clone(), seen.clone());
+    for i in 0..9 {
+        let (client, key, base, seen) = (
+            client.clone(),
+            key.clone(),
+            bases[i % bases.len()].clone(),
+            seen.clone(),
+        );
         load.spawn(async move {
             loop {
                 let outcome = client
@@ -429,9 +418,47 @@ async fn a_postgresql_restart_under_load_is_503_then_recovers_without_a_restart(
     }
     load.abort_all();
     while load.join_next().await.is_some() {}
+    for (i, node) in nodes.iter_mut().enumerate() {
+        assert!(
+            node.child.try_wait().expect("wait").is_none(),
+            "node {i} stayed up"
+        );
+    }
+    // Every node answers again, and hears of changes again: a change holds on each within
+    // the promised second.
+    let disabled = cli_at(
+        &url,
+        dir.path().into(),
+        &["api", "disable", "restart-test"],
+        None,
+    )
+    .await;
+    assert!(disabled.status.success());
+    let since = std::time::Instant::now();
+    for (i, base) in bases.iter().enumerate() {
+        loop {
+            let status = client
+                .get(format!("{base}/api/v1/me"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .expect("call")
+                .status();
+            if status == 401 {
+                break;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(15),
+                "node {i} recovered and hears of changes: still {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let took = since.elapsed();
+    eprintln!("after the restart, a disable held on all three nodes in {took:?}");
     assert!(
-        server.try_wait().expect("wait").is_none(),
-        "the server stayed up"
+        took <= Duration::from_secs(1),
+        "within the promised second: {took:?}"
     );
 
     let seen = std::mem::take(&mut *seen.lock().expect("lock"));
@@ -459,12 +486,14 @@ async fn a_postgresql_restart_under_load_is_503_then_recovers_without_a_restart(
         .count();
     assert_eq!(lost, 0, "every answered call has its history row");
     eprintln!(
-        "PostgreSQL restart under load: {} calls answered 200, {} refused 503, 0 lost",
+        "PostgreSQL restart under load, 3 nodes: {} calls answered 200, {} refused 503, 0 lost",
         seen.ok.len(),
         seen.unavailable
     );
     db.close().await;
-    let _ = server.kill().await;
+    for node in nodes {
+        node.stop().await;
+    }
 }
 
 /// Creates an API user allowed from loopback with a limit the tests never

@@ -119,8 +119,9 @@ impl TestApp {
 
     /// The status of `GET path` with `secret` once a change made by another process (the
     /// CLI) has had its time to reach this server: its very next request on SQLite, whose
-    /// signal file it reads on every request; within a second on PostgreSQL, where the server
-    /// learns of other processes' changes from the change log it reads every second.
+    /// signal file it reads on every request; within the promised second on PostgreSQL, where
+    /// the server learns of other processes' changes from a notification (milliseconds, but
+    /// delivered apart from the CLI's exit, so not always before the test's next call).
     pub async fn status_after_change(&self, path: &str, secret: &str, expected: u16) -> u16 {
         let deadline = std::time::Instant::now() + Duration::from_millis(1500);
         loop {

@@ -2,10 +2,12 @@
 //! HTTP; the CLI run as a process. One binary, so CI links once.
 
 mod helpers;
+mod nodes;
 
 mod auth_forms;
 mod browser;
 mod cli;
+mod cluster;
 mod config;
 mod console;
 mod errors;
@@ -15,6 +17,7 @@ mod hostile;
 mod ip_rules;
 mod management;
 mod metrics;
+mod migrate;
 mod openapi;
 mod opencart;
 mod opencart_compat;
@@ -24,3 +27,4 @@ mod rotation;
 mod serve;
 mod sessions;
 mod store_story;
+mod transfer;

@@ -79,6 +79,8 @@ async fn every_store_method_keeps_the_same_story_on_this_backend() {
     history(&db, user).await;
     catalog(&db).await;
     idempotency(&db, user).await;
+    rate_limits(&db, user).await;
+    migrations(&db).await;
 
     db.delete_api_user(user, &audit("delete"))
         .await
@@ -623,7 +625,7 @@ async fn history(db: &Db, user: ApiUserId) {
     assert_eq!((listed[0].calls_24h, listed[0].refused_24h), (3, 2));
 
     assert_eq!(
-        db.prune_history(at + time::Duration::seconds(30))
+        db.prune_history(at + time::Duration::seconds(30), &|_| {})
             .await
             .expect("prune"),
         3
@@ -882,4 +884,50 @@ async fn idempotency(db: &Db, user: ApiUserId) {
         claim(b"body", tomorrow).await,
         Ok(IdempotencyClaim::Claimed)
     ));
+}
+
+/// Shared buckets where servers share the database; none where one server owns it.
+async fn rate_limits(db: &Db, user: ApiUserId) {
+    let take = |wanted| db.take_rate_tokens(user, 5, wanted);
+    let Some(first) = take(3).await.expect("take") else {
+        assert!(!db.shares_rate_limits(), "no bucket, no sharing");
+        return;
+    };
+    assert!(db.shares_rate_limits());
+    assert_eq!(
+        (first.granted, first.remaining),
+        (3, 2),
+        "a full bucket of 5"
+    );
+    let second = take(5).await.expect("take").expect("a bucket");
+    assert_eq!(
+        (second.granted, second.remaining),
+        (2, 0),
+        "what is left, not more"
+    );
+    let empty = take(1).await.expect("take").expect("a bucket");
+    assert_eq!(empty.granted, 0);
+    assert!(
+        empty.retry_after > std::time::Duration::ZERO
+            && empty.retry_after <= std::time::Duration::from_secs(12),
+        "the next call is due within a refill of 60 / 5 s: {:?}",
+        empty.retry_after
+    );
+    let changed = db
+        .take_rate_tokens(user, 10, 10)
+        .await
+        .expect("take")
+        .expect("a bucket");
+    assert_eq!(changed.granted, 10, "a changed limit starts a full bucket");
+}
+
+async fn migrations(db: &Db) {
+    let status = db.migration_status().await.expect("status");
+    assert!(!status.migrations.is_empty());
+    assert!(
+        status.pending().next().is_none(),
+        "connect applied them all"
+    );
+    assert!(status.unknown_applied.is_empty());
+    db.migrate().await.expect("nothing to do is no error");
 }

@@ -7,7 +7,7 @@ use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::secret::SecretHash;
 use crate::store::{AuthStore, CredentialChanges, Result};
 use async_trait::async_trait;
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[async_trait]
 impl AuthStore for PgStore {
@@ -55,11 +55,18 @@ impl AuthStore for PgStore {
         row.map(KeyRow::into_auth).transpose()
     }
 
-    /// This process's own credential commits only, for now: changes made elsewhere (the CLI,
-    /// other nodes) reach the cache through its once-a-second sync of the change log. A
-    /// LISTEN/NOTIFY listener that moves the same counter will make them immediate.
+    /// This process's own credential commits, and in a server the notifications of every
+    /// other process's (`listener`).
     fn change_marker(&self) -> u64 {
-        self.changes.load(Ordering::SeqCst)
+        self.feed.marker()
+    }
+
+    async fn change_announced(&self) {
+        self.feed.wait().await;
+    }
+
+    fn change_poll_interval(&self) -> Duration {
+        self.feed.poll_interval()
     }
 
     async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {

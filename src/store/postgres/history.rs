@@ -195,7 +195,11 @@ impl HistoryStore for PgStore {
             .collect())
     }
 
-    async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64> {
+    async fn prune_history(
+        &self,
+        older_than: OffsetDateTime,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64> {
         // In slices, so no statement holds its locks or its snapshot for long.
         let mut total = 0;
         loop {
@@ -208,6 +212,7 @@ impl HistoryStore for PgStore {
             .await?
             .rows_affected();
             total += deleted;
+            progress(deleted);
             if deleted == 0 {
                 // The aggregates follow the rows they count.
                 sqlx::query("DELETE FROM api_usage_hourly WHERE hour < $1")

@@ -11,16 +11,21 @@ mod auth;
 mod customers;
 mod history;
 mod idempotency;
+pub mod listener;
 mod orders;
 mod products;
+mod rate_limits;
 mod sessions;
+mod transfer;
 
+use super::migrations::{self, MigrationStatus};
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;
+use listener::ChangeFeed;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub(crate) use super::columns::{from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
@@ -32,13 +37,15 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 pub struct PgStore {
     pool: PgPool,
-    /// Moved by this process's own credential commits. The auth cache syncs when it moves,
-    /// and once a second regardless, which is how changes made by other processes (the CLI,
-    /// other nodes) arrive for now; a LISTEN/NOTIFY listener can move it as well.
-    changes: AtomicU64,
+    /// Moved by this process's own credential commits and, in a server, by the listener's
+    /// notifications of everyone else's (see `listener`).
+    feed: Arc<ChangeFeed>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = std::sync::LazyLock::new(|| {
+    super::migrations::tolerant(sqlx::migrate!("./migrations/postgres"))
+});
 
 impl PgStore {
     /// Connects to an existing database and brings its schema up to date. Migrations hold
@@ -58,13 +65,18 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .idle_timeout(Duration::from_secs(600))
             .max_lifetime(Duration::from_secs(1800))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| open_error(url, &e))?;
-        MIGRATOR.run(&pool).await?;
+        migrations::prepare(&MIGRATOR, &pool, options.migrate).await?;
+        let feed = Arc::new(ChangeFeed::default());
+        let listener = options
+            .watch_changes
+            .then(|| tokio::spawn(listener::listen(connect, feed.clone())));
         Ok(Self {
             pool,
-            changes: AtomicU64::new(0),
+            feed,
+            listener: Mutex::new(listener),
         })
     }
 
@@ -86,7 +98,7 @@ impl PgStore {
     /// Commits a transaction that changed credentials, then moves this process's marker.
     async fn commit_credentials(&self, tx: Transaction<'static, Postgres>) -> Result<()> {
         tx.commit().await?;
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.feed.moved();
         Ok(())
     }
 }
@@ -106,7 +118,25 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn migration_status(&self) -> Result<MigrationStatus> {
+        let mut conn = self.pool.acquire().await?;
+        migrations::status(&MIGRATOR, &mut *conn).await
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
     async fn close(&self) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         self.pool.close().await;
     }
 }

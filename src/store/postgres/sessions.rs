@@ -196,6 +196,14 @@ impl SessionStore for PgStore {
             .bind(day_ago)
             .execute(&mut *tx)
             .await?;
+        // A bucket untouched for a minute is full: forgetting it changes nothing. By the
+        // database's clock, as the buckets are.
+        sqlx::query(
+            "DELETE FROM rate_buckets \
+             WHERE tat < (extract(epoch FROM clock_timestamp()) * 1000000)::bigint - 60000000",
+        )
+        .execute(&mut *tx)
+        .await?;
         // Keep the last change, as SQLite must, so both backends keep the same log.
         sqlx::query(
             "DELETE FROM credential_changes WHERE changed_at < $1 \

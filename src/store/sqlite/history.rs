@@ -199,7 +199,11 @@ impl HistoryStore for SqliteStore {
             .collect())
     }
 
-    async fn prune_history(&self, older_than: OffsetDateTime) -> Result<u64> {
+    async fn prune_history(
+        &self,
+        older_than: OffsetDateTime,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64> {
         // In slices, so the writer never holds the lock long enough to stall requests.
         let mut total = 0;
         loop {
@@ -212,6 +216,7 @@ impl HistoryStore for SqliteStore {
             .await?
             .rows_affected();
             total += deleted;
+            progress(deleted);
             if deleted == 0 {
                 // The aggregates follow the rows they count.
                 sqlx::query("DELETE FROM api_usage_hourly WHERE hour < ?")

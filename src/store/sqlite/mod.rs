@@ -13,9 +13,12 @@ mod history;
 mod idempotency;
 mod orders;
 mod products;
+mod rate_limits;
 mod sessions;
 mod signal;
+mod transfer;
 
+use super::migrations::{self, MigrationStatus, OnOpen};
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;
 use signal::Signal;
@@ -32,7 +35,8 @@ pub struct SqliteStore {
     signal: Signal,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| super::migrations::tolerant(sqlx::migrate!("./migrations/sqlite")));
 
 impl SqliteStore {
     pub async fn open(url: &str, options: &ConnectOptions) -> Result<Self> {
@@ -54,7 +58,7 @@ impl SqliteStore {
         // takes, and SQLite does not wait on that lock: retry for a few seconds.
         let mut attempt = 0;
         let write = loop {
-            match connect_writer(base.clone()).await {
+            match connect_writer(base.clone(), options.migrate == OnOpen::Apply).await {
                 Ok(write) => break write,
                 Err(error) if attempt < 100 && is_busy(&error) => {
                     attempt += 1;
@@ -63,6 +67,9 @@ impl SqliteStore {
                 Err(error) => return Err(error.into_open_error(url)),
             }
         };
+        if options.migrate == OnOpen::Require {
+            migrations::prepare(&MIGRATOR, &write, OnOpen::Require).await?;
+        }
         // An in-memory database lives in its one connection: reads must share it.
         let read = if in_memory {
             write.clone()
@@ -123,13 +130,17 @@ fn is_busy(error: &OpenError) -> bool {
             c.parse::<i32>()
                 .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
         }),
-        OpenError::Migrate(sqlx::migrate::MigrateError::Execute(_)) => true,
+        OpenError::Migrate(
+            sqlx::migrate::MigrateError::Execute(_)
+            | sqlx::migrate::MigrateError::ExecuteMigration(..),
+        ) => true,
         _ => false,
     }
 }
 
 async fn connect_writer(
     options: SqliteConnectOptions,
+    migrate: bool,
 ) -> std::result::Result<SqlitePool, OpenError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
@@ -140,7 +151,9 @@ async fn connect_writer(
         .connect_with(options)
         .await
         .map_err(OpenError::Connect)?;
-    MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+    if migrate {
+        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+    }
     Ok(pool)
 }
 
@@ -153,6 +166,30 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<MigrationStatus> {
+        let mut conn = self.write.acquire().await?;
+        migrations::status(&MIGRATOR, &mut *conn).await
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        // Another process applying the same migration makes ours fail on what it created;
+        // the next try finds it applied (as on opening).
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.write).await {
+                Ok(()) => return Ok(()),
+                Err(
+                    sqlx::migrate::MigrateError::Execute(_)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(..),
+                ) if attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn close(&self) {

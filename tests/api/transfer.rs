@@ -1,0 +1,309 @@
+//! `keyward export` / `keyward import`: a store moves between databases with its keys (their
+//! digests), sessions, orders and history, and nothing is issued anew.
+
+use crate::helpers::{TestDatabase, cli_at, stdout_json};
+use crate::nodes::Node;
+use reqwest::Client;
+use serde_json::{Value, json};
+use std::path::Path;
+
+async fn cli(url: &str, dir: &Path, args: &[&str]) -> std::process::Output {
+    cli_at(url, dir.into(), args, None).await
+}
+
+/// A store with API users, keys (one rolled), IP rules, a session, products, customers, orders
+/// with their status history, refusals and calls in the history, made over HTTP and the CLI.
+async fn populate(url: &str, dir: &Path) -> (String, String) {
+    let created = cli(
+        url,
+        dir,
+        &[
+            "api",
+            "create",
+            "--json",
+            "--username",
+            "shop-sync",
+            "--ip",
+            "127.0.0.1",
+            "--scope",
+            "products:write",
+            "--scope",
+            "orders:write",
+            "--scope",
+            "customers:write",
+        ],
+    )
+    .await;
+    let key = stdout_json(&created)["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let other = cli(
+        url,
+        dir,
+        &[
+            "api",
+            "create",
+            "--json",
+            "--username",
+            "old-erp",
+            "--ip",
+            "10.0.0.0/8",
+        ],
+    )
+    .await;
+    assert!(other.status.success());
+    let rolled = cli(url, dir, &["api", "rotate", "old-erp", "--grace", "24h"]).await;
+    assert!(rolled.status.success());
+
+    let node = Node::start(dir, url, "warn").await;
+    let client = Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(node.url(path))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    for i in 0..30 {
+        let response = post(
+            "/api/v1/products",
+            json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "price": "9.50", "quantity": 100}),
+        )
+        .await
+        .expect("product");
+        assert_eq!(response.status(), 201);
+    }
+    let customer = post(
+        "/api/v1/customers",
+        json!({"name": "Ada", "email": "ada@example.com"}),
+    )
+    .await
+    .expect("customer");
+    assert_eq!(customer.status(), 201);
+    for i in 0..12 {
+        let order = post(
+            "/api/v1/orders",
+            json!({"customer_id": 1, "currency": "USD", "lines": [{"sku": format!("SKU-{i}"), "quantity": 2}]}),
+        )
+        .await
+        .expect("order");
+        assert_eq!(order.status(), 201);
+        let id = order.json::<Value>().await.expect("json")["id"].clone();
+        let shipped = post(
+            &format!("/api/v1/orders/{id}/history"),
+            json!({"status": "Shipped", "comment": "UPS"}),
+        )
+        .await
+        .expect("history");
+        assert_eq!(shipped.status(), 201);
+    }
+    let refused = client
+        .get(node.url("/api/v1/me"))
+        .bearer_auth("kw_wrong")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(refused.status(), 401);
+    let login = client
+        .post(node.url("/api/v1/login"))
+        .json(&json!({"username": "shop-sync", "key": key}))
+        .send()
+        .await
+        .expect("login");
+    let token = login.json::<Value>().await.expect("json")["api_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    node.stop().await;
+    (key, token)
+}
+
+/// The file without its header, whose time and source differ from export to export.
+fn body_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read the export");
+    text.split_once('\n').expect("a header").1.to_owned()
+}
+
+#[tokio::test]
+async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_and_history() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let (key, token) = populate(&sqlite, dir.path()).await;
+
+    let file = dir.path().join("shop.jsonl");
+    let file_arg = file.to_str().expect("utf-8");
+    let exported = stdout_json(&cli(&sqlite, dir.path(), &["export", file_arg, "--json"]).await);
+    let tables = exported["tables"].clone();
+    let count = |name: &str| {
+        tables
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["name"] == name)
+            .and_then(|t| t["rows"].as_u64())
+            .unwrap_or_default()
+    };
+    assert_eq!(count("orders"), 12);
+    assert_eq!(
+        count("order_history"),
+        24,
+        "each order's Pending and Shipped"
+    );
+    assert_eq!(
+        count("api_keys"),
+        3,
+        "the rolled key in its grace period too"
+    );
+    assert_eq!(count("api_sessions"), 1);
+    assert!(
+        count("api_history") >= 45,
+        "every call: {}",
+        count("api_history")
+    );
+
+    // Into PostgreSQL when the suite runs on it, otherwise into another SQLite file.
+    let target_db = TestDatabase::create().await;
+    let target = match &target_db {
+        Some(database) => database.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("target.db").display()),
+    };
+    let imported = stdout_json(&cli(&target, dir.path(), &["import", file_arg, "--json"]).await);
+    assert_eq!(imported["rows"], exported["rows"]);
+    assert_eq!(imported["tables"], tables, "every table's rows arrived");
+
+    // Row for row the same store: ids, digests, timestamps.
+    let again = dir.path().join("again.jsonl");
+    let again_arg = again.to_str().expect("utf-8");
+    stdout_json(&cli(&target, dir.path(), &["export", again_arg, "--json"]).await);
+    assert!(
+        body_of(&file) == body_of(&again),
+        "the export of the copy is the export of the original"
+    );
+
+    // A second import into the now full database is refused, and changes nothing.
+    let refused = cli(&target, dir.path(), &["import", file_arg, "--json"]).await;
+    assert!(!refused.status.success());
+    let error: Value = serde_json::from_slice(&refused.stderr).expect("JSON error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("not empty"),
+        "{error}"
+    );
+
+    // A server on the copy takes the same key and session token: no key was issued anew.
+    let node = Node::start(dir.path(), &target, "warn").await;
+    let client = Client::new();
+    let me = client
+        .get(node.url("/api/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(me.status(), 200, "the same key works");
+    let me = client
+        .get(node.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(me.status(), 200, "the same session works");
+    let orders: Value = client
+        .get(node.url("/api/v1/orders?limit=100"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("orders")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(orders["data"].as_array().expect("orders").len(), 12);
+    let created = client
+        .post(node.url("/api/v1/products"))
+        .bearer_auth(&key)
+        .json(&json!({"sku": "NEW-1", "name": "New", "price": "1.00", "quantity": 1}))
+        .send()
+        .await
+        .expect("product");
+    assert_eq!(created.status(), 201, "ids go on after the imported ones");
+    assert_eq!(created.json::<Value>().await.expect("json")["id"], 31);
+    node.stop().await;
+
+    // And back to SQLite.
+    let back = format!("sqlite://{}", dir.path().join("back.db").display());
+    let imported = stdout_json(&cli(&back, dir.path(), &["import", again_arg, "--json"]).await);
+    assert_eq!(imported["tables"], tables);
+    let history = stdout_json(
+        &cli(
+            &back,
+            dir.path(),
+            &["api", "history", "shop-sync", "--limit", "1000", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(
+        history.as_array().expect("rows").len() as u64,
+        count("api_history") - 1,
+        "the history of shop-sync: every call but the unknown key's"
+    );
+}
+
+#[tokio::test]
+async fn an_export_cut_short_imports_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let created = cli(
+        &source,
+        dir.path(),
+        &["api", "create", "--username", "erp", "--ip", "*"],
+    )
+    .await;
+    assert!(created.status.success());
+    let file = dir.path().join("store.jsonl");
+    stdout_json(
+        &cli(
+            &source,
+            dir.path(),
+            &["export", file.to_str().expect("utf-8"), "--json"],
+        )
+        .await,
+    );
+    let text = std::fs::read_to_string(&file).expect("read");
+    let cut = dir.path().join("cut.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).expect("write");
+
+    let target = format!("sqlite://{}", dir.path().join("target.db").display());
+    let refused = cli(
+        &target,
+        dir.path(),
+        &["import", cut.to_str().expect("utf-8"), "--json"],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let error: Value = serde_json::from_slice(&refused.stderr).expect("JSON error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("ends early"),
+        "{error}"
+    );
+    let listed = stdout_json(&cli(&target, dir.path(), &["api", "list", "--json"]).await);
+    assert_eq!(
+        listed.as_array().expect("users").len(),
+        0,
+        "nothing was kept"
+    );
+    // The whole file goes in afterwards: the failed import left nothing behind.
+    stdout_json(
+        &cli(
+            &target,
+            dir.path(),
+            &["import", file.to_str().expect("utf-8"), "--json"],
+        )
+        .await,
+    );
+}
