@@ -2,9 +2,11 @@
 //! API: each change is validated here, audited, and made in one transaction by the store.
 
 pub mod admins;
+mod leaks;
 pub mod password;
 mod requests;
 
+pub use leaks::{ExposedKey, LEAK_REPORT_ACTOR};
 pub use requests::{CreateApiUser, IssuedKey, KeySource, Result, ServiceError, UpdateApiUser};
 
 use crate::clock::SharedClock;
@@ -47,14 +49,7 @@ impl Credentials {
         target: &str,
         details: serde_json::Value,
     ) -> AuditEntry {
-        AuditEntry {
-            at: self.clock.now(),
-            actor: actor.name.clone(),
-            actor_ip: actor.ip.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            details,
-        }
+        actor.audit(self.clock.now(), action, target, details)
     }
 
     fn new_key(&self, source: KeySource, expires_in: Option<Duration>) -> Result<(ApiKey, NewKey)> {

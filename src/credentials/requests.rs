@@ -16,18 +16,10 @@ pub enum ServiceError {
     NoSuchUser(String),
     #[error("session {id} is not an open session of `{username}`")]
     NoSuchSession { id: SessionId, username: String },
-    #[error("{}", describe(.0))]
+    #[error("{}", crate::domain::validation::describe(.0))]
     Invalid(Vec<FieldError>),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl ServiceError {

@@ -23,6 +23,12 @@ const MAX_BATCH: usize = 4096;
 #[error("the history could not be written")]
 pub struct RecordError;
 
+/// Looks at each batch of rows the writer has just committed, off the requests' path: the
+/// alerts' detector counts refusals this way without a query of its own.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, rows: &[HistoryEntry]);
+}
+
 enum Message {
     Row(HistoryEntry, oneshot::Sender<Result<(), RecordError>>),
     Stop,
@@ -50,11 +56,17 @@ pub struct RecorderTask {
 }
 
 impl Recorder {
-    pub fn start(db: Db) -> (Recorder, RecorderTask) {
+    pub fn start(db: Db, observer: Option<Arc<dyn CallObserver>>) -> (Recorder, RecorderTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WriterStats::default());
-        let handle = tokio::spawn(write_batches(db, rx, pending.clone(), stats.clone()));
+        let handle = tokio::spawn(write_batches(
+            db,
+            rx,
+            pending.clone(),
+            stats.clone(),
+            observer,
+        ));
         (
             Recorder {
                 tx: tx.clone(),
@@ -110,6 +122,7 @@ async fn write_batches(
     mut rx: mpsc::UnboundedReceiver<Message>,
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
+    observer: Option<Arc<dyn CallObserver>>,
 ) {
     let mut rows = Vec::with_capacity(256);
     let mut waiters = Vec::with_capacity(256);
@@ -140,10 +153,14 @@ async fn write_batches(
             .commit_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         pending.fetch_sub(rows.len(), Ordering::Relaxed);
-        rows.clear();
         for done in waiters.drain(..) {
             let _ = done.send(result.as_ref().map(|_| ()).map_err(|_| RecordError));
         }
+        // After the answers are released: the requests never wait for this.
+        if let Some(observer) = &observer {
+            observer.observe(&rows);
+        }
+        rows.clear();
     }
 }
 

@@ -56,6 +56,11 @@ pub struct Services {
     pub recorder: Recorder,
     pub limits: HttpLimits,
     pub console: crate::console::ConsoleSettings,
+    pub webhooks: crate::webhooks::Webhooks,
+    pub alerts: crate::webhooks::Alerts,
+    pub detector: Arc<crate::webhooks::Detector>,
+    /// Leak reports per client address.
+    pub leak_limit: crate::auth::AddressLimit,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -2,6 +2,7 @@
 //! HTTP; the CLI run as a process. One binary, so CI links once.
 
 mod helpers;
+mod receiver;
 
 mod auth_forms;
 mod browser;
@@ -13,6 +14,7 @@ mod faults;
 mod history;
 mod hostile;
 mod ip_rules;
+mod leaks;
 mod openapi;
 mod opencart;
 mod opencart_compat;
@@ -22,3 +24,4 @@ mod rotation;
 mod serve;
 mod sessions;
 mod store_story;
+mod webhooks;

@@ -2,6 +2,7 @@
 //! scope and its answers; the OpenAPI description and the auth policy are both made from them.
 
 pub mod customers;
+pub mod leaks;
 pub mod me;
 pub mod openapi;
 pub mod orders;
@@ -31,4 +32,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::show))
         .routes(routes!(orders::add_history))
         .routes(routes!(orders::statuses))
+        .routes(routes!(leaks::report))
 }

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         (name = "products", description = "The catalog and its stock"),
         (name = "orders", description = "Orders, their lines and status history"),
         (name = "customers", description = "The store's customers"),
+        (name = "leaks", description = "Reporting leaked keys, for secret scanners"),
         (name = "meta", description = "This description"),
     )
 )]

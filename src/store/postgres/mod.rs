@@ -14,6 +14,7 @@ mod idempotency;
 mod orders;
 mod products;
 mod sessions;
+mod webhooks;
 
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;

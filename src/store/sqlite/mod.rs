@@ -15,6 +15,7 @@ mod orders;
 mod products;
 mod sessions;
 mod signal;
+mod webhooks;
 
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;
