@@ -430,6 +430,42 @@ mod tests {
     }
 
     #[test]
+    fn alert_settings_and_the_webhook_key_come_from_the_file_and_are_checked() {
+        let file: FileConfig = toml::from_str(&format!(
+            "refusal_burst_threshold = 5\nrefusal_burst_window = \"2m\"\nleak_reports_per_minute = 3\nwebhook_key = \"{}\"",
+            "ab".repeat(32)
+        ))
+        .expect("toml");
+        let config = Config::resolve(None, Overrides::default(), file).expect("config");
+        assert_eq!(config.refusal_burst_threshold, 5);
+        assert_eq!(config.refusal_burst_window.to_string(), "2m");
+        assert_eq!(config.leak_reports_per_minute, 3);
+        assert!(config.webhook_key.is_some());
+        assert!(
+            !format!("{config:?}").contains(&"ab".repeat(32)),
+            "the key is never printed"
+        );
+        assert!(
+            !serde_json::to_string(&config)
+                .expect("json")
+                .contains("webhook_key")
+        );
+
+        for bad in [
+            "webhook_key = \"not hex\"",
+            "refusal_burst_threshold = 0",
+            "leak_reports_per_minute = 0",
+            "refusal_burst_window = \"0\"",
+        ] {
+            let file: FileConfig = toml::from_str(bad).expect("toml");
+            assert!(
+                Config::resolve(None, Overrides::default(), file).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn database_passwords_are_redacted_for_printing() {
         use super::redact_url;
         assert_eq!(redact_url("sqlite://keyward.db"), "sqlite://keyward.db");
