@@ -97,6 +97,14 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Where `/metrics` is served: on the main listener, on an address of its own, or not at all.
     pub metrics_listen: MetricsListen,
+    /// Leak reports accepted per client address per minute.
+    pub leak_reports_per_minute: u32,
+    /// Refusals of one API user within `refusal_burst_window` that raise `refusals.burst`.
+    pub refusal_burst_threshold: u32,
+    pub refusal_burst_window: HumanDuration,
+    /// Seals webhook signing secrets at rest; never printed.
+    #[serde(skip)]
+    pub webhook_key: Option<Secret>,
     /// The first admin's password; otherwise a random one is printed once.
     #[serde(skip)]
     pub admin_password: Option<Secret>,
@@ -123,6 +131,10 @@ impl Default for Config {
             console_idle_timeout: HumanDuration(time::Duration::minutes(30)),
             cookie_secure: false,
             metrics_listen: MetricsListen::Main,
+            leak_reports_per_minute: 10,
+            refusal_burst_threshold: 20,
+            refusal_burst_window: HumanDuration(time::Duration::minutes(5)),
+            webhook_key: None,
             admin_password: None,
         }
     }
@@ -225,6 +237,15 @@ pub struct Overrides {
     /// Where /metrics is served: main (the main listener), off, or an address of its own
     #[arg(long, env = "KEYWARD_METRICS_LISTEN", value_name = "main|off|ADDR")]
     pub metrics_listen: Option<MetricsListen>,
+    /// Leak reports (POST /api/v1/leaks) accepted per client address per minute
+    #[arg(long, env = "KEYWARD_LEAK_REPORTS_PER_MINUTE", value_name = "N")]
+    pub leak_reports_per_minute: Option<u32>,
+    /// Refusals of one API user within the burst window that raise a refusals.burst alert
+    #[arg(long, env = "KEYWARD_REFUSAL_BURST_THRESHOLD", value_name = "N")]
+    pub refusal_burst_threshold: Option<u32>,
+    /// The window of the refusals.burst alert
+    #[arg(long, env = "KEYWARD_REFUSAL_BURST_WINDOW", value_name = "DURATION")]
+    pub refusal_burst_window: Option<HumanDuration>,
 }
 
 /// `keyward.toml`: every key optional.
@@ -249,6 +270,11 @@ pub struct FileConfig {
     pub console_idle_timeout: Option<HumanDuration>,
     pub cookie_secure: Option<bool>,
     pub metrics_listen: Option<MetricsListen>,
+    pub leak_reports_per_minute: Option<u32>,
+    pub refusal_burst_threshold: Option<u32>,
+    pub refusal_burst_window: Option<HumanDuration>,
+    /// 64 hexadecimal characters; `KEYWARD_WEBHOOK_KEY` wins over it.
+    pub webhook_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -361,6 +387,24 @@ impl Config {
                 .metrics_listen
                 .or(file.metrics_listen)
                 .unwrap_or(d.metrics_listen),
+            leak_reports_per_minute: overrides
+                .leak_reports_per_minute
+                .or(file.leak_reports_per_minute)
+                .unwrap_or(d.leak_reports_per_minute),
+            refusal_burst_threshold: overrides
+                .refusal_burst_threshold
+                .or(file.refusal_burst_threshold)
+                .unwrap_or(d.refusal_burst_threshold),
+            refusal_burst_window: overrides
+                .refusal_burst_window
+                .or(file.refusal_burst_window)
+                .unwrap_or(d.refusal_burst_window),
+            // A secret: from the environment or the file, never a flag (flags show in `ps`).
+            webhook_key: std::env::var("KEYWARD_WEBHOOK_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .or(file.webhook_key)
+                .map(Secret::new),
             admin_password: std::env::var("KEYWARD_ADMIN_PASSWORD")
                 .ok()
                 .filter(|p| !p.is_empty())
@@ -385,6 +429,19 @@ impl Config {
         positive("session_lifetime", self.session_lifetime)?;
         positive("request_timeout", self.request_timeout)?;
         positive("console_idle_timeout", self.console_idle_timeout)?;
+        positive("refusal_burst_window", self.refusal_burst_window)?;
+        if self.leak_reports_per_minute == 0 || self.refusal_burst_threshold == 0 {
+            return Err(ConfigError::Invalid(
+                "leak_reports_per_minute and refusal_burst_threshold must be at least 1".to_owned(),
+            ));
+        }
+        if let Some(key) = &self.webhook_key
+            && crate::webhooks::SealingKey::from_hex(key.expose()).is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "webhook_key (KEYWARD_WEBHOOK_KEY) must be 64 hexadecimal characters, such as the output of `openssl rand -hex 32`".to_owned(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".to_owned(),
@@ -472,6 +529,42 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(None, Overrides::default(), zero).is_err());
+    }
+
+    #[test]
+    fn alert_settings_and_the_webhook_key_come_from_the_file_and_are_checked() {
+        let file: FileConfig = toml::from_str(&format!(
+            "refusal_burst_threshold = 5\nrefusal_burst_window = \"2m\"\nleak_reports_per_minute = 3\nwebhook_key = \"{}\"",
+            "ab".repeat(32)
+        ))
+        .expect("toml");
+        let config = Config::resolve(None, Overrides::default(), file).expect("config");
+        assert_eq!(config.refusal_burst_threshold, 5);
+        assert_eq!(config.refusal_burst_window.to_string(), "2m");
+        assert_eq!(config.leak_reports_per_minute, 3);
+        assert!(config.webhook_key.is_some());
+        assert!(
+            !format!("{config:?}").contains(&"ab".repeat(32)),
+            "the key is never printed"
+        );
+        assert!(
+            !serde_json::to_string(&config)
+                .expect("json")
+                .contains("webhook_key")
+        );
+
+        for bad in [
+            "webhook_key = \"not hex\"",
+            "refusal_burst_threshold = 0",
+            "leak_reports_per_minute = 0",
+            "refusal_burst_window = \"0\"",
+        ] {
+            let file: FileConfig = toml::from_str(bad).expect("toml");
+            assert!(
+                Config::resolve(None, Overrides::default(), file).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

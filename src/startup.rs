@@ -11,6 +11,8 @@ use crate::history::{Recorder, RecorderTask};
 use crate::http::{AppState, HttpLimits, Services, router};
 use crate::store::{self, ConnectOptions, Db};
 use crate::telemetry::metrics::Metrics;
+use crate::webhooks::alerts::Alert;
+use crate::webhooks::{Alerts, BurstSettings, Deliverer, Detector, SealingKey, Webhooks};
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, watch};
 
 pub struct App {
     listener: TcpListener,
@@ -27,9 +29,14 @@ pub struct App {
     metrics: Option<(TcpListener, Router)>,
     state: AppState,
     recorder: RecorderTask,
+    deliverer: Deliverer,
+    alerts: mpsc::Receiver<Alert>,
     retention: time::Duration,
     first_admin: Option<Bootstrap>,
 }
+
+/// Finished deliveries, dead letters and raised alerts are kept this long.
+const WEBHOOK_RETENTION: time::Duration = time::Duration::days(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -96,7 +103,23 @@ impl App {
         .counted_by(metrics.login_throttled("api"));
         let auth =
             Arc::new(Authenticator::new(db.clone(), clock.clone(), sessions, throttle).await?);
-        let (recorder, recorder_task) = Recorder::start(db.clone(), metrics.history_commit());
+        let wake = Arc::new(Notify::new());
+        let key = SealingKey::resolve(config.webhook_key.as_ref(), &config.database_url);
+        if let Err(error) = &key {
+            tracing::warn!(%error, "webhooks cannot be added or sent until this is fixed");
+        }
+        let key = Arc::new(key);
+        let (raise, alerts) = mpsc::channel(1024);
+        let detector = Arc::new(Detector::new(
+            BurstSettings {
+                threshold: config.refusal_burst_threshold,
+                window: config.refusal_burst_window.0,
+            },
+            raise,
+        ));
+        let (recorder, recorder_task) =
+            Recorder::start(db.clone(), metrics.history_commit(), Some(detector.clone()));
+        let deliverer = Deliverer::new(db.clone(), clock.clone(), key.clone(), wake.clone());
         let console = crate::console::ConsoleSettings {
             idle_timeout: config.console_idle_timeout.0,
             lifetime: time::Duration::hours(12),
@@ -110,6 +133,10 @@ impl App {
         let state = AppState::new(Services {
             console,
             credentials: Credentials::new(db.clone(), clock.clone()),
+            webhooks: Webhooks::new(db.clone(), clock.clone(), key, wake.clone()),
+            alerts: Alerts::new(db.clone(), clock.clone(), wake),
+            detector,
+            leak_limit: crate::auth::AddressLimit::new(config.leak_reports_per_minute),
             admins,
             db,
             clock,
@@ -132,6 +159,8 @@ impl App {
             metrics,
             state,
             recorder: recorder_task,
+            deliverer,
+            alerts,
             retention: config.history_retention.0,
             first_admin,
         })
@@ -165,7 +194,10 @@ impl App {
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let follow = tokio::spawn(follow_changes(self.state.clone(), stopped.clone()));
-        let upkeep = tokio::spawn(upkeep(self.state.clone(), self.retention, stopped));
+        let (stop_alerts, alerts_stopped) = watch::channel(false);
+        let upkeep = tokio::spawn(upkeep(self.state.clone(), self.retention, stopped.clone()));
+        let deliverer = tokio::spawn(self.deliverer.run(stopped));
+        let raiser = tokio::spawn(self.state.alerts.clone().run(self.alerts, alerts_stopped));
         let header_timeout = self.state.limits.request_timeout;
         // The metrics listener outlives the main one, so the drain can be watched.
         let metrics = self.metrics.map(|(listener, router)| {
@@ -194,6 +226,18 @@ impl App {
         let _ = follow.await;
         flush_usage(&self.state).await;
         self.recorder.finish().await;
+        // The last history batch may have raised alerts: store them for the next start.
+        let _ = stop_alerts.send(true);
+        let _ = raiser.await;
+        // A delivery cut short keeps its lease and goes out again after it.
+        let sending = deliverer.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), deliverer)
+            .await
+            .is_err()
+        {
+            sending.abort();
+            tracing::info!("stopped sending webhooks mid-delivery; they are sent again later");
+        }
         let stats = self.state.recorder.stats();
         let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
         let rows = stats.rows.load(std::sync::atomic::Ordering::Relaxed);
@@ -276,10 +320,25 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
 }
 
 /// Forgets what can never be used again: expired sessions and idempotency
-/// keys, throttle entries, and history past its retention.
+/// keys, throttle entries, history past its retention, old deliveries; and raises the
+/// `key.expiring` alerts.
 async fn clean_up(state: &AppState, now: OffsetDateTime, retention: time::Duration) {
     state.auth.throttle().tidy();
     state.console.throttle.tidy();
+    state.leak_limit.tidy();
+    state.detector.tidy(now);
+    if let Err(error) = state.alerts.scan_expiring().await {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "looking for expiring keys failed"
+        );
+    }
+    if let Err(error) = state.db.prune_webhooks(now - WEBHOOK_RETENTION).await {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "pruning old webhook deliveries failed"
+        );
+    }
     if let Err(error) = state.db.purge_expired(now).await {
         tracing::warn!(
             error = &error as &dyn std::error::Error,

@@ -7,6 +7,7 @@ use keyward::domain::catalog::{
 };
 use keyward::domain::money::Money;
 use keyward::http::extract::parse_json;
+use keyward::http::v1::leaks::LeakReport;
 use keyward::http::v1::session::LoginRequest;
 use libfuzzer_sys::fuzz_target;
 
@@ -33,6 +34,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = v.validate();
     }
     let _ = parse_json::<LoginRequest>(data);
+    if let Ok(report) = parse_json::<LeakReport>(data) {
+        for key in &report.keys {
+            let _ = keyward::domain::api_key::inspect(key.trim());
+        }
+    }
     if let Ok(money) = parse_json::<Money>(data) {
         assert_eq!(money.to_string().parse::<Money>(), Ok(money));
     }

@@ -1,5 +1,5 @@
 //! Key and token recognition: any text is judged without panicking, and a key that passes its
-//! checksum keeps passing it.
+//! checksum keeps passing it. Webhook URLs and event lists, typed by administrators, likewise.
 #![no_main]
 
 use keyward::domain::api_key::{self, KeyShape};
@@ -12,6 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = api_key::hint(text);
     let _ = token::is_well_formed(text);
     let _ = keyward::domain::secret::redact(text);
+    if let Ok(url) = keyward::domain::webhook::WebhookUrl::parse(text) {
+        assert!(url.as_str().starts_with("http://") || url.as_str().starts_with("https://"));
+        let _ = url.origin();
+    }
+    let _ = keyward::domain::webhook::EventTypes::parse(&[text]);
     if let Ok(KeyShape::Generated) = shape {
         let key = api_key::ApiKey::import(text).expect("a key that passed inspection imports");
         assert_eq!(key.shape(), KeyShape::Generated);

@@ -119,6 +119,41 @@ pub(super) fn reset_seconds(per_minute: u32, remaining: u32) -> u64 {
     (used * 60).div_ceil(u64::from(per_minute.max(1)))
 }
 
+/// Calls per client address to a public endpoint (leak reports): a flood from one address
+/// is refused before it does any work.
+pub struct AddressLimit {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    per_minute: u32,
+}
+
+impl AddressLimit {
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            per_minute,
+        }
+    }
+
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Counts one call from `ip`.
+    pub fn check(&self, ip: IpAddr) -> Result<(), RetryAfter> {
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            RetryAfter(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        })
+    }
+
+    /// Drops addresses whose allowance is back in full.
+    pub fn tidy(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
 /// Failed logins, counted per address and per username. After the allowance is spent, every
 /// login attempt (right or wrong) waits, so guessing gains nothing.
 ///
@@ -292,6 +327,18 @@ mod tests {
         assert!(limits.check(user, 1).is_ok());
         assert!(limits.check(user, 1).is_err());
         assert!(limits.check(user, 100).is_ok());
+    }
+
+    #[test]
+    fn each_address_has_its_own_allowance() {
+        let limit = AddressLimit::new(2);
+        let a: IpAddr = "203.0.113.1".parse().expect("ip");
+        let b: IpAddr = "203.0.113.2".parse().expect("ip");
+        assert!(limit.check(a).is_ok());
+        assert!(limit.check(a).is_ok());
+        let refused = limit.check(a).expect_err("third call");
+        assert!((1..=60).contains(&refused.0), "{}", refused.0);
+        assert!(limit.check(b).is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod usage;
 pub use client_ip::{ClientIp, ForwardedHeader, TrustedProxies, resolve_client_ip};
 pub use headers::{HeaderProblem, Presented, presented};
 pub use layer::{AuthState, add_rate_headers, admit, pipeline};
-pub use limits::{LoginThrottle, RateLimits, RateState, RetryAfter};
+pub use limits::{AddressLimit, LoginThrottle, RateLimits, RateState, RetryAfter};
 pub use usage::UsageTracker;
 
 use crate::clock::SharedClock;

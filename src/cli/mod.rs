@@ -27,6 +27,7 @@ mod migrate;
 mod output;
 mod serve;
 mod transfer;
+mod webhook;
 
 use crate::config::{Config, FileConfig, Overrides};
 use crate::credentials::ServiceError;
@@ -85,6 +86,9 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Load a file of `keyward export` into an empty database (one transaction: all or nothing)
     Import(transfer::ImportArgs),
+    /// Manage alert webhooks: endpoints, test events, deliveries and dead letters
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Print the configuration in effect (flags > environment > keyward.toml > defaults)
     Config(ConfigArgs),
     /// Print a shell completion script, for example:
@@ -166,7 +170,7 @@ impl From<StoreError> for CliError {
                 Self::Invalid(ServiceError::Invalid(details).to_string())
             }
             StoreError::Config(message) => Self::Usage(message),
-            other => Self::Failed(error_chain(&other)),
+            other => Self::Failed(crate::telemetry::error_chain(&other)),
         }
     }
 }
@@ -195,17 +199,6 @@ impl From<AdminError> for CliError {
             other => Self::Invalid(other.to_string()),
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Parses the command line, runs the command, and returns the process's exit code.
@@ -277,6 +270,18 @@ fn plain_config(
     Ok(config)
 }
 
+/// The configuration and the database of a command that works on the store; its logs are
+/// warnings only, on stderr.
+async fn command_db(
+    database_url: Option<String>,
+    config: Option<&std::path::Path>,
+) -> Result<(Config, Db), CliError> {
+    let config = load_config(database_url, config, Overrides::default())?;
+    crate::telemetry::init(config.log_format, "warn");
+    let db = open(&config).await?;
+    Ok((config, db))
+}
+
 async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
     match cli.command {
         Command::Completions { shell } => {
@@ -321,22 +326,16 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             Ok(())
         }
         Command::Api(command) => {
-            let config = load_config(
-                cli.database_url,
-                cli.config.as_deref(),
-                Overrides::default(),
-            )?;
-            crate::telemetry::init(config.log_format, "warn");
-            api::run(command, &open(&config).await?, out).await
+            let (_, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            api::run(command, &db, out).await
         }
         Command::Admin(command) => {
-            let config = load_config(
-                cli.database_url,
-                cli.config.as_deref(),
-                Overrides::default(),
-            )?;
-            crate::telemetry::init(config.log_format, "warn");
-            admin::run(command, &open(&config).await?, out).await
+            let (_, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            admin::run(command, &db, out).await
+        }
+        Command::Webhook(command) => {
+            let (config, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            webhook::run(command, &db, &config, out).await
         }
         Command::History(HistoryCommand::List {
             request_id,
@@ -345,13 +344,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             outcome,
             limit,
         }) => {
-            let config = load_config(
-                cli.database_url,
-                cli.config.as_deref(),
-                Overrides::default(),
-            )?;
-            crate::telemetry::init(config.log_format, "warn");
-            let db = open(&config).await?;
+            let (_, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
             let credentials = crate::credentials::Credentials::new(
                 db.clone(),
                 std::sync::Arc::new(crate::clock::SystemClock),
@@ -370,13 +363,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             Ok(())
         }
         Command::History(HistoryCommand::Prune { older_than }) => {
-            let config = load_config(
-                cli.database_url,
-                cli.config.as_deref(),
-                Overrides::default(),
-            )?;
-            crate::telemetry::init(config.log_format, "warn");
-            let db = open(&config).await?;
+            let (config, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
             let age = older_than.unwrap_or(config.history_retention);
             let cutoff = time::OffsetDateTime::now_utc() - age.0;
             let bar = transfer::progress_spinner(out, "pruning history:");

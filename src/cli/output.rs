@@ -16,10 +16,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub struct Output {
-    json: bool,
+    pub(super) json: bool,
 }
 
-fn when(t: Option<OffsetDateTime>) -> String {
+pub(super) fn when(t: Option<OffsetDateTime>) -> String {
     t.and_then(|t| t.replace_millisecond(0).ok())
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| "never".to_owned())
@@ -40,7 +40,8 @@ fn tone(column: &str, cell: &str) -> Style {
     let bad = Style::new().fg_color(Some(AnsiColor::Red.into()));
     match (column, cell) {
         ("STATUS" | "STATE" | "OUTCOME", "enabled" | "live" | "ok") => good,
-        ("STATUS" | "STATE", "disabled" | "revoked" | "expired") => bad,
+        ("STATUS" | "STATE", "disabled" | "revoked" | "expired" | "dead") => bad,
+        ("STATE", "delivered") => good,
         ("OUTCOME", _) => bad,
         ("HTTP", code) if code.starts_with('2') => good,
         ("HTTP", _) => bad,
@@ -49,7 +50,7 @@ fn tone(column: &str, cell: &str) -> Style {
 }
 
 /// Prints rows in columns as wide as their widest cell, under a bold header.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -40,6 +40,11 @@ pub fn flash(code: Option<&str>) -> Option<&'static str> {
         "deleted" => "Deleted. Its keys and sessions are gone; its history is kept.",
         "admin_created" => "Admin user created.",
         "admin_saved" => "Admin user saved.",
+        "webhook_enabled" => "Enabled: events go to this endpoint again, waiting ones first.",
+        "webhook_disabled" => "Disabled: its deliveries wait until it is enabled again.",
+        "webhook_deleted" => "Webhook deleted, with its deliveries.",
+        "test_sent" => "Test event queued: it is sent within a second; see it below.",
+        "retried" => "Queued again: it is sent within a second.",
         _ => return None,
     })
 }

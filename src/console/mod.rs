@@ -7,6 +7,7 @@ mod chart;
 mod history;
 pub mod session;
 mod view;
+mod webhooks;
 
 use crate::auth::LoginThrottle;
 use crate::domain::admin::Role;
@@ -60,6 +61,18 @@ pub fn routes(state: AppState) -> Router {
         .route("/admin/admins", get(admins::list).post(admins::create))
         .route("/admin/admins/{username}", post(admins::update))
         .route("/admin/audit", get(admins::audit))
+        .route(
+            "/admin/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route("/admin/webhooks/{id}", get(webhooks::show))
+        .route("/admin/webhooks/{id}/status", post(webhooks::set_status))
+        .route("/admin/webhooks/{id}/test", post(webhooks::send_test))
+        .route("/admin/webhooks/{id}/delete", post(webhooks::delete))
+        .route(
+            "/admin/webhooks/deliveries/{id}/retry",
+            post(webhooks::retry),
+        )
         .route("/admin/assets/console.css", get(css))
         .route("/admin/assets/console.js", get(js))
         .fallback(|| async { ConsoleError::NotFound })

@@ -3,10 +3,12 @@
 
 pub mod admins;
 pub mod authority;
+mod leaks;
 pub mod password;
 mod requests;
 
 pub use authority::Change;
+pub use leaks::{ExposedKey, LEAK_REPORT_ACTOR};
 pub use requests::{
     CreateApiUser, IssuedKey, KeySource, Result, ServiceError, UpdateApiUser, grace_choice,
 };
@@ -52,14 +54,7 @@ impl Credentials {
         target: &str,
         details: serde_json::Value,
     ) -> AuditEntry {
-        AuditEntry {
-            at: self.clock.now(),
-            actor: actor.name.clone(),
-            actor_ip: actor.ip.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            details,
-        }
+        actor.audit(self.clock.now(), action, target, details)
     }
 
     fn new_key(&self, source: KeySource, expires_in: Option<Duration>) -> Result<(ApiKey, NewKey)> {

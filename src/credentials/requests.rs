@@ -16,7 +16,7 @@ pub enum ServiceError {
     NoSuchUser(String),
     #[error("session {id} is not an open session of `{username}`")]
     NoSuchSession { id: SessionId, username: String },
-    #[error("{}", describe(.0))]
+    #[error("{}", crate::domain::validation::describe(.0))]
     Invalid(Vec<FieldError>),
     /// The actor's authority does not cover the change (see `authority`).
     #[error("{0}")]
@@ -26,14 +26,6 @@ pub enum ServiceError {
     Unconfirmed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl ServiceError {

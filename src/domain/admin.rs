@@ -115,6 +115,24 @@ impl Actor {
             },
         }
     }
+
+    /// The audit entry of a change this actor made at `at`.
+    pub fn audit(
+        &self,
+        at: OffsetDateTime,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            at,
+            actor: self.name.clone(),
+            actor_ip: self.ip.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            details,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

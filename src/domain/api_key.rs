@@ -231,6 +231,15 @@ mod properties {
             prop_assert_eq!(inspect(&corrupted), Err(KeyError::Checksum));
         }
 
+        /// The documented scanner expression finds every generated key, whole, at every length.
+        #[test]
+        fn the_scanner_regex_finds_every_generated_key(len in MIN_KEY_LEN..=MAX_KEY_LEN) {
+            let key = ApiKey::generate(len).expect("valid length");
+            let regex = regex::Regex::new(SCANNER_REGEX).expect("regex");
+            let text = format!("KEYWARD_KEY={}\n", key.expose());
+            prop_assert_eq!(regex.find(&text).map(|m| m.as_str()), Some(key.expose()));
+        }
+
         /// Any text at all is judged without panicking.
         #[test]
         fn inspecting_never_panics(text in "\\PC{0,300}") {

@@ -32,4 +32,8 @@ id_type!(
     /// An order status; the numbers are OpenCart's, so OpenCart clients keep working.
     OrderStatusId,
     AdminUserId,
+    /// A webhook endpoint.
+    WebhookId,
+    /// One event on its way to one endpoint.
+    DeliveryId,
 );

@@ -14,3 +14,4 @@ pub mod secret;
 pub mod token;
 pub mod username;
 pub mod validation;
+pub mod webhook;

@@ -9,6 +9,15 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// `field: message; field: message`, for errors shown as one line.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Collects errors so a client learns of every bad field at once.
 #[derive(Debug, Default)]
 pub struct Errors(Vec<FieldError>);

@@ -24,6 +24,12 @@ const MAX_BATCH: usize = 4096;
 #[error("the history could not be written")]
 pub struct RecordError;
 
+/// Looks at each batch of rows the writer has just committed, off the requests' path: the
+/// alerts' detector counts refusals this way without a query of its own.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, rows: &[HistoryEntry]);
+}
+
 enum Message {
     Row(HistoryEntry, oneshot::Sender<Result<(), RecordError>>),
     Stop,
@@ -53,8 +59,13 @@ pub struct RecorderTask {
 }
 
 impl Recorder {
-    /// Starts the writer; `commit_time` gets the duration of every batch's commit.
-    pub fn start(db: Db, commit_time: metrics::Histogram) -> (Recorder, RecorderTask) {
+    /// Starts the writer; `commit_time` gets the duration of every batch's commit, and the
+    /// `observer` sees every committed batch.
+    pub fn start(
+        db: Db,
+        commit_time: metrics::Histogram,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> (Recorder, RecorderTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WriterStats::default());
@@ -64,6 +75,7 @@ impl Recorder {
             pending.clone(),
             stats.clone(),
             commit_time,
+            observer,
         ));
         (
             Recorder {
@@ -131,6 +143,7 @@ async fn write_batches(
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
     commit_time: metrics::Histogram,
+    observer: Option<Arc<dyn CallObserver>>,
 ) {
     let mut rows = Vec::with_capacity(256);
     let mut waiters = Vec::with_capacity(256);
@@ -167,10 +180,14 @@ async fn write_batches(
             stats.failures.fetch_add(1, Ordering::Relaxed);
         }
         pending.fetch_sub(rows.len(), Ordering::Relaxed);
-        rows.clear();
         for done in waiters.drain(..) {
             let _ = done.send(result.as_ref().map(|_| ()).map_err(|_| RecordError));
         }
+        // After the answers are released: the requests never wait for this.
+        if let Some(observer) = &observer {
+            observer.observe(&rows);
+        }
+        rows.clear();
     }
 }
 

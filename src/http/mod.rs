@@ -58,6 +58,11 @@ pub struct Services {
     pub limits: HttpLimits,
     pub console: crate::console::ConsoleSettings,
     pub metrics: Metrics,
+    pub webhooks: crate::webhooks::Webhooks,
+    pub alerts: crate::webhooks::Alerts,
+    pub detector: Arc<crate::webhooks::Detector>,
+    /// Leak reports per client address.
+    pub leak_limit: crate::auth::AddressLimit,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 pub mod transfer;
+mod webhook_rows;
 
 pub use error::StoreError;
 pub use migrations::{MigrationInfo, MigrationStatus, OnOpen};
@@ -29,10 +30,15 @@ use crate::domain::catalog::{
 };
 use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord, RefusedIp, UsageHour};
 use crate::domain::ids::{
-    AdminUserId, ApiKeyId, ApiUserId, CustomerId, OrderId, ProductId, SessionId,
+    AdminUserId, ApiKeyId, ApiUserId, CustomerId, DeliveryId, OrderId, ProductId, SessionId,
+    WebhookId,
 };
 use crate::domain::ip_rule::IpRule;
 use crate::domain::secret::SecretHash;
+use crate::domain::webhook::{
+    AlertClaim, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, ExpiringKey, NewEvent,
+    NewWebhook, Recipients, Webhook, WebhookTarget,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -55,6 +61,7 @@ pub trait Store:
     + IdempotencyStore
     + RateLimitStore
     + transfer::TransferStore
+    + WebhookStore
     + Send
     + Sync
 {
@@ -85,6 +92,22 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
             sqlite::SqliteStore::open(&format!("sqlite://{url}"), options).await?,
         )),
     }
+}
+
+/// The file of a SQLite database URL: `None` when the URL is not SQLite, `Some(None)` for an
+/// in-memory database. For what lives beside the database, as the webhook key file does.
+pub fn sqlite_file(url: &str) -> Option<Option<std::path::PathBuf>> {
+    let url = match url.split_once(':').map(|(s, _)| s) {
+        Some("sqlite") => url.to_owned(),
+        Some(_) if url.contains("://") => return None,
+        _ => format!("sqlite://{url}"),
+    };
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Some(None);
+    }
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).ok()?;
+    Some(Some(options.get_filename().to_owned()))
 }
 
 /// How a backend should open its database.
@@ -161,13 +184,14 @@ pub trait ApiUserStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> Result<ApiKeyId>;
+    /// Revokes one key and ends the sessions made with it; returns how many were open.
     async fn revoke_key(
         &self,
         key: ApiKeyId,
         reason: &str,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<()>;
+    ) -> Result<u64>;
     /// Adds a rule; false when it was already on the list.
     async fn add_ip_rule(
         &self,
@@ -417,4 +441,73 @@ pub trait RateLimitStore {
 
     /// Whether `take_rate_tokens` counts for the cluster.
     fn shares_rate_limits(&self) -> bool;
+}
+
+/// Webhook endpoints and the deliveries of events to them.
+#[async_trait]
+pub trait WebhookStore {
+    async fn create_webhook(
+        &self,
+        webhook: &NewWebhook,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<WebhookId>;
+    /// Every endpoint, oldest first, with its count of pending and dead deliveries.
+    async fn webhooks(&self) -> Result<Vec<Webhook>>;
+    async fn webhook(&self, id: WebhookId) -> Result<Option<Webhook>>;
+    /// Where and how to send to an endpoint (its URL and sealed secret).
+    async fn webhook_target(&self, id: WebhookId) -> Result<Option<WebhookTarget>>;
+    async fn set_webhook_status(
+        &self,
+        id: WebhookId,
+        status: Status,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Deletes the endpoint and its deliveries.
+    async fn delete_webhook(&self, id: WebhookId, audit: &AuditEntry) -> Result<()>;
+    /// Stores one delivery of `event` per recipient, in one transaction. With an `alert`, the
+    /// deliveries are stored only if the alert is claimed now (it was not raised within its
+    /// quiet period, by this node or another); an event nobody receives claims nothing.
+    /// Returns how many deliveries were stored.
+    async fn enqueue_event(
+        &self,
+        event: &NewEvent,
+        to: Recipients,
+        alert: Option<&AlertClaim>,
+    ) -> Result<u64>;
+    /// Takes up to `limit` pending deliveries that are due at `now`, of enabled endpoints,
+    /// and leases them until `lease_until`: no other node takes them meanwhile.
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Records an attempt and releases the delivery's lease.
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        result: &AttemptResult,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Deliveries, newest first.
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRecord>>;
+    async fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>>;
+    /// Sends a delivery again at `now`, whatever its state.
+    async fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// The current keys of enabled users that expire after `now` and no later than `until`.
+    async fn keys_expiring(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<ExpiringKey>>;
+    /// Deletes finished (delivered or dead) deliveries and raised alerts older than
+    /// `older_than`; returns how many deliveries went.
+    async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64>;
 }

@@ -25,3 +25,15 @@ pub fn init(format: LogFormat, filter: &str) {
     // A second initialisation (tests) keeps the first subscriber.
     drop(result);
 }
+
+/// An error and its causes on one line: "client error (Connect): tcp connect error: …".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -84,7 +84,7 @@ impl Console {
     }
 }
 
-async fn admin_with_role(app: &TestApp, username: &str, role: Role) -> Console {
+pub async fn admin_with_role(app: &TestApp, username: &str, role: Role) -> Console {
     app.admins()
         .create(
             &Actor::system(),

@@ -27,6 +27,7 @@ pub struct TestApp {
     pub client: Client,
     pub clock: ManualClock,
     pub credentials: Credentials,
+    pub webhooks: keyward::webhooks::Webhooks,
     pub db: keyward::store::Db,
     pub database_url: String,
     pub dir: TempDir,
@@ -54,6 +55,10 @@ impl Default for Settings {
     }
 }
 
+/// The webhook key of tests on PostgreSQL, for the server and the command line alike.
+pub const TEST_WEBHOOK_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Settings::default()).await
 }
@@ -80,6 +85,13 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     config.admin_password = Some(keyward::domain::secret::Secret::new(
         "test-admin-password".into(),
     ));
+    // PostgreSQL has no file beside the database for the webhook key: the tests give one, as
+    // an operator must.
+    if postgres.is_some() {
+        config.webhook_key = Some(keyward::domain::secret::Secret::new(
+            TEST_WEBHOOK_KEY.into(),
+        ));
+    }
     let clock = ManualClock::new();
     let app = App::build(&config, Arc::new(clock.clone()))
         .await
@@ -101,6 +113,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         client,
         clock,
         credentials: state.credentials.clone(),
+        webhooks: state.webhooks.clone(),
         db: state.db.clone(),
         database_url,
         dir,
@@ -309,6 +322,14 @@ async fn cli_process(
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(args)
         .env("KEYWARD_DATABASE_URL", database_url)
+        .env(
+            "KEYWARD_WEBHOOK_KEY",
+            if database_url.starts_with("postgres") {
+                TEST_WEBHOOK_KEY
+            } else {
+                ""
+            },
+        )
         .env_remove("KEYWARD_CONFIG")
         .env_remove("CLICOLOR_FORCE")
         .env_remove("NO_COLOR")

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod nodes;
+mod receiver;
 
 mod auth_forms;
 mod browser;
@@ -15,6 +16,7 @@ mod faults;
 mod history;
 mod hostile;
 mod ip_rules;
+mod leaks;
 mod management;
 mod metrics;
 mod migrate;
@@ -28,3 +30,4 @@ mod serve;
 mod sessions;
 mod store_story;
 mod transfer;
+mod webhooks;

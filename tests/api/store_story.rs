@@ -18,6 +18,10 @@ use keyward::domain::money::Money;
 use keyward::domain::scope::Scopes;
 use keyward::domain::secret::SecretHash;
 use keyward::domain::username::Username;
+use keyward::domain::webhook::{
+    AlertClaim, AttemptResult, DeliveryQuery, DeliveryState, EventType, EventTypes, NewEvent,
+    NewWebhook, Recipients, WebhookUrl,
+};
 use keyward::store::{Db, IdempotencyClaim, RetireOld, StoreError, StoredResponse, Usage};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -81,6 +85,7 @@ async fn every_store_method_keeps_the_same_story_on_this_backend() {
     idempotency(&db, user).await;
     rate_limits(&db, user).await;
     migrations(&db).await;
+    webhooks(&db, user).await;
 
     db.delete_api_user(user, &audit("delete"))
         .await
@@ -427,9 +432,11 @@ async fn api_users(db: &Db) -> ApiUserId {
         .expect("user");
     assert_eq!(stored.keys[0].id, second);
     assert_eq!(stored.keys[1].expires_at, Some(grace));
-    db.revoke_key(first.id, "leaked", NOW, &audit("revoke"))
+    let ended = db
+        .revoke_key(first.id, "leaked", NOW, &audit("revoke"))
         .await
         .expect("revoke");
+    assert_eq!(ended, 0, "no session was made with it");
     let revoked = db
         .auth_key_by_id(first.id)
         .await
@@ -930,4 +937,369 @@ async fn migrations(db: &Db) {
     );
     assert!(status.unknown_applied.is_empty());
     db.migrate().await.expect("nothing to do is no error");
+}
+
+async fn webhooks(db: &Db, user: ApiUserId) {
+    use keyward::domain::ids::{DeliveryId, WebhookId};
+    use time::Duration;
+    let endpoint = |url: &str, events: &[&str]| NewWebhook {
+        url: WebhookUrl::parse(url).expect("url"),
+        description: "story".to_owned(),
+        events: EventTypes::parse(events).expect("events"),
+        sealed_secret: vec![1, 2, 3],
+        secret_hint: "whsec_…abcd".to_owned(),
+    };
+    let a = db
+        .create_webhook(
+            &endpoint("https://a.example/hook", &["key.exposed"]),
+            NOW,
+            &audit("webhook"),
+        )
+        .await
+        .expect("create");
+    let b = db
+        .create_webhook(
+            &endpoint("https://b.example/hook", &[]),
+            NOW,
+            &audit("webhook"),
+        )
+        .await
+        .expect("create");
+    let listed = db.webhooks().await.expect("list");
+    assert_eq!(listed.iter().map(|w| w.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(listed[0].events.to_db(), "key.exposed");
+    assert_eq!(listed[1].events, EventTypes::all());
+    assert_eq!(
+        (listed[0].status, listed[0].pending, listed[0].dead),
+        (Status::Enabled, 0, 0)
+    );
+    assert_eq!(listed[0].created_at, NOW);
+    assert!(db.webhook(WebhookId(999)).await.expect("read").is_none());
+    let target = db.webhook_target(a).await.expect("read").expect("target");
+    assert_eq!(
+        (target.url.as_str(), target.sealed_secret.as_slice()),
+        ("https://a.example/hook", &[1u8, 2, 3][..])
+    );
+    db.set_webhook_status(b, Status::Disabled, NOW, &audit("webhook"))
+        .await
+        .expect("disable");
+    assert!(matches!(
+        db.set_webhook_status(WebhookId(999), Status::Disabled, NOW, &audit("webhook"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Events go to the enabled endpoints subscribed to them, or to the one asked.
+    let event = |kind: EventType, at: OffsetDateTime| NewEvent {
+        id: format!("evt_{}_{}", kind, at.unix_timestamp()),
+        kind,
+        created_at: at,
+        payload: format!("{{\"type\":\"{kind}\"}}"),
+    };
+    let enqueue = |kind, at, to, alert: Option<AlertClaim>| async move {
+        db.enqueue_event(&event(kind, at), to, alert.as_ref())
+            .await
+            .expect("enqueue")
+    };
+    assert_eq!(
+        enqueue(EventType::KeyExposed, NOW, Recipients::Subscribed, None).await,
+        1
+    );
+    assert_eq!(
+        enqueue(EventType::KeyExpiring, NOW, Recipients::Subscribed, None).await,
+        0
+    );
+    assert_eq!(
+        enqueue(EventType::WebhookTest, NOW, Recipients::One(b), None).await,
+        1
+    );
+
+    // An alert is claimed once per quiet period, or once ever.
+    let quiet = || {
+        Some(AlertClaim {
+            key: "ip.not_allowed:1:192.0.2.1".into(),
+            quiet: Some(Duration::HOUR),
+        })
+    };
+    let exposed = EventType::KeyExposed;
+    assert_eq!(
+        enqueue(
+            exposed,
+            NOW + Duration::minutes(1),
+            Recipients::Subscribed,
+            quiet()
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        enqueue(
+            exposed,
+            NOW + Duration::minutes(31),
+            Recipients::Subscribed,
+            quiet()
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        enqueue(
+            exposed,
+            NOW + Duration::minutes(62),
+            Recipients::Subscribed,
+            quiet()
+        )
+        .await,
+        1
+    );
+    let once = || {
+        Some(AlertClaim {
+            key: "key.expiring:7".into(),
+            quiet: None,
+        })
+    };
+    assert_eq!(
+        enqueue(exposed, NOW, Recipients::Subscribed, once()).await,
+        1
+    );
+    assert_eq!(
+        enqueue(
+            exposed,
+            NOW + Duration::days(1),
+            Recipients::Subscribed,
+            once()
+        )
+        .await,
+        0
+    );
+    let nobody = || {
+        Some(AlertClaim {
+            key: "nobody".into(),
+            quiet: None,
+        })
+    };
+    assert_eq!(
+        enqueue(
+            EventType::KeyExpiring,
+            NOW,
+            Recipients::Subscribed,
+            nobody()
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        enqueue(exposed, NOW, Recipients::Subscribed, nobody()).await,
+        1,
+        "an event nobody received claimed nothing"
+    );
+
+    // Claims take what is due, of enabled endpoints, and lease it.
+    let later = NOW + Duration::hours(2);
+    let due = db
+        .claim_deliveries(later, later + Duration::minutes(2), 3)
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 3);
+    assert!(due.iter().all(|d| d.webhook_id == a && d.attempts == 0));
+    assert_eq!(due[0].payload, "{\"type\":\"key.exposed\"}");
+    let rest = db
+        .claim_deliveries(later, later + Duration::minutes(2), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        rest.len(),
+        2,
+        "the leased ones are not claimed twice; the disabled endpoint's wait"
+    );
+    assert!(
+        db.claim_deliveries(later, later, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    let retry_at = later + Duration::minutes(1);
+    let results = [
+        AttemptResult::Delivered { status: 200 },
+        AttemptResult::Retry {
+            status: Some(500),
+            error: "HTTP 500".into(),
+            next_at: retry_at,
+        },
+        AttemptResult::Dead {
+            status: None,
+            error: "refused".into(),
+        },
+    ];
+    for (delivery, result) in due.iter().zip(&results) {
+        db.finish_delivery(delivery.id, result, later)
+            .await
+            .expect("finish");
+    }
+    let delivered = db
+        .delivery(due[0].id)
+        .await
+        .expect("read")
+        .expect("delivery");
+    assert_eq!(
+        (delivered.state, delivered.attempts, delivered.last_status),
+        (DeliveryState::Delivered, 1, Some(200))
+    );
+    assert_eq!(
+        (delivered.delivered_at, delivered.next_attempt_at),
+        (Some(later), None)
+    );
+    let retried = db
+        .delivery(due[1].id)
+        .await
+        .expect("read")
+        .expect("delivery");
+    assert_eq!(
+        (
+            retried.state,
+            retried.next_attempt_at,
+            retried.last_error.as_deref()
+        ),
+        (DeliveryState::Pending, Some(retry_at), Some("HTTP 500"))
+    );
+    let dead = db
+        .delivery(due[2].id)
+        .await
+        .expect("read")
+        .expect("delivery");
+    assert_eq!(
+        (dead.state, dead.last_status, dead.last_error.as_deref()),
+        (DeliveryState::Dead, None, Some("refused"))
+    );
+
+    let query = |webhook_id, state, before_id| DeliveryQuery {
+        webhook_id,
+        state,
+        before_id,
+        limit: 100,
+    };
+    let all = db.deliveries(&query(None, None, None)).await.expect("list");
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(
+        db.deliveries(&query(Some(b), None, None))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.deliveries(&query(None, Some(DeliveryState::Dead), None))
+            .await
+            .expect("list")[0]
+            .id,
+        dead.id
+    );
+    assert_eq!(
+        db.deliveries(&query(None, None, Some(all[4].id.0)))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(db.webhook(a).await.expect("read").expect("a").dead, 1);
+
+    // After the lease, what is due again is claimed again; a dead letter only when retried.
+    let after = later + Duration::minutes(5);
+    let again = db
+        .claim_deliveries(after, after + Duration::minutes(2), 10)
+        .await
+        .expect("claim");
+    let ids: Vec<DeliveryId> = again.iter().map(|d| d.id).collect();
+    assert!(ids.contains(&retried.id) && !ids.contains(&dead.id) && !ids.contains(&delivered.id));
+    db.retry_delivery(dead.id, after, &audit("retry"))
+        .await
+        .expect("retry");
+    let revived = db.claim_deliveries(after, after, 10).await.expect("claim");
+    assert_eq!(
+        revived
+            .iter()
+            .map(|d| (d.id, d.attempts))
+            .collect::<Vec<_>>(),
+        [(dead.id, 1)]
+    );
+    assert!(matches!(
+        db.retry_delivery(DeliveryId(999), after, &audit("retry"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // The expiring-key scan sees the current key of enabled users only.
+    db.roll_key(
+        user,
+        &key("kw_expiring-key-mnop", Some(NOW + Duration::days(3))),
+        RetireOld::Now,
+        NOW,
+        &audit("roll"),
+    )
+    .await
+    .expect("roll");
+    let expiring = db
+        .keys_expiring(NOW, NOW + Duration::days(7))
+        .await
+        .expect("scan");
+    assert_eq!(expiring.len(), 1);
+    assert_eq!(
+        (
+            expiring[0].api_user_id,
+            expiring[0].username.as_str(),
+            expiring[0].hint.as_str()
+        ),
+        (user, "Inventory-Sync", "kw_…mnop")
+    );
+    assert_eq!(expiring[0].expires_at, NOW + Duration::days(3));
+    assert!(
+        db.keys_expiring(NOW, NOW + Duration::days(1))
+            .await
+            .expect("scan")
+            .is_empty()
+    );
+
+    // Finished deliveries and raised alerts go after their time; pending ones stay.
+    assert_eq!(
+        db.prune_webhooks(NOW + Duration::days(30))
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        db.deliveries(&query(None, None, None))
+            .await
+            .expect("list")
+            .len(),
+        5
+    );
+    assert_eq!(
+        enqueue(
+            exposed,
+            NOW + Duration::days(2),
+            Recipients::Subscribed,
+            once()
+        )
+        .await,
+        1,
+        "a pruned alert can be raised again"
+    );
+
+    db.delete_webhook(a, &audit("webhook"))
+        .await
+        .expect("delete");
+    assert_eq!(
+        db.deliveries(&query(None, None, None))
+            .await
+            .expect("list")
+            .len(),
+        1,
+        "its deliveries went with it"
+    );
+    assert!(matches!(
+        db.delete_webhook(a, &audit("webhook")).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -64,7 +64,7 @@
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted) return;
     var key = document.getElementById("new-key");
-    if (key) { key.value = ""; window.location.replace("/admin/apis"); }
+    if (key) { key.value = ""; window.location.replace(key.getAttribute("data-leave") || "/admin/apis"); }
   });
 
   // Ask before destructive actions.

@@ -3,6 +3,7 @@
 
 pub mod api_users;
 pub mod customers;
+pub mod leaks;
 pub mod me;
 pub mod openapi;
 pub mod orders;
@@ -48,4 +49,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_users::sessions, api_users::revoke_sessions))
         .routes(routes!(api_users::revoke_session))
         .routes(routes!(api_users::history))
+        .routes(routes!(leaks::report))
 }

@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         (name = "customers", description = "The store's customers"),
         (name = "api_users", description = "The Management API: API users, their keys, IP lists, sessions and history. \
             Needs `api_users:read` / `api_users:write`, which only management keys hold; every change is audited with the key as the actor."),
+        (name = "leaks", description = "Reporting leaked keys, for secret scanners"),
         (name = "meta", description = "This description"),
     )
 )]

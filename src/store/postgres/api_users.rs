@@ -462,7 +462,7 @@ impl ApiUserStore for PgStore {
         reason: &str,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut tx = self.begin_credentials().await?;
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
@@ -472,8 +472,17 @@ impl ApiUserStore for PgStore {
         .bind(key.0)
         .execute(&mut *tx)
         .await?;
+        let ended = sqlx::query(
+            "UPDATE api_sessions SET revoked_at = $1 WHERE api_key_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(key.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         insert_audit(&mut tx, audit).await?;
-        self.commit_credentials(tx).await
+        self.commit_credentials(tx).await?;
+        Ok(ended)
     }
 
     async fn add_ip_rule(

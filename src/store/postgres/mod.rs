@@ -17,6 +17,7 @@ mod products;
 mod rate_limits;
 mod sessions;
 mod transfer;
+mod webhooks;
 
 use super::migrations::{self, MigrationStatus};
 use super::{ConnectOptions, Result, Store, StoreError};

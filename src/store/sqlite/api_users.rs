@@ -462,7 +462,7 @@ impl ApiUserStore for SqliteStore {
         reason: &str,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE api_keys SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(ts(now))
@@ -470,8 +470,17 @@ impl ApiUserStore for SqliteStore {
             .bind(key.0)
             .execute(&mut *tx)
             .await?;
+        let ended = sqlx::query(
+            "UPDATE api_sessions SET revoked_at = ? WHERE api_key_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(key.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         insert_audit(&mut tx, audit).await?;
-        self.commit_credentials(tx).await
+        self.commit_credentials(tx).await?;
+        Ok(ended)
     }
 
     async fn add_ip_rule(

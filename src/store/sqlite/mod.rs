@@ -17,6 +17,7 @@ mod rate_limits;
 mod sessions;
 mod signal;
 mod transfer;
+mod webhooks;
 
 use super::migrations::{self, MigrationStatus, OnOpen};
 use super::{ConnectOptions, Result, Store, StoreError};
