@@ -9,9 +9,9 @@ mod columns;
 mod error;
 pub mod migrations;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod transfer;
-mod webhook_rows;
 
 pub use error::StoreError;
 pub use migrations::{MigrationInfo, MigrationStatus, OnOpen};

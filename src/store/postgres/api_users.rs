@@ -1,123 +1,22 @@
 //! API users, their keys and IP rules.
 
 use super::admin::insert_audit;
-use super::{PgStore, from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
+use super::{PgStore, ts, ts_opt, unique_violation};
 use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{
-    ApiUser, ApiUserChanges, ApiUserSummary, AuthKey, AuthUser, KeyInfo, NewApiUser, NewKey, Status,
+    ApiUser, ApiUserChanges, ApiUserSummary, KeyInfo, NewApiUser, NewKey, Status,
 };
 use crate::domain::catalog::PageRequest;
 use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::ip_rule::IpRule;
-use crate::domain::scope::Scopes;
-use crate::domain::secret::SecretHash;
+use crate::store::rows::api_users::{
+    KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow, parse_rule, parse_rules,
+};
 use crate::store::{ApiUserStore, Result, RetireOld, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use std::collections::HashMap;
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-pub(super) struct UserRow {
-    pub(super) id: i64,
-    username: String,
-    description: String,
-    environment: String,
-    status: String,
-    scopes: String,
-    rate_limit_per_minute: i64,
-    management: bool,
-    created_at: i64,
-    updated_at: i64,
-    last_used_at: Option<i64>,
-    last_used_ip: Option<String>,
-}
-
-#[derive(FromRow)]
-pub(super) struct KeyRow {
-    id: i64,
-    api_user_id: i64,
-    key_hash: Vec<u8>,
-    hint: String,
-    imported: bool,
-    created_at: i64,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    revoked_reason: Option<String>,
-}
-
-pub(super) const USER_COLUMNS: &str = "id, username, description, environment, status, scopes, rate_limit_per_minute, \
-     management, created_at, updated_at, last_used_at, last_used_ip";
-pub(super) const KEY_COLUMNS: &str =
-    "id, api_user_id, key_hash, hint, imported, created_at, expires_at, revoked_at, revoked_reason";
-
-fn rate_limit(value: i64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-impl UserRow {
-    fn into_user(self, ips: Vec<IpRule>, keys: Vec<KeyInfo>) -> Result<ApiUser> {
-        Ok(ApiUser {
-            id: ApiUserId(self.id),
-            environment: parse_col(&self.environment, "environment")?,
-            status: parse_col(&self.status, "status")?,
-            scopes: Scopes::parse([&self.scopes])
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
-            management: self.management,
-            created_at: from_ts(self.created_at),
-            updated_at: from_ts(self.updated_at),
-            last_used_at: from_ts_opt(self.last_used_at),
-            last_used_ip: self.last_used_ip,
-            username: self.username,
-            description: self.description,
-            ips,
-            keys,
-        })
-    }
-
-    pub(super) fn into_auth(self, ips: Vec<IpRule>) -> Result<AuthUser> {
-        Ok(AuthUser {
-            id: ApiUserId(self.id),
-            status: parse_col(&self.status, "status")?,
-            scopes: Scopes::parse([&self.scopes])
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            rate_limit_per_minute: rate_limit(self.rate_limit_per_minute),
-            username: self.username.into(),
-            ips,
-        })
-    }
-}
-
-impl KeyRow {
-    fn info(&self) -> KeyInfo {
-        KeyInfo {
-            id: ApiKeyId(self.id),
-            hint: self.hint.clone(),
-            created_at: from_ts(self.created_at),
-            expires_at: from_ts_opt(self.expires_at),
-            revoked_at: from_ts_opt(self.revoked_at),
-            revoked_reason: self.revoked_reason.clone(),
-            imported: self.imported,
-        }
-    }
-
-    pub(super) fn into_auth(self) -> Result<AuthKey> {
-        Ok(AuthKey {
-            id: ApiKeyId(self.id),
-            api_user_id: ApiUserId(self.api_user_id),
-            hash: SecretHash::from_slice(&self.key_hash)
-                .ok_or_else(|| StoreError::Corrupt("key_hash".into()))?,
-            hint: self.hint.into(),
-            expires_at: from_ts_opt(self.expires_at),
-            revoked_at: from_ts_opt(self.revoked_at),
-        })
-    }
-}
-
-fn parse_rule(rule: &str) -> Result<IpRule> {
-    IpRule::parse(rule).map_err(|e| StoreError::Corrupt(format!("ip rule: {e}")))
-}
 
 pub(super) async fn ip_rules(conn: &mut PgConnection, id: i64) -> Result<Vec<IpRule>> {
     let rows: Vec<(String,)> = sqlx::query_as(
@@ -126,7 +25,7 @@ pub(super) async fn ip_rules(conn: &mut PgConnection, id: i64) -> Result<Vec<IpR
     .bind(id)
     .fetch_all(conn)
     .await?;
-    rows.into_iter().map(|(rule,)| parse_rule(&rule)).collect()
+    parse_rules(rows)
 }
 
 async fn insert_key(

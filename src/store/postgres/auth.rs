@@ -1,10 +1,11 @@
 //! What the auth pipeline reads: credentials by id, hash or name, and the change log.
 
 use super::PgStore;
-use super::api_users::{KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow, ip_rules};
+use super::api_users::ip_rules;
 use crate::domain::api_user::{AuthKey, AuthUser};
 use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::secret::SecretHash;
+use crate::store::rows::api_users::{KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow};
 use crate::store::{AuthStore, CredentialChanges, Result};
 use async_trait::async_trait;
 use std::time::Duration;

@@ -1,37 +1,13 @@
 //! Customers.
 
-use super::{PgStore, from_ts, ts, unique_violation};
+use super::{PgStore, ts, unique_violation};
 use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, PageRequest};
 use crate::domain::ids::CustomerId;
+use crate::store::rows::customers::{CUSTOMER_COLUMNS, CustomerRow};
 use crate::store::{CustomerStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-pub(super) struct CustomerRow {
-    id: i64,
-    name: String,
-    email: String,
-    phone: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<CustomerRow> for Customer {
-    fn from(row: CustomerRow) -> Self {
-        Self {
-            id: CustomerId(row.id),
-            name: row.name,
-            email: row.email,
-            phone: row.phone,
-            created_at: from_ts(row.created_at),
-            updated_at: from_ts(row.updated_at),
-        }
-    }
-}
-
-const CUSTOMER_COLUMNS: &str = "id, name, email, phone, created_at, updated_at";
 
 /// Emails are unique whatever their case (an index on `lower(email)`).
 const EMAIL_TAKEN: &str = "a customer with this email already exists";

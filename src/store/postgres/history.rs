@@ -4,47 +4,12 @@ use super::{PgStore, from_ts, ts};
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
 };
-use crate::domain::ids::{ApiUserId, SessionId};
+use crate::domain::ids::ApiUserId;
+use crate::store::rows::history::HistoryRow;
 use crate::store::{HistoryStore, Result};
 use async_trait::async_trait;
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-struct HistoryRow {
-    id: i64,
-    api_user_id: Option<i64>,
-    username: Option<String>,
-    key_hint: Option<String>,
-    session_id: Option<i64>,
-    call: String,
-    ip: String,
-    status: i32,
-    outcome: String,
-    date_added: i64,
-    date_modified: i64,
-    request_id: String,
-}
-
-impl From<HistoryRow> for HistoryRecord {
-    fn from(row: HistoryRow) -> Self {
-        Self {
-            id: row.id,
-            api_user_id: row.api_user_id.map(ApiUserId),
-            username: row.username,
-            key_hint: row.key_hint,
-            session_id: row.session_id.map(SessionId),
-            call: row.call,
-            ip: row.ip,
-            status: u16::try_from(row.status).unwrap_or(0),
-            outcome: row.outcome,
-            date_added: from_ts(row.date_added),
-            date_modified: from_ts(row.date_modified),
-            duration_ms: (row.date_modified - row.date_added) as f64 / 1000.0,
-            request_id: row.request_id,
-        }
-    }
-}
 
 #[async_trait]
 impl HistoryStore for PgStore {

@@ -2,21 +2,10 @@
 
 use super::{PgStore, ts};
 use crate::domain::ids::ApiUserId;
+use crate::store::rows::idempotency::{IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TTL, IdempotencyRow};
 use crate::store::{IdempotencyClaim, IdempotencyStore, Result, StoredResponse};
 use async_trait::async_trait;
-use sqlx::FromRow;
 use time::OffsetDateTime;
-
-const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
-
-#[derive(FromRow)]
-struct IdempotencyRow {
-    fingerprint: Vec<u8>,
-    status: Option<i32>,
-    content_type: Option<String>,
-    location: Option<String>,
-    body: Option<Vec<u8>>,
-}
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
@@ -50,10 +39,10 @@ impl IdempotencyStore for PgStore {
             if claimed.is_some() {
                 return Ok(IdempotencyClaim::Claimed);
             }
-            let existing: Option<IdempotencyRow> = sqlx::query_as(
-                "SELECT fingerprint, status, content_type, location, body FROM idempotency_keys \
-                 WHERE api_user_id = $1 AND idem_key = $2",
-            )
+            let existing: Option<IdempotencyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys \
+                 WHERE api_user_id = $1 AND idem_key = $2"
+            )))
             .bind(api_user.0)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -61,21 +50,7 @@ impl IdempotencyStore for PgStore {
             return Ok(match existing {
                 // Released or purged in between: claim again.
                 None => continue,
-
-                Some(row) if row.fingerprint != fingerprint => IdempotencyClaim::Mismatch,
-                Some(IdempotencyRow {
-                    status: Some(status),
-                    content_type,
-                    location,
-                    body,
-                    ..
-                }) => IdempotencyClaim::Replay(StoredResponse {
-                    status: u16::try_from(status).unwrap_or(500),
-                    content_type,
-                    location,
-                    body: body.unwrap_or_default(),
-                }),
-                Some(_) => IdempotencyClaim::InProgress,
+                Some(row) => row.claim(fingerprint),
             });
         }
         // The key keeps coming and going: another request is busy with it.

@@ -29,7 +29,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub(crate) use super::columns::{from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
+pub(crate) use super::columns::{from_ts, ts, ts_opt, unique_violation};
 
 /// Connections a server holds by default. A handful per core keeps PostgreSQL busy without
 /// queueing inside it, and leaves room under its default `max_connections` (100) for

@@ -5,47 +5,23 @@
 //! row is read at its newest, so `quantity >= wanted` can never oversell.
 
 use super::customers::customer_in;
-use super::products::{PRODUCT_COLUMNS, ProductRow, money};
-use super::{PgStore, from_ts, ts};
+use super::{PgStore, ts};
 use crate::domain::catalog::{
-    MAX_HISTORY_SHOWN, NewOrder, NewOrderHistory, Order, OrderFilter, OrderHistory, OrderLine,
-    OrderStatus, PageRequest, Product, ProductRef, ProductStatus, StatusRef,
+    MAX_HISTORY_SHOWN, NewOrder, NewOrderHistory, Order, OrderFilter, OrderHistory, OrderStatus,
+    PageRequest, Product, ProductRef, ProductStatus, StatusRef,
 };
-use crate::domain::ids::{CustomerId, OrderId, OrderStatusId, ProductId};
+use crate::domain::ids::{OrderId, OrderStatusId};
 use crate::domain::money::Money;
 use crate::domain::validation::{Errors, FieldError};
+use crate::store::rows::orders::{
+    LineRow, ORDER_SELECT, OrderHistoryRow, OrderRow, lines_by_order,
+};
+use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow};
 use crate::store::{OrderStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-struct OrderRow {
-    id: i64,
-    customer_id: i64,
-    currency: String,
-    total: i64,
-    order_status_id: i64,
-    status: String,
-    comment: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-const ORDER_SELECT: &str = "SELECT o.id, o.customer_id, o.currency, o.total, o.order_status_id, s.name AS status, \
-     o.comment, o.created_at, o.updated_at FROM orders o JOIN order_statuses s ON s.id = o.order_status_id";
-
-#[derive(FromRow)]
-struct LineRow {
-    order_id: i64,
-    product_id: i64,
-    sku: String,
-    name: String,
-    price: i64,
-    quantity: i64,
-    total: i64,
-}
 
 /// Orders with their lines, and with their history when `with_history`.
 async fn assemble_orders(
@@ -64,17 +40,7 @@ async fn assemble_orders(
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    let mut lines: HashMap<i64, Vec<OrderLine>> = HashMap::new();
-    for line in line_rows {
-        lines.entry(line.order_id).or_default().push(OrderLine {
-            product_id: ProductId(line.product_id),
-            sku: line.sku,
-            name: line.name,
-            price: money(line.price)?,
-            quantity: line.quantity,
-            total: money(line.total)?,
-        });
-    }
+    let mut lines = lines_by_order(line_rows)?;
     let mut orders = Vec::with_capacity(rows.len());
     for row in rows {
         let history = if with_history {
@@ -82,19 +48,8 @@ async fn assemble_orders(
         } else {
             None
         };
-        orders.push(Order {
-            id: OrderId(row.id),
-            customer_id: CustomerId(row.customer_id),
-            total: money(row.total)?,
-            order_status_id: OrderStatusId(row.order_status_id),
-            lines: lines.remove(&row.id).unwrap_or_default(),
-            history,
-            created_at: from_ts(row.created_at),
-            updated_at: from_ts(row.updated_at),
-            currency: row.currency,
-            status: row.status,
-            comment: row.comment,
-        });
+        let order_lines = lines.remove(&row.id).unwrap_or_default();
+        orders.push(row.into_order(order_lines, history)?);
     }
     Ok(orders)
 }
@@ -102,7 +57,7 @@ async fn assemble_orders(
 async fn order_history(conn: &mut PgConnection, order: i64) -> Result<Vec<OrderHistory>> {
     // The newest entries only, oldest first: an order updated thousands of times (a status
     // pushed by a misbehaving integration) must not make every answer about it huge.
-    let rows: Vec<(String, i64, String, bool, i64)> = sqlx::query_as(
+    let rows: Vec<OrderHistoryRow> = sqlx::query_as(
         "SELECT name, order_status_id, comment, notify, date_added FROM ( \
            SELECT h.id, s.name, h.order_status_id, h.comment, h.notify, h.date_added FROM order_history h \
            JOIN order_statuses s ON s.id = h.order_status_id WHERE h.order_id = $1 ORDER BY h.id DESC LIMIT $2 \
@@ -112,16 +67,7 @@ async fn order_history(conn: &mut PgConnection, order: i64) -> Result<Vec<OrderH
     .bind(i64::try_from(MAX_HISTORY_SHOWN).unwrap_or(i64::MAX))
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(status, id, comment, notify, at)| OrderHistory {
-            status,
-            order_status_id: OrderStatusId(id),
-            comment,
-            notify,
-            date_added: from_ts(at),
-        })
-        .collect())
+    Ok(rows.into_iter().map(OrderHistory::from).collect())
 }
 
 async fn order_in(conn: &mut PgConnection, id: i64) -> Result<Order> {

@@ -1,57 +1,22 @@
 //! Products and their stock.
 
-use super::{PgStore, from_ts, parse_col, ts, unique_violation};
+use super::{PgStore, ts, unique_violation};
 use crate::domain::catalog::{
     NewProduct, PageRequest, Product, ProductFilter, ProductPatch, ProductStatus, StockItem,
 };
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
 use crate::domain::validation::Errors;
+use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow};
 use crate::store::{ProductStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::collections::HashMap;
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-pub(super) struct ProductRow {
-    id: i64,
-    sku: String,
-    name: String,
-    description: String,
-    price: i64,
-    quantity: i64,
-    status: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-pub(super) const PRODUCT_COLUMNS: &str =
-    "id, sku, name, description, price, quantity, status, created_at, updated_at";
 
 /// The columns again, for statements that join products with something else.
 const PRODUCT_COLUMNS_OF_P: &str = "p.id, p.sku, p.name, p.description, p.price, p.quantity, \
      p.status, p.created_at, p.updated_at";
-
-pub(super) fn money(cents: i64) -> Result<Money> {
-    Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
-}
-
-impl ProductRow {
-    pub(super) fn into_product(self) -> Result<Product> {
-        Ok(Product {
-            id: ProductId(self.id),
-            price: money(self.price)?,
-            status: parse_col(&self.status, "status")?,
-            created_at: from_ts(self.created_at),
-            updated_at: from_ts(self.updated_at),
-            sku: self.sku,
-            name: self.name,
-            description: self.description,
-            quantity: self.quantity,
-        })
-    }
-}
 
 pub(super) async fn product_in(conn: &mut PgConnection, id: i64) -> Result<Product> {
     let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -1,50 +1,15 @@
 //! Sessions, their last use, and the hourly purge of what can never be used again.
 
 use super::admin::insert_audit;
-use super::{PgStore, from_ts, from_ts_opt, ts, ts_opt};
+use super::{PgStore, ts, ts_opt};
 use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{NewSession, SessionRecord};
-use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
+use crate::domain::ids::{ApiUserId, SessionId};
 use crate::domain::secret::SecretHash;
-use crate::store::{Result, SessionStore, StoreError, Usage};
+use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
+use crate::store::{Result, SessionStore, Usage};
 use async_trait::async_trait;
-use sqlx::FromRow;
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-struct SessionRow {
-    id: i64,
-    api_user_id: i64,
-    api_key_id: i64,
-    token_hash: Vec<u8>,
-    ip: String,
-    created_at: i64,
-    last_seen_at: i64,
-    idle_timeout_s: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
-const SESSION_COLUMNS: &str = "id, api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-     idle_timeout_s, expires_at, revoked_at";
-
-impl SessionRow {
-    fn into_record(self) -> Result<SessionRecord> {
-        Ok(SessionRecord {
-            id: SessionId(self.id),
-            api_user_id: ApiUserId(self.api_user_id),
-            api_key_id: ApiKeyId(self.api_key_id),
-            token_hash: SecretHash::from_slice(&self.token_hash)
-                .ok_or_else(|| StoreError::Corrupt("token_hash".into()))?,
-            ip: self.ip,
-            created_at: from_ts(self.created_at),
-            last_seen_at: from_ts(self.last_seen_at),
-            idle_timeout_s: self.idle_timeout_s,
-            expires_at: from_ts(self.expires_at),
-            revoked_at: from_ts_opt(self.revoked_at),
-        })
-    }
-}
 
 #[async_trait]
 impl SessionStore for PgStore {

@@ -1,39 +1,15 @@
-use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
+use super::{SqliteStore, from_ts, ts, unique_violation};
 use crate::domain::admin::{
     AdminSession, AdminUser, AuditEntry, AuditRecord, NewAdminSession, Role,
 };
 use crate::domain::api_user::Status;
 use crate::domain::ids::AdminUserId;
 use crate::domain::secret::SecretHash;
+use crate::store::rows::admin::{ADMIN_SESSION_COLUMNS, AdminRow, AdminSessionRow};
 use crate::store::{AdminStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::SqliteConnection;
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-struct AdminRow {
-    id: i64,
-    username: String,
-    password_hash: String,
-    role: String,
-    status: String,
-    created_at: i64,
-}
-
-impl AdminRow {
-    fn into_admin(self) -> Result<(AdminUser, String)> {
-        Ok((
-            AdminUser {
-                id: AdminUserId(self.id),
-                username: self.username,
-                role: parse_col(&self.role, "role")?,
-                status: parse_col(&self.status, "status")?,
-                created_at: from_ts(self.created_at),
-            },
-            self.password_hash,
-        ))
-    }
-}
 
 #[async_trait]
 impl AdminStore for SqliteStore {
@@ -187,61 +163,16 @@ impl AdminStore for SqliteStore {
         hash: &SecretHash,
         now: OffsetDateTime,
     ) -> Result<Option<AdminSession>> {
-        let row: Option<(
-            i64,
-            String,
-            i64,
-            i64,
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            i64,
-        )> = sqlx::query_as(
-            "SELECT s.id, s.ip, s.created_at, s.last_seen_at, s.expires_at, \
-                    a.id, a.username, a.password_hash, a.role, a.status, a.created_at \
+        let row: Option<AdminSessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ADMIN_SESSION_COLUMNS} \
              FROM admin_sessions s JOIN admin_users a ON a.id = s.admin_user_id \
-             WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
-        )
+             WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?"
+        )))
         .bind(hash.as_bytes())
         .bind(ts(now))
         .fetch_optional(&self.read)
         .await?;
-        let Some((
-            id,
-            ip,
-            created_at,
-            last_seen_at,
-            expires_at,
-            admin_id,
-            username,
-            password_hash,
-            role,
-            status,
-            admin_created,
-        )) = row
-        else {
-            return Ok(None);
-        };
-        let (admin, _) = AdminRow {
-            id: admin_id,
-            username,
-            password_hash,
-            role,
-            status,
-            created_at: admin_created,
-        }
-        .into_admin()?;
-        Ok(Some(AdminSession {
-            id,
-            admin,
-            ip,
-            created_at: from_ts(created_at),
-            last_seen_at: from_ts(last_seen_at),
-            expires_at: from_ts(expires_at),
-        }))
+        row.map(AdminSessionRow::into_session).transpose()
     }
 
     async fn touch_admin_session(&self, id: i64, now: OffsetDateTime) -> Result<()> {

@@ -1,35 +1,13 @@
 //! Customers.
 
-use super::{SqliteStore, from_ts, ts, unique_violation};
+use super::{SqliteStore, ts, unique_violation};
 use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, PageRequest};
 use crate::domain::ids::CustomerId;
+use crate::store::rows::customers::CustomerRow;
 use crate::store::{CustomerStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::SqliteConnection;
 use time::OffsetDateTime;
-
-#[derive(FromRow)]
-pub(super) struct CustomerRow {
-    id: i64,
-    name: String,
-    email: String,
-    phone: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl From<CustomerRow> for Customer {
-    fn from(row: CustomerRow) -> Self {
-        Self {
-            id: CustomerId(row.id),
-            name: row.name,
-            email: row.email,
-            phone: row.phone,
-            created_at: from_ts(row.created_at),
-            updated_at: from_ts(row.updated_at),
-        }
-    }
-}
 
 pub(super) async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<Customer> {
     let row: CustomerRow = sqlx::query_as(

@@ -1,23 +1,11 @@
 //! Remembered answers for `Idempotency-Key`.
 
-use super::{SqliteStore, from_ts, ts};
+use super::{SqliteStore, ts};
 use crate::domain::ids::ApiUserId;
+use crate::store::rows::idempotency::{IDEMPOTENCY_COLUMNS, IdempotencyRow};
 use crate::store::{IdempotencyClaim, IdempotencyStore, Result, StoredResponse};
 use async_trait::async_trait;
-use sqlx::FromRow;
 use time::OffsetDateTime;
-
-const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
-
-#[derive(FromRow)]
-struct IdempotencyRow {
-    fingerprint: Vec<u8>,
-    status: Option<i64>,
-    content_type: Option<String>,
-    location: Option<String>,
-    body: Option<Vec<u8>>,
-    created_at: i64,
-}
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -29,31 +17,17 @@ impl IdempotencyStore for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<IdempotencyClaim> {
         let mut tx = self.begin_write().await?;
-        let existing: Option<IdempotencyRow> = sqlx::query_as(
-            "SELECT fingerprint, status, content_type, location, body, created_at FROM idempotency_keys \
-             WHERE api_user_id = ? AND idem_key = ?",
-        )
+        let existing: Option<IdempotencyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ?"
+        )))
         .bind(api_user.0)
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
         let claim = match existing {
             // Past its day, a key may be used again.
-            Some(row) if from_ts(row.created_at) + IDEMPOTENCY_TTL <= now => None,
-            Some(row) if row.fingerprint != fingerprint => Some(IdempotencyClaim::Mismatch),
-            Some(IdempotencyRow {
-                status: Some(status),
-                content_type,
-                location,
-                body,
-                ..
-            }) => Some(IdempotencyClaim::Replay(StoredResponse {
-                status: u16::try_from(status).unwrap_or(500),
-                content_type,
-                location,
-                body: body.unwrap_or_default(),
-            })),
-            Some(_) => Some(IdempotencyClaim::InProgress),
+            Some(row) if row.expired(now) => None,
+            Some(row) => Some(row.claim(fingerprint)),
             None => None,
         };
         if let Some(claim) = claim {

@@ -199,4 +199,4 @@ impl Store for SqliteStore {
     }
 }
 
-pub(crate) use super::columns::{from_ts, from_ts_opt, parse_col, ts, ts_opt, unique_violation};
+pub(crate) use super::columns::{from_ts, ts, ts_opt, unique_violation};

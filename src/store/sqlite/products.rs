@@ -1,55 +1,18 @@
 //! Products and their stock.
 
-use super::{SqliteStore, from_ts, parse_col, ts, unique_violation};
+use super::{SqliteStore, ts, unique_violation};
 use crate::domain::catalog::{
     NewProduct, PageRequest, Product, ProductFilter, ProductPatch, ProductStatus, StockItem,
 };
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
 use crate::domain::validation::Errors;
+use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow};
 use crate::store::{ProductStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use std::collections::HashMap;
 use time::OffsetDateTime;
-
-/// A product row, read by sqlx or, for a page, from one JSON array of arrays: a page is one
-/// row handed from SQLite's thread instead of one hand-off per product.
-#[derive(FromRow, serde::Deserialize)]
-pub(super) struct ProductRow {
-    id: i64,
-    sku: String,
-    name: String,
-    description: String,
-    price: i64,
-    quantity: i64,
-    status: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-pub(super) const PRODUCT_COLUMNS: &str =
-    "id, sku, name, description, price, quantity, status, created_at, updated_at";
-
-pub(super) fn money(cents: i64) -> Result<Money> {
-    Money::from_cents(cents).map_err(|e| StoreError::Corrupt(format!("money: {e}")))
-}
-
-impl ProductRow {
-    pub(super) fn into_product(self) -> Result<Product> {
-        Ok(Product {
-            id: ProductId(self.id),
-            price: money(self.price)?,
-            status: parse_col(&self.status, "status")?,
-            created_at: from_ts(self.created_at),
-            updated_at: from_ts(self.updated_at),
-            sku: self.sku,
-            name: self.name,
-            description: self.description,
-            quantity: self.quantity,
-        })
-    }
-}
 
 pub(super) async fn product_in(conn: &mut SqliteConnection, id: i64) -> Result<Product> {
     let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(

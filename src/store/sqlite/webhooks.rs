@@ -10,7 +10,7 @@ use crate::domain::webhook::{
     AlertClaim, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, ExpiringKey, NewEvent,
     NewWebhook, Recipients, Webhook, WebhookTarget,
 };
-use crate::store::webhook_rows::{
+use crate::store::rows::webhooks::{
     AttemptColumns, DELIVERY_COLUMNS, DUE_COLUMNS, DeliveryRow, DueRow, ExpiringRow, TargetRow,
     WEBHOOK_COLUMNS, WebhookRow, expiring_keys_sql, micros, recipients,
 };

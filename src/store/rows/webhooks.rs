@@ -1,13 +1,13 @@
 //! Rows of the webhook tables as both backends read them (the columns and their types are the
 //! same in both), and their conversion into domain types.
 
-use super::columns::{from_ts, from_ts_opt, parse_col};
-use super::{Result, StoreError};
 use crate::domain::ids::{ApiKeyId, ApiUserId, DeliveryId, WebhookId};
 use crate::domain::webhook::{
     AttemptResult, DeliveryRecord, DeliveryState, DueDelivery, EventType, EventTypes, ExpiringKey,
     Recipients, Webhook, WebhookTarget, WebhookUrl,
 };
+use crate::store::columns::{from_ts, from_ts_opt, parse_col};
+use crate::store::{Result, StoreError};
 use sqlx::FromRow;
 
 pub(crate) const WEBHOOK_COLUMNS: &str = "w.id, w.url, w.description, w.events, w.status, \
@@ -196,7 +196,7 @@ impl<'a> AttemptColumns<'a> {
                 state: DeliveryState::Pending.as_str(),
                 status: status.map(i64::from),
                 error: Some(error),
-                next_at: Some(super::columns::ts(*next_at)),
+                next_at: Some(crate::store::columns::ts(*next_at)),
                 delivered_at: None,
             },
             AttemptResult::Dead { status, error } => Self {
