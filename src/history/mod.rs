@@ -149,6 +149,9 @@ async fn write_batches(
     let mut waiters = Vec::with_capacity(256);
     let mut stopping = false;
     while !stopping {
+        if rx.is_empty() {
+            db.history_idle().await;
+        }
         let Some(first) = rx.recv().await else { break };
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -189,6 +192,7 @@ async fn write_batches(
         }
         rows.clear();
     }
+    db.history_idle().await;
 }
 
 /// One retry covers a passing lock held by another process; after that the requests are
@@ -201,7 +205,7 @@ async fn commit_with_retry(
 ) -> Result<(), RecordError> {
     let mut attempt = 0;
     loop {
-        match db.insert_history(rows).await {
+        match db.append_history(rows).await {
             Ok(()) => return Ok(()),
             Err(error) => {
                 tracing::error!(

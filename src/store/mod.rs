@@ -269,6 +269,14 @@ pub trait SessionStore {
 #[async_trait]
 pub trait HistoryStore {
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()>;
+    /// `insert_history` for the group-commit writer, whose batches follow each other: the
+    /// store may keep what it needs for the next batch (SQLite keeps its write connection
+    /// for a moment) until [`HistoryStore::history_idle`].
+    async fn append_history(&self, rows: &[HistoryEntry]) -> Result<()> {
+        self.insert_history(rows).await
+    }
+    /// No rows are waiting: the writer lets go of whatever `append_history` kept.
+    async fn history_idle(&self) {}
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
     /// Deletes rows older than `older_than`, in slices; `progress` learns each slice's count.
     async fn prune_history(
