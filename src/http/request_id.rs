@@ -15,6 +15,19 @@ tokio::task_local! {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// A UUIDv7 (time first, so the history can find a request by its id through the date
+    /// index). Its random part comes from the thread's generator: `Uuid::now_v7` asks the
+    /// kernel for it, a system call on every request.
+    pub fn generate() -> Self {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+        Self(id.simple().to_string())
+    }
+}
+
 /// The id of the request being served, or "" outside of one.
 pub fn current() -> String {
     REQUEST_ID.try_with(|id| id.0.clone()).unwrap_or_default()
@@ -45,7 +58,7 @@ pub async fn assign(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let id = RequestId(uuid::Uuid::now_v7().simple().to_string());
+    let id = RequestId::generate();
     crate::auth::resolve_client_ip(&proxies, &mut request);
     request.extensions_mut().insert(id.clone());
     let header = HeaderValue::from_str(&id.0).ok();
