@@ -64,6 +64,21 @@ async fn millis_of_cli(keyward: &Keyward, args: &[&str]) -> Result<f64, String> 
     Ok(times[times.len() / 2])
 }
 
+/// The median time of five answers to `path`, each on a new connection.
+fn millis_of_http(keyward: &Keyward, path: &str, key: &str) -> Result<f64, String> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let (status, body) = crate::http::call(keyward.server.port, "GET", path, Some(key), None)?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {body}"));
+        }
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 pub async fn run(
     keyward: &Keyward,
     wrk: &Wrk<'_>,
@@ -189,6 +204,34 @@ pub async fn run(
     .await?;
     println!("{name}: {ms:.1} ms");
     results.push((name, format!("{ms:.1} ms")));
+    // The same pages over HTTP, as the Management API serves them (and the console reads them).
+    let ops = keyward.cli(&[
+        "api",
+        "create",
+        "--username",
+        "bench-ops",
+        "--management",
+        "--scope",
+        "api_users:read",
+        "--ip",
+        "127.0.0.1",
+        "--json",
+    ])?;
+    let ops = ops["key"].as_str().ok_or("no management key")?.to_owned();
+    for (name, path) in [
+        (
+            "`GET /api/v1/api-users/bench/history?limit=50` at the same size",
+            "/api/v1/api-users/bench/history?limit=50",
+        ),
+        (
+            "… with `outcome=refused`",
+            "/api/v1/api-users/bench/history?limit=50&outcome=refused",
+        ),
+    ] {
+        let ms = millis_of_http(keyward, path, &ops)?;
+        println!("{name}: {ms:.1} ms");
+        results.push((name.to_owned(), format!("{ms:.1} ms")));
+    }
     let start = Instant::now();
     let deep: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT id FROM api_history WHERE api_user_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT 50)",
