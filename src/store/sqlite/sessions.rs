@@ -7,35 +7,52 @@ use crate::domain::api_user::{NewSession, SessionRecord};
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::domain::secret::SecretHash;
 use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
-use crate::store::{Result, SessionStore, Usage};
+use crate::store::{Result, SessionStore, StoreError, Usage};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>> {
-        let mut tx = self.begin_write().await?;
-        let mut ids = Vec::with_capacity(sessions.len());
-        for session in sessions {
-            let id = sqlx::query(
-                "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-                 idle_timeout_s, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(session.api_user_id.0)
-            .bind(session.api_key_id.0)
-            .bind(session.token_hash.as_bytes())
-            .bind(session.ip.to_string())
-            .bind(ts(session.created_at))
-            .bind(ts(session.created_at))
-            .bind(session.idle_timeout_s)
-            .bind(ts(session.expires_at))
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-            ids.push(SessionId(id));
-        }
-        tx.commit().await?;
-        Ok(ids)
+        // One statement for the whole batch: one round trip to SQLite's thread instead of one
+        // per session plus two for the transaction around them.
+        let batch: Vec<_> = sessions
+            .iter()
+            .map(|session| {
+                (
+                    session.api_user_id.0,
+                    session.api_key_id.0,
+                    hex::encode(session.token_hash.as_bytes()),
+                    session.ip.to_string(),
+                    ts(session.created_at),
+                    session.idle_timeout_s,
+                    ts(session.expires_at),
+                )
+            })
+            .collect();
+        let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let created: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
+             idle_timeout_s, expires_at) \
+             SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4, value ->> 4, \
+                    value ->> 5, value ->> 6 \
+             FROM jsonb_each(jsonb(?)) \
+             RETURNING id, token_hash",
+        )
+        .bind(json)
+        .fetch_all(&self.write)
+        .await?;
+        // RETURNING gives no order: each session is found again by its token's hash.
+        sessions
+            .iter()
+            .map(|session| {
+                created
+                    .iter()
+                    .find(|(_, hash)| hash.as_slice() == session.token_hash.as_bytes())
+                    .map(|(id, _)| SessionId(*id))
+                    .ok_or_else(|| StoreError::Corrupt("a new session was not written".into()))
+            })
+            .collect()
     }
 
     async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
