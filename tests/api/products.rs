@@ -168,6 +168,66 @@ async fn bulk_stock_update_is_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn concurrent_bulk_updates_of_the_same_products_each_apply_whole() {
+    let app = spawn_app().await;
+    let key = app.api_user("stockers", &["products:write"]).await;
+    seed(&app, &key, 4).await;
+
+    // Each call sets all four products to its own quantity, naming them in its own order.
+    let mut calls = tokio::task::JoinSet::new();
+    for call in 0..12_i64 {
+        let skus: Vec<String> = (0..4)
+            .map(|i| format!("SKU-{:03}", (i + call) % 4))
+            .collect();
+        let items: Vec<Value> = skus
+            .iter()
+            .map(|sku| json!({"sku": sku, "quantity": 100 + call}))
+            .collect();
+        let request = app
+            .bearer(Method::POST, "/api/v1/products/stock", &key)
+            .json(&json!({ "items": items }));
+        calls.spawn(async move {
+            let response = request.send().await.expect("call");
+            (
+                skus,
+                response.status().as_u16(),
+                response.text().await.expect("body"),
+            )
+        });
+    }
+    while let Some(result) = calls.join_next().await {
+        let (skus, status, body) = result.expect("task");
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        let answered: Vec<&str> = body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|p| p["sku"].as_str().expect("sku"))
+            .collect();
+        assert_eq!(answered, skus, "in the order of the items");
+    }
+
+    let page: Value = app
+        .get("/api/v1/products?limit=10", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let quantities: Vec<i64> = page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|p| p["quantity"].as_i64().expect("quantity"))
+        .collect();
+    assert_eq!(quantities.len(), 4);
+    assert!(
+        quantities.iter().all(|q| *q == quantities[0]) && (100..112).contains(&quantities[0]),
+        "one call's quantities, whole: {quantities:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_retried_post_with_the_same_idempotency_key_changes_nothing() {
     let app = spawn_app().await;
     let key = app.api_user("retrier", &["products:write"]).await;

@@ -6,8 +6,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
-use crate::domain::validation::Errors;
-use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow};
+use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow, refuse_unknown_skus};
 use crate::store::{ProductStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -105,42 +104,64 @@ impl ProductStore for PgStore {
     }
 
     async fn set_stock(&self, items: &[StockItem], now: OffsetDateTime) -> Result<Vec<Product>> {
-        // One statement for the whole list. The inner query locks the products in id order,
-        // as orders do, so a bulk update and an order never wait for each other in a circle.
         let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
         let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
-        let mut tx = self.begin().await?;
-        let updated: Vec<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE products p SET quantity = item.quantity, updated_at = $3 \
-             FROM (SELECT t.id, i.quantity FROM products t \
-                   JOIN unnest($1::text[], $2::bigint[]) AS i (sku, quantity) ON t.sku = i.sku \
-                   ORDER BY t.id FOR NO KEY UPDATE OF t) AS item \
-             WHERE p.id = item.id RETURNING {PRODUCT_COLUMNS_OF_P}"
-        )))
-        .bind(skus)
-        .bind(quantities)
-        .bind(ts(now))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(updated.len());
-        for row in updated {
-            let product = row.into_product()?;
-            by_sku.insert(product.sku.clone(), product);
-        }
-        let mut errors = Errors::new();
-        let mut products = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            match by_sku.remove(&item.sku) {
-                Some(product) => products.push(product),
-                None => errors.add(
-                    format!("items[{i}].sku"),
-                    format!("no product has the SKU `{}`", item.sku),
-                ),
+        // A few tries, for SKUs renamed or created between the update and the look-up below.
+        for _ in 0..3 {
+            let updated = update_all_or_none(&self.pool, &skus, &quantities, now).await?;
+            if updated.len() == items.len() {
+                let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(updated.len());
+                for row in updated {
+                    let product = row.into_product()?;
+                    by_sku.insert(product.sku.clone(), product);
+                }
+                return items
+                    .iter()
+                    .map(|item| {
+                        by_sku.remove(&item.sku).ok_or_else(|| {
+                            StoreError::Corrupt(format!("no row for `{}`", item.sku))
+                        })
+                    })
+                    .collect();
             }
+            let unknown: Vec<String> = sqlx::query_scalar(
+                "SELECT i.sku FROM unnest($1::text[]) AS i (sku) \
+                 WHERE NOT EXISTS (SELECT 1 FROM products t WHERE t.sku = i.sku)",
+            )
+            .bind(&skus)
+            .fetch_all(&self.pool)
+            .await?;
+            refuse_unknown_skus(items, &unknown)?;
         }
-        // Dropping the transaction rolls every change back: all or nothing.
-        errors.finish().map_err(StoreError::Invalid)?;
-        tx.commit().await?;
-        Ok(products)
+        Err(StoreError::Corrupt(format!(
+            "the stock of {} products changed nothing though every SKU is known",
+            items.len()
+        )))
     }
+}
+
+/// Sets the quantities in one statement, its own transaction, so the row locks are held for
+/// the statement alone and not across round trips. It changes every product or, when a SKU
+/// is unknown, none (fewer rows come back). The products are locked in id order, as orders
+/// lock them, so concurrent bulk updates and orders never wait for each other in a circle.
+async fn update_all_or_none(
+    pool: &sqlx::PgPool,
+    skus: &[&str],
+    quantities: &[i64],
+    now: OffsetDateTime,
+) -> Result<Vec<ProductRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH item AS MATERIALIZED ( \
+             SELECT t.id, i.quantity FROM products t \
+             JOIN unnest($1::text[], $2::bigint[]) AS i (sku, quantity) ON t.sku = i.sku \
+             ORDER BY t.id FOR NO KEY UPDATE OF t) \
+         UPDATE products p SET quantity = item.quantity, updated_at = $3 FROM item \
+         WHERE p.id = item.id AND (SELECT count(*) FROM item) = cardinality($1::text[]) \
+         RETURNING {PRODUCT_COLUMNS_OF_P}"
+    )))
+    .bind(skus)
+    .bind(quantities)
+    .bind(ts(now))
+    .fetch_all(pool)
+    .await?)
 }

@@ -1,8 +1,9 @@
 //! Rows of products, and money as stored (cents).
 
-use crate::domain::catalog::Product;
+use crate::domain::catalog::{Product, StockItem};
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
+use crate::domain::validation::Errors;
 use crate::store::columns::{from_ts, parse_col};
 use crate::store::{Result, StoreError};
 use sqlx::FromRow;
@@ -44,4 +45,18 @@ impl ProductRow {
             quantity: self.quantity,
         })
     }
+}
+
+/// Refuses a stock update naming SKUs no product has, each at its place in the items.
+pub(crate) fn refuse_unknown_skus(items: &[StockItem], unknown: &[String]) -> Result<()> {
+    let mut errors = Errors::new();
+    for (i, item) in items.iter().enumerate() {
+        if unknown.contains(&item.sku) {
+            errors.add(
+                format!("items[{i}].sku"),
+                format!("no product has the SKU `{}`", item.sku),
+            );
+        }
+    }
+    errors.finish().map_err(StoreError::Invalid)
 }

@@ -6,8 +6,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
-use crate::domain::validation::Errors;
-use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow};
+use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow, refuse_unknown_skus};
 use crate::store::{ProductStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -139,17 +138,8 @@ impl ProductStore for SqliteStore {
             .bind(&json)
             .fetch_all(&mut *tx)
             .await?;
-            let mut errors = Errors::new();
-            for (i, item) in items.iter().enumerate() {
-                if unknown.contains(&item.sku) {
-                    errors.add(
-                        format!("items[{i}].sku"),
-                        format!("no product has the SKU `{}`", item.sku),
-                    );
-                }
-            }
             // Dropping the transaction rolls every change back: all or nothing.
-            errors.finish().map_err(StoreError::Invalid)?;
+            refuse_unknown_skus(items, &unknown)?;
             return Err(StoreError::Corrupt(format!(
                 "{updated} products updated for {} items",
                 items.len()
