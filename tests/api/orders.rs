@@ -182,6 +182,51 @@ async fn a_status_update_adds_history_and_canceling_returns_the_stock() {
 }
 
 #[tokio::test]
+async fn concurrent_status_changes_of_one_order_each_apply_in_turn() {
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 100).await;
+    let order: Value = app
+        .post("/api/v1/orders", &key, &json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let history = format!("/api/v1/orders/{}/history", order["id"]);
+
+    // Each change waits for the one before it; none may find the order gone because its
+    // status moved meanwhile. Cancel and reopen alternate, so stock moves with each.
+    let mut changes = tokio::task::JoinSet::new();
+    for n in 0..24 {
+        let status = if n % 2 == 0 { "Canceled" } else { "Processing" };
+        let request = app
+            .bearer(Method::POST, &history, &key)
+            .json(&json!({"status": status}));
+        changes.spawn(async move { request.send().await.expect("change").status().as_u16() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = changes.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+
+    let order: Value = app
+        .get(&format!("/api/v1/orders/{}", order["id"]), &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(order["history"].as_array().expect("history").len(), 25);
+    let lamp: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let held = if order["status"] == "Canceled" { 0 } else { 1 };
+    assert_eq!(lamp["quantity"], 100 - held, "stock follows the last status");
+}
+
+#[tokio::test]
 async fn orders_filter_by_status_and_customer() {
     let app = spawn_app().await;
     let (key, customer) = store_with_stock(&app, 50).await;

@@ -359,15 +359,18 @@ impl OrderStore for PgStore {
     ) -> Result<Order> {
         let mut tx = self.begin().await?;
         // The order's row lock makes concurrent status changes of one order take turns, so
-        // its stock is returned or taken once per change.
-        let current: (i64, bool) = sqlx::query_as(
-            "SELECT o.order_status_id, s.holds_stock FROM orders o JOIN order_statuses s ON s.id = o.order_status_id \
-             WHERE o.id = $1 FOR NO KEY UPDATE OF o",
+        // its stock is returned or taken once per change. The lock is taken alone: joined to
+        // its status, a row whose status another change just moved fails PostgreSQL's
+        // recheck of the join after the wait, and the order would seem not to exist.
+        let current: i64 = sqlx::query_scalar(
+            "SELECT order_status_id FROM orders WHERE id = $1 FOR NO KEY UPDATE",
         )
         .bind(id.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
+        let current: (i64, bool) =
+            resolve_status(&mut tx, &StatusRef::Id(OrderStatusId(current))).await?;
         let (status, holds) = resolve_status(&mut tx, &entry.status).await?;
         match (current.1, holds) {
             // Canceling or refunding puts the goods back on the shelf…
