@@ -102,8 +102,9 @@ pub async fn run(
         results.push((
             name,
             format!(
-                "{:.0} req/s, p99 {:.2} ms",
-                load.requests_per_sec, load.p99_ms
+                "{} req/s, p99 {:.2} ms",
+                crate::report::thousands(load.requests_per_sec),
+                load.p99_ms
             ),
         ));
     };
