@@ -223,7 +223,11 @@ async fn concurrent_status_changes_of_one_order_each_apply_in_turn() {
         .await
         .expect("json");
     let held = if order["status"] == "Canceled" { 0 } else { 1 };
-    assert_eq!(lamp["quantity"], 100 - held, "stock follows the last status");
+    assert_eq!(
+        lamp["quantity"],
+        100 - held,
+        "stock follows the last status"
+    );
 }
 
 #[tokio::test]
