@@ -1,4 +1,4 @@
-//! What keys and session tokens share: random generation from the OS, digests at rest,
+//! What keys and session tokens share: random generation keyed by the OS, digests at rest,
 //! constant-time comparison, and a `Debug` that never prints the secret.
 
 use rand::SeedableRng;

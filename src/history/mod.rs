@@ -145,12 +145,13 @@ async fn write_batches(
     commit_time: metrics::Histogram,
     observer: Option<Arc<dyn CallObserver>>,
 ) {
+    let _let_go = LetGo(db.clone());
     let mut rows = Vec::with_capacity(256);
     let mut waiters = Vec::with_capacity(256);
     let mut stopping = false;
     while !stopping {
         if rx.is_empty() {
-            db.history_idle().await;
+            db.history_idle();
         }
         let Some(first) = rx.recv().await else { break };
         let mut next = Some(first);
@@ -192,7 +193,16 @@ async fn write_batches(
         }
         rows.clear();
     }
-    db.history_idle().await;
+}
+
+/// Gives back what the store kept for the writer however the writer ends, a panic included:
+/// SQLite's only write connection must not go with it.
+struct LetGo(Db);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        self.0.history_idle();
+    }
 }
 
 /// One retry covers a passing lock held by another process; after that the requests are

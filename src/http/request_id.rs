@@ -68,3 +68,21 @@ pub async fn assign(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+    use crate::domain::history::request_time;
+
+    #[test]
+    fn generated_ids_are_uuid_v7_that_tell_their_time() {
+        let RequestId(id) = RequestId::generate();
+        let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(id.len(), 32);
+        let at = request_time(&id).expect("a time");
+        let now = time::OffsetDateTime::now_utc();
+        assert!((now - at).abs() < time::Duration::seconds(5));
+        assert_ne!(RequestId::generate().0, id);
+    }
+}

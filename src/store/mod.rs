@@ -275,8 +275,9 @@ pub trait HistoryStore {
     async fn append_history(&self, rows: &[HistoryEntry]) -> Result<()> {
         self.insert_history(rows).await
     }
-    /// No rows are waiting: the writer lets go of whatever `append_history` kept.
-    async fn history_idle(&self) {}
+    /// No rows are waiting, or the writer is gone: let go of whatever `append_history` kept.
+    /// Synchronous, so the writer can call it as it unwinds.
+    fn history_idle(&self) {}
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
     /// Deletes rows older than `older_than`, in slices; `progress` learns each slice's count.
     async fn prune_history(

@@ -295,3 +295,44 @@ async fn a_key_typed_into_the_username_field_never_reaches_the_history() {
         "the key reached the database"
     );
 }
+
+#[tokio::test]
+async fn other_writes_keep_their_turn_while_calls_keep_the_history_writer_busy() {
+    let app = spawn_app().await;
+    let key = app.api_user("inventory", &["products:read"]).await;
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (request, busy) = (app.bearer(Method::GET, "/api/v1/me", &key), busy.clone());
+        load.spawn(async move {
+            let mut calls = 0u32;
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                let request = request.try_clone().expect("clone");
+                assert_eq!(request.send().await.expect("me").status(), 200);
+                calls += 1;
+            }
+            calls
+        });
+    }
+    // Logins write their sessions through the same single SQLite writer the history batches
+    // use: each must get its turn within the batches, far from the pool's 10 s timeout.
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        app.login("inventory", &key).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "a login waited {:?} for the writer",
+            started.elapsed()
+        );
+    }
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut calls = 0;
+    while let Some(done) = load.join_next().await {
+        calls += done.expect("load");
+    }
+    assert!(calls > 0);
+    // And the writer lets go once the calls stop: a write after them needs no wait either.
+    let started = std::time::Instant::now();
+    app.login("inventory", &key).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

@@ -13,8 +13,9 @@ use sqlx::{QueryBuilder, Sqlite};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-/// Longest the history writer keeps the write connection across its batches before giving
-/// it back, so other writers (a login's session, an order) wait at most this long for it.
+/// How long the history writer keeps the write connection across its batches before giving
+/// it back: another writer (a login's session, an order) waits this long, plus the batch that
+/// began before it ran out, where it would otherwise wait for that batch alone.
 const HOLD: Duration = Duration::from_millis(2);
 
 /// The write connection, kept by the history writer while batches follow each other. Each
@@ -66,8 +67,14 @@ impl HistoryStore for SqliteStore {
     }
 
     async fn append_history(&self, rows: &[HistoryEntry]) -> Result<()> {
-        let insert = insert_batch(rows)?;
         let mut held = self.history.lock().await;
+        let insert = match insert_batch(rows) {
+            Ok(insert) => insert,
+            Err(error) => {
+                held.take();
+                return Err(error);
+            }
+        };
         if held.as_ref().is_some_and(|h| h.since.elapsed() >= HOLD) {
             // Given back: a writer waiting in the pool's queue gets it before this one.
             held.take();
@@ -87,8 +94,11 @@ impl HistoryStore for SqliteStore {
         Ok(())
     }
 
-    async fn history_idle(&self) {
-        self.history.lock().await.take();
+    fn history_idle(&self) {
+        // Only `append_history`, run by the same writer, holds the lock: it is free here.
+        if let Ok(mut held) = self.history.try_lock() {
+            held.take();
+        }
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {
