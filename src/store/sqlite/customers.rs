@@ -20,8 +20,6 @@ pub(super) async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<
     Ok(row.into())
 }
 
-/// Orders with their lines, and with their history when `with_history`.
-
 #[async_trait]
 impl CustomerStore for SqliteStore {
     async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
