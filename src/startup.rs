@@ -147,6 +147,7 @@ impl App {
                 request_timeout: config.request_timeout(),
             },
             metrics,
+            openapi: std::sync::OnceLock::new(),
         });
         let router = router(
             state.clone(),

@@ -1,4 +1,5 @@
-//! The auth pipeline as one axum middleware, applied to every `/api/v1` route.
+//! The auth pipeline as one axum middleware, applied to every `/api/v1` route; an admitted
+//! POST goes on through its `Idempotency-Key` (see `http::idempotency`).
 
 use super::policy::{Access, Policy};
 use super::{
@@ -6,9 +7,12 @@ use super::{
 };
 use crate::domain::history::Outcome;
 use crate::history::{CallInfo, CallSlot};
+use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::idempotency::idempotent_posts;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +25,8 @@ pub struct AuthState {
     pub policy: Arc<Policy>,
     /// Times each call's checks.
     pub metrics: Metrics,
+    /// For an admitted call's `Idempotency-Key`.
+    pub app: AppState,
 }
 
 fn undeclared(policy: &Policy, method: &axum::http::Method, route: &str) -> Response {
@@ -135,7 +141,11 @@ pub async fn pipeline(
                     let info = caller.call_info();
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);
-                    let mut response = next.run(request).await;
+                    let mut response = if request.method() == Method::POST {
+                        idempotent_posts(State(state.app.clone()), request, next).await
+                    } else {
+                        next.run(request).await
+                    };
                     add_rate_headers(&mut response, rate);
                     if response.extensions().get::<CallInfo>().is_none() {
                         response.extensions_mut().insert(info);

@@ -1,5 +1,6 @@
 //! The middleware that writes one history row for every call of an entry that takes
-//! credentials: `/api/v1` and the OpenCart-compatible `/index.php`.
+//! credentials: `/api/v1` and the OpenCart-compatible `/index.php`. It is also where a panic
+//! in a call is caught and answered.
 
 use super::Recorder;
 use crate::auth::ClientIp;
@@ -14,6 +15,7 @@ use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
+use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -203,8 +205,12 @@ impl Drop for Call {
 async fn serve_and_record(state: Arc<HistoryState>, mut request: Request, next: Next) -> Response {
     let (timeout, render) = (state.timeout, state.render);
     let call = Call::begin(state, &mut request);
-    let response = match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
+    // A panic in the call is answered (500, in this entry's shape) and recorded like any
+    // other answer; the connection and the server stay up.
+    let run = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
+    let response = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => render(ApiError::internal()),
         Err(_) => render(ApiError::timed_out(timeout)),
     };
     call.finish(response).await

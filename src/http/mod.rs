@@ -3,7 +3,7 @@
 
 pub mod error;
 pub mod extract;
-mod idempotency;
+pub(crate) mod idempotency;
 pub mod opencart;
 mod ops;
 mod pagination;
@@ -18,15 +18,14 @@ use crate::credentials::admins::Admins;
 use crate::history::{HistoryState, Recorder, record_calls};
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 /// Everything a handler may need. Cloned into every request, so it is one `Arc`: a clone is
@@ -63,6 +62,8 @@ pub struct Services {
     pub detector: Arc<crate::webhooks::Detector>,
     /// Leak reports per client address.
     pub leak_limit: crate::auth::AddressLimit,
+    /// The API's OpenAPI document, set when the router is built from the same routes.
+    pub openapi: std::sync::OnceLock<Arc<v1::openapi::OpenApiJson>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,11 +80,14 @@ pub struct RouterError(#[from] crate::auth::policy::PolicyError);
 pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, RouterError> {
     let (api, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
-    let openapi = Arc::new(v1::openapi::OpenApiJson::new(doc));
+    let _ = state
+        .openapi
+        .set(Arc::new(v1::openapi::OpenApiJson::new(doc)));
     let auth = Arc::new(AuthState {
         auth: state.auth.clone(),
         metrics: state.metrics.clone(),
         policy: policy.clone(),
+        app: state.clone(),
     });
     let calls = Arc::new(
         state
@@ -100,18 +104,10 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
         })
     };
     let api = api
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            idempotency::idempotent_posts,
-        ))
         .route_layer(from_fn_with_state(auth, pipeline))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
-        .layer(Extension(openapi))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal().into_response()
-        }))
         .layer(from_fn_with_state(
             history(IntoResponse::into_response),
             record_calls,

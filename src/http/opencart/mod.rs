@@ -28,7 +28,6 @@ use axum::routing::any;
 use fields::Fields;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use tower_http::catch_panic::CatchPanicLayer;
 
 pub const PATH: &str = "/index.php";
 
@@ -97,7 +96,6 @@ pub fn routes(state: AppState, history: Arc<HistoryState>) -> Router {
     Router::new()
         .route(PATH, any(dispatch))
         .with_state(state)
-        .layer(CatchPanicLayer::custom(|_| render(ApiError::internal())))
         .layer(from_fn_with_state(history, record_calls))
 }
 

@@ -1,11 +1,12 @@
 //! The machine-readable description of the API, generated from the handlers' annotations.
 
 use crate::auth::policy::SCHEME;
+use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::error::{ErrorBody, ErrorDetail};
-use axum::Extension;
+use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
-use std::sync::Arc;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -144,6 +145,9 @@ fn add_common_errors(operation: &mut utoipa::openapi::path::Operation) {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi_json(Extension(doc): Extension<Arc<OpenApiJson>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], doc.0.clone())
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    match state.openapi.get() {
+        Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc.0.clone()).into_response(),
+        None => ApiError::internal().into_response(),
+    }
 }
