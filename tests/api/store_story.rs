@@ -12,7 +12,7 @@ use keyward::domain::catalog::{
     ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
 };
 use keyward::domain::history::{HistoryEntry, HistoryQuery, Outcome, OutcomeFilter};
-use keyward::domain::ids::{ApiUserId, CustomerId};
+use keyward::domain::ids::{ApiUserId, CustomerId, SessionId};
 use keyward::domain::ip_rule::IpRule;
 use keyward::domain::money::Money;
 use keyward::domain::scope::Scopes;
@@ -647,6 +647,81 @@ async fn history(db: &Db, user: ApiUserId) {
         .len(),
         1
     );
+
+    // Every batch size writes whole rows, a batch bound value by value and one too large for
+    // that (written as one JSON array) alike.
+    let later = at + time::Duration::hours(2);
+    let mut written = Vec::new();
+    for size in [1usize, 2, 32, 33, 300] {
+        let batch: Vec<HistoryEntry> = (0..size)
+            .map(|i| {
+                let mut entry = call(
+                    (i % 3 != 0).then_some(user),
+                    if i % 2 == 0 {
+                        Outcome::Ok
+                    } else {
+                        Outcome::RateLimited
+                    },
+                    &format!("10.0.{}.{}", size % 256, i % 256),
+                    later + time::Duration::milliseconds(i as i64),
+                );
+                entry.username = (i % 4 != 0).then(|| format!("user \"{i}\" ’").into());
+                entry.key_hint = (i % 5 != 0).then(|| "kw_…wxyz".into());
+                entry.session_id = (i % 2 == 0).then_some(SessionId(i as i64 + 1));
+                entry.call = format!("POST /api/v1/orders/{i}/history");
+                entry.request_id = format!("batch-{size}-{i}");
+                entry
+            })
+            .collect();
+        db.insert_history(&batch).await.expect("insert a batch");
+        written.extend(batch);
+    }
+    let read = db
+        .history(&HistoryQuery {
+            from: Some(later),
+            limit: 1000,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    let shape = |e: &HistoryEntry| {
+        (
+            e.request_id.clone(),
+            e.api_user_id,
+            e.username.as_deref().map(str::to_owned),
+            e.key_hint.as_deref().map(str::to_owned),
+            e.session_id,
+            e.call.clone(),
+            e.ip.clone(),
+            e.status,
+            e.outcome.as_str().to_owned(),
+            e.date_added,
+            e.date_modified,
+        )
+    };
+    let mut expected: Vec<_> = written.iter().map(shape).collect();
+    let mut got: Vec<_> = read
+        .into_iter()
+        .map(|r| {
+            (
+                r.request_id,
+                r.api_user_id,
+                r.username,
+                r.key_hint,
+                r.session_id,
+                r.call,
+                r.ip,
+                r.status,
+                r.outcome,
+                r.date_added,
+                r.date_modified,
+            )
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got.len(), 368);
+    assert_eq!(got, expected);
 }
 
 async fn catalog(db: &Db) {

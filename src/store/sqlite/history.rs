@@ -26,10 +26,48 @@ pub(super) struct Held {
     since: Instant,
 }
 
-/// The whole batch as one JSON array in one prepared statement: a single round trip to SQLite
-/// and a single implicit transaction, whatever the batch size. JSONB, so SQLite parses the
-/// array once instead of once per column read.
+const COLUMNS: &str = "api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
+                       date_added, date_modified, request_id";
+
+/// Batches up to this size are bound as plain values, one prepared statement per size;
+/// larger ones go as one JSON array.
+const VALUES_MAX: usize = 32;
+
+/// `INSERT … VALUES (…), (…)` for 1 to `VALUES_MAX` rows.
+static VALUES_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (1..=VALUES_MAX)
+        .map(|n| {
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            format!(
+                "INSERT INTO api_history ({COLUMNS}) VALUES {}",
+                vec![row; n].join(", ")
+            )
+        })
+        .collect()
+});
+
+/// The whole batch in one prepared statement: a single round trip to SQLite and a single
+/// implicit transaction, whatever the batch size. A batch of a usual size binds its values
+/// (SQLite reads them as they are); a larger one goes as one JSONB array, parsed once.
 fn insert_batch(rows: &[HistoryEntry]) -> Result<Query<'static, Sqlite, SqliteArguments>> {
+    if let Some(sql) = rows.len().checked_sub(1).and_then(|i| VALUES_SQL.get(i)) {
+        let mut insert = sqlx::query(sql.as_str());
+        for e in rows {
+            insert = insert
+                .bind(e.api_user_id.map(|id| id.0))
+                .bind(e.username.as_deref().map(str::to_owned))
+                .bind(e.key_hint.as_deref().map(str::to_owned))
+                .bind(e.session_id.map(|id| id.0))
+                .bind(e.call.clone())
+                .bind(e.ip.clone())
+                .bind(e.status)
+                .bind(e.outcome.as_str())
+                .bind(ts(e.date_added))
+                .bind(ts(e.date_modified))
+                .bind(e.request_id.clone());
+        }
+        return Ok(insert);
+    }
     let batch: Vec<_> = rows
         .iter()
         .map(|e| {

@@ -56,7 +56,10 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-16000")
+            // The history's inserts hold one statement per batch size (up to 32) on the write
+            // connection, besides every other write's.
+            .statement_cache_capacity(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // Two processes opening a new file at once race for the lock that switching it to WAL
         // takes, and SQLite does not wait on that lock: retry for a few seconds.
