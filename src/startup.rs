@@ -147,7 +147,6 @@ impl App {
                 request_timeout: config.request_timeout(),
             },
             metrics,
-            openapi: std::sync::OnceLock::new(),
         });
         let router = router(
             state.clone(),

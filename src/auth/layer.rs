@@ -108,6 +108,11 @@ pub async fn pipeline(
         return next.run(request).await;
     };
     let mut response = match state.policy.access(request.method(), &route) {
+        // A public POST has no caller to remember an answer for, but a malformed
+        // `Idempotency-Key` is still refused.
+        Some(Access::Public) if request.method() == Method::POST => {
+            idempotent_posts(State(state.app.clone()), request, next).await
+        }
         Some(Access::Public) => next.run(request).await,
         // Undeclared means refused: no handler runs without a declared access.
         None => undeclared(&state.policy, request.method(), &route),

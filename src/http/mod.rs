@@ -62,8 +62,6 @@ pub struct Services {
     pub detector: Arc<crate::webhooks::Detector>,
     /// Leak reports per client address.
     pub leak_limit: crate::auth::AddressLimit,
-    /// The API's OpenAPI document, set when the router is built from the same routes.
-    pub openapi: std::sync::OnceLock<Arc<v1::openapi::OpenApiJson>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,9 +78,6 @@ pub struct RouterError(#[from] crate::auth::policy::PolicyError);
 pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, RouterError> {
     let (api, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
-    let _ = state
-        .openapi
-        .set(Arc::new(v1::openapi::OpenApiJson::new(doc)));
     let auth = Arc::new(AuthState {
         auth: state.auth.clone(),
         metrics: state.metrics.clone(),

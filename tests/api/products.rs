@@ -261,6 +261,48 @@ async fn a_retried_post_with_the_same_idempotency_key_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_malformed_idempotency_key_is_refused_on_every_post_public_ones_too() {
+    let app = spawn_app().await;
+    let key = app.api_user("keyed", &["products:write"]).await;
+    let long = "k".repeat(256);
+
+    let product = app
+        .bearer(Method::POST, "/api/v1/products", &key)
+        .header("Idempotency-Key", long.as_str())
+        .json(&json!({"sku": "LONG", "name": "Long", "price": "1.00", "quantity": 1}))
+        .send()
+        .await
+        .expect("post");
+    let login = app
+        .request(Method::POST, "/api/v1/login")
+        .header("Idempotency-Key", long.as_str())
+        .json(&json!({"username": "keyed", "key": key}))
+        .send()
+        .await
+        .expect("login");
+    for response in [product, login] {
+        let (status, body) = error_of(response).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("Idempotency-Key"),
+            "{body}"
+        );
+    }
+    // A well-formed key on a public POST is accepted (there is no caller to remember it for).
+    let login = app
+        .request(Method::POST, "/api/v1/login")
+        .header("Idempotency-Key", "login-1")
+        .json(&json!({"username": "keyed", "key": key}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+}
+
+#[tokio::test]
 async fn unknown_query_parameters_and_missing_fields_are_named() {
     let app = spawn_app().await;
     let key = app

@@ -1,12 +1,9 @@
 //! The machine-readable description of the API, generated from the handlers' annotations.
 
 use crate::auth::policy::SCHEME;
-use crate::http::AppState;
-use crate::http::error::ApiError;
 use crate::http::error::{ErrorBody, ErrorDetail};
-use axum::extract::State;
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -145,9 +142,13 @@ fn add_common_errors(operation: &mut utoipa::openapi::path::Operation) {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi_json(State(state): State<AppState>) -> Response {
-    match state.openapi.get() {
-        Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc.0.clone()).into_response(),
-        None => ApiError::internal().into_response(),
-    }
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.0.as_str(),
+    )
 }
+
+/// Made once, from the same routes the router serves.
+static DOCUMENT: std::sync::LazyLock<OpenApiJson> =
+    std::sync::LazyLock::new(|| OpenApiJson::new(super::routes().split_for_parts().1));

@@ -58,10 +58,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // 8 MB of pages per connection, five connections: the server stays well under
             // 100 MB; the kernel's page cache keeps the rest of a large file close.
-            .pragma("cache_size", "-8000")
-            // The history's inserts hold one statement per batch size (up to 32) on the write
-            // connection, besides every other write's.
-            .statement_cache_capacity(256);
+            .pragma("cache_size", "-8000");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // Two processes opening a new file at once race for the lock that switching it to WAL
         // takes, and SQLite does not wait on that lock: retry for a few seconds.
@@ -162,7 +159,9 @@ async fn connect_writer(
         .acquire_timeout(Duration::from_secs(10))
         .idle_timeout(None)
         .max_lifetime(None)
-        .connect_with(options)
+        // The history's inserts keep one statement per batch size (up to 32) here, besides
+        // every other write's.
+        .connect_with(options.statement_cache_capacity(256))
         .await
         .map_err(OpenError::Connect)?;
     if migrate {
