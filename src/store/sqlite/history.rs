@@ -28,6 +28,7 @@ pub(super) struct Held {
 
 const COLUMNS: &str = "api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
                        date_added, date_modified, request_id";
+const COLUMN_COUNT: usize = 11;
 
 /// Batches up to this size are bound as plain values, one prepared statement per size;
 /// larger ones go as one JSON array.
@@ -37,13 +38,22 @@ const VALUES_MAX: usize = 32;
 static VALUES_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (1..=VALUES_MAX)
         .map(|n| {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            let row = format!("({})", ["?"; COLUMN_COUNT].join(", "));
             format!(
                 "INSERT INTO api_history ({COLUMNS}) VALUES {}",
                 vec![row; n].join(", ")
             )
         })
         .collect()
+});
+
+/// The same for a batch of any size, read from one JSONB array.
+static JSONB_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let values = (0..COLUMN_COUNT)
+        .map(|n| format!("value ->> {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO api_history ({COLUMNS}) SELECT {values} FROM jsonb_each(jsonb(?))")
 });
 
 /// The whole batch in one prepared statement: a single round trip to SQLite and a single
@@ -87,14 +97,7 @@ fn insert_batch(rows: &[HistoryEntry]) -> Result<Query<'static, Sqlite, SqliteAr
         })
         .collect();
     let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(sqlx::query(
-        "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
-         date_added, date_modified, request_id) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
-         FROM jsonb_each(jsonb(?))",
-    )
-    .bind(json))
+    Ok(sqlx::query(JSONB_SQL.as_str()).bind(json))
 }
 
 #[async_trait]
