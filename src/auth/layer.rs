@@ -1,5 +1,5 @@
-//! The auth pipeline as one axum middleware, applied to every `/api/v1` route; an admitted
-//! POST goes on through its `Idempotency-Key` (see `http::idempotency`).
+//! The auth pipeline as one axum middleware, applied to every `/api/v1` route; a POST goes on
+//! through its `Idempotency-Key` (see `http::idempotency`).
 
 use super::policy::{Access, Policy};
 use super::{
@@ -12,7 +12,6 @@ use crate::http::error::ApiError;
 use crate::http::idempotency::idempotent_posts;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,11 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct AuthState {
-    pub auth: Arc<Authenticator>,
     pub policy: Arc<Policy>,
-    /// Times each call's checks.
-    pub metrics: Metrics,
-    /// For an admitted call's `Idempotency-Key`.
+    /// The authenticator, the metrics that time each call's checks, and what a POST's
+    /// `Idempotency-Key` needs.
     pub app: AppState,
 }
 
@@ -110,10 +107,7 @@ pub async fn pipeline(
     let mut response = match state.policy.access(request.method(), &route) {
         // A public POST has no caller to remember an answer for, but a malformed
         // `Idempotency-Key` is still refused.
-        Some(Access::Public) if request.method() == Method::POST => {
-            idempotent_posts(State(state.app.clone()), request, next).await
-        }
-        Some(Access::Public) => next.run(request).await,
+        Some(Access::Public) => idempotent_posts(&state.app, request, next).await,
         // Undeclared means refused: no handler runs without a declared access.
         None => undeclared(&state.policy, request.method(), &route),
         Some(Access::Authenticated(need)) => {
@@ -132,8 +126,8 @@ pub async fn pipeline(
             );
             let slot = request.extensions().get::<CallSlot>();
             match admit(
-                &state.auth,
-                &state.metrics,
+                &state.app.auth,
+                &state.app.metrics,
                 credentials,
                 ip,
                 need,
@@ -146,11 +140,7 @@ pub async fn pipeline(
                     let info = caller.call_info();
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);
-                    let mut response = if request.method() == Method::POST {
-                        idempotent_posts(State(state.app.clone()), request, next).await
-                    } else {
-                        next.run(request).await
-                    };
+                    let mut response = idempotent_posts(&state.app, request, next).await;
                     add_rate_headers(&mut response, rate);
                     if response.extensions().get::<CallInfo>().is_none() {
                         response.extensions_mut().insert(info);

@@ -8,7 +8,7 @@ use crate::auth::Caller;
 use crate::domain::ids::ApiUserId;
 use crate::store::{IdempotencyClaim, StoredResponse};
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,11 +29,9 @@ const SECRET_WITHHELD: &str = "This request already ran with this Idempotency-Ke
 /// Responses are small JSON documents; a larger one is passed on without being stored.
 const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
 
-pub async fn idempotent_posts(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Runs `request` on through `next`; a POST with an `Idempotency-Key` from a caller is
+/// answered once and replayed after. Called by the auth pipeline, not a layer of its own.
+pub async fn idempotent_posts(state: &AppState, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }

@@ -79,8 +79,6 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
     let (api, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
     let auth = Arc::new(AuthState {
-        auth: state.auth.clone(),
-        metrics: state.metrics.clone(),
         policy: policy.clone(),
         app: state.clone(),
     });
