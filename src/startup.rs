@@ -63,6 +63,7 @@ impl App {
                 store::OnOpen::Require
             },
             watch_changes: true,
+            checkpoint_in_background: true,
             ..ConnectOptions::default()
         };
         let db = store::connect(&config.database_url, &options).await?;

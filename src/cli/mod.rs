@@ -255,6 +255,7 @@ async fn open_with(config: &Config, migrate: store::OnOpen) -> Result<Db, CliErr
         max_connections: Some(2),
         migrate,
         watch_changes: false,
+        checkpoint_in_background: false,
     };
     Ok(store::connect(&config.database_url, &options).await?)
 }

@@ -124,6 +124,9 @@ pub struct ConnectOptions {
     /// Learn of other processes' credential changes as they commit (a server on PostgreSQL
     /// keeps a listening connection for it); the command line does not need to.
     pub watch_changes: bool,
+    /// Copy SQLite's write-ahead log back into the database from a connection of its own,
+    /// off the writer's path (a server); the command line leaves it to its commits.
+    pub checkpoint_in_background: bool,
 }
 
 /// Which users' credentials changed since a point in the change log.

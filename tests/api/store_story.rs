@@ -1378,3 +1378,44 @@ async fn webhooks(db: &Db, user: ApiUserId) {
         Err(StoreError::NotFound)
     ));
 }
+
+/// A server's SQLite writer leaves checkpoints to a connection of its own, yet its
+/// write-ahead log must not grow while batches follow each other without a pause (a
+/// checkpoint beside a busy writer never reaches the log's end, so the writer restarts it).
+#[tokio::test]
+async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, database) = test_database(dir.path()).await;
+    if database.is_some() {
+        return; // SQLite's log; PostgreSQL keeps its own.
+    }
+    let options = keyward::store::ConnectOptions {
+        checkpoint_in_background: true,
+        ..Default::default()
+    };
+    let db = keyward::store::connect(&url, &options)
+        .await
+        .expect("connect");
+    let wal = dir.path().join("keyward.db-wal");
+    let at = datetime!(2026-01-01 00:00 UTC);
+    let mut longest = 0;
+    for round in 0..1500 {
+        let batch: Vec<HistoryEntry> = (0..20)
+            .map(|i| {
+                let at = at + time::Duration::milliseconds(round * 20 + i);
+                call(None, Outcome::Ok, "10.0.0.1", at)
+            })
+            .collect();
+        db.append_history(&batch).await.expect("a batch");
+        longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    db.history_idle();
+    // Restarted at 4,000 pages, with room for what the writer adds while the checkpointer
+    // rests between its rounds (left to grow, the log passes 40 MB here).
+    assert!(longest > 0, "the database is in WAL mode");
+    assert!(
+        longest < 6000 * (4096 + 24),
+        "the log reached {longest} bytes"
+    );
+    db.close().await;
+}

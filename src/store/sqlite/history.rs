@@ -132,6 +132,18 @@ impl HistoryStore for SqliteStore {
             held.take();
             return Err(error.into());
         }
+        if self.checkpointer.as_ref().is_some_and(|c| c.committed()) {
+            // A failed checkpoint loses nothing: the log is restarted at a later one.
+            if let Err(error) = sqlx::query(super::checkpoint::PASSIVE)
+                .execute(&mut **conn)
+                .await
+            {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "checkpoint failed"
+                );
+            }
+        }
         Ok(())
     }
 

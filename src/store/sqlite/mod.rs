@@ -8,6 +8,7 @@
 mod admin;
 mod api_users;
 mod auth;
+mod checkpoint;
 mod customers;
 mod history;
 mod idempotency;
@@ -37,6 +38,8 @@ pub struct SqliteStore {
     /// The history writer's hold on the write connection between its batches: see
     /// `history::Held`.
     history: tokio::sync::Mutex<Option<history::Held>>,
+    /// A server's: see `checkpoint`.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
@@ -60,11 +63,17 @@ impl SqliteStore {
             // 100 MB; the kernel's page cache keeps the rest of a large file close.
             .pragma("cache_size", "-8000");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let background_checkpoints = options.checkpoint_in_background && !in_memory;
+        let writer = if background_checkpoints {
+            base.clone().pragma("wal_autocheckpoint", "0")
+        } else {
+            base.clone()
+        };
         // Two processes opening a new file at once race for the lock that switching it to WAL
         // takes, and SQLite does not wait on that lock: retry for a few seconds.
         let mut attempt = 0;
         let write = loop {
-            match connect_writer(base.clone(), options.migrate == OnOpen::Apply).await {
+            match connect_writer(writer.clone(), options.migrate == OnOpen::Apply).await {
                 Ok(write) => break write,
                 Err(error) if attempt < 100 && is_busy(&error) => {
                     attempt += 1;
@@ -100,6 +109,7 @@ impl SqliteStore {
             write,
             signal,
             history: tokio::sync::Mutex::new(None),
+            checkpointer: background_checkpoints.then(|| checkpoint::Checkpointer::start(base)),
         })
     }
 
