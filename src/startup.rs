@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub struct App {
     listener: TcpListener,
-    router: Router,
+    router: crate::http::api::Entry,
     /// `/metrics` on a listener of its own, when configured.
     metrics: Option<(TcpListener, Router)>,
     state: AppState,

@@ -1,5 +1,5 @@
-//! The auth pipeline as one axum middleware, applied to every `/api/v1` route; a POST goes on
-//! through its `Idempotency-Key` (see `http::idempotency`).
+//! The auth pipeline, run for every `/api/v1` call by the API's entry (`http::api`); a POST
+//! goes on through its `Idempotency-Key` (see `http::idempotency`).
 
 use super::policy::{Access, Policy};
 use super::{
@@ -8,12 +8,12 @@ use super::{
 use crate::domain::history::Outcome;
 use crate::history::{CallInfo, CallSlot};
 use crate::http::AppState;
+use crate::http::api::Handlers;
 use crate::http::error::ApiError;
 use crate::http::idempotency::idempotent_posts;
 use crate::telemetry::metrics::Metrics;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -35,11 +35,13 @@ fn undeclared(policy: &Policy, method: &axum::http::Method, route: &str) -> Resp
         );
         return ApiError::not_found("API route").into_response();
     }
-    let allow = allowed
-        .iter()
-        .map(|m| m.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    // As axum words it: HEAD wherever GET is taken, no spaces.
+    let mut methods: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.sort_unstable();
+    let allow = methods.join(",");
     let message = format!("{method} is not allowed here; this route takes {allow}.");
     let mut response =
         ApiError::unacceptable(axum::http::StatusCode::METHOD_NOT_ALLOWED, message).into_response();
@@ -92,24 +94,20 @@ pub fn add_rate_headers(response: &mut Response, rate: RateState) {
     headers.insert(RESET.clone(), HeaderValue::from(rate.reset_seconds));
 }
 
+/// The checks of one `/api/v1` call on `route` (its template), then the handler; a POST goes
+/// on through its `Idempotency-Key`.
 pub async fn pipeline(
-    State(state): State<Arc<AuthState>>,
+    state: &AuthState,
+    route: &Arc<str>,
     mut request: Request,
-    next: Next,
+    handlers: Handlers,
 ) -> Response {
-    let Some(route) = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-    else {
-        return next.run(request).await;
-    };
-    let mut response = match state.policy.access(request.method(), &route) {
+    let mut response = match state.policy.access(request.method(), route) {
         // A public POST has no caller to remember an answer for, but a malformed
         // `Idempotency-Key` is still refused.
-        Some(Access::Public) => idempotent_posts(&state.app, request, next).await,
+        Some(Access::Public) => idempotent_posts(&state.app, request, handlers).await,
         // Undeclared means refused: no handler runs without a declared access.
-        None => undeclared(&state.policy, request.method(), &route),
+        None => undeclared(&state.policy, request.method(), route),
         Some(Access::Authenticated(need)) => {
             let ip = request
                 .extensions()
@@ -131,7 +129,7 @@ pub async fn pipeline(
                 credentials,
                 ip,
                 need,
-                &route,
+                route,
                 slot,
             )
             .await
@@ -140,7 +138,7 @@ pub async fn pipeline(
                     let info = caller.call_info();
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);
-                    let mut response = idempotent_posts(&state.app, request, next).await;
+                    let mut response = idempotent_posts(&state.app, request, handlers).await;
                     add_rate_headers(&mut response, rate);
                     if response.extensions().get::<CallInfo>().is_none() {
                         response.extensions_mut().insert(info);
@@ -158,6 +156,6 @@ pub async fn pipeline(
     let info = response
         .extensions_mut()
         .get_or_insert_default::<CallInfo>();
-    info.route.get_or_insert(route);
+    info.route.get_or_insert_with(|| route.to_string());
     response
 }

@@ -10,12 +10,13 @@ use crate::domain::ids::{ApiUserId, SessionId};
 use crate::http::error::ApiError;
 use crate::http::request_id::{self, RequestId};
 use crate::telemetry::metrics::{CallMetrics, Target};
-use axum::extract::{OriginalUri, Request, State};
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::FutureExt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -66,20 +67,30 @@ pub struct HistoryState {
     pub metrics: Arc<CallMetrics>,
 }
 
+/// The history layer of the OpenCart-compatible entry.
 pub async fn record_calls(
     State(state): State<Arc<HistoryState>>,
     request: Request,
     next: Next,
 ) -> Response {
+    record(state, request, |request| next.run(request)).await
+}
+
+/// Runs `call` on `request` and writes its history row; the API's entry calls it directly.
+pub async fn record<F, Fut>(state: Arc<HistoryState>, request: Request, call: F) -> Response
+where
+    F: FnOnce(Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         // A read changes nothing: it runs inline, and if its client hangs up the dropped
         // call still writes its row (as cancelled).
-        return serve_and_record(state, request, next).await;
+        return serve_and_record(state, request, call).await;
     }
     // A change runs in a task of its own, so a client that hangs up cannot cut it between
     // the change and its history row: the task finishes and records either way.
     let render = state.render;
-    request_id::spawn(serve_and_record(state, request, next))
+    request_id::spawn(serve_and_record(state, request, call))
         .await
         .unwrap_or_else(|_| render(ApiError::internal()))
 }
@@ -106,10 +117,7 @@ impl Call {
         let slot = CallSlot::default();
         request.extensions_mut().insert(slot.clone());
         let extensions = request.extensions();
-        // Inside the nested API router the URI lost its `/api/v1`; the original keeps it.
-        let path = extensions
-            .get::<OriginalUri>()
-            .map_or_else(|| request.uri().path(), |uri| uri.path());
+        let path = request.uri().path();
         Self {
             received: state.clock.now(),
             started: Instant::now(),
@@ -202,18 +210,26 @@ impl Drop for Call {
     }
 }
 
-async fn serve_and_record(state: Arc<HistoryState>, mut request: Request, next: Next) -> Response {
+async fn serve_and_record<F, Fut>(
+    state: Arc<HistoryState>,
+    mut request: Request,
+    call: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let (timeout, render) = (state.timeout, state.render);
-    let call = Call::begin(state, &mut request);
+    let record = Call::begin(state, &mut request);
     // A panic in the call is answered (500, in this entry's shape) and recorded like any
     // other answer; the connection and the server stay up.
-    let run = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
+    let run = std::panic::AssertUnwindSafe(call(request)).catch_unwind();
     let response = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(response)) => response,
         Ok(Err(_)) => render(ApiError::internal()),
         Err(_) => render(ApiError::timed_out(timeout)),
     };
-    call.finish(response).await
+    record.finish(response).await
 }
 
 fn outcome_of(status: StatusCode) -> Outcome {

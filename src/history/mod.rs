@@ -7,7 +7,7 @@
 
 mod layer;
 
-pub use layer::{CallInfo, CallSlot, HistoryState, record_calls};
+pub use layer::{CallInfo, CallSlot, HistoryState, record, record_calls};
 
 use crate::domain::history::HistoryEntry;
 use crate::store::Db;

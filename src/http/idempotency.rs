@@ -2,6 +2,7 @@
 //! first answer again and changes nothing.
 
 use super::AppState;
+use super::api::Handlers;
 use super::error::ApiError;
 use super::request_id;
 use crate::auth::Caller;
@@ -10,7 +11,6 @@ use crate::store::{IdempotencyClaim, StoredResponse};
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
@@ -29,14 +29,14 @@ const SECRET_WITHHELD: &str = "This request already ran with this Idempotency-Ke
 /// Responses are small JSON documents; a larger one is passed on without being stored.
 const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
 
-/// Runs `request` on through `next`; a POST with an `Idempotency-Key` from a caller is
+/// Runs `request` on through `handlers`; a POST with an `Idempotency-Key` from a caller is
 /// answered once and replayed after. Called by the auth pipeline, not a layer of its own.
-pub async fn idempotent_posts(state: &AppState, request: Request, next: Next) -> Response {
+pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Handlers) -> Response {
     if request.method() != Method::POST {
-        return next.run(request).await;
+        return handlers.run(request).await;
     }
     let Some(value) = request.headers().get(&KEY_HEADER) else {
-        return next.run(request).await;
+        return handlers.run(request).await;
     };
     let Some(key) = value
         .to_str()
@@ -50,7 +50,7 @@ pub async fn idempotent_posts(state: &AppState, request: Request, next: Next) ->
         .into_response();
     };
     let Some(caller) = request.extensions().get::<Caller>().cloned() else {
-        return next.run(request).await;
+        return handlers.run(request).await;
     };
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, state.limits.max_body_bytes).await {
@@ -91,7 +91,7 @@ pub async fn idempotent_posts(state: &AppState, request: Request, next: Next) ->
             // The change and its record run in a task of their own: a timeout or a client that
             // hangs up cannot separate them.
             let request = Request::from_parts(parts, Body::from(bytes));
-            let run = run_and_remember(state.clone(), user, key, next, request);
+            let run = run_and_remember(state.clone(), user, key, handlers, request);
             request_id::spawn(run)
                 .await
                 .unwrap_or_else(|_| ApiError::internal().into_response())
@@ -103,10 +103,10 @@ async fn run_and_remember(
     state: AppState,
     user: ApiUserId,
     key: String,
-    next: Next,
+    handlers: Handlers,
     request: Request,
 ) -> Response {
-    let response = next.run(request).await;
+    let response = handlers.run(request).await;
     let (parts, body) = response.into_parts();
     let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
         Ok(body) => body,

@@ -1,6 +1,7 @@
 //! HTTP: the router, its layers, and the handlers, which translate HTTP to calls of the
 //! domain and the store and back. No business rule lives here.
 
+pub mod api;
 pub mod error;
 pub mod extract;
 pub(crate) mod idempotency;
@@ -11,11 +12,11 @@ pub mod request_id;
 pub mod v1;
 
 use crate::auth::policy::Policy;
-use crate::auth::{AuthState, Authenticator, TrustedProxies, pipeline};
+use crate::auth::{AuthState, Authenticator, TrustedProxies};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::credentials::admins::Admins;
-use crate::history::{HistoryState, Recorder, record_calls};
+use crate::history::{HistoryState, Recorder};
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use axum::Router;
@@ -71,17 +72,19 @@ pub struct HttpLimits {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the API's route declarations are inconsistent: {0}")]
-pub struct RouterError(#[from] crate::auth::policy::PolicyError);
+pub enum RouterError {
+    #[error("the API's route declarations are inconsistent: {0}")]
+    Policy(#[from] crate::auth::policy::PolicyError),
+    #[error("the API's routes cannot be told apart: {0}")]
+    Routes(String),
+}
 
-/// The whole application as a plain `Router`, so tests can call it without a socket.
-pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, RouterError> {
-    let (api, doc) = v1::routes().split_for_parts();
+/// The whole application: `/api/v1` through its own entry (`api`), the rest through axum's
+/// router.
+pub fn router(state: AppState, proxies: TrustedProxies) -> Result<api::Entry, RouterError> {
+    let (handlers, doc) = v1::routes().split_for_parts();
     let policy = Arc::new(Policy::from_openapi(&doc, v1::PREFIX)?);
-    let auth = Arc::new(AuthState {
-        policy: policy.clone(),
-        app: state.clone(),
-    });
+    let routes = api::route_table(&policy).map_err(RouterError::Routes)?;
     let calls = Arc::new(
         state
             .metrics
@@ -96,25 +99,30 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
             metrics: calls.clone(),
         })
     };
-    let api = api
-        .route_layer(from_fn_with_state(auth, pipeline))
+    let handlers = handlers
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
-        .layer(from_fn_with_state(
-            history(IntoResponse::into_response),
-            record_calls,
-        ));
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes));
+    let api = api::Api {
+        proxies: proxies.clone(),
+        auth: AuthState {
+            policy,
+            app: state.clone(),
+        },
+        routes,
+        history: history(IntoResponse::into_response),
+        handlers,
+    };
     let opencart = opencart::routes(state.clone(), history(opencart::render));
 
     let mut app = Router::new().merge(ops::routes(state.clone()));
     if state.metrics.on_main_listener() {
         app = app.merge(ops::metrics_routes(state.clone()));
     }
-    Ok(app
+    let rest = app
         .merge(crate::console::routes(state.clone()))
         .merge(opencart)
-        .nest("/api/v1", api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(
@@ -122,7 +130,8 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<Router, Router
                 .make_span_with(request_span)
                 .on_response(log_response),
         )
-        .layer(from_fn_with_state(proxies, request_id::assign)))
+        .layer(from_fn_with_state(proxies, request_id::assign));
+    Ok(api::Entry::new(api, rest))
 }
 
 fn request_span(request: &Request) -> tracing::Span {

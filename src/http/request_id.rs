@@ -55,14 +55,27 @@ where
 /// everywhere, trusted proxies included), before anything logs or records it.
 pub async fn assign(
     axum::extract::State(proxies): axum::extract::State<crate::auth::TrustedProxies>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    identify(&proxies, request, |request| next.run(request)).await
+}
+
+/// [`assign`]'s work around `call`, for the API's entry, which is not an axum layer.
+pub async fn identify<F, Fut>(
+    proxies: &crate::auth::TrustedProxies,
+    mut request: Request,
+    call: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let id = RequestId::generate();
-    crate::auth::resolve_client_ip(&proxies, &mut request);
+    crate::auth::resolve_client_ip(proxies, &mut request);
     request.extensions_mut().insert(id.clone());
     let header = HeaderValue::from_str(&id.0).ok();
-    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
+    let mut response = REQUEST_ID.scope(id, call(request)).await;
     if let Some(value) = header {
         response.headers_mut().insert(HEADER.clone(), value);
     }
