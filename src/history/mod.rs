@@ -194,6 +194,7 @@ async fn write_batches(
         if let Some(observer) = &observer {
             observer.observe(&rows);
         }
+        db.history_answered().await;
         rows.clear();
     }
 }

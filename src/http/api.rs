@@ -16,7 +16,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::Uri;
-use axum::http::uri::PathAndQuery;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{BoxFuture, Either};
 use std::convert::Infallible;
@@ -162,23 +161,15 @@ impl Handlers {
     }
 }
 
-/// `/api/v1/me?x` → `/me?x`.
+/// `/api/v1/me?x` → `/me?x`: the handlers' routes are relative to the API's prefix (the call's
+/// route was found, so its path starts with it).
 fn strip_prefix(request: &mut Request) {
-    let uri = request.uri();
-    let Some(rest) = uri
+    let relative = request
+        .uri()
         .path_and_query()
         .and_then(|pq| pq.as_str().get(super::v1::PREFIX.len()..))
-    else {
-        return;
-    };
-    let rest = if rest.starts_with('/') {
-        PathAndQuery::try_from(rest)
-    } else {
-        PathAndQuery::try_from(format!("/{rest}"))
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = rest.ok();
-    if let Ok(stripped) = Uri::from_parts(parts) {
-        *request.uri_mut() = stripped;
+        .and_then(|rest| Uri::try_from(rest).ok());
+    if let Some(relative) = relative {
+        *request.uri_mut() = relative;
     }
 }

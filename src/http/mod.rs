@@ -21,7 +21,6 @@ use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use error::ApiError;
@@ -101,7 +100,6 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<api::Entry, Ro
     };
     let handlers = handlers
         .fallback(api_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes));
     let api = api::Api {
@@ -168,13 +166,6 @@ pub fn metrics_router(state: AppState) -> Router {
 
 async fn api_not_found() -> ApiError {
     ApiError::not_found("API route")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::unacceptable(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "This route does not take this method; see /api/v1/openapi.json.",
-    )
 }
 
 async fn not_found() -> ApiError {

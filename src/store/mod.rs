@@ -278,6 +278,9 @@ pub trait HistoryStore {
     async fn append_history(&self, rows: &[HistoryEntry]) -> Result<()> {
         self.insert_history(rows).await
     }
+    /// The writer has answered the calls of the batch it just committed: work that no call
+    /// should wait for (SQLite's checkpoints) may run now, before the next batch.
+    async fn history_answered(&self) {}
     /// No rows are waiting, or the writer is gone: let go of whatever `append_history` kept.
     /// Synchronous, so the writer can call it as it unwinds.
     fn history_idle(&self) {}

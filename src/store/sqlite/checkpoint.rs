@@ -6,8 +6,10 @@
 //! with it (the p99 of `/api/v1/me` was that wait). A server's writer leaves the copying to a
 //! connection of its own, which follows the log beside the writer. A checkpoint beside a busy
 //! writer never reaches the log's end, though, and only a log copied to its end starts again
-//! from its beginning: so once the log is [`RESTART_AT`] pages long, the writer checkpoints
-//! too, after its next batch, and finds almost every page already copied.
+//! from its beginning: so once the log is [`RESTART_AT`] pages long, the history writer
+//! checkpoints too, after it has answered its batch's calls, and finds almost every page
+//! already copied. Should the background connection fail, the writer checkpoints after every
+//! batch of a round, as SQLite would have.
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// The log's length, in pages (4 KiB each), at which the writer restarts it.
+/// The log's length, in pages (4 KiB each by default), at which the writer restarts it.
 const RESTART_AT: i64 = 4000;
 
 /// The least time between two rounds: the log grows by at most this much of the writer's
@@ -28,17 +30,18 @@ const ROUND: Duration = Duration::from_millis(25);
 const QUIET: Duration = Duration::from_secs(10);
 
 /// The checkpoint that waits for no one.
-pub(super) const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
-/// The background checkpointer; it stops when dropped (with its store).
+/// The background checkpointer. It stops with its store's `close`, or when dropped.
 pub(super) struct Checkpointer {
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
 }
 
 #[derive(Default)]
 struct Shared {
-    /// The log's length at the last round, in pages.
+    /// The log's length at the last round, in pages; past [`RESTART_AT`] while the rounds
+    /// fail, so that the writer takes over.
     log: AtomicI64,
     /// Raised at each commit of the history writer; an idle server runs a round every
     /// [`QUIET`] only.
@@ -49,23 +52,63 @@ impl Checkpointer {
     pub(super) fn start(options: SqliteConnectOptions) -> Self {
         let shared = Arc::new(Shared::default());
         Self {
-            task: tokio::spawn(run(options, shared.clone())),
+            task: std::sync::Mutex::new(Some(tokio::spawn(run(options, shared.clone())))),
             shared,
         }
     }
 
-    /// After the writer's commit: whether it should checkpoint now, so that its next write
-    /// restarts the log. Answers yes once per long log.
+    /// After the history writer's commit: whether it should checkpoint, once it has answered
+    /// the batch's calls, so that its next write restarts the log. Answers yes once per long
+    /// log; otherwise the background connection is told to copy what was written.
     pub(super) fn committed(&self) -> bool {
-        self.shared.wrote.notify_one();
         let log = &self.shared.log;
-        log.load(Ordering::Relaxed) >= RESTART_AT && log.swap(0, Ordering::Relaxed) > 0
+        if log.load(Ordering::Relaxed) >= RESTART_AT && log.swap(0, Ordering::Relaxed) > 0 {
+            return true;
+        }
+        self.shared.wrote.notify_one();
+        false
+    }
+
+    /// Runs the writer's checkpoint on its connection. A checkpoint the background one kept
+    /// from running is tried again after the next batch.
+    pub(super) async fn restart(&self, writer: &mut SqliteConnection) {
+        match checkpoint(writer).await {
+            Ok((busy, _)) if busy => self.shared.log.store(RESTART_AT, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(error) => {
+                self.shared.log.store(RESTART_AT, Ordering::Relaxed);
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "checkpoint failed"
+                );
+            }
+        }
+    }
+
+    /// Stops the task and closes its connection.
+    pub(super) async fn stop(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
     }
 }
 
@@ -90,7 +133,7 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
             },
         };
         match result {
-            Ok(pages) => {
+            Ok((_, pages)) => {
                 shared.log.store(pages, Ordering::Relaxed);
                 if failing {
                     failing = false;
@@ -98,11 +141,12 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
                 }
             }
             Err(error) => {
-                // Once, not at every round; the writer's checkpoints still run meanwhile.
+                // The writer checkpoints meanwhile.
+                shared.log.store(RESTART_AT, Ordering::Relaxed);
                 if !failing {
                     tracing::warn!(
                         error = &error as &dyn std::error::Error,
-                        "background checkpoint failed; retrying"
+                        "background checkpoint failed; the writer checkpoints until it works again"
                     );
                 }
                 failing = true;
@@ -115,9 +159,10 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
     }
 }
 
-/// Copies what it can of the log; answers the log's length in pages.
-async fn checkpoint(connection: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    let (_busy, pages, _copied): (i64, i64, i64) =
+/// Copies what it can of the log; answers whether another checkpoint kept it from running,
+/// and the log's length in pages.
+async fn checkpoint(connection: &mut SqliteConnection) -> Result<(bool, i64), sqlx::Error> {
+    let (busy, pages, _copied): (i64, i64, i64) =
         sqlx::query_as(PASSIVE).fetch_one(connection).await?;
-    Ok(pages)
+    Ok((busy != 0, pages))
 }

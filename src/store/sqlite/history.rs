@@ -132,19 +132,19 @@ impl HistoryStore for SqliteStore {
             held.take();
             return Err(error.into());
         }
-        if self.checkpointer.as_ref().is_some_and(|c| c.committed()) {
-            // A failed checkpoint loses nothing: the log is restarted at a later one.
-            if let Err(error) = sqlx::query(super::checkpoint::PASSIVE)
-                .execute(&mut **conn)
-                .await
-            {
-                tracing::warn!(
-                    error = &error as &dyn std::error::Error,
-                    "checkpoint failed"
-                );
+        Ok(())
+    }
+
+    async fn history_answered(&self) {
+        let Some(checkpointer) = &self.checkpointer else {
+            return;
+        };
+        if checkpointer.committed() {
+            // Only `append_history`, run by the same writer, holds the lock: it is free here.
+            if let Some(held) = self.history.lock().await.as_mut() {
+                checkpointer.restart(&mut held.conn).await;
             }
         }
-        Ok(())
     }
 
     fn history_idle(&self) {

@@ -216,6 +216,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
         // A held connection would keep the pool from closing.
         self.history.lock().await.take();
         self.read.close().await;
