@@ -14,13 +14,17 @@
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// The log's length, in pages (4 KiB each by default), at which the writer restarts it.
+/// The log's length, in pages (4 KiB each by default), at which the writer restarts it...
 const RESTART_AT: i64 = 4000;
+/// ...once at most this many pages are left to copy: a log that a long read kept from being
+/// copied is left to the background connection until it has caught up, rather than copied
+/// by the writer while every call waits.
+const CAUGHT_UP: i64 = 500;
 
 /// The least time between two rounds: the log grows by at most this much of the writer's
 /// work before the writer learns that it should restart it.
@@ -40,9 +44,9 @@ pub(super) struct Checkpointer {
 
 #[derive(Default)]
 struct Shared {
-    /// The log's length at the last round, in pages; past [`RESTART_AT`] while the rounds
-    /// fail, so that the writer takes over.
-    log: AtomicI64,
+    /// Whether the writer should restart the log: set by a round that found it long and
+    /// almost all copied, and while the rounds fail, so that the writer takes over.
+    restart: AtomicBool,
     /// Raised at each commit of the history writer; an idle server runs a round every
     /// [`QUIET`] only.
     wrote: Notify,
@@ -61,8 +65,8 @@ impl Checkpointer {
     /// the batch's calls, so that its next write restarts the log. Answers yes once per long
     /// log; otherwise the background connection is told to copy what was written.
     pub(super) fn committed(&self) -> bool {
-        let log = &self.shared.log;
-        if log.load(Ordering::Relaxed) >= RESTART_AT && log.swap(0, Ordering::Relaxed) > 0 {
+        let restart = &self.shared.restart;
+        if restart.load(Ordering::Relaxed) && restart.swap(false, Ordering::Relaxed) {
             return true;
         }
         self.shared.wrote.notify_one();
@@ -73,10 +77,10 @@ impl Checkpointer {
     /// from running is tried again after the next batch.
     pub(super) async fn restart(&self, writer: &mut SqliteConnection) {
         match checkpoint(writer).await {
-            Ok((busy, _)) if busy => self.shared.log.store(RESTART_AT, Ordering::Relaxed),
+            Ok(round) if round.busy => self.shared.restart.store(true, Ordering::Relaxed),
             Ok(_) => {}
             Err(error) => {
-                self.shared.log.store(RESTART_AT, Ordering::Relaxed);
+                self.shared.restart.store(true, Ordering::Relaxed);
                 tracing::warn!(
                     error = &error as &dyn std::error::Error,
                     "checkpoint failed"
@@ -133,8 +137,9 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
             },
         };
         match result {
-            Ok((_, pages)) => {
-                shared.log.store(pages, Ordering::Relaxed);
+            Ok(round) => {
+                let due = round.pages >= RESTART_AT && round.pages - round.copied <= CAUGHT_UP;
+                shared.restart.store(due, Ordering::Relaxed);
                 if failing {
                     failing = false;
                     tracing::info!("background checkpoints work again");
@@ -142,7 +147,7 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
             }
             Err(error) => {
                 // The writer checkpoints meanwhile.
-                shared.log.store(RESTART_AT, Ordering::Relaxed);
+                shared.restart.store(true, Ordering::Relaxed);
                 if !failing {
                     tracing::warn!(
                         error = &error as &dyn std::error::Error,
@@ -159,10 +164,23 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
     }
 }
 
-/// Copies what it can of the log; answers whether another checkpoint kept it from running,
-/// and the log's length in pages.
-async fn checkpoint(connection: &mut SqliteConnection) -> Result<(bool, i64), sqlx::Error> {
-    let (busy, pages, _copied): (i64, i64, i64) =
+/// What a checkpoint did.
+struct Round {
+    /// Another checkpoint kept this one from running.
+    busy: bool,
+    /// The log's length, in pages.
+    pages: i64,
+    /// Of which copied into the database.
+    copied: i64,
+}
+
+/// Copies what it can of the log.
+async fn checkpoint(connection: &mut SqliteConnection) -> Result<Round, sqlx::Error> {
+    let (busy, pages, copied): (i64, i64, i64) =
         sqlx::query_as(PASSIVE).fetch_one(connection).await?;
-    Ok((busy != 0, pages))
+    Ok(Round {
+        busy: busy != 0,
+        pages,
+        copied,
+    })
 }
