@@ -7,7 +7,7 @@
 
 use crate::clock::{from_micros, to_micros};
 use crate::domain::api_user::{AuthKey, AuthUser, SessionRecord};
-use crate::domain::ids::ApiUserId;
+use crate::domain::ids::{ApiUserId, SessionId};
 use crate::domain::secret::SecretHash;
 use crate::store::{Db, Result, StoreError};
 use std::collections::HashMap;
@@ -149,18 +149,25 @@ impl CredentialCache {
         Ok(Some(key))
     }
 
-    /// A session and the key it was made with. `unwritten_seen` is a last use not yet in the
-    /// database.
+    /// Session `id` and the key it was made with, if `hash` is its secret's digest.
+    /// `unwritten_seen` is a last use not yet in the database.
     pub async fn session(
         &self,
+        id: SessionId,
         hash: &SecretHash,
-        unwritten_seen: impl FnOnce(crate::domain::ids::SessionId) -> Option<OffsetDateTime>,
+        unwritten_seen: impl FnOnce(SessionId) -> Option<OffsetDateTime>,
     ) -> Result<Option<Arc<CachedSession>>> {
         if let Some(session) = read(&self.sessions).get(hash) {
-            return Ok(Some(session.clone()));
+            return Ok((session.record.id == id).then(|| session.clone()));
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let Some(record) = self.db.session_by_hash(hash).await? else {
+        // `SecretHash` compares in constant time.
+        let Some(record) = self
+            .db
+            .session_by_id(id)
+            .await?
+            .filter(|record| record.token_hash == *hash)
+        else {
             return Ok(None);
         };
         let Some(key) = self.db.auth_key_by_id(record.api_key_id).await? else {

@@ -26,7 +26,7 @@ use crate::domain::ids::{ApiKeyId, SessionId};
 use crate::domain::ip_rule;
 use crate::domain::scope::Scope;
 use crate::domain::secret::{Secret, SecretHash};
-use crate::domain::token::{self, SessionToken};
+use crate::domain::token::{self, SessionToken, TokenSecret};
 use crate::domain::username::Username;
 use crate::history::CallInfo;
 use crate::http::error::ApiError;
@@ -319,13 +319,12 @@ impl Authenticator {
         now: OffsetDateTime,
     ) -> Result<(Arc<AuthUser>, Arc<CachedSession>), Refusal> {
         let unknown = || Refusal::new(ApiError::unauthorized(Outcome::UnknownToken));
-        if !token::is_well_formed(token.expose()) {
+        let Some((id, hash)) = token::parse(token.expose()) else {
             return Err(unknown());
-        }
-        let hash = SecretHash::of(token.expose());
+        };
         let Some(session) = self
             .cache
-            .session(&hash, |id| self.usage.session_seen(id))
+            .session(id, &hash, |id| self.usage.session_seen(id))
             .await?
         else {
             return Err(unknown());
@@ -350,7 +349,7 @@ impl Authenticator {
         let idle = Duration::seconds(session.record.idle_timeout_s);
         if session.last_seen() + idle <= now
             && session.record.expires_at > now
-            && let Some(stored) = self.db.session_by_hash(&hash).await?
+            && let Some(stored) = self.db.session_by_id(id).await?
         {
             // Idle here, but other nodes may have served it since: their last use reaches the
             // database every few seconds.
@@ -400,12 +399,12 @@ impl Authenticator {
             Some(key_end) => key_end.min(lifetime_end),
             None => lifetime_end,
         };
-        let token = SessionToken::generate();
+        let secret = TokenSecret::generate();
         let idle_timeout_s = self.sessions.idle_timeout.whole_seconds();
         let new = NewSession {
             api_user_id: caller.user.id,
             api_key_id: caller.key_id,
-            token_hash: token.hash(),
+            token_hash: secret.hash(),
             ip,
             created_at: now,
             idle_timeout_s,
@@ -427,7 +426,7 @@ impl Authenticator {
         });
         Ok(Login {
             caller,
-            token,
+            token: secret.into_token(id),
             expires_at,
             idle_timeout_s,
         })

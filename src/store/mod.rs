@@ -243,7 +243,7 @@ pub trait SessionStore {
     /// Writes new sessions in one transaction (logins arriving together share one commit)
     /// and returns their ids in the same order.
     async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>>;
-    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>>;
+    async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>>;
     async fn sessions(
         &self,
         id: ApiUserId,

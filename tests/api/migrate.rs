@@ -83,3 +83,115 @@ async fn migrate_applies_pending_migrations_once_and_servers_can_leave_it_to_the
     assert_eq!(ready.status(), 200);
     node.stop().await;
 }
+
+/// The schema before session tokens carried their session's number, with one live session and
+/// a newer one already purged; returns the purged one's number.
+async fn previous_schema_with_a_session(url: &str) -> i64 {
+    let postgres = url.starts_with("postgres");
+    let digest = |byte: char| {
+        let hex = byte.to_string().repeat(64);
+        if postgres {
+            format!("decode('{hex}', 'hex')")
+        } else {
+            format!("X'{hex}'")
+        }
+    };
+    let setup = format!(
+        "INSERT INTO api_users (username, environment, status, rate_limit_per_minute, \
+         created_at, updated_at) VALUES ('before', 'production', 'enabled', 60, 0, 0); \
+         INSERT INTO api_keys (api_user_id, key_hash, hint, created_at) \
+         SELECT id, {key}, 'kw_…abcd', 0 FROM api_users; \
+         INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, \
+         last_seen_at, idle_timeout_s, expires_at) \
+         SELECT api_user_id, id, digest, '127.0.0.1', 0, 9000000000000000, 3600, 9000000000000000 \
+         FROM api_keys, (SELECT {first} AS digest UNION ALL SELECT {second}) AS digests; \
+         DELETE FROM api_sessions WHERE id = (SELECT max(id) FROM api_sessions)",
+        key = digest('e'),
+        first = digest('a'),
+        second = digest('b'),
+    );
+    macro_rules! on {
+        ($pool:expr, $migrations:literal) => {{
+            let pool = $pool.await.expect("connect");
+            sqlx::migrate!($migrations)
+                .run_to(6, &pool)
+                .await
+                .expect("migrate to 6");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+                .execute(&pool)
+                .await
+                .expect("setup");
+            // Numbers are consecutive here: the purged one follows the live one.
+            sqlx::query_scalar("SELECT max(id) + 1 FROM api_sessions")
+                .fetch_one(&pool)
+                .await
+                .expect("purged")
+        }};
+    }
+    if postgres {
+        on!(sqlx::PgPool::connect(url), "./migrations/postgres")
+    } else {
+        on!(
+            sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")),
+            "./migrations/sqlite"
+        )
+    }
+}
+
+#[tokio::test]
+async fn upgrading_to_numbered_session_tokens_ends_older_sessions_and_never_reuses_a_number() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, _database) = test_database(dir.path()).await;
+    let purged = previous_schema_with_a_session(&url).await;
+    let cli = |args: &'static [&'static str]| cli_at(&url, dir.path().into(), args, None);
+
+    let upgrade = stdout_json(&cli(&["migrate", "--json"]).await);
+    assert_eq!(versions(&upgrade["applied"]).first(), Some(&7), "{upgrade}");
+    // It was open until now (last used and expiring far in the future); a token of the old
+    // form cannot be read any more, so the upgrade ends it.
+    let open = stdout_json(&cli(&["api", "sessions", "before", "--json"]).await);
+    assert_eq!(open, serde_json::json!([]), "{open}");
+
+    let created = stdout_json(
+        &cli(&[
+            "api",
+            "create",
+            "--username",
+            "after",
+            "--ip",
+            "127.0.0.1",
+            "--json",
+        ])
+        .await,
+    );
+    let key = created["key"].as_str().expect("key").to_owned();
+    let node = Node::start(dir.path(), &url, "warn").await;
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(node.url("/api/v1/login"))
+        .json(&serde_json::json!({ "username": "after", "key": key }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["api_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{login}"));
+    let number: i64 = token[4 + 44..]
+        .parse()
+        .expect("the session's number ends the token");
+    assert!(
+        number > purged,
+        "{number} after {purged}: a number is never given twice"
+    );
+    let me = client
+        .get(node.url("/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 200);
+    node.stop().await;
+}

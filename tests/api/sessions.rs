@@ -48,6 +48,50 @@ async fn a_session_ends_after_its_absolute_lifetime_however_busy() {
     assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
 }
 
+/// `kwt_` + the secret (44 characters) + the session's number.
+fn split(token: &str) -> (&str, &str) {
+    token.split_at(4 + 44)
+}
+
+#[tokio::test]
+async fn a_token_names_its_session_and_holds_only_with_that_sessions_secret() {
+    let app = spawn_app().await;
+    let key_a = app.api_user("numbered-a", &[]).await;
+    let key_b = app.api_user("numbered-b", &[]).await;
+    let a = app.login("numbered-a", &key_a).await;
+    let b = app.login("numbered-b", &key_b).await;
+    let ((secret_a, number_a), (secret_b, number_b)) = (split(&a), split(&b));
+    let listed = app
+        .credentials
+        .sessions("numbered-a", true)
+        .await
+        .expect("sessions");
+    assert_eq!(listed.first().expect("session").id.0.to_string(), number_a);
+
+    // Each secret with the other's number: once before either session was used (read from the
+    // database), once after (from memory).
+    for _ in 0..2 {
+        for forged in [
+            format!("{secret_a}{number_b}"),
+            format!("{secret_b}{number_a}"),
+        ] {
+            assert_eq!(app.get("/api/v1/me", &forged).await.status(), 401);
+            assert_eq!(app.last_outcome().await, "unknown_token");
+        }
+        assert_eq!(app.get("/api/v1/me", &a).await.status(), 200);
+        assert_eq!(app.get("/api/v1/me", &b).await.status(), 200);
+    }
+    let history = app.history("numbered-a").await;
+    assert_eq!(
+        history
+            .first()
+            .and_then(|row| row.session_id)
+            .map(|id| id.0.to_string()),
+        Some(number_a.to_owned()),
+        "the history names the session the token names"
+    );
+}
+
 #[tokio::test]
 async fn sessions_can_be_revoked_one_by_one_or_all_at_once() {
     let app = spawn_app().await;

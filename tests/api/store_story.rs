@@ -468,15 +468,17 @@ async fn sessions(db: &Db, user: ApiUserId) {
         .expect("sessions");
     let (one, two) = (ids[0], ids[1]);
     assert!(one != two);
-    let found = db
-        .session_by_hash(&SecretHash::of("kwt_one"))
-        .await
-        .expect("read")
-        .expect("session");
+    let found = db.session_by_id(one).await.expect("read").expect("session");
     assert_eq!(
-        (found.id, found.expires_at),
-        (one, NOW + time::Duration::hours(24))
+        (found.id, found.token_hash, found.expires_at),
+        (
+            one,
+            SecretHash::of("kwt_one"),
+            NOW + time::Duration::hours(24)
+        )
     );
+    let second = db.session_by_id(two).await.expect("read").expect("session");
+    assert_eq!(second.token_hash, SecretHash::of("kwt_two"));
     assert_eq!(db.sessions(user, Some(NOW)).await.expect("list").len(), 2);
     assert_eq!(db.count_active_sessions(NOW).await.expect("count"), 2);
 

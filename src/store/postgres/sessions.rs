@@ -5,7 +5,6 @@ use super::{PgStore, ts, ts_opt};
 use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{NewSession, SessionRecord};
 use crate::domain::ids::{ApiUserId, SessionId};
-use crate::domain::secret::SecretHash;
 use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
 use crate::store::{Result, SessionStore, Usage};
 use async_trait::async_trait;
@@ -36,11 +35,11 @@ impl SessionStore for PgStore {
         Ok(ids)
     }
 
-    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
+    async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>> {
         let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE token_hash = $1"
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE id = $1"
         )))
-        .bind(hash.as_bytes())
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
         row.map(SessionRow::into_record).transpose()

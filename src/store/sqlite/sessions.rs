@@ -5,7 +5,6 @@ use super::{SqliteStore, ts, ts_opt};
 use crate::domain::admin::AuditEntry;
 use crate::domain::api_user::{NewSession, SessionRecord};
 use crate::domain::ids::{ApiUserId, SessionId};
-use crate::domain::secret::SecretHash;
 use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
 use crate::store::{Result, SessionStore, StoreError, Usage};
 use async_trait::async_trait;
@@ -55,11 +54,11 @@ impl SessionStore for SqliteStore {
             .collect()
     }
 
-    async fn session_by_hash(&self, hash: &SecretHash) -> Result<Option<SessionRecord>> {
+    async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>> {
         let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE token_hash = ?"
+            "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE id = ?"
         )))
-        .bind(hash.as_bytes())
+        .bind(id.0)
         .fetch_optional(&self.read)
         .await?;
         row.map(SessionRow::into_record).transpose()
