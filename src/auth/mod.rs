@@ -8,7 +8,7 @@ mod headers;
 mod layer;
 mod limits;
 pub mod policy;
-mod session_writer;
+mod session_numbers;
 mod shared_limits;
 mod usage;
 
@@ -29,12 +29,13 @@ use crate::domain::secret::{Secret, SecretHash};
 use crate::domain::token::{self, SessionToken, TokenSecret};
 use crate::domain::username::Username;
 use crate::history::CallInfo;
+use crate::history::PendingSession;
 use crate::http::error::ApiError;
 use crate::store::{Db, StoreError};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use cache::{CachedSession, CredentialCache};
-use session_writer::SessionWriter;
+use session_numbers::SessionNumbers;
 use std::net::IpAddr;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -155,14 +156,16 @@ pub struct Authenticator {
     throttle: LoginThrottle,
     usage: UsageTracker,
     sessions: SessionSettings,
-    session_writer: SessionWriter,
+    session_numbers: SessionNumbers,
 }
 
-/// A successful login.
+/// A successful login. Its session is written with the login's history row: the answer
+/// carries `session` to the history layer.
 #[derive(Debug)]
 pub struct Login {
     pub caller: Caller,
     pub token: SessionToken,
+    pub session: PendingSession,
     pub expires_at: OffsetDateTime,
     pub idle_timeout_s: i64,
 }
@@ -177,7 +180,7 @@ impl Authenticator {
         Ok(Self {
             limits: RateLimits::for_store(&db),
             cache: CredentialCache::new(db.clone()).await?,
-            session_writer: SessionWriter::start(db.clone()),
+            session_numbers: SessionNumbers::new(db.clone()),
             db,
             clock,
             throttle,
@@ -399,9 +402,15 @@ impl Authenticator {
             Some(key_end) => key_end.min(lifetime_end),
             None => lifetime_end,
         };
+        let id = self.session_numbers.next().await.map_err(|e| {
+            let mut refusal = Refusal::new(e.into());
+            refusal.info = caller.call_info();
+            refusal
+        })?;
         let secret = TokenSecret::generate();
         let idle_timeout_s = self.sessions.idle_timeout.whole_seconds();
         let new = NewSession {
+            id,
             api_user_id: caller.user.id,
             api_key_id: caller.key_id,
             token_hash: secret.hash(),
@@ -410,16 +419,10 @@ impl Authenticator {
             idle_timeout_s,
             expires_at,
         };
-        let token_hash = new.token_hash;
-        let id = self.session_writer.create(new).await.map_err(|e| {
-            let mut refusal = Refusal::new(e);
-            refusal.info = caller.call_info();
-            refusal
-        })?;
         let mut caller = caller;
         caller.session = Some(SessionInfo {
             id,
-            hash: token_hash,
+            hash: new.token_hash,
             expires_at,
             idle_timeout_s,
             idle_expires_at: now + self.sessions.idle_timeout,
@@ -427,6 +430,7 @@ impl Authenticator {
         Ok(Login {
             caller,
             token: secret.into_token(id),
+            session: PendingSession(Box::new(new)),
             expires_at,
             idle_timeout_s,
         })

@@ -214,6 +214,8 @@ impl AuthKey {
 
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// Reserved before the session is written: its token carries it.
+    pub id: SessionId,
     pub api_user_id: ApiUserId,
     pub api_key_id: ApiKeyId,
     pub token_hash: SecretHash,

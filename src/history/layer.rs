@@ -2,7 +2,7 @@
 //! credentials: `/api/v1` and the OpenCart-compatible `/index.php`. It is also where a panic
 //! in a call is caught and answered.
 
-use super::Recorder;
+use super::{PendingSession, Recorder};
 use crate::auth::ClientIp;
 use crate::clock::SharedClock;
 use crate::domain::history::{HistoryEntry, Outcome};
@@ -180,9 +180,10 @@ impl Call {
             .copied()
             .unwrap_or_else(|| outcome_of(response.status()));
         let status = response.status().as_u16();
+        let session = response.extensions_mut().remove::<PendingSession>();
         let (entry, target) = self.entry(info, status, outcome);
         self.uncounted = Some((target, outcome, status));
-        let (response, outcome) = match self.state.recorder.record(entry).await {
+        let (response, outcome) = match self.state.recorder.record(entry, session).await {
             Ok(()) => (response, outcome),
             // An answer without its history row would break the audit trail: withhold it.
             Err(_) => (

@@ -9,6 +9,7 @@ mod layer;
 
 pub use layer::{CallInfo, CallSlot, HistoryState, record, record_calls};
 
+use crate::domain::api_user::NewSession;
 use crate::domain::history::HistoryEntry;
 use crate::store::Db;
 use crate::telemetry::metrics::HistoryFigures;
@@ -31,9 +32,18 @@ pub trait CallObserver: Send + Sync {
 }
 
 enum Message {
-    Row(HistoryEntry, oneshot::Sender<Result<(), RecordError>>),
+    Row(
+        HistoryEntry,
+        Option<PendingSession>,
+        oneshot::Sender<Result<(), RecordError>>,
+    ),
     Stop,
 }
+
+/// A session a login made, to be written in the same transaction as the login's history row:
+/// the login answers once both are committed, after one commit instead of two.
+#[derive(Debug, Clone)]
+pub struct PendingSession(pub Box<NewSession>);
 
 /// The handle requests use to write their history row.
 #[derive(Clone)]
@@ -87,11 +97,15 @@ impl Recorder {
         )
     }
 
-    /// Writes `entry` and returns once it is committed.
-    pub async fn record(&self, entry: HistoryEntry) -> Result<(), RecordError> {
+    /// Writes `entry`, and `session` with it, and returns once they are committed.
+    pub async fn record(
+        &self,
+        entry: HistoryEntry,
+        session: Option<PendingSession>,
+    ) -> Result<(), RecordError> {
         let (done, wait) = oneshot::channel();
         self.pending.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Message::Row(entry, done)).is_err() {
+        if self.tx.send(Message::Row(entry, session, done)).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             return Err(RecordError);
         }
@@ -102,7 +116,7 @@ impl Recorder {
     pub fn record_detached(&self, entry: HistoryEntry) {
         let (done, _) = oneshot::channel();
         self.pending.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Message::Row(entry, done)).is_err() {
+        if self.tx.send(Message::Row(entry, None, done)).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -147,6 +161,7 @@ async fn write_batches(
 ) {
     let _let_go = LetGo(db.clone());
     let mut rows = Vec::with_capacity(256);
+    let mut sessions = Vec::new();
     let mut waiters = Vec::with_capacity(256);
     let mut stopping = false;
     while !stopping {
@@ -160,8 +175,9 @@ async fn write_batches(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Row(row, done) => {
+                Message::Row(row, session, done) => {
                     rows.push(row);
+                    sessions.extend(session.map(|s| *s.0));
                     waiters.push(done);
                 }
                 Message::Stop => stopping = true,
@@ -174,7 +190,7 @@ async fn write_batches(
             continue;
         }
         let started = std::time::Instant::now();
-        let result = commit_with_retry(&db, &rows).await;
+        let result = commit_with_retry(&db, &rows, &sessions).await;
         let elapsed = started.elapsed();
         commit_time.record(elapsed.as_secs_f64());
         if result.is_ok() {
@@ -196,6 +212,7 @@ async fn write_batches(
         }
         db.history_answered().await;
         rows.clear();
+        sessions.clear();
     }
 }
 
@@ -215,11 +232,12 @@ impl Drop for LetGo {
 /// again as the next batch, so no call waits more than twice the pool's timeout.
 async fn commit_with_retry(
     db: &Db,
-    rows: &[crate::domain::history::HistoryEntry],
+    rows: &[HistoryEntry],
+    sessions: &[NewSession],
 ) -> Result<(), RecordError> {
     let mut attempt = 0;
     loop {
-        match db.append_history(rows).await {
+        match db.append_history(rows, sessions).await {
             Ok(()) => return Ok(()),
             Err(error) => {
                 tracing::error!(

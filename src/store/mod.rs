@@ -240,9 +240,9 @@ pub trait AuthStore {
 
 #[async_trait]
 pub trait SessionStore {
-    /// Writes new sessions in one transaction (logins arriving together share one commit)
-    /// and returns their ids in the same order.
-    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>>;
+    /// Takes `count` session numbers that no session has had nor will be given again; a new
+    /// session is written with one of them (see [`HistoryStore::append_history`]).
+    async fn reserve_session_ids(&self, count: u32) -> Result<Vec<SessionId>>;
     async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>>;
     async fn sessions(
         &self,
@@ -272,12 +272,12 @@ pub trait SessionStore {
 #[async_trait]
 pub trait HistoryStore {
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()>;
-    /// `insert_history` for the group-commit writer, whose batches follow each other: the
-    /// store may keep what it needs for the next batch (SQLite keeps its write connection
-    /// for a moment) until [`HistoryStore::history_idle`].
-    async fn append_history(&self, rows: &[HistoryEntry]) -> Result<()> {
-        self.insert_history(rows).await
-    }
+    /// `insert_history` for the group-commit writer, whose batches follow each other, with
+    /// the sessions its logins made, in the same transaction: a login's session and its
+    /// history row are committed together. The store may keep what it needs for the next
+    /// batch (SQLite keeps its write connection for a moment) until
+    /// [`HistoryStore::history_idle`].
+    async fn append_history(&self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<()>;
     /// The writer has answered the calls of the batch it just committed: work that no call
     /// should wait for (SQLite's checkpoints) may run now, before the next batch.
     async fn history_answered(&self) {}

@@ -452,7 +452,8 @@ async fn sessions(db: &Db, user: ApiUserId) {
         .await
         .expect("read")
         .expect("key");
-    let new_session = |token: &str| NewSession {
+    let new_session = |id: SessionId, token: &str| NewSession {
+        id,
         api_user_id: user,
         api_key_id: key.id,
         token_hash: SecretHash::of(token),
@@ -461,13 +462,43 @@ async fn sessions(db: &Db, user: ApiUserId) {
         idle_timeout_s: 3600,
         expires_at: NOW + time::Duration::hours(24),
     };
-    // Logins arriving together share one transaction; ids come back in their order.
-    let ids = db
-        .create_sessions(&[new_session("kwt_one"), new_session("kwt_two")])
-        .await
-        .expect("sessions");
+    // Numbers are reserved before their sessions are written, and never given twice.
+    let ids = db.reserve_session_ids(2).await.expect("reserve");
+    let more = db.reserve_session_ids(3).await.expect("reserve");
+    assert_eq!((ids.len(), more.len()), (2, 3));
+    assert!(ids.iter().max() < more.iter().min(), "{ids:?} {more:?}");
     let (one, two) = (ids[0], ids[1]);
     assert!(one != two);
+
+    // Sessions are written with the history rows of their logins, in one transaction: a
+    // batch that cannot be written leaves nothing behind.
+    let count_rows = || async {
+        let all = HistoryQuery {
+            limit: 1000,
+            ..HistoryQuery::default()
+        };
+        db.history(&all).await.expect("history").len()
+    };
+    let rows_before = count_rows().await;
+    let mut orphan = new_session(more[0], "kwt_orphan");
+    orphan.api_user_id = ApiUserId(i64::MAX);
+    let failed = db
+        .append_history(
+            &[call(Some(user), Outcome::Ok, "127.0.0.1", NOW)],
+            &[new_session(more[1], "kwt_lost"), orphan],
+        )
+        .await;
+    db.history_idle();
+    assert!(failed.is_err(), "a session of no API user is refused");
+    assert!(db.session_by_id(more[1]).await.expect("read").is_none());
+    assert_eq!(count_rows().await, rows_before, "nor its history rows");
+    db.append_history(
+        &[],
+        &[new_session(one, "kwt_one"), new_session(two, "kwt_two")],
+    )
+    .await
+    .expect("sessions");
+    db.history_idle();
     let found = db.session_by_id(one).await.expect("read").expect("session");
     assert_eq!(
         (found.id, found.token_hash, found.expires_at),
@@ -1406,7 +1437,7 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
                 call(None, Outcome::Ok, "10.0.0.1", at)
             })
             .collect();
-        db.append_history(&batch).await.expect("a batch");
+        db.append_history(&batch, &[]).await.expect("a batch");
         db.history_answered().await;
         longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
     }

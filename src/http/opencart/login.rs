@@ -44,6 +44,7 @@ pub async fn login(state: &AppState, route: Route, fields: &Fields, ip: IpAddr) 
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response.extensions_mut().insert(login.caller.call_info());
+            response.extensions_mut().insert(login.session);
             response
         }
         Err(refusal) => {

@@ -105,6 +105,7 @@ pub async fn login(
             )
                 .into_response();
             response.extensions_mut().insert(login.caller.call_info());
+            response.extensions_mut().insert(login.session);
             response
         }
         Err(refusal) => {

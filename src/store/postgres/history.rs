@@ -1,6 +1,8 @@
 //! The API history, its console aggregates, and its retention.
 
+use super::sessions::insert_sessions;
 use super::{PgStore, from_ts, ts};
+use crate::domain::api_user::NewSession;
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
 };
@@ -8,8 +10,32 @@ use crate::domain::ids::ApiUserId;
 use crate::store::rows::history::HistoryRow;
 use crate::store::{HistoryStore, Result};
 use async_trait::async_trait;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::{Postgres, QueryBuilder};
 use time::OffsetDateTime;
+
+/// The whole batch in one statement, a column per array: one round trip and one run of the
+/// aggregates' trigger, whatever its size.
+fn insert_batch(rows: &[HistoryEntry]) -> Query<'_, Postgres, PgArguments> {
+    sqlx::query(
+        "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
+         date_added, date_modified, request_id) \
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                  $7::integer[], $8::text[], $9::bigint[], $10::bigint[], $11::text[])",
+    )
+    .bind(rows.iter().map(|e| e.api_user_id.map(|id| id.0)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.username.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.key_hint.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.session_id.map(|id| id.0)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.call.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.ip.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| i32::from(e.status)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| ts(e.date_added)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| ts(e.date_modified)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>())
+}
 
 #[async_trait]
 impl HistoryStore for PgStore {
@@ -17,27 +43,18 @@ impl HistoryStore for PgStore {
         if rows.is_empty() {
             return Ok(());
         }
-        // The whole batch in one statement, a column per array: one round trip and one
-        // implicit transaction whatever its size, and one run of the aggregates' trigger.
-        sqlx::query(
-            "INSERT INTO api_history (api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
-             date_added, date_modified, request_id) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
-                                  $7::integer[], $8::text[], $9::bigint[], $10::bigint[], $11::text[])",
-        )
-        .bind(rows.iter().map(|e| e.api_user_id.map(|id| id.0)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.username.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.key_hint.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.session_id.map(|id| id.0)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.call.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.ip.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| i32::from(e.status)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| ts(e.date_added)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| ts(e.date_modified)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>())
-        .execute(&self.pool)
-        .await?;
+        insert_batch(rows).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append_history(&self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<()> {
+        if sessions.is_empty() {
+            return self.insert_history(rows).await;
+        }
+        let mut tx = self.begin().await?;
+        insert_sessions(sessions).execute(&mut *tx).await?;
+        insert_batch(rows).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -8,31 +8,53 @@ use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
 use crate::store::{Result, SessionStore, Usage};
 use async_trait::async_trait;
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use time::OffsetDateTime;
+
+/// New sessions in one statement, a column per array.
+pub(super) fn insert_sessions(sessions: &[NewSession]) -> Query<'static, Postgres, PgArguments> {
+    let column = |f: fn(&NewSession) -> i64| sessions.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, ip, created_at, \
+         last_seen_at, idle_timeout_s, expires_at) \
+         SELECT id, user_id, key_id, hash, ip, created, created, idle, expires \
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], \
+                     $6::bigint[], $7::bigint[], $8::bigint[]) \
+              AS s (id, user_id, key_id, hash, ip, created, idle, expires)",
+    )
+    .bind(column(|s| s.id.0))
+    .bind(column(|s| s.api_user_id.0))
+    .bind(column(|s| s.api_key_id.0))
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.token_hash.as_bytes().to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sessions
+            .iter()
+            .map(|s| s.ip.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|s| ts(s.created_at)))
+    .bind(column(|s| s.idle_timeout_s))
+    .bind(column(|s| ts(s.expires_at)))
+}
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>> {
-        let mut tx = self.begin().await?;
-        let mut ids = Vec::with_capacity(sessions.len());
-        for session in sessions {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-                 idle_timeout_s, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id",
-            )
-            .bind(session.api_user_id.0)
-            .bind(session.api_key_id.0)
-            .bind(session.token_hash.as_bytes())
-            .bind(session.ip.to_string())
-            .bind(ts(session.created_at))
-            .bind(session.idle_timeout_s)
-            .bind(ts(session.expires_at))
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(SessionId(id));
-        }
-        tx.commit().await?;
-        Ok(ids)
+    async fn reserve_session_ids(&self, count: u32) -> Result<Vec<SessionId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('api_sessions', 'id')) \
+             FROM generate_series(1, $1::bigint)",
+        )
+        .bind(i64::from(count))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(SessionId).collect())
     }
 
     async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>> {

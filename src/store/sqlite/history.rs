@@ -1,4 +1,6 @@
+use super::sessions::insert_sessions;
 use super::{SqliteStore, from_ts, ts};
+use crate::domain::api_user::NewSession;
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
 };
@@ -107,10 +109,16 @@ impl HistoryStore for SqliteStore {
         Ok(())
     }
 
-    async fn append_history(&self, rows: &[HistoryEntry]) -> Result<()> {
+    async fn append_history(&self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<()> {
         let mut held = self.history.lock().await;
-        let insert = match insert_batch(rows) {
-            Ok(insert) => insert,
+        let statements = insert_batch(rows).and_then(|insert| {
+            let sessions = (!sessions.is_empty())
+                .then(|| insert_sessions(sessions))
+                .transpose()?;
+            Ok((insert, sessions))
+        });
+        let (insert, sessions) = match statements {
+            Ok(statements) => statements,
             Err(error) => {
                 held.take();
                 return Err(error);
@@ -128,7 +136,20 @@ impl HistoryStore for SqliteStore {
                 &mut held.insert(Held { conn, since }).conn
             }
         };
-        if let Err(error) = insert.execute(&mut **conn).await {
+        let written = match sessions {
+            // Alone, the insert is its own transaction: one round trip.
+            None => insert.execute(&mut **conn).await.map(drop),
+            Some(sessions) => {
+                async {
+                    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+                    sessions.execute(&mut *tx).await?;
+                    insert.execute(&mut *tx).await?;
+                    tx.commit().await
+                }
+                .await
+            }
+        };
+        if let Err(error) = written {
             held.take();
             return Err(error.into());
         }

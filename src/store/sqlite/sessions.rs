@@ -8,50 +8,67 @@ use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
 use crate::store::{Result, SessionStore, StoreError, Usage};
 use async_trait::async_trait;
+use sqlx::Sqlite;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
 use time::OffsetDateTime;
+
+/// New sessions in one statement, read from one JSONB array: a single round trip to SQLite's
+/// thread however many logins the batch holds.
+pub(super) fn insert_sessions(
+    sessions: &[NewSession],
+) -> Result<Query<'static, Sqlite, SqliteArguments>> {
+    let batch: Vec<_> = sessions
+        .iter()
+        .map(|session| {
+            (
+                session.id.0,
+                session.api_user_id.0,
+                session.api_key_id.0,
+                hex::encode(session.token_hash.as_bytes()),
+                session.ip.to_string(),
+                ts(session.created_at),
+                session.idle_timeout_s,
+                ts(session.expires_at),
+            )
+        })
+        .collect();
+    let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(sqlx::query(
+        "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, ip, created_at, \
+         last_seen_at, idle_timeout_s, expires_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, unhex(value ->> 3), value ->> 4, \
+                value ->> 5, value ->> 5, value ->> 6, value ->> 7 \
+         FROM jsonb_each(jsonb(?))",
+    )
+    .bind(json))
+}
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_sessions(&self, sessions: &[NewSession]) -> Result<Vec<SessionId>> {
-        // One statement for the whole batch: one round trip to SQLite's thread instead of one
-        // per session plus two for the transaction around them.
-        let batch: Vec<_> = sessions
-            .iter()
-            .map(|session| {
-                (
-                    session.api_user_id.0,
-                    session.api_key_id.0,
-                    hex::encode(session.token_hash.as_bytes()),
-                    session.ip.to_string(),
-                    ts(session.created_at),
-                    session.idle_timeout_s,
-                    ts(session.expires_at),
-                )
-            })
-            .collect();
-        let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let created: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, last_seen_at, \
-             idle_timeout_s, expires_at) \
-             SELECT value ->> 0, value ->> 1, unhex(value ->> 2), value ->> 3, value ->> 4, value ->> 4, \
-                    value ->> 5, value ->> 6 \
-             FROM jsonb_each(jsonb(?)) \
-             RETURNING id, token_hash",
+    async fn reserve_session_ids(&self, count: u32) -> Result<Vec<SessionId>> {
+        // AUTOINCREMENT's counter: SQLite never gives a number at or below it, and a session
+        // written with a reserved number leaves it as it is.
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'api_sessions', 0 \
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'api_sessions')",
         )
-        .bind(json)
-        .fetch_all(&self.write)
+        .execute(&mut *tx)
         .await?;
-        // RETURNING gives no order: each session is found again by its token's hash.
-        sessions
-            .iter()
-            .map(|session| {
-                created
-                    .iter()
-                    .find(|(_, hash)| hash.as_slice() == session.token_hash.as_bytes())
-                    .map(|(id, _)| SessionId(*id))
-                    .ok_or_else(|| StoreError::Corrupt("a new session was not written".into()))
-            })
-            .collect()
+        // SQLite itself may leave the counter NULL (a table copied while empty).
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE sqlite_sequence \
+             SET seq = max(coalesce(seq, 0), coalesce((SELECT max(id) FROM api_sessions), 0)) + ?1 \
+             WHERE name = 'api_sessions' RETURNING seq",
+        )
+        .bind(i64::from(count))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((last - i64::from(count) + 1..=last)
+            .map(SessionId)
+            .collect())
     }
 
     async fn session_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>> {
