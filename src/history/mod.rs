@@ -11,6 +11,7 @@ pub use layer::{CallInfo, CallSlot, HistoryState, record, record_calls};
 
 use crate::domain::api_user::NewSession;
 use crate::domain::history::HistoryEntry;
+use crate::domain::ids::SessionId;
 use crate::store::Db;
 use crate::telemetry::metrics::HistoryFigures;
 use std::sync::Arc;
@@ -177,8 +178,8 @@ async fn write_batches(
             match message {
                 Message::Row(row, session, done) => {
                     rows.push(row);
+                    waiters.push((done, session.as_ref().map(|s| s.0.id)));
                     sessions.extend(session.map(|s| *s.0));
-                    waiters.push(done);
                 }
                 Message::Stop => stopping = true,
             }
@@ -203,8 +204,14 @@ async fn write_batches(
             stats.failures.fetch_add(1, Ordering::Relaxed);
         }
         pending.fetch_sub(rows.len(), Ordering::Relaxed);
-        for done in waiters.drain(..) {
-            let _ = done.send(result.as_ref().map(|_| ()).map_err(|_| RecordError));
+        for (done, session) in waiters.drain(..) {
+            let _ = done.send(match (&result, session) {
+                // A login whose session was left out (its user deleted meanwhile) gets no
+                // token: it is answered as if its row had failed.
+                (Ok(written), Some(session)) if !written.contains(&session) => Err(RecordError),
+                (Ok(_), _) => Ok(()),
+                (Err(_), _) => Err(RecordError),
+            });
         }
         // After the answers are released: the requests never wait for this.
         if let Some(observer) = &observer {
@@ -234,11 +241,11 @@ async fn commit_with_retry(
     db: &Db,
     rows: &[HistoryEntry],
     sessions: &[NewSession],
-) -> Result<(), RecordError> {
+) -> Result<Vec<SessionId>, RecordError> {
     let mut attempt = 0;
     loop {
         match db.append_history(rows, sessions).await {
-            Ok(()) => return Ok(()),
+            Ok(written) => return Ok(written),
             Err(error) => {
                 tracing::error!(
                     error = &error as &dyn std::error::Error,

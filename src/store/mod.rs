@@ -277,7 +277,13 @@ pub trait HistoryStore {
     /// history row are committed together. The store may keep what it needs for the next
     /// batch (SQLite keeps its write connection for a moment) until
     /// [`HistoryStore::history_idle`].
-    async fn append_history(&self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<()>;
+    /// Returns the sessions written: one whose key is gone by then (its user deleted meanwhile)
+    /// or whose number is taken is left out rather than failing the batch's rows.
+    async fn append_history(
+        &self,
+        rows: &[HistoryEntry],
+        sessions: &[NewSession],
+    ) -> Result<Vec<SessionId>>;
     /// The writer has answered the calls of the batch it just committed: work that no call
     /// should wait for (SQLite's checkpoints) may run now, before the next batch.
     async fn history_answered(&self) {}

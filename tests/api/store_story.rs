@@ -79,7 +79,7 @@ async fn every_store_method_keeps_the_same_story_on_this_backend() {
 
     admins(&db).await;
     let user = api_users(&db).await;
-    sessions(&db, user).await;
+    sessions(&db, &url, user).await;
     history(&db, user).await;
     catalog(&db).await;
     idempotency(&db, user).await;
@@ -446,7 +446,42 @@ async fn api_users(db: &Db) -> ApiUserId {
     user
 }
 
-async fn sessions(db: &Db, user: ApiUserId) {
+/// Makes the history refuse rows whose call is `call` (a trigger of the test's own); an empty
+/// `call` removes it.
+async fn history_refuses(url: &str, call: &str) {
+    let sql = match (url.starts_with("postgres"), call.is_empty()) {
+        (false, false) => format!(
+            "CREATE TRIGGER story_refuses BEFORE INSERT ON api_history WHEN NEW.call = '{call}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the story'); END"
+        ),
+        (false, true) => "DROP TRIGGER story_refuses".to_owned(),
+        (true, false) => format!(
+            "CREATE FUNCTION story_refuses() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.call = '{call}' THEN RAISE EXCEPTION 'refused by the story'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER story_refuses BEFORE INSERT ON api_history \
+             FOR EACH ROW EXECUTE FUNCTION story_refuses()"
+        ),
+        (true, true) => {
+            "DROP TRIGGER story_refuses ON api_history; DROP FUNCTION story_refuses()".to_owned()
+        }
+    };
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("trigger");
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("trigger");
+    }
+}
+
+async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     let key = db
         .auth_key(&SecretHash::of("kw_second-key-ijkl"))
         .await
@@ -470,8 +505,33 @@ async fn sessions(db: &Db, user: ApiUserId) {
     let (one, two) = (ids[0], ids[1]);
     assert!(one != two);
 
-    // Sessions are written with the history rows of their logins, in one transaction: a
-    // batch that cannot be written leaves nothing behind.
+    // Sessions are written with the history rows of their logins. One whose key is gone by
+    // then (its user deleted meanwhile), or whose number is taken, is left out instead of
+    // failing the batch.
+    let mut orphan = new_session(more[0], "kwt_orphan");
+    orphan.api_user_id = ApiUserId(i64::MAX);
+    let mut written = db
+        .append_history(
+            &[],
+            &[
+                orphan,
+                new_session(one, "kwt_one"),
+                new_session(two, "kwt_two"),
+            ],
+        )
+        .await
+        .expect("the batch");
+    let again = db
+        .append_history(&[], &[new_session(two, "kwt_again")])
+        .await
+        .expect("the batch");
+    db.history_idle();
+    written.sort();
+    assert_eq!((written, again), (vec![one, two], vec![]));
+    assert!(db.session_by_id(more[0]).await.expect("read").is_none());
+
+    // Rows and sessions are one transaction: a batch whose rows cannot be written leaves no
+    // session behind either.
     let count_rows = || async {
         let all = HistoryQuery {
             limit: 1000,
@@ -480,25 +540,17 @@ async fn sessions(db: &Db, user: ApiUserId) {
         db.history(&all).await.expect("history").len()
     };
     let rows_before = count_rows().await;
-    let mut orphan = new_session(more[0], "kwt_orphan");
-    orphan.api_user_id = ApiUserId(i64::MAX);
+    let mut refused = call(Some(user), Outcome::Ok, "127.0.0.1", NOW);
+    refused.call = "refused by the story".to_owned();
+    history_refuses(url, &refused.call).await;
     let failed = db
-        .append_history(
-            &[call(Some(user), Outcome::Ok, "127.0.0.1", NOW)],
-            &[new_session(more[1], "kwt_lost"), orphan],
-        )
+        .append_history(&[refused], &[new_session(more[2], "kwt_lost")])
         .await;
     db.history_idle();
-    assert!(failed.is_err(), "a session of no API user is refused");
-    assert!(db.session_by_id(more[1]).await.expect("read").is_none());
-    assert_eq!(count_rows().await, rows_before, "nor its history rows");
-    db.append_history(
-        &[],
-        &[new_session(one, "kwt_one"), new_session(two, "kwt_two")],
-    )
-    .await
-    .expect("sessions");
-    db.history_idle();
+    history_refuses(url, "").await;
+    assert!(failed.is_err(), "the trigger refused the row");
+    assert!(db.session_by_id(more[2]).await.expect("read").is_none());
+    assert_eq!(count_rows().await, rows_before);
     let found = db.session_by_id(one).await.expect("read").expect("session");
     assert_eq!(
         (found.id, found.token_hash, found.expires_at),

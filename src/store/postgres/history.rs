@@ -6,7 +6,7 @@ use crate::domain::api_user::NewSession;
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
 };
-use crate::domain::ids::ApiUserId;
+use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::history::HistoryRow;
 use crate::store::{HistoryStore, Result};
 use async_trait::async_trait;
@@ -47,15 +47,20 @@ impl HistoryStore for PgStore {
         Ok(())
     }
 
-    async fn append_history(&self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<()> {
+    async fn append_history(
+        &self,
+        rows: &[HistoryEntry],
+        sessions: &[NewSession],
+    ) -> Result<Vec<SessionId>> {
         if sessions.is_empty() {
-            return self.insert_history(rows).await;
+            self.insert_history(rows).await?;
+            return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        insert_sessions(sessions).execute(&mut *tx).await?;
+        let written = insert_sessions(sessions).fetch_all(&mut *tx).await?;
         insert_batch(rows).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(written.into_iter().map(SessionId).collect())
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {

@@ -10,19 +10,26 @@ use crate::store::{Result, SessionStore, Usage};
 use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
+use sqlx::query::QueryScalar;
 use time::OffsetDateTime;
 
-/// New sessions in one statement, a column per array.
-pub(super) fn insert_sessions(sessions: &[NewSession]) -> Query<'static, Postgres, PgArguments> {
+/// New sessions in one statement, a column per array. Only sessions whose key still belongs
+/// to their user are written, and never over a taken number; the statement returns the
+/// numbers written.
+pub(super) fn insert_sessions(
+    sessions: &[NewSession],
+) -> QueryScalar<'static, Postgres, i64, PgArguments> {
     let column = |f: fn(&NewSession) -> i64| sessions.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, ip, created_at, \
          last_seen_at, idle_timeout_s, expires_at) \
          SELECT id, user_id, key_id, hash, ip, created, created, idle, expires \
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], \
                      $6::bigint[], $7::bigint[], $8::bigint[]) \
-              AS s (id, user_id, key_id, hash, ip, created, idle, expires)",
+              AS s (id, user_id, key_id, hash, ip, created, idle, expires) \
+         WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id AND k.api_user_id = s.user_id) \
+         ON CONFLICT DO NOTHING \
+         RETURNING id",
     )
     .bind(column(|s| s.id.0))
     .bind(column(|s| s.api_user_id.0))
@@ -78,7 +85,7 @@ impl SessionStore for PgStore {
                   AND last_seen_at + idle_timeout_s * 1000000 > $2 \
                   AND api_key_id IN (SELECT id FROM api_keys WHERE revoked_at IS NULL \
                                      AND (expires_at IS NULL OR expires_at > $2)))) \
-             ORDER BY id DESC"
+             ORDER BY created_at DESC, id DESC"
         )))
         .bind(id.0)
         .bind(ts_opt(active_at))

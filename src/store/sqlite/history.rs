@@ -4,7 +4,7 @@ use crate::domain::api_user::NewSession;
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
 };
-use crate::domain::ids::ApiUserId;
+use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::history::HistoryRow;
 use crate::store::{HistoryStore, Result, StoreError};
 use async_trait::async_trait;
@@ -109,7 +109,11 @@ impl HistoryStore for SqliteStore {
         Ok(())
     }
 
-    async fn append_history(&self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<()> {
+    async fn append_history(
+        &self,
+        rows: &[HistoryEntry],
+        sessions: &[NewSession],
+    ) -> Result<Vec<SessionId>> {
         let mut held = self.history.lock().await;
         let statements = insert_batch(rows).and_then(|insert| {
             let sessions = (!sessions.is_empty())
@@ -138,22 +142,25 @@ impl HistoryStore for SqliteStore {
         };
         let written = match sessions {
             // Alone, the insert is its own transaction: one round trip.
-            None => insert.execute(&mut **conn).await.map(drop),
+            None => insert.execute(&mut **conn).await.map(|_| Vec::new()),
             Some(sessions) => {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                    sessions.execute(&mut *tx).await?;
+                    let written = sessions.fetch_all(&mut *tx).await?;
                     insert.execute(&mut *tx).await?;
-                    tx.commit().await
+                    tx.commit().await?;
+                    Ok(written)
                 }
                 .await
             }
         };
-        if let Err(error) = written {
-            held.take();
-            return Err(error.into());
+        match written {
+            Ok(written) => Ok(written.into_iter().map(SessionId).collect()),
+            Err(error) => {
+                held.take();
+                Err(error.into())
+            }
         }
-        Ok(())
     }
 
     async fn history_answered(&self) {

@@ -9,15 +9,16 @@ use crate::store::rows::sessions::{SESSION_COLUMNS, SessionRow};
 use crate::store::{Result, SessionStore, StoreError, Usage};
 use async_trait::async_trait;
 use sqlx::Sqlite;
-use sqlx::query::Query;
+use sqlx::query::QueryScalar;
 use sqlx::sqlite::SqliteArguments;
 use time::OffsetDateTime;
 
 /// New sessions in one statement, read from one JSONB array: a single round trip to SQLite's
-/// thread however many logins the batch holds.
+/// thread however many logins the batch holds. Only sessions whose key still belongs to their
+/// user are written, and never over a taken number; the statement returns the numbers written.
 pub(super) fn insert_sessions(
     sessions: &[NewSession],
-) -> Result<Query<'static, Sqlite, SqliteArguments>> {
+) -> Result<QueryScalar<'static, Sqlite, i64, SqliteArguments>> {
     let batch: Vec<_> = sessions
         .iter()
         .map(|session| {
@@ -34,12 +35,16 @@ pub(super) fn insert_sessions(
         })
         .collect();
     let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(sqlx::query(
+    Ok(sqlx::query_scalar(
         "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, ip, created_at, \
          last_seen_at, idle_timeout_s, expires_at) \
          SELECT value ->> 0, value ->> 1, value ->> 2, unhex(value ->> 3), value ->> 4, \
                 value ->> 5, value ->> 5, value ->> 6, value ->> 7 \
-         FROM jsonb_each(jsonb(?))",
+         FROM jsonb_each(jsonb(?)) \
+         WHERE EXISTS (SELECT 1 FROM api_keys k \
+                       WHERE k.id = value ->> 2 AND k.api_user_id = value ->> 1) \
+         ON CONFLICT DO NOTHING \
+         RETURNING id",
     )
     .bind(json))
 }
@@ -92,7 +97,7 @@ impl SessionStore for SqliteStore {
                   AND last_seen_at + idle_timeout_s * 1000000 > ?2 \
                   AND api_key_id IN (SELECT id FROM api_keys WHERE revoked_at IS NULL \
                                      AND (expires_at IS NULL OR expires_at > ?2)))) \
-             ORDER BY id DESC"
+             ORDER BY created_at DESC, id DESC"
         )))
         .bind(id.0)
         .bind(ts_opt(active_at))
