@@ -13,7 +13,7 @@ async fn cli(url: &str, dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// A store with API users, keys (one rolled), IP rules, a session, products, customers, orders
 /// with their status history, refusals and calls in the history, made over HTTP and the CLI.
-async fn populate(url: &str, dir: &Path) -> (String, String) {
+async fn populate(url: &str, dir: &Path) -> (String, String, i64) {
     let created = cli(
         url,
         dir,
@@ -105,18 +105,51 @@ async fn populate(url: &str, dir: &Path) -> (String, String) {
         .await
         .expect("call");
     assert_eq!(refused.status(), 401);
+    let token = login_at(&client, &node, "shop-sync", &key).await;
+    // A user whose session was the newest, deleted since: only the history names its number.
+    let gone = cli(
+        url,
+        dir,
+        &[
+            "api",
+            "create",
+            "--json",
+            "--username",
+            "gone",
+            "--ip",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let gone_key = stdout_json(&gone)["key"].as_str().expect("key").to_owned();
+    let gone_token = login_at(&client, &node, "gone", &gone_key).await;
+    assert!(session_number(&gone_token) > session_number(&token));
+    assert!(
+        cli(url, dir, &["api", "delete", "gone"])
+            .await
+            .status
+            .success()
+    );
+    node.stop().await;
+    (key, token, session_number(&gone_token))
+}
+
+async fn login_at(client: &Client, node: &Node, username: &str, key: &str) -> String {
     let login = client
         .post(node.url("/api/v1/login"))
-        .json(&json!({"username": "shop-sync", "key": key}))
+        .json(&json!({"username": username, "key": key}))
         .send()
         .await
         .expect("login");
-    let token = login.json::<Value>().await.expect("json")["api_token"]
+    login.json::<Value>().await.expect("json")["api_token"]
         .as_str()
         .expect("token")
-        .to_owned();
-    node.stop().await;
-    (key, token)
+        .to_owned()
+}
+
+/// `kwt_` + 44 random characters + the session's number.
+fn session_number(token: &str) -> i64 {
+    token[4 + 44..].parse().expect("a session number")
 }
 
 /// The file without its header, whose time and source differ from export to export.
@@ -129,7 +162,7 @@ fn body_of(path: &Path) -> String {
 async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_and_history() {
     let dir = tempfile::tempdir().expect("dir");
     let sqlite = format!("sqlite://{}", dir.path().join("shop.db").display());
-    let (key, token) = populate(&sqlite, dir.path()).await;
+    let (key, token, purged) = populate(&sqlite, dir.path()).await;
 
     let file = dir.path().join("shop.jsonl");
     let file_arg = file.to_str().expect("utf-8");
@@ -210,6 +243,11 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
         .await
         .expect("call");
     assert_eq!(me.status(), 200, "the same session works");
+    let token = login_at(&client, &node, "shop-sync", &key).await;
+    assert!(
+        session_number(&token) > purged,
+        "a number the history names is never given again"
+    );
     let orders: Value = client
         .get(node.url("/api/v1/orders?limit=100"))
         .bearer_auth(&key)
@@ -245,8 +283,8 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
     );
     assert_eq!(
         history.as_array().expect("rows").len() as u64,
-        count("api_history") - 1,
-        "the history of shop-sync: every call but the unknown key's"
+        count("api_history") - 2,
+        "the history of shop-sync: every call but the unknown key's and gone's"
     );
 }
 

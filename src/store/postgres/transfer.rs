@@ -57,11 +57,17 @@ impl TransferStore for PgStore {
             copy.finish().await?;
             total += rows.len() as u64;
         }
-        // Identities continue after the imported ids.
+        // Identities continue after the imported ids; session numbers after those the history
+        // names too, as its sessions may have been purged.
         for table in TABLES.iter().filter(|t| t.identity) {
+            let named = if table.name == "api_sessions" {
+                "(SELECT max(session_id) FROM api_history)"
+            } else {
+                "0"
+            };
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT setval(pg_get_serial_sequence('{0}', 'id'), \
-                 coalesce((SELECT max(id) FROM {0}), 0) + 1, false)",
+                 greatest(coalesce((SELECT max(id) FROM {0}), 0), coalesce({named}, 0)) + 1, false)",
                 table.name
             )))
             .execute(&mut *tx)

@@ -49,18 +49,18 @@ pub(super) fn insert_sessions(
     .bind(json))
 }
 
+/// Makes sure AUTOINCREMENT's counter of session numbers has its row, so it can be raised.
+pub(super) const SESSION_COUNTER: &str = "INSERT INTO sqlite_sequence (name, seq) \
+     SELECT 'api_sessions', 0 \
+     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'api_sessions')";
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn reserve_session_ids(&self, count: u32) -> Result<Vec<SessionId>> {
         // AUTOINCREMENT's counter: SQLite never gives a number at or below it, and a session
         // written with a reserved number leaves it as it is.
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO sqlite_sequence (name, seq) SELECT 'api_sessions', 0 \
-             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'api_sessions')",
-        )
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(SESSION_COUNTER).execute(&mut *tx).await?;
         // SQLite itself may leave the counter NULL (a table copied while empty).
         let last: i64 = sqlx::query_scalar(
             "UPDATE sqlite_sequence \

@@ -1,6 +1,7 @@
 //! Export and import of a whole store (see `store::transfer`).
 
 use super::SqliteStore;
+use super::sessions::SESSION_COUNTER;
 use crate::store::Result;
 use crate::store::transfer::{
     ExportItem, ImportItem, Table, TransferStore, count_rows, counts_of, insert_statements,
@@ -47,7 +48,15 @@ impl TransferStore for SqliteStore {
             }
             total += rows.len() as u64;
         }
-        // AUTOINCREMENT tables note the largest id inserted themselves.
+        // AUTOINCREMENT tables note the largest id inserted themselves. Session numbers go
+        // on after those the history names too: its sessions may have been purged.
+        sqlx::query(SESSION_COUNTER).execute(&mut *tx).await?;
+        sqlx::query(
+            "UPDATE sqlite_sequence SET seq = max(coalesce(seq, 0), \
+             coalesce((SELECT max(session_id) FROM api_history), 0)) WHERE name = 'api_sessions'",
+        )
+        .execute(&mut *tx)
+        .await?;
         self.commit_credentials(tx).await?;
         Ok(total)
     }
