@@ -50,6 +50,8 @@ struct Shared {
     /// Raised at each commit of the history writer; an idle server runs a round every
     /// [`QUIET`] only.
     wrote: Notify,
+    /// Raised by `stop`: the task closes its connection and ends.
+    stop: Notify,
 }
 
 impl Checkpointer {
@@ -89,7 +91,8 @@ impl Checkpointer {
         }
     }
 
-    /// Stops the task and closes its connection.
+    /// Stops the task and waits until its connection is closed: the last connection to close
+    /// copies the log back and removes it, which must not happen after the store is closed.
     pub(super) async fn stop(&self) {
         let task = self
             .task
@@ -97,7 +100,7 @@ impl Checkpointer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(task) = task {
-            task.abort();
+            self.shared.stop.notify_one();
             let _ = task.await;
         }
     }
@@ -124,6 +127,7 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
         tokio::select! {
             () = shared.wrote.notified() => {}
             () = tokio::time::sleep(QUIET) => {}
+            () = shared.stop.notified() => break,
         }
         let result = match &mut connection {
             Some(connection) => checkpoint(connection).await,
@@ -160,7 +164,13 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
                 }
             }
         }
-        tokio::time::sleep(ROUND).await;
+        tokio::select! {
+            () = tokio::time::sleep(ROUND) => {}
+            () = shared.stop.notified() => break,
+        }
+    }
+    if let Some(connection) = connection {
+        let _ = connection.close().await;
     }
 }
 
