@@ -71,16 +71,7 @@ impl Cluster {
 
     /// Logs in on one node and returns the session token.
     pub async fn login(&self, node: usize, username: &str, key: &str) -> String {
-        let login = self
-            .client
-            .post(self.nodes[node].url("/api/v1/login"))
-            .json(&serde_json::json!({ "username": username, "key": key }))
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(login.status(), 200, "login on node {node}");
-        let body: serde_json::Value = login.json().await.expect("json");
-        body["api_token"].as_str().expect("token").to_owned()
+        self.nodes[node].login(username, key).await
     }
 
     pub async fn status(&self, node: usize, path: &str, secret: &str) -> u16 {

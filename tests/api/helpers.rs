@@ -409,6 +409,13 @@ pub async fn error_of(response: Response) -> (u16, Value) {
 
 /// The URL of a fresh database for one test: a SQLite file in `dir`, or a new PostgreSQL
 /// database when `KEYWARD_TEST_POSTGRES_URL` is set (dropped with the returned guard).
+/// The session number a token ends with (`kwt_` + 44 random characters + the number).
+pub fn session_number(token: &str) -> i64 {
+    token[4 + 44..]
+        .parse()
+        .expect("the session's number ends the token")
+}
+
 pub async fn test_database(dir: &std::path::Path) -> (String, Option<TestDatabase>) {
     match TestDatabase::create().await {
         Some(database) => (database.url.clone(), Some(database)),

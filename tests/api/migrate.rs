@@ -1,7 +1,7 @@
 //! `keyward migrate`: pending migrations applied once and reported, safe to run several at once,
 //! and servers that leave the schema to the operator (`auto_migrate = false`).
 
-use crate::helpers::{cli_at, stdout_json, test_database};
+use crate::helpers::{cli_at, session_number, stdout_json, test_database};
 use crate::nodes::Node;
 use serde_json::Value;
 use std::time::Duration;
@@ -166,29 +166,15 @@ async fn upgrading_to_numbered_session_tokens_ends_older_sessions_and_never_reus
     );
     let key = created["key"].as_str().expect("key").to_owned();
     let node = Node::start(dir.path(), &url, "warn").await;
-    let client = reqwest::Client::new();
-    let login: Value = client
-        .post(node.url("/api/v1/login"))
-        .json(&serde_json::json!({ "username": "after", "key": key }))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["api_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{login}"));
-    let number: i64 = token[4 + 44..]
-        .parse()
-        .expect("the session's number ends the token");
+    let token = node.login("after", &key).await;
+    let number = session_number(&token);
     assert!(
         number > purged,
         "{number} after {purged}: a number is never given twice"
     );
-    let me = client
+    let me = reqwest::Client::new()
         .get(node.url("/api/v1/me"))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .expect("me");

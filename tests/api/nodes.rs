@@ -68,6 +68,19 @@ impl Node {
         format!("{}{path}", self.base)
     }
 
+    /// Logs in on this node and returns the session token.
+    pub async fn login(&self, username: &str, key: &str) -> String {
+        let login = reqwest::Client::new()
+            .post(self.url("/api/v1/login"))
+            .json(&serde_json::json!({ "username": username, "key": key }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(login.status(), 200, "login on {}", self.base);
+        let body: serde_json::Value = login.json().await.expect("json");
+        body["api_token"].as_str().expect("token").to_owned()
+    }
+
     /// Everything the node logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("logs").join("\n")

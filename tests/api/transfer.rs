@@ -1,7 +1,7 @@
 //! `keyward export` / `keyward import`: a store moves between databases with its keys (their
 //! digests), sessions, orders and history, and nothing is issued anew.
 
-use crate::helpers::{TestDatabase, cli_at, stdout_json};
+use crate::helpers::{TestDatabase, cli_at, session_number, stdout_json};
 use crate::nodes::Node;
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -105,7 +105,7 @@ async fn populate(url: &str, dir: &Path) -> (String, String, i64) {
         .await
         .expect("call");
     assert_eq!(refused.status(), 401);
-    let token = login_at(&client, &node, "shop-sync", &key).await;
+    let token = node.login("shop-sync", &key).await;
     // A user whose session was the newest, deleted since: only the history names its number.
     let gone = cli(
         url,
@@ -122,7 +122,7 @@ async fn populate(url: &str, dir: &Path) -> (String, String, i64) {
     )
     .await;
     let gone_key = stdout_json(&gone)["key"].as_str().expect("key").to_owned();
-    let gone_token = login_at(&client, &node, "gone", &gone_key).await;
+    let gone_token = node.login("gone", &gone_key).await;
     assert!(session_number(&gone_token) > session_number(&token));
     assert!(
         cli(url, dir, &["api", "delete", "gone"])
@@ -132,24 +132,6 @@ async fn populate(url: &str, dir: &Path) -> (String, String, i64) {
     );
     node.stop().await;
     (key, token, session_number(&gone_token))
-}
-
-async fn login_at(client: &Client, node: &Node, username: &str, key: &str) -> String {
-    let login = client
-        .post(node.url("/api/v1/login"))
-        .json(&json!({"username": username, "key": key}))
-        .send()
-        .await
-        .expect("login");
-    login.json::<Value>().await.expect("json")["api_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
-
-/// `kwt_` + 44 random characters + the session's number.
-fn session_number(token: &str) -> i64 {
-    token[4 + 44..].parse().expect("a session number")
 }
 
 /// The file without its header, whose time and source differ from export to export.
@@ -243,7 +225,7 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
         .await
         .expect("call");
     assert_eq!(me.status(), 200, "the same session works");
-    let token = login_at(&client, &node, "shop-sync", &key).await;
+    let token = node.login("shop-sync", &key).await;
     assert!(
         session_number(&token) > purged,
         "a number the history names is never given again"
