@@ -119,7 +119,7 @@ impl App {
             raise,
         ));
         let (recorder, recorder_task) =
-            Recorder::start(db.clone(), metrics.history_commit(), Some(detector.clone()));
+            Recorder::start(db.clone(), metrics.history_commit(), Some(detector.clone()))?;
         let deliverer = Deliverer::new(db.clone(), clock.clone(), key.clone(), wake.clone());
         let console = crate::console::ConsoleSettings {
             idle_timeout: config.console_idle_timeout.0,

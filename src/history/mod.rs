@@ -1,9 +1,10 @@
 //! The API history, written with group commit.
 //!
-//! Each request hands its row to one writer task and waits; the writer commits everything
-//! that arrived while the previous batch was being written, in one transaction, then answers
-//! every waiter. So a row is durable before its response leaves, and a busy server commits
-//! hundreds of rows per transaction instead of one.
+//! Each request hands its row to one writer and waits; the writer commits everything that
+//! arrived while the previous batch was being written, in one transaction, then answers every
+//! waiter. So a row is durable before its response leaves, and a busy server commits hundreds
+//! of rows per transaction instead of one. On a SQLite file the writer is a thread with its own
+//! connection; elsewhere it is a task that writes through the store's async methods.
 
 mod layer;
 
@@ -12,13 +13,12 @@ pub use layer::{CallInfo, CallSlot, HistoryState, record, record_calls};
 use crate::domain::api_user::NewSession;
 use crate::domain::history::HistoryEntry;
 use crate::domain::ids::SessionId;
-use crate::store::Db;
+use crate::store::{Db, HistoryWriter, StoreError};
 use crate::telemetry::metrics::HistoryFigures;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 const MAX_BATCH: usize = 4096;
 
@@ -32,12 +32,11 @@ pub trait CallObserver: Send + Sync {
     fn observe(&self, rows: &[HistoryEntry]);
 }
 
+/// Where a call waits for its row's commit.
+type Done = oneshot::Sender<Result<(), RecordError>>;
+
 enum Message {
-    Row(
-        HistoryEntry,
-        Option<PendingSession>,
-        oneshot::Sender<Result<(), RecordError>>,
-    ),
+    Row(HistoryEntry, Option<PendingSession>, Done),
     Stop,
 }
 
@@ -66,36 +65,57 @@ pub struct WriterStats {
 
 pub struct RecorderTask {
     tx: mpsc::UnboundedSender<Message>,
-    handle: JoinHandle<()>,
+    writer: Writer,
+}
+
+enum Writer {
+    Thread(std::thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
 }
 
 impl Recorder {
-    /// Starts the writer; `commit_time` gets the duration of every batch's commit, and the
-    /// `observer` sees every committed batch.
+    /// Starts the writer: on a thread of its own with a store that has its own writer (a
+    /// SQLite file), else as a task. `commit_time` gets the duration of every batch's commit,
+    /// and the `observer` sees every committed batch.
     pub fn start(
         db: Db,
         commit_time: metrics::Histogram,
         observer: Option<Arc<dyn CallObserver>>,
-    ) -> (Recorder, RecorderTask) {
+    ) -> Result<(Recorder, RecorderTask), StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WriterStats::default());
-        let handle = tokio::spawn(write_batches(
-            db,
-            rx,
-            pending.clone(),
-            stats.clone(),
+        let books = Books {
+            pending: pending.clone(),
+            stats: stats.clone(),
             commit_time,
             observer,
-        ));
-        (
+        };
+        let writer = match db.history_writer()? {
+            Some(writer) => {
+                let runtime = tokio::runtime::Handle::current();
+                let thread = std::thread::Builder::new()
+                    .name("keyward-history".to_owned())
+                    .spawn(move || {
+                        // The writer gives its pooled connection back on the runtime.
+                        let _runtime = runtime.enter();
+                        write_on_thread(writer, rx, books);
+                    })
+                    .map_err(|e| {
+                        StoreError::Config(format!("cannot start the history writer: {e}"))
+                    })?;
+                Writer::Thread(thread)
+            }
+            None => Writer::Task(tokio::spawn(write_as_task(db, rx, books))),
+        };
+        Ok((
             Recorder {
                 tx: tx.clone(),
                 pending,
                 stats,
             },
-            RecorderTask { tx, handle },
-        )
+            RecorderTask { tx, writer },
+        ))
     }
 
     /// Writes `entry`, and `session` with it, and returns once they are committed.
@@ -143,68 +163,83 @@ impl Recorder {
 }
 
 impl RecorderTask {
-    /// Writes every row handed in before this call, then stops the writer.
+    /// Writes every row handed in before this call, then stops the writer and waits until it
+    /// has let go of what it had open.
     pub async fn finish(self) {
         let _ = self.tx.send(Message::Stop);
-        if let Err(error) = self.handle.await {
-            tracing::error!(%error, "history writer ended abnormally");
+        let ended = match self.writer {
+            Writer::Thread(thread) => {
+                match tokio::task::spawn_blocking(move || thread.join()).await {
+                    Ok(joined) => joined.is_ok(),
+                    Err(_) => false,
+                }
+            }
+            Writer::Task(task) => task.await.is_ok(),
+        };
+        if !ended {
+            tracing::error!("history writer ended abnormally");
         }
     }
 }
 
-async fn write_batches(
-    db: Db,
-    mut rx: mpsc::UnboundedReceiver<Message>,
+/// What the writer keeps up besides the rows: the rows waiting, its figures, the observer.
+struct Books {
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
     commit_time: metrics::Histogram,
     observer: Option<Arc<dyn CallObserver>>,
-) {
-    let _let_go = LetGo(db.clone());
-    let mut rows = Vec::with_capacity(256);
-    let mut sessions = Vec::new();
-    let mut waiters = Vec::with_capacity(256);
-    let mut stopping = false;
-    while !stopping {
-        if rx.is_empty() {
-            db.history_idle();
-        }
-        let Some(first) = rx.recv().await else { break };
-        // Calls already woken on this worker run first and join the batch: a batch twice as
-        // large for the cost of one turn of the scheduler.
-        tokio::task::yield_now().await;
+}
+
+/// The rows that arrived while the previous batch was being written, and their calls.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<HistoryEntry>,
+    sessions: Vec<NewSession>,
+    waiters: Vec<(Done, Option<SessionId>)>,
+    stopping: bool,
+}
+
+impl Batch {
+    /// Takes `first` and whatever else is waiting, up to [`MAX_BATCH`] rows.
+    fn gather(&mut self, first: Message, rx: &mut mpsc::UnboundedReceiver<Message>) {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Row(row, session, done) => {
-                    rows.push(row);
-                    waiters.push((done, session.as_ref().map(|s| s.0.id)));
-                    sessions.extend(session.map(|s| *s.0));
+                    self.rows.push(row);
+                    self.waiters.push((done, session.as_ref().map(|s| s.0.id)));
+                    self.sessions.extend(session.map(|s| *s.0));
                 }
-                Message::Stop => stopping = true,
+                Message::Stop => self.stopping = true,
             }
-            if rows.len() < MAX_BATCH {
+            if self.rows.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        if rows.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let result = commit_with_retry(&db, &rows, &sessions).await;
-        let elapsed = started.elapsed();
-        commit_time.record(elapsed.as_secs_f64());
+    }
+
+    /// Answers the batch's calls with what its commit, which took `elapsed`, gave.
+    fn answer(
+        &mut self,
+        books: &Books,
+        result: Result<Vec<SessionId>, RecordError>,
+        elapsed: Duration,
+    ) {
+        books.commit_time.record(elapsed.as_secs_f64());
+        let stats = &books.stats;
         if result.is_ok() {
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            stats
+                .rows
+                .fetch_add(self.rows.len() as u64, Ordering::Relaxed);
             stats
                 .commit_micros
                 .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         } else {
             stats.failures.fetch_add(1, Ordering::Relaxed);
         }
-        pending.fetch_sub(rows.len(), Ordering::Relaxed);
-        for (done, session) in waiters.drain(..) {
+        books.pending.fetch_sub(self.rows.len(), Ordering::Relaxed);
+        for (done, session) in self.waiters.drain(..) {
             let _ = done.send(match (&result, session) {
                 // A login whose session was left out (its user deleted meanwhile) gets no
                 // token: it is answered as if its row had failed.
@@ -214,12 +249,80 @@ async fn write_batches(
             });
         }
         // After the answers are released: the requests never wait for this.
-        if let Some(observer) = &observer {
-            observer.observe(&rows);
+        if let Some(observer) = &books.observer {
+            observer.observe(&self.rows);
         }
-        db.history_answered().await;
-        rows.clear();
-        sessions.clear();
+        self.rows.clear();
+        self.sessions.clear();
+    }
+}
+
+/// The writer of a store with a writer of its own, on its thread: no hand-over between a
+/// task and the database's thread per batch.
+fn write_on_thread(
+    mut writer: Box<dyn HistoryWriter>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    books: Books,
+) {
+    let mut batch = Batch::default();
+    while !batch.stopping {
+        if rx.is_empty() {
+            writer.idle();
+        }
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        batch.gather(first, &mut rx);
+        if batch.rows.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut attempt = 0;
+        let result = loop {
+            match writer.append(&batch.rows, &batch.sessions) {
+                Ok(written) => break Ok(written),
+                Err(error) if retry(&error, batch.rows.len(), attempt) => {
+                    attempt += 1;
+                    std::thread::sleep(RETRY_AFTER);
+                }
+                Err(_) => break Err(RecordError),
+            }
+        };
+        batch.answer(&books, result, started.elapsed());
+        writer.answered();
+    }
+    writer.idle();
+}
+
+/// The writer of a store written through its async methods (PostgreSQL, SQLite in memory).
+async fn write_as_task(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, books: Books) {
+    let _let_go = LetGo(db.clone());
+    let mut batch = Batch::default();
+    while !batch.stopping {
+        if rx.is_empty() {
+            db.history_idle();
+        }
+        let Some(first) = rx.recv().await else { break };
+        // Calls already woken on this worker run first and join the batch: a batch twice as
+        // large for the cost of one turn of the scheduler.
+        tokio::task::yield_now().await;
+        batch.gather(first, &mut rx);
+        if batch.rows.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut attempt = 0;
+        let result = loop {
+            match db.append_history(&batch.rows, &batch.sessions).await {
+                Ok(written) => break Ok(written),
+                Err(error) if retry(&error, batch.rows.len(), attempt) => {
+                    attempt += 1;
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+                Err(_) => break Err(RecordError),
+            }
+        };
+        batch.answer(&books, result, started.elapsed());
     }
 }
 
@@ -233,32 +336,18 @@ impl Drop for LetGo {
     }
 }
 
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+
 /// One retry covers a passing lock held by another process; after that the requests are
 /// answered 503 rather than left waiting. A database that could not be reached for the pool's
 /// whole wait (PostgreSQL restarting) gets no second wait: the rows that queued meanwhile try
 /// again as the next batch, so no call waits more than twice the pool's timeout.
-async fn commit_with_retry(
-    db: &Db,
-    rows: &[HistoryEntry],
-    sessions: &[NewSession],
-) -> Result<Vec<SessionId>, RecordError> {
-    let mut attempt = 0;
-    loop {
-        match db.append_history(rows, sessions).await {
-            Ok(written) => return Ok(written),
-            Err(error) => {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    rows = rows.len(),
-                    attempt,
-                    "history commit failed"
-                );
-                if attempt == 1 || error.waited_out() {
-                    return Err(RecordError);
-                }
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+fn retry(error: &StoreError, rows: usize, attempt: u32) -> bool {
+    tracing::error!(
+        error = error as &dyn std::error::Error,
+        rows,
+        attempt,
+        "history commit failed"
+    );
+    attempt == 0 && !error.waited_out()
 }

@@ -18,6 +18,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// From the history writer's own SQLite connection.
+    #[error("database error")]
+    Embedded(#[source] rusqlite::Error),
     #[error("database migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]

@@ -269,8 +269,26 @@ pub trait SessionStore {
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<()>;
 }
 
+/// What the history's group commit writes its batches with, from a thread of its own.
+pub trait HistoryWriter: Send {
+    /// Writes `rows` and `sessions` in one transaction: see [`HistoryStore::append_history`].
+    fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<SessionId>>;
+    /// The calls of the batch just committed are answered: work that no call should wait for
+    /// (SQLite's checkpoints) may run now, before the next batch.
+    fn answered(&mut self) {}
+    /// No rows are waiting: see [`HistoryStore::history_idle`].
+    fn idle(&mut self) {}
+}
+
 #[async_trait]
 pub trait HistoryStore {
+    /// A writer of the store's own for the history's batches, where the store has one that
+    /// needs no async runtime (SQLite's file: the writer's thread is SQLite's thread, with no
+    /// hand-over to another per batch). Otherwise the batches go through `append_history`.
+    /// Called within the runtime, which the writer may use for the store's pools.
+    fn history_writer(&self) -> Result<Option<Box<dyn HistoryWriter>>> {
+        Ok(None)
+    }
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()>;
     /// `insert_history` for the group-commit writer, whose batches follow each other, with
     /// the sessions its logins made, in the same transaction: a login's session and its
@@ -284,9 +302,6 @@ pub trait HistoryStore {
         rows: &[HistoryEntry],
         sessions: &[NewSession],
     ) -> Result<Vec<SessionId>>;
-    /// The writer has answered the calls of the batch it just committed: work that no call
-    /// should wait for (SQLite's checkpoints) may run now, before the next batch.
-    async fn history_answered(&self) {}
     /// No rows are waiting, or the writer is gone: let go of whatever `append_history` kept.
     /// Synchronous, so the writer can call it as it unwinds.
     fn history_idle(&self) {}

@@ -481,6 +481,29 @@ async fn history_refuses(url: &str, call: &str) {
     }
 }
 
+/// Writes a batch as a server's history writer does: with the store's own writer where it has
+/// one (a SQLite file's), on a thread of its own, else through `append_history`.
+async fn append(
+    db: &Db,
+    rows: Vec<HistoryEntry>,
+    sessions: Vec<NewSession>,
+) -> Result<Vec<SessionId>, StoreError> {
+    match db.history_writer().expect("a writer") {
+        Some(mut writer) => tokio::task::spawn_blocking(move || {
+            let written = writer.append(&rows, &sessions);
+            writer.idle();
+            written
+        })
+        .await
+        .expect("the writer's thread"),
+        None => {
+            let written = db.append_history(&rows, &sessions).await;
+            db.history_idle();
+            written
+        }
+    }
+}
+
 async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     let key = db
         .auth_key(&SecretHash::of("kw_second-key-ijkl"))
@@ -510,22 +533,20 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     // failing the batch.
     let mut orphan = new_session(more[0], "kwt_orphan");
     orphan.api_user_id = ApiUserId(i64::MAX);
-    let mut written = db
-        .append_history(
-            &[],
-            &[
-                orphan,
-                new_session(one, "kwt_one"),
-                new_session(two, "kwt_two"),
-            ],
-        )
+    let mut written = append(
+        db,
+        vec![],
+        vec![
+            orphan,
+            new_session(one, "kwt_one"),
+            new_session(two, "kwt_two"),
+        ],
+    )
+    .await
+    .expect("the batch");
+    let again = append(db, vec![], vec![new_session(two, "kwt_again")])
         .await
         .expect("the batch");
-    let again = db
-        .append_history(&[], &[new_session(two, "kwt_again")])
-        .await
-        .expect("the batch");
-    db.history_idle();
     written.sort();
     assert_eq!((written, again), (vec![one, two], vec![]));
     assert!(db.session_by_id(more[0]).await.expect("read").is_none());
@@ -543,10 +564,7 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     let mut refused = call(Some(user), Outcome::Ok, "127.0.0.1", NOW);
     refused.call = "refused by the story".to_owned();
     history_refuses(url, &refused.call).await;
-    let failed = db
-        .append_history(&[refused], &[new_session(more[2], "kwt_lost")])
-        .await;
-    db.history_idle();
+    let failed = append(db, vec![refused], vec![new_session(more[2], "kwt_lost")]).await;
     history_refuses(url, "").await;
     assert!(failed.is_err(), "the trigger refused the row");
     assert!(db.session_by_id(more[2]).await.expect("read").is_none());
@@ -1481,19 +1499,29 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
         .expect("connect");
     let wal = dir.path().join("keyward.db-wal");
     let at = datetime!(2026-01-01 00:00 UTC);
-    let mut longest = 0;
-    for round in 0..1500 {
-        let batch: Vec<HistoryEntry> = (0..20)
-            .map(|i| {
-                let at = at + time::Duration::milliseconds(round * 20 + i);
-                call(None, Outcome::Ok, "10.0.0.1", at)
-            })
-            .collect();
-        db.append_history(&batch, &[]).await.expect("a batch");
-        db.history_answered().await;
-        longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
-    }
-    db.history_idle();
+    // The server's writer: the store's own, run on a thread of its own.
+    let mut writer = db
+        .history_writer()
+        .expect("a writer")
+        .expect("a file has a writer of its own");
+    let longest = tokio::task::spawn_blocking(move || {
+        let mut longest = 0;
+        for round in 0..1500 {
+            let batch: Vec<HistoryEntry> = (0..20)
+                .map(|i| {
+                    let at = at + time::Duration::milliseconds(round * 20 + i);
+                    call(None, Outcome::Ok, "10.0.0.1", at)
+                })
+                .collect();
+            writer.append(&batch, &[]).expect("a batch");
+            writer.answered();
+            longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        writer.idle();
+        longest
+    })
+    .await
+    .expect("the writer's thread");
     // Restarted at 4,000 pages, with room for what the writer adds while the checkpointer
     // rests between its rounds (left to grow, the log passes 40 MB here); not at SQLite's
     // default 1,000 pages, which the writer would reach itself.

@@ -75,10 +75,17 @@ impl Checkpointer {
         false
     }
 
-    /// Runs the writer's checkpoint on its connection. A checkpoint the background one kept
-    /// from running is tried again after the next batch.
-    pub(super) async fn restart(&self, writer: &mut SqliteConnection) {
-        match checkpoint(writer).await {
+    /// Runs the writer's checkpoint on the history writer's connection. A checkpoint the
+    /// background one kept from running is tried again after the next batch.
+    pub(super) fn restart(&self, writer: &rusqlite::Connection) {
+        let round = writer.query_row(PASSIVE, [], |row| {
+            Ok(Round {
+                busy: row.get::<_, i64>(0)? != 0,
+                pages: row.get(1)?,
+                copied: row.get(2)?,
+            })
+        });
+        match round {
             Ok(round) if round.busy => self.shared.restart.store(true, Ordering::Relaxed),
             Ok(_) => {}
             Err(error) => {

@@ -1,3 +1,4 @@
+use super::history_writer::{SqliteHistoryWriter, WriterSettings};
 use super::sessions::insert_sessions;
 use super::{SqliteStore, from_ts, ts};
 use crate::domain::api_user::NewSession;
@@ -6,7 +7,7 @@ use crate::domain::history::{
 };
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::history::HistoryRow;
-use crate::store::{HistoryStore, Result, StoreError};
+use crate::store::{HistoryStore, HistoryWriter, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -18,26 +19,26 @@ use time::OffsetDateTime;
 /// How long the history writer keeps the write connection across its batches before giving
 /// it back: another writer (a login's session, an order) waits this long, plus the batch that
 /// began before it ran out, where it would otherwise wait for that batch alone.
-const HOLD: Duration = Duration::from_millis(2);
+pub(super) const HOLD: Duration = Duration::from_millis(2);
 
 /// The write connection, kept by the history writer while batches follow each other. Each
 /// return to sqlx's pool costs a ping through the connection's thread, which under load cost
 /// as much CPU as the batch's own insert.
 pub(super) struct Held {
-    conn: PoolConnection<Sqlite>,
-    since: Instant,
+    pub(super) conn: PoolConnection<Sqlite>,
+    pub(super) since: Instant,
 }
 
 const COLUMNS: &str = "api_user_id, username, key_hint, session_id, call, ip, status, outcome, \
                        date_added, date_modified, request_id";
-const COLUMN_COUNT: usize = 11;
+pub(super) const COLUMN_COUNT: usize = 11;
 
 /// Batches up to this size are bound as plain values, one prepared statement per size;
 /// larger ones go as one JSON array.
-const VALUES_MAX: usize = 32;
+pub(super) const VALUES_MAX: usize = 32;
 
 /// `INSERT … VALUES (…), (…)` for 1 to `VALUES_MAX` rows.
-static VALUES_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+pub(super) static VALUES_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (1..=VALUES_MAX)
         .map(|n| {
             let row = format!("({})", ["?"; COLUMN_COUNT].join(", "));
@@ -104,6 +105,20 @@ fn insert_batch(rows: &[HistoryEntry]) -> Result<Query<'static, Sqlite, SqliteAr
 
 #[async_trait]
 impl HistoryStore for SqliteStore {
+    fn history_writer(&self) -> Result<Option<Box<dyn HistoryWriter>>> {
+        let Some(file) = &self.file else {
+            // In memory, the database lives in the write pool's one connection.
+            return Ok(None);
+        };
+        let settings = WriterSettings {
+            file,
+            sync_full: self.sync_full,
+        };
+        let writer =
+            SqliteHistoryWriter::open(&settings, self.write.clone(), self.checkpointer.clone())?;
+        Ok(Some(Box::new(writer)))
+    }
+
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()> {
         insert_batch(rows)?.execute(&self.write).await?;
         Ok(())
@@ -159,18 +174,6 @@ impl HistoryStore for SqliteStore {
             Err(error) => {
                 held.take();
                 Err(error.into())
-            }
-        }
-    }
-
-    async fn history_answered(&self) {
-        let Some(checkpointer) = &self.checkpointer else {
-            return;
-        };
-        if checkpointer.committed() {
-            // Only `append_history`, run by the same writer, holds the lock: it is free here.
-            if let Some(held) = self.history.lock().await.as_mut() {
-                checkpointer.restart(&mut held.conn).await;
             }
         }
     }

@@ -11,6 +11,7 @@ mod auth;
 mod checkpoint;
 mod customers;
 mod history;
+mod history_writer;
 mod idempotency;
 mod orders;
 mod products;
@@ -28,7 +29,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct SqliteStore {
@@ -39,7 +42,11 @@ pub struct SqliteStore {
     /// `history::Held`.
     history: tokio::sync::Mutex<Option<history::Held>>,
     /// A server's: see `checkpoint`.
-    checkpointer: Option<checkpoint::Checkpointer>,
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// The database's file (none in memory) and whether commits wait for the disk: for the
+    /// history writer's own connection.
+    file: Option<PathBuf>,
+    sync_full: bool,
 }
 
 static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
@@ -109,7 +116,10 @@ impl SqliteStore {
             write,
             signal,
             history: tokio::sync::Mutex::new(None),
-            checkpointer: background_checkpoints.then(|| checkpoint::Checkpointer::start(base)),
+            file: (!in_memory).then(|| base.get_filename().to_owned()),
+            sync_full: options.sync_full,
+            checkpointer: background_checkpoints
+                .then(|| Arc::new(checkpoint::Checkpointer::start(base))),
         })
     }
 

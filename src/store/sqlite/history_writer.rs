@@ -1,0 +1,164 @@
+//! The history writer's own connection to the SQLite file, used from the writer's thread.
+//!
+//! Through sqlx, every statement is a hand-over to the connection's thread and back, and each
+//! wakes a sleeping thread: one per `/api/v1/me` batch, four per batch of logins (`BEGIN`, the
+//! sessions, the rows, `COMMIT`). Here the writer's thread is SQLite's thread: it binds the
+//! batch, steps it and commits without waking anyone until it answers the calls.
+
+use super::checkpoint::Checkpointer;
+use super::history::{COLUMN_COUNT, HOLD, Held, VALUES_MAX, VALUES_SQL};
+use super::ts;
+use crate::domain::api_user::NewSession;
+use crate::domain::history::HistoryEntry;
+use crate::domain::ids::SessionId;
+use crate::store::{HistoryWriter, Result, StoreError};
+use rusqlite::{Connection, TransactionBehavior};
+use sqlx::SqlitePool;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// A login's session, written only while its key still belongs to its user and never over a
+/// taken number; returns the number when written.
+const INSERT_SESSION: &str = "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, \
+     ip, created_at, last_seen_at, idle_timeout_s, expires_at) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8 \
+     WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = ?3 AND k.api_user_id = ?2) \
+     ON CONFLICT DO NOTHING \
+     RETURNING id";
+
+pub(super) struct SqliteHistoryWriter {
+    conn: Connection,
+    /// The pool's one write connection is this process's write lock: the writer holds it
+    /// while its batches follow each other (up to [`HOLD`]), so the process's other writers
+    /// queue in Rust behind it instead of sleeping in SQLite's busy handler.
+    write: SqlitePool,
+    held: Option<Held>,
+    runtime: Handle,
+    checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// The settings of the store's other connections that matter to the writer's.
+pub(super) struct WriterSettings<'a> {
+    pub(super) file: &'a Path,
+    pub(super) sync_full: bool,
+}
+
+impl SqliteHistoryWriter {
+    pub(super) fn open(
+        settings: &WriterSettings<'_>,
+        write: SqlitePool,
+        checkpointer: Option<Arc<Checkpointer>>,
+    ) -> Result<Self> {
+        let conn = Connection::open(settings.file).map_err(StoreError::Embedded)?;
+        let synchronous = if settings.sync_full { "FULL" } else { "NORMAL" };
+        conn.busy_timeout(Duration::from_secs(5))
+            .and_then(|()| conn.pragma_update(None, "synchronous", synchronous))
+            .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
+            .and_then(|()| conn.pragma_update(None, "cache_size", -8000))
+            // The background checkpointer copies the log back, off the writer's path.
+            .and_then(|()| match checkpointer {
+                Some(_) => conn.pragma_update(None, "wal_autocheckpoint", 0),
+                None => Ok(()),
+            })
+            .map_err(StoreError::Embedded)?;
+        conn.set_prepared_statement_cache_capacity(VALUES_MAX + 8);
+        Ok(Self {
+            conn,
+            write,
+            held: None,
+            runtime: Handle::current(),
+            checkpointer,
+        })
+    }
+
+    fn hold_write_lock(&mut self) -> Result<()> {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.since.elapsed() >= HOLD)
+        {
+            // Given back: a writer waiting in the pool's queue gets it before this one.
+            self.held = None;
+        }
+        if self.held.is_none() {
+            let conn = self.runtime.block_on(self.write.acquire())?;
+            self.held = Some(Held {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl HistoryWriter for SqliteHistoryWriter {
+    fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<SessionId>> {
+        self.hold_write_lock()?;
+        write_batch(&mut self.conn, rows, sessions).map_err(|error| {
+            // Let the process's other writers through while the writer waits to retry.
+            self.held = None;
+            StoreError::Embedded(error)
+        })
+    }
+
+    fn answered(&mut self) {
+        if let Some(checkpointer) = &self.checkpointer
+            && checkpointer.committed()
+        {
+            checkpointer.restart(&self.conn);
+        }
+    }
+
+    fn idle(&mut self) {
+        self.held = None;
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    rows: &[HistoryEntry],
+    sessions: &[NewSession],
+) -> rusqlite::Result<Vec<SessionId>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut written = Vec::with_capacity(sessions.len());
+    if !sessions.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_SESSION)?;
+        for s in sessions {
+            let mut inserted = insert.query(rusqlite::params![
+                s.id.0,
+                s.api_user_id.0,
+                s.api_key_id.0,
+                s.token_hash.as_bytes(),
+                s.ip.to_string(),
+                ts(s.created_at),
+                s.idle_timeout_s,
+                ts(s.expires_at),
+            ])?;
+            if let Some(row) = inserted.next()? {
+                written.push(SessionId(row.get(0)?));
+            }
+        }
+    }
+    for chunk in rows.chunks(VALUES_MAX) {
+        let mut insert = tx.prepare_cached(&VALUES_SQL[chunk.len() - 1])?;
+        for (n, e) in chunk.iter().enumerate() {
+            let at = n * COLUMN_COUNT;
+            insert.raw_bind_parameter(at + 1, e.api_user_id.map(|id| id.0))?;
+            insert.raw_bind_parameter(at + 2, e.username.as_deref())?;
+            insert.raw_bind_parameter(at + 3, e.key_hint.as_deref())?;
+            insert.raw_bind_parameter(at + 4, e.session_id.map(|id| id.0))?;
+            insert.raw_bind_parameter(at + 5, e.call.as_str())?;
+            insert.raw_bind_parameter(at + 6, e.ip.as_str())?;
+            insert.raw_bind_parameter(at + 7, e.status)?;
+            insert.raw_bind_parameter(at + 8, e.outcome.as_str())?;
+            insert.raw_bind_parameter(at + 9, ts(e.date_added))?;
+            insert.raw_bind_parameter(at + 10, ts(e.date_modified))?;
+            insert.raw_bind_parameter(at + 11, e.request_id.as_str())?;
+        }
+        insert.raw_execute()?;
+    }
+    tx.commit()?;
+    Ok(written)
+}
