@@ -1533,3 +1533,49 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
     assert!(longest < 6000 * frame, "the log reached {longest} bytes");
     db.close().await;
 }
+
+/// The history writer keeps SQLite's write connection while its batches follow each other,
+/// yet the process's other writers still get their turn between them.
+#[tokio::test]
+async fn a_busy_history_writer_lets_the_other_writers_through() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let db = keyward::store::connect(&url, &Default::default())
+        .await
+        .expect("connect");
+    let mut writer = db
+        .history_writer()
+        .expect("a writer")
+        .expect("a file has a writer of its own");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (stopped, began) = (stop.clone(), started.clone());
+    const MOST: u32 = 200_000;
+    let writing = tokio::task::spawn_blocking(move || {
+        let at = datetime!(2026-01-01 00:00 UTC);
+        let mut batches = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) && batches < MOST {
+            writer
+                .append(&[call(None, Outcome::Ok, "10.0.0.1", at)], &[])
+                .expect("a batch");
+            batches += 1;
+            if batches == 10 {
+                began.notify_one();
+            }
+        }
+        writer.idle();
+        batches
+    });
+    started.notified().await;
+    // Each waits for the pool's connection, which the writer gives back between batches; one
+    // that never got it would fail after the pool's timeout.
+    for _ in 0..20 {
+        db.reserve_session_ids(1)
+            .await
+            .expect("a write between the batches");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let batches = writing.await.expect("the writer's thread");
+    assert!(batches < MOST, "the writer was still writing meanwhile");
+    db.close().await;
+}
