@@ -269,7 +269,8 @@ pub trait SessionStore {
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<()>;
 }
 
-/// What the history's group commit writes its batches with, from a thread of its own.
+/// What the history's group commit writes its batches with, from a thread of its own. Its
+/// methods block: call them from that thread (or `spawn_blocking`), never from a task.
 pub trait HistoryWriter: Send {
     /// Writes `rows` and `sessions` in one transaction: see [`HistoryStore::append_history`].
     fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<SessionId>>;
@@ -283,9 +284,10 @@ pub trait HistoryWriter: Send {
 #[async_trait]
 pub trait HistoryStore {
     /// A writer of the store's own for the history's batches, where the store has one that
-    /// needs no async runtime (SQLite's file: the writer's thread is SQLite's thread, with no
-    /// hand-over to another per batch). Otherwise the batches go through `append_history`.
-    /// Called within the runtime, which the writer may use for the store's pools.
+    /// writes from the caller's thread (SQLite's file: the writer's thread is SQLite's thread,
+    /// with no hand-over to another per batch). Otherwise the batches go through
+    /// `append_history`. Called within the runtime, which the writer uses for the store's
+    /// pools (SQLite's writer takes the write pool's connection as the process's write lock).
     fn history_writer(&self) -> Result<Option<Box<dyn HistoryWriter>>> {
         Ok(None)
     }

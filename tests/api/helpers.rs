@@ -42,6 +42,8 @@ pub struct Settings {
     pub login_failures_per_ip: u32,
     pub request_timeout: &'static str,
     pub metrics_listen: &'static str,
+    /// A database URL of the test's own instead of a fresh file (or PostgreSQL database).
+    pub database_url: Option<&'static str>,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             login_failures_per_ip: 20,
             request_timeout: "30s",
             metrics_listen: "main",
+            database_url: None,
         }
     }
 }
@@ -65,7 +68,10 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (database_url, postgres) = test_database(dir.path()).await;
+    let (database_url, postgres) = match settings.database_url {
+        Some(url) => (url.to_owned(), None),
+        None => test_database(dir.path()).await,
+    };
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().expect("addr")),
         trusted_proxies: Some(

@@ -1,7 +1,7 @@
 //! One history row per call, refused ones included, durable before the response; no secret
 //! ever reaches the database.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Settings, spawn_app, spawn_app_with};
 use keyward::domain::history::{HistoryQuery, OutcomeFilter};
 use reqwest::Method;
 use serde_json::json;
@@ -30,6 +30,35 @@ async fn every_call_has_its_row_with_the_spec_fields_before_its_response_arrives
     assert!(row.key_hint.as_deref().expect("hint").starts_with("kw_…"));
     assert!(row.date_modified >= row.date_added);
     assert!(row.session_id.is_none());
+}
+
+/// A SQLite database in memory lives in the write pool's one connection: its history is written
+/// through the store's async methods, by a task, instead of by a thread with a connection of
+/// its own as a file's is. Logins and their sessions too.
+#[tokio::test]
+async fn a_database_in_memory_has_every_call_in_its_history_too() {
+    let app = spawn_app_with(Settings {
+        database_url: Some("sqlite::memory:"),
+        ..Settings::default()
+    })
+    .await;
+    let key = app.api_user("inventory", &["products:read"]).await;
+    let token = app.login("inventory", &key).await;
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 200);
+    assert_eq!(app.get("/api/v1/me", "kw_wrong").await.status(), 401);
+
+    let rows = app.all_history().await;
+    let calls: Vec<_> = rows.iter().map(|r| (r.call.as_str(), r.status)).collect();
+    assert_eq!(
+        calls,
+        [
+            ("GET /api/v1/me", 401),
+            ("GET /api/v1/me", 200),
+            ("POST /api/v1/login", 200)
+        ]
+    );
+    let session = rows[1].session_id.expect("the call named its session");
+    assert_eq!(rows[2].session_id, Some(session));
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 use super::checkpoint::Checkpointer;
 use super::history::{COLUMN_COUNT, HOLD, Held, VALUES_MAX, VALUES_SQL};
 use super::ts;
+use super::{BUSY_TIMEOUT, PRAGMAS};
 use crate::domain::api_user::NewSession;
 use crate::domain::history::HistoryEntry;
 use crate::domain::ids::SessionId;
@@ -16,17 +17,16 @@ use rusqlite::{Connection, TransactionBehavior};
 use sqlx::SqlitePool;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::runtime::Handle;
 
 /// A login's session, written only while its key still belongs to its user and never over a
-/// taken number; returns the number when written.
+/// taken number.
 const INSERT_SESSION: &str = "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, \
      ip, created_at, last_seen_at, idle_timeout_s, expires_at) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8 \
      WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = ?3 AND k.api_user_id = ?2) \
-     ON CONFLICT DO NOTHING \
-     RETURNING id";
+     ON CONFLICT DO NOTHING";
 
 pub(super) struct SqliteHistoryWriter {
     conn: Connection,
@@ -53,16 +53,19 @@ impl SqliteHistoryWriter {
     ) -> Result<Self> {
         let conn = Connection::open(settings.file).map_err(StoreError::Embedded)?;
         let synchronous = if settings.sync_full { "FULL" } else { "NORMAL" };
-        conn.busy_timeout(Duration::from_secs(5))
-            .and_then(|()| conn.pragma_update(None, "synchronous", synchronous))
-            .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
-            .and_then(|()| conn.pragma_update(None, "cache_size", -8000))
+        let set = || {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "synchronous", synchronous)?;
+            for (name, value) in PRAGMAS {
+                conn.pragma_update(None, name, value)?;
+            }
             // The background checkpointer copies the log back, off the writer's path.
-            .and_then(|()| match checkpointer {
-                Some(_) => conn.pragma_update(None, "wal_autocheckpoint", 0),
-                None => Ok(()),
-            })
-            .map_err(StoreError::Embedded)?;
+            if checkpointer.is_some() {
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            }
+            Ok(())
+        };
+        set().map_err(StoreError::Embedded)?;
         conn.set_prepared_statement_cache_capacity(VALUES_MAX + 8);
         Ok(Self {
             conn,
@@ -104,6 +107,10 @@ impl HistoryWriter for SqliteHistoryWriter {
     }
 
     fn answered(&mut self) {
+        // Only after a batch that was committed, while the writer still holds the write lock.
+        if self.held.is_none() {
+            return;
+        }
         if let Some(checkpointer) = &self.checkpointer
             && checkpointer.committed()
         {
@@ -126,7 +133,7 @@ fn write_batch(
     if !sessions.is_empty() {
         let mut insert = tx.prepare_cached(INSERT_SESSION)?;
         for s in sessions {
-            let mut inserted = insert.query(rusqlite::params![
+            let inserted = insert.execute(rusqlite::params![
                 s.id.0,
                 s.api_user_id.0,
                 s.api_key_id.0,
@@ -136,29 +143,35 @@ fn write_batch(
                 s.idle_timeout_s,
                 ts(s.expires_at),
             ])?;
-            if let Some(row) = inserted.next()? {
-                written.push(SessionId(row.get(0)?));
+            if inserted == 1 {
+                written.push(s.id);
             }
         }
     }
     for chunk in rows.chunks(VALUES_MAX) {
-        let mut insert = tx.prepare_cached(&VALUES_SQL[chunk.len() - 1])?;
-        for (n, e) in chunk.iter().enumerate() {
-            let at = n * COLUMN_COUNT;
-            insert.raw_bind_parameter(at + 1, e.api_user_id.map(|id| id.0))?;
-            insert.raw_bind_parameter(at + 2, e.username.as_deref())?;
-            insert.raw_bind_parameter(at + 3, e.key_hint.as_deref())?;
-            insert.raw_bind_parameter(at + 4, e.session_id.map(|id| id.0))?;
-            insert.raw_bind_parameter(at + 5, e.call.as_str())?;
-            insert.raw_bind_parameter(at + 6, e.ip.as_str())?;
-            insert.raw_bind_parameter(at + 7, e.status)?;
-            insert.raw_bind_parameter(at + 8, e.outcome.as_str())?;
-            insert.raw_bind_parameter(at + 9, ts(e.date_added))?;
-            insert.raw_bind_parameter(at + 10, ts(e.date_modified))?;
-            insert.raw_bind_parameter(at + 11, e.request_id.as_str())?;
-        }
-        insert.raw_execute()?;
+        insert_rows(&tx, chunk)?;
     }
     tx.commit()?;
     Ok(written)
+}
+
+/// Up to [`VALUES_MAX`] rows in one prepared statement, bound value by value.
+fn insert_rows(conn: &Connection, rows: &[HistoryEntry]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(&VALUES_SQL[rows.len() - 1])?;
+    for (n, e) in rows.iter().enumerate() {
+        let at = n * COLUMN_COUNT;
+        insert.raw_bind_parameter(at + 1, e.api_user_id.map(|id| id.0))?;
+        insert.raw_bind_parameter(at + 2, e.username.as_deref())?;
+        insert.raw_bind_parameter(at + 3, e.key_hint.as_deref())?;
+        insert.raw_bind_parameter(at + 4, e.session_id.map(|id| id.0))?;
+        insert.raw_bind_parameter(at + 5, e.call.as_str())?;
+        insert.raw_bind_parameter(at + 6, e.ip.as_str())?;
+        insert.raw_bind_parameter(at + 7, e.status)?;
+        insert.raw_bind_parameter(at + 8, e.outcome.as_str())?;
+        insert.raw_bind_parameter(at + 9, ts(e.date_added))?;
+        insert.raw_bind_parameter(at + 10, ts(e.date_modified))?;
+        insert.raw_bind_parameter(at + 11, e.request_id.as_str())?;
+    }
+    insert.raw_execute()?;
+    Ok(())
 }

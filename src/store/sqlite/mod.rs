@@ -1,7 +1,9 @@
 //! The embedded default: one SQLite file in WAL mode.
 //!
 //! Writes go through a pool of one connection, so writers in this process queue in Rust
-//! instead of fighting over SQLite's lock; reads use a pool of their own. Write transactions
+//! instead of fighting over SQLite's lock; reads use a pool of their own. The history writer
+//! has a connection of its own (`history_writer`), and holds the write pool's connection while
+//! it writes. Write transactions
 //! start with `BEGIN IMMEDIATE` so a second process (the CLI) waits on the busy timeout
 //! instead of failing on a lock upgrade.
 
@@ -49,12 +51,24 @@ pub struct SqliteStore {
     sync_full: bool,
 }
 
+/// What every connection to the file is set to, sqlx's and the history writer's own.
+const PRAGMAS: [(&str, &str); 3] = [
+    ("foreign_keys", "ON"),
+    ("temp_store", "memory"),
+    // 8 MB of pages per connection, seven connections at most (one writing, four reading,
+    // the checkpointer's, the history writer's): the server stays well under 100 MB; the
+    // kernel's page cache keeps the rest of a large file close.
+    ("cache_size", "-8000"),
+];
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
     std::sync::LazyLock::new(|| super::migrations::tolerant(sqlx::migrate!("./migrations/sqlite")));
 
 impl SqliteStore {
     pub async fn open(url: &str, options: &ConnectOptions) -> Result<Self> {
-        let base = SqliteConnectOptions::from_str(url)
+        let mut base = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("bad SQLite URL `{url}`: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -63,12 +77,10 @@ impl SqliteStore {
             } else {
                 SqliteSynchronous::Normal
             })
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
-            .pragma("temp_store", "memory")
-            // 8 MB of pages per connection, five connections: the server stays well under
-            // 100 MB; the kernel's page cache keeps the rest of a large file close.
-            .pragma("cache_size", "-8000");
+            .busy_timeout(BUSY_TIMEOUT);
+        for (name, value) in PRAGMAS {
+            base = base.pragma(name, value);
+        }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let background_checkpoints = options.checkpoint_in_background && !in_memory;
         let writer = if background_checkpoints {
