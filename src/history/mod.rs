@@ -277,12 +277,11 @@ fn write_on_thread(
             continue;
         }
         let started = Instant::now();
-        let mut attempt = 0;
+        let mut retry = Retry::default();
         let result = loop {
             match writer.append(&batch.rows, &batch.sessions) {
                 Ok(written) => break Ok(written),
-                Err(error) if retry(&error, batch.rows.len(), attempt) => {
-                    attempt += 1;
+                Err(error) if retry.again(&error, batch.rows.len()) => {
                     std::thread::sleep(RETRY_AFTER);
                 }
                 Err(_) => break Err(RecordError),
@@ -311,12 +310,11 @@ async fn write_as_task(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, books: 
             continue;
         }
         let started = Instant::now();
-        let mut attempt = 0;
+        let mut retry = Retry::default();
         let result = loop {
             match db.append_history(&batch.rows, &batch.sessions).await {
                 Ok(written) => break Ok(written),
-                Err(error) if retry(&error, batch.rows.len(), attempt) => {
-                    attempt += 1;
+                Err(error) if retry.again(&error, batch.rows.len()) => {
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
                 Err(_) => break Err(RecordError),
@@ -342,12 +340,21 @@ const RETRY_AFTER: Duration = Duration::from_millis(50);
 /// answered 503 rather than left waiting. A database that could not be reached for the pool's
 /// whole wait (PostgreSQL restarting) gets no second wait: the rows that queued meanwhile try
 /// again as the next batch, so no call waits more than twice the pool's timeout.
-fn retry(error: &StoreError, rows: usize, attempt: u32) -> bool {
-    tracing::error!(
-        error = error as &dyn std::error::Error,
-        rows,
-        attempt,
-        "history commit failed"
-    );
-    attempt == 0 && !error.waited_out()
+#[derive(Default)]
+struct Retry {
+    attempts: u32,
+}
+
+impl Retry {
+    /// Logs the failed commit of `rows`; whether to try again after [`RETRY_AFTER`].
+    fn again(&mut self, error: &StoreError, rows: usize) -> bool {
+        tracing::error!(
+            error = error as &dyn std::error::Error,
+            rows,
+            attempt = self.attempts,
+            "history commit failed"
+        );
+        self.attempts += 1;
+        self.attempts == 1 && !error.waited_out()
+    }
 }

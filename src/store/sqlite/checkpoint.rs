@@ -79,11 +79,7 @@ impl Checkpointer {
     /// background one kept from running is tried again after the next batch.
     pub(super) fn restart(&self, writer: &rusqlite::Connection) {
         let round = writer.query_row(PASSIVE, [], |row| {
-            Ok(Round {
-                busy: row.get::<_, i64>(0)? != 0,
-                pages: row.get(1)?,
-                copied: row.get(2)?,
-            })
+            Ok(Round::from((row.get(0)?, row.get(1)?, row.get(2)?)))
         });
         match round {
             Ok(round) if round.busy => self.shared.restart.store(true, Ordering::Relaxed),
@@ -193,11 +189,17 @@ struct Round {
 
 /// Copies what it can of the log.
 async fn checkpoint(connection: &mut SqliteConnection) -> Result<Round, sqlx::Error> {
-    let (busy, pages, copied): (i64, i64, i64) =
-        sqlx::query_as(PASSIVE).fetch_one(connection).await?;
-    Ok(Round {
-        busy: busy != 0,
-        pages,
-        copied,
-    })
+    let columns: (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(connection).await?;
+    Ok(Round::from(columns))
+}
+
+impl From<(i64, i64, i64)> for Round {
+    /// From `PRAGMA wal_checkpoint`'s row.
+    fn from((busy, pages, copied): (i64, i64, i64)) -> Self {
+        Self {
+            busy: busy != 0,
+            pages,
+            copied,
+        }
+    }
 }
