@@ -1,4 +1,4 @@
-use super::history_writer::{SqliteHistoryWriter, WriterSettings};
+use super::history_writer::SqliteHistoryWriter;
 use super::sessions::insert_sessions;
 use super::{SqliteStore, from_ts, ts};
 use crate::domain::api_user::NewSession;
@@ -110,12 +110,12 @@ impl HistoryStore for SqliteStore {
             // In memory, the database lives in the write pool's one connection.
             return Ok(None);
         };
-        let settings = WriterSettings {
+        let writer = SqliteHistoryWriter::open(
             file,
-            sync_full: self.sync_full,
-        };
-        let writer =
-            SqliteHistoryWriter::open(&settings, self.write.clone(), self.checkpointer.clone())?;
+            self.sync_full,
+            self.write.clone(),
+            self.checkpointer.clone(),
+        )?;
         Ok(Some(Box::new(writer)))
     }
 

@@ -39,20 +39,17 @@ pub(super) struct SqliteHistoryWriter {
     checkpointer: Option<Arc<Checkpointer>>,
 }
 
-/// The settings of the store's other connections that matter to the writer's.
-pub(super) struct WriterSettings<'a> {
-    pub(super) file: &'a Path,
-    pub(super) sync_full: bool,
-}
-
 impl SqliteHistoryWriter {
+    /// A connection to `file`, set as the store's others are; `sync_full` as the store was
+    /// opened with.
     pub(super) fn open(
-        settings: &WriterSettings<'_>,
+        file: &Path,
+        sync_full: bool,
         write: SqlitePool,
         checkpointer: Option<Arc<Checkpointer>>,
     ) -> Result<Self> {
-        let conn = Connection::open(settings.file).map_err(StoreError::Embedded)?;
-        let synchronous = if settings.sync_full { "FULL" } else { "NORMAL" };
+        let conn = Connection::open(file).map_err(StoreError::Embedded)?;
+        let synchronous = if sync_full { "FULL" } else { "NORMAL" };
         let set = || {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "synchronous", synchronous)?;
