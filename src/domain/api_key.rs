@@ -13,7 +13,7 @@ pub const MAX_KEY_LEN: usize = 256;
 pub const DEFAULT_KEY_LEN: usize = 64;
 const CHECKSUM_LEN: usize = 6;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// The regular expression secret scanners use to find Keyward keys.
 pub const SCANNER_REGEX: &str = r"\bkw_[0-9A-Za-z]{61,253}\b";

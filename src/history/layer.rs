@@ -224,7 +224,9 @@ where
     let record = Call::begin(state, &mut request);
     // A panic in the call is answered (500, in this entry's shape) and recorded like any
     // other answer; the connection and the server stay up.
-    let run = std::panic::AssertUnwindSafe(call(request)).catch_unwind();
+    // Boxed where it is made: the call's future is large, and each future that holds it
+    // would otherwise be copied whole as it moves into the next.
+    let run = std::panic::AssertUnwindSafe(Box::pin(call(request))).catch_unwind();
     let response = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(response)) => response,
         Ok(Err(_)) => render(ApiError::internal()),

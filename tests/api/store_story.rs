@@ -22,7 +22,9 @@ use keyward::domain::webhook::{
     AlertClaim, AttemptResult, DeliveryQuery, DeliveryState, EventType, EventTypes, NewEvent,
     NewWebhook, Recipients, WebhookUrl,
 };
-use keyward::store::{Db, IdempotencyClaim, RetireOld, StoreError, StoredResponse, Usage};
+use keyward::store::{
+    Db, HistoryWriter, IdempotencyClaim, RetireOld, StoreError, StoredResponse, Usage,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -488,18 +490,52 @@ async fn append(
     rows: Vec<HistoryEntry>,
     sessions: Vec<NewSession>,
 ) -> Result<Vec<SessionId>, StoreError> {
-    match db.history_writer().expect("a writer") {
-        Some(mut writer) => tokio::task::spawn_blocking(move || {
-            let written = writer.append(&rows, &sessions);
-            writer.idle();
-            written
-        })
-        .await
-        .expect("the writer's thread"),
-        None => {
-            let written = db.append_history(&rows, &sessions).await;
-            db.history_idle();
-            written
+    let mut writer = StoryWriter::new(db);
+    let written = writer.append(rows, sessions).await;
+    writer.idle().await;
+    written
+}
+
+/// A server's history writer, kept from one batch to the next as the server keeps it.
+struct StoryWriter<'a> {
+    db: &'a Db,
+    own: Option<Box<dyn HistoryWriter>>,
+}
+
+impl<'a> StoryWriter<'a> {
+    fn new(db: &'a Db) -> Self {
+        Self {
+            db,
+            own: db.history_writer().expect("a writer"),
+        }
+    }
+
+    async fn append(
+        &mut self,
+        rows: Vec<HistoryEntry>,
+        sessions: Vec<NewSession>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        match self.own.take() {
+            Some(mut writer) => {
+                let (writer, written) = tokio::task::spawn_blocking(move || {
+                    let written = writer.append(&rows, &sessions);
+                    (writer, written)
+                })
+                .await
+                .expect("the writer's thread");
+                self.own = Some(writer);
+                written
+            }
+            None => self.db.append_history(&rows, &sessions).await,
+        }
+    }
+
+    async fn idle(self) {
+        match self.own {
+            Some(mut writer) => tokio::task::spawn_blocking(move || writer.idle())
+                .await
+                .expect("the writer's thread"),
+            None => self.db.history_idle(),
         }
     }
 }
@@ -564,11 +600,20 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     let mut refused = call(Some(user), Outcome::Ok, "127.0.0.1", NOW);
     refused.call = "refused by the story".to_owned();
     history_refuses(url, &refused.call).await;
-    let failed = append(db, vec![refused], vec![new_session(more[2], "kwt_lost")]).await;
+    let mut writer = StoryWriter::new(db);
+    let failed = writer
+        .append(vec![refused], vec![new_session(more[2], "kwt_lost")])
+        .await;
     history_refuses(url, "").await;
     assert!(failed.is_err(), "the trigger refused the row");
     assert!(db.session_by_id(more[2]).await.expect("read").is_none());
     assert_eq!(count_rows().await, rows_before);
+    // The failed batch left no transaction open: the same writer begins and commits the next.
+    writer
+        .append(vec![], vec![])
+        .await
+        .expect("the batch after a failed one");
+    writer.idle().await;
     let found = db.session_by_id(one).await.expect("read").expect("session");
     assert_eq!(
         (found.id, found.token_hash, found.expires_at),
