@@ -93,14 +93,9 @@ impl Recorder {
         };
         let writer = match db.history_writer()? {
             Some(writer) => {
-                let runtime = tokio::runtime::Handle::current();
                 let thread = std::thread::Builder::new()
                     .name("keyward-history".to_owned())
-                    .spawn(move || {
-                        // The writer gives its pooled connection back on the runtime.
-                        let _runtime = runtime.enter();
-                        write_on_thread(writer, rx, books);
-                    })
+                    .spawn(move || write_on_thread(writer, rx, books))
                     .map_err(|e| {
                         StoreError::Config(format!("cannot start the history writer: {e}"))
                     })?;

@@ -286,8 +286,8 @@ pub trait HistoryStore {
     /// A writer of the store's own for the history's batches, where the store has one that
     /// writes from the caller's thread (SQLite's file: the writer's thread is SQLite's thread,
     /// with no hand-over to another per batch). Otherwise the batches go through
-    /// `append_history`. Called within the runtime, which the writer uses for the store's
-    /// pools (SQLite's writer takes the write pool's connection as the process's write lock).
+    /// `append_history`. Called within the runtime, which the writer uses to wait for its turn
+    /// to write (SQLite's writer takes the process's turn while its batches follow each other).
     fn history_writer(&self) -> Result<Option<Box<dyn HistoryWriter>>> {
         Ok(None)
     }

@@ -153,7 +153,7 @@ impl AdminStore for SqliteStore {
         .bind(ts(session.created_at))
         .bind(ts(session.created_at))
         .bind(ts(session.expires_at))
-        .execute(&self.write)
+        .execute(&mut *self.write_connection().await?)
         .await?
         .last_insert_rowid())
     }
@@ -179,7 +179,7 @@ impl AdminStore for SqliteStore {
         sqlx::query("UPDATE admin_sessions SET last_seen_at = ? WHERE id = ?")
             .bind(ts(now))
             .bind(id)
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?;
         Ok(())
     }
@@ -188,7 +188,7 @@ impl AdminStore for SqliteStore {
         sqlx::query("UPDATE admin_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(ts(now))
             .bind(id)
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?;
         Ok(())
     }

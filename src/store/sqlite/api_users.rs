@@ -14,7 +14,7 @@ use crate::store::rows::api_users::{
 };
 use crate::store::{ApiUserStore, Result, RetireOld, StoreError};
 use async_trait::async_trait;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::SqliteConnection;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
@@ -84,15 +84,11 @@ async fn revoke_all_sessions(
     .rows_affected())
 }
 
-async fn touch_user(
-    tx: &mut Transaction<'static, Sqlite>,
-    id: ApiUserId,
-    now: OffsetDateTime,
-) -> Result<()> {
+async fn touch_user(conn: &mut SqliteConnection, id: ApiUserId, now: OffsetDateTime) -> Result<()> {
     let found = sqlx::query("UPDATE api_users SET updated_at = ? WHERE id = ?")
         .bind(ts(now))
         .bind(id.0)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
     if found == 0 {

@@ -16,14 +16,15 @@ use sqlx::{QueryBuilder, Sqlite};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-/// How long the history writer keeps the write connection across its batches before giving
-/// it back: another writer (a login's session, an order) waits this long, plus the batch that
-/// began before it ran out, where it would otherwise wait for that batch alone.
+/// How long the history writer keeps its turn to write (in memory, the write connection)
+/// across its batches before giving it back: another writer (a login's session, an order)
+/// waits this long, plus the batch that began before it ran out, where it would otherwise
+/// wait for that batch alone.
 pub(super) const HOLD: Duration = Duration::from_millis(2);
 
-/// The write connection, kept by the history writer while batches follow each other. Each
-/// return to sqlx's pool costs a ping through the connection's thread, which under load cost
-/// as much CPU as the batch's own insert.
+/// The write connection, kept by the history writer of a database in memory (which lives in
+/// that connection) while batches follow each other. Each return to sqlx's pool costs a ping
+/// through the connection's thread, which under load cost as much CPU as the batch's insert.
 pub(super) struct Held {
     pub(super) conn: PoolConnection<Sqlite>,
     pub(super) since: Instant,
@@ -113,14 +114,16 @@ impl HistoryStore for SqliteStore {
         let writer = SqliteHistoryWriter::open(
             file,
             self.sync_full,
-            self.write.clone(),
+            self.gate.clone(),
             self.checkpointer.clone(),
         )?;
         Ok(Some(Box::new(writer)))
     }
 
     async fn insert_history(&self, rows: &[HistoryEntry]) -> Result<()> {
-        insert_batch(rows)?.execute(&self.write).await?;
+        insert_batch(rows)?
+            .execute(&mut *self.write_connection().await?)
+            .await?;
         Ok(())
     }
 
@@ -316,7 +319,7 @@ impl HistoryStore for SqliteStore {
                  (SELECT id FROM api_history WHERE date_added < ? ORDER BY date_added LIMIT 10000)",
             )
             .bind(ts(older_than))
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?
             .rows_affected();
             total += deleted;
@@ -325,11 +328,11 @@ impl HistoryStore for SqliteStore {
                 // The aggregates follow the rows they count.
                 sqlx::query("DELETE FROM api_usage_hourly WHERE hour < ?")
                     .bind(ts(older_than))
-                    .execute(&self.write)
+                    .execute(&mut *self.write_connection().await?)
                     .await?;
                 sqlx::query("DELETE FROM api_refused_ips WHERE last_at < ?")
                     .bind(ts(older_than))
-                    .execute(&self.write)
+                    .execute(&mut *self.write_connection().await?)
                     .await?;
                 return Ok(total);
             }

@@ -6,7 +6,8 @@
 //! batch, steps it and commits without waking anyone until it answers the calls.
 
 use super::checkpoint::Checkpointer;
-use super::history::{COLUMN_COUNT, HOLD, Held, VALUES_MAX, VALUES_SQL};
+use super::gate::{Turn, WriteGate};
+use super::history::{COLUMN_COUNT, HOLD, VALUES_MAX, VALUES_SQL};
 use super::ts;
 use super::{BUSY_TIMEOUT, PRAGMAS};
 use crate::domain::api_user::NewSession;
@@ -14,7 +15,6 @@ use crate::domain::history::HistoryEntry;
 use crate::domain::ids::SessionId;
 use crate::store::{HistoryWriter, Result, StoreError};
 use rusqlite::Connection;
-use sqlx::SqlitePool;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,11 +30,11 @@ const INSERT_SESSION: &str = "INSERT INTO api_sessions (id, api_user_id, api_key
 
 pub(super) struct SqliteHistoryWriter {
     conn: Connection,
-    /// The pool's one write connection is this process's write lock: the writer holds it
-    /// while its batches follow each other (up to [`HOLD`]), so the process's other writers
-    /// queue in Rust behind it instead of sleeping in SQLite's busy handler.
-    write: SqlitePool,
-    held: Option<Held>,
+    /// The writer keeps the process's turn to write while its batches follow each other (up
+    /// to [`HOLD`]), so the process's other writers wait in Rust behind it instead of sleeping
+    /// in SQLite's busy handler.
+    gate: WriteGate,
+    turn: Option<(Turn, Instant)>,
     runtime: Handle,
     checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -45,7 +45,7 @@ impl SqliteHistoryWriter {
     pub(super) fn open(
         file: &Path,
         sync_full: bool,
-        write: SqlitePool,
+        gate: WriteGate,
         checkpointer: Option<Arc<Checkpointer>>,
     ) -> Result<Self> {
         let conn = Connection::open(file).map_err(StoreError::Embedded)?;
@@ -66,28 +66,25 @@ impl SqliteHistoryWriter {
         conn.set_prepared_statement_cache_capacity(VALUES_MAX + 8);
         Ok(Self {
             conn,
-            write,
-            held: None,
+            gate,
+            turn: None,
             runtime: Handle::current(),
             checkpointer,
         })
     }
 
-    fn hold_write_lock(&mut self) -> Result<()> {
+    fn keep_turn(&mut self) -> Result<()> {
         if self
-            .held
+            .turn
             .as_ref()
-            .is_some_and(|h| h.since.elapsed() >= HOLD)
+            .is_some_and(|(_, since)| since.elapsed() >= HOLD)
         {
-            // Given back: a writer waiting in the pool's queue gets it before this one.
-            self.held = None;
+            // Given back: a writer waiting for its turn goes before this one.
+            self.turn = None;
         }
-        if self.held.is_none() {
-            let conn = self.runtime.block_on(self.write.acquire())?;
-            self.held = Some(Held {
-                conn,
-                since: Instant::now(),
-            });
+        if self.turn.is_none() {
+            let turn = self.gate.turn_blocking(&self.runtime)?;
+            self.turn = Some((turn, Instant::now()));
         }
         Ok(())
     }
@@ -95,17 +92,17 @@ impl SqliteHistoryWriter {
 
 impl HistoryWriter for SqliteHistoryWriter {
     fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<SessionId>> {
-        self.hold_write_lock()?;
+        self.keep_turn()?;
         write_batch(&self.conn, rows, sessions).map_err(|error| {
             // Let the process's other writers through while the writer waits to retry.
-            self.held = None;
+            self.turn = None;
             StoreError::Embedded(error)
         })
     }
 
     fn answered(&mut self) {
-        // Only after a batch that was committed, while the writer still holds the write lock.
-        if self.held.is_none() {
+        // Only after a batch that was committed, while it is still the writer's turn.
+        if self.turn.is_none() {
             return;
         }
         if let Some(checkpointer) = &self.checkpointer
@@ -116,7 +113,7 @@ impl HistoryWriter for SqliteHistoryWriter {
     }
 
     fn idle(&mut self) {
-        self.held = None;
+        self.turn = None;
     }
 }
 

@@ -59,7 +59,7 @@ impl IdempotencyStore for SqliteStore {
             .bind(&response.body)
             .bind(api_user.0)
             .bind(key)
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?;
         Ok(())
     }
@@ -68,7 +68,7 @@ impl IdempotencyStore for SqliteStore {
         sqlx::query("DELETE FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ? AND status IS NULL")
             .bind(api_user.0)
             .bind(key)
-            .execute(&self.write)
+            .execute(&mut *self.write_connection().await?)
             .await?;
         Ok(())
     }

@@ -1,17 +1,17 @@
 //! The embedded default: one SQLite file in WAL mode.
 //!
-//! Writes go through a pool of one connection, so writers in this process queue in Rust
-//! instead of fighting over SQLite's lock; reads use a pool of their own. The history writer
-//! has a connection of its own (`history_writer`), and holds the write pool's connection while
-//! it writes. Write transactions
-//! start with `BEGIN IMMEDIATE` so a second process (the CLI) waits on the busy timeout
-//! instead of failing on a lock upgrade.
+//! Writers in this process take turns in Rust (`gate`) instead of fighting over SQLite's lock:
+//! the write pool's one connection, and the history writer with a connection of its own
+//! (`history_writer`); reads use a pool of their own. Write transactions start with
+//! `BEGIN IMMEDIATE` so a second process (the CLI) waits on the busy timeout instead of
+//! failing on a lock upgrade.
 
 mod admin;
 mod api_users;
 mod auth;
 mod checkpoint;
 mod customers;
+mod gate;
 mod history;
 mod history_writer;
 mod idempotency;
@@ -26,11 +26,11 @@ mod webhooks;
 use super::migrations::{self, MigrationStatus, OnOpen};
 use super::{ConnectOptions, Result, Store, StoreError};
 use async_trait::async_trait;
+use gate::{WriteConnection, WriteGate, WriteTx};
 use signal::Signal;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -39,9 +39,11 @@ use std::time::Duration;
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Whose turn it is to write: see `gate`.
+    gate: WriteGate,
     signal: Signal,
-    /// The history writer's hold on the write connection between its batches: see
-    /// `history::Held`.
+    /// The hold on the write connection between the batches of a database in memory's history
+    /// writer: see `history::Held`.
     history: tokio::sync::Mutex<Option<history::Held>>,
     /// A server's: see `checkpoint`.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
@@ -126,6 +128,7 @@ impl SqliteStore {
         Ok(Self {
             read,
             write,
+            gate: WriteGate::default(),
             signal,
             history: tokio::sync::Mutex::new(None),
             file: (!in_memory).then(|| base.get_filename().to_owned()),
@@ -135,12 +138,17 @@ impl SqliteStore {
         })
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(&self) -> Result<WriteTx> {
+        self.gate.begin(&self.write).await
+    }
+
+    /// The write connection, for a statement that is a transaction of its own.
+    async fn write_connection(&self) -> Result<WriteConnection> {
+        self.gate.connection(&self.write).await
     }
 
     /// Commits a transaction that changed credentials, then tells other processes.
-    async fn commit_credentials(&self, tx: Transaction<'static, Sqlite>) -> Result<()> {
+    async fn commit_credentials(&self, tx: WriteTx) -> Result<()> {
         tx.commit().await?;
         self.signal.raise();
         Ok(())
@@ -221,6 +229,7 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         // Another process applying the same migration makes ours fail on what it created;
         // the next try finds it applied (as on opening).
+        let _turn = self.gate.turn().await?;
         let mut attempt = 0;
         loop {
             match MIGRATOR.run(&self.write).await {
