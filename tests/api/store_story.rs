@@ -1579,7 +1579,7 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
     db.close().await;
 }
 
-/// The history writer keeps SQLite's write connection while its batches follow each other,
+/// The history writer keeps the process's turn to write while its batches follow each other,
 /// yet the process's other writers still get their turn between them.
 #[tokio::test]
 async fn a_busy_history_writer_lets_the_other_writers_through() {
@@ -1612,8 +1612,8 @@ async fn a_busy_history_writer_lets_the_other_writers_through() {
         batches
     });
     started.notified().await;
-    // Each waits for the pool's connection, which the writer gives back between batches; one
-    // that never got it would fail after the pool's timeout.
+    // Each waits for its turn, which the writer gives back between batches; one that never got
+    // it would fail after the turn's timeout.
     for _ in 0..20 {
         db.reserve_session_ids(1)
             .await

@@ -46,9 +46,9 @@ impl WriteGate {
     pub(super) async fn begin(&self, pool: &SqlitePool) -> Result<WriteTx> {
         let turn = self.turn().await?;
         let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Turned {
-            conn: tx,
-            _turn: turn,
+        Ok(WriteTx {
+            tx: Some(tx),
+            turn: Some(turn),
         })
     }
 
@@ -56,32 +56,74 @@ impl WriteGate {
     pub(super) async fn connection(&self, pool: &SqlitePool) -> Result<WriteConnection> {
         let turn = self.turn().await?;
         let conn = pool.acquire().await?;
-        Ok(Turned { conn, _turn: turn })
+        Ok(WriteConnection { conn, _turn: turn })
     }
 }
 
-/// A write connection and its turn: the write pool's connection, or a transaction on it.
-/// Dropped, it lets go of the connection first (a transaction not committed is rolled back)
-/// and then of the turn: fields drop in order.
-pub(super) struct Turned<C> {
-    conn: C,
-    _turn: Turn,
+/// A write transaction and its turn.
+pub(super) struct WriteTx {
+    /// Present until `commit` or drop.
+    tx: Option<Transaction<'static, Sqlite>>,
+    turn: Option<Turn>,
 }
 
-/// A write transaction and its turn.
-pub(super) type WriteTx = Turned<Transaction<'static, Sqlite>>;
-
-/// The write connection and its turn.
-pub(super) type WriteConnection = Turned<PoolConnection<Sqlite>>;
-
 impl WriteTx {
-    pub(super) async fn commit(self) -> Result<()> {
-        self.conn.commit().await?;
+    pub(super) async fn commit(mut self) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
         Ok(())
     }
 }
 
-impl<C: Deref<Target = SqliteConnection>> Deref for Turned<C> {
+const TAKEN: &str = "a transaction until it is committed or dropped";
+
+impl Drop for WriteTx {
+    /// Left without `commit` (an error, a refusal, a cancelled call): rolled back before the
+    /// turn passes. sqlx would only send the `ROLLBACK` to its connection's thread, and the
+    /// next writer (the history writer, on its own connection) could find the file still
+    /// locked and sleep in SQLite's busy handler.
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let turn = self.turn.take();
+        match Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = tx.rollback().await {
+                        tracing::warn!(%error, "a write transaction could not be rolled back");
+                    }
+                    drop(turn);
+                });
+            }
+            // No runtime left (the process is ending): sqlx sends the rollback as it drops.
+            Err(_) => drop(tx),
+        }
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        self.tx.as_ref().expect(TAKEN)
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.tx.as_mut().expect(TAKEN)
+    }
+}
+
+/// The write connection and its turn. A statement cut short (its call timed out) still runs
+/// to its end on the connection's thread after the turn has passed: the next writer may then
+/// wait in SQLite's busy handler, as any writer would for another process.
+pub(super) struct WriteConnection {
+    conn: PoolConnection<Sqlite>,
+    _turn: Turn,
+}
+
+impl Deref for WriteConnection {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
@@ -89,7 +131,7 @@ impl<C: Deref<Target = SqliteConnection>> Deref for Turned<C> {
     }
 }
 
-impl<C: DerefMut<Target = SqliteConnection>> DerefMut for Turned<C> {
+impl DerefMut for WriteConnection {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.conn
     }

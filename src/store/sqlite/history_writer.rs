@@ -124,6 +124,10 @@ fn write_batch(
     rows: &[HistoryEntry],
     sessions: &[NewSession],
 ) -> rusqlite::Result<Vec<SessionId>> {
+    if !conn.is_autocommit() {
+        // A previous batch whose rollback failed too: its transaction goes first.
+        conn.execute_batch("ROLLBACK")?;
+    }
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let written = insert_batch(conn, rows, sessions)
         .and_then(|written| conn.prepare_cached("COMMIT")?.execute([]).map(|_| written));
