@@ -26,8 +26,8 @@ pub(super) const HOLD: Duration = Duration::from_millis(2);
 /// that connection) while batches follow each other. Each return to sqlx's pool costs a ping
 /// through the connection's thread, which under load cost as much CPU as the batch's insert.
 pub(super) struct Held {
-    pub(super) conn: PoolConnection<Sqlite>,
-    pub(super) since: Instant,
+    conn: PoolConnection<Sqlite>,
+    since: Instant,
 }
 
 const COLUMNS: &str = "api_user_id, username, key_hint, session_id, call, ip, status, outcome, \

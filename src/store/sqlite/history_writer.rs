@@ -129,7 +129,7 @@ fn write_batch(
         conn.execute_batch("ROLLBACK")?;
     }
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let written = insert_batch(conn, rows, sessions)
+    let written = insert_sessions_and_rows(conn, rows, sessions)
         .and_then(|written| conn.prepare_cached("COMMIT")?.execute([]).map(|_| written));
     if written.is_err() && !conn.is_autocommit() {
         // A failed COMMIT (busy) leaves the transaction open as well.
@@ -140,7 +140,7 @@ fn write_batch(
     written
 }
 
-fn insert_batch(
+fn insert_sessions_and_rows(
     conn: &Connection,
     rows: &[HistoryEntry],
     sessions: &[NewSession],
