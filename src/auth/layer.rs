@@ -61,7 +61,7 @@ pub async fn admit(
     credentials: Result<Presented, ApiError>,
     ip: IpAddr,
     need: Need,
-    route: &str,
+    route: &Arc<str>,
     slot: Option<&CallSlot>,
 ) -> Result<Caller, Refusal> {
     let started = Instant::now();
@@ -73,7 +73,7 @@ pub async fn admit(
     let caller = verdict?;
     if let Some(slot) = slot {
         slot.fill(&CallInfo {
-            route: Some(route.to_owned()),
+            route: Some(route.clone()),
             ..caller.call_info()
         });
     }
@@ -150,6 +150,6 @@ pub async fn pipeline(
     let info = response
         .extensions_mut()
         .get_or_insert_default::<CallInfo>();
-    info.route.get_or_insert_with(|| route.to_string());
+    info.route.get_or_insert_with(|| route.clone());
     response
 }

@@ -31,7 +31,7 @@ pub struct CallInfo {
     pub key_hint: Option<Arc<str>>,
     pub session_id: Option<SessionId>,
     /// The route template (`/api/v1/products/{id}`), never the raw URL with its query.
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
 }
 
 /// Where the auth pipeline leaves what it learned about the caller, so the history row names
@@ -108,7 +108,7 @@ struct Call {
     method: Method,
     path: String,
     ip: String,
-    request_id: String,
+    request_id: Option<RequestId>,
     finished: bool,
 }
 
@@ -129,10 +129,7 @@ impl Call {
                 .get::<ClientIp>()
                 .map(|ip| ip.0.to_string())
                 .unwrap_or_default(),
-            request_id: extensions
-                .get::<RequestId>()
-                .map(|id| id.0.clone())
-                .unwrap_or_default(),
+            request_id: extensions.get::<RequestId>().copied(),
             state,
             finished: false,
         }
@@ -144,19 +141,24 @@ impl Call {
             .state
             .metrics
             .target(info.route.as_deref(), &self.method);
-        let route = info.route.unwrap_or_else(|| unmatched_path(&self.path));
+        let call = match &info.route {
+            Some(route) => format!("{} {route}", self.method),
+            None => format!("{} {}", self.method, unmatched_path(&self.path)),
+        };
         let entry = HistoryEntry {
             api_user_id: info.api_user_id,
             username: info.username,
             key_hint: info.key_hint,
             session_id: info.session_id,
-            call: format!("{} {route}", self.method),
+            call,
             ip: std::mem::take(&mut self.ip),
             status,
             outcome,
             date_added: self.received,
             date_modified: self.state.clock.now(),
-            request_id: std::mem::take(&mut self.request_id),
+            request_id: self
+                .request_id
+                .map_or_else(String::new, |id| id.as_str().to_owned()),
         };
         (entry, target)
     }

@@ -136,7 +136,7 @@ fn request_span(request: &Request) -> tracing::Span {
     let extensions = request.extensions();
     let id = extensions
         .get::<request_id::RequestId>()
-        .map_or("", |id| id.0.as_str());
+        .map_or("", request_id::RequestId::as_str);
     let client = extensions.get::<crate::auth::ClientIp>().map_or(
         std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         |ip| ip.0,

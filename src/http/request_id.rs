@@ -12,8 +12,10 @@ tokio::task_local! {
     static REQUEST_ID: RequestId;
 }
 
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+/// The id in its text form, held by value: the request's extensions, its task-local and its
+/// history row each take a copy without an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; uuid::fmt::Simple::LENGTH]);
 
 impl RequestId {
     /// A UUIDv7 (time first, so the history can find a request by its id through the date
@@ -24,13 +26,23 @@ impl RequestId {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
         let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
-        Self(id.simple().to_string())
+        let mut text = [0; uuid::fmt::Simple::LENGTH];
+        id.simple().encode_lower(&mut text);
+        Self(text)
+    }
+
+    /// 32 lowercase hex digits.
+    pub fn as_str(&self) -> &str {
+        // Always ASCII: written by `encode_lower` only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 /// The id of the request being served, or "" outside of one.
 pub fn current() -> String {
-    REQUEST_ID.try_with(|id| id.0.clone()).unwrap_or_default()
+    REQUEST_ID
+        .try_with(|id| id.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 /// Spawns `future` as a task that stays part of the current request: same request id, same
@@ -41,14 +53,11 @@ where
     F::Output: Send + 'static,
 {
     use tracing::Instrument;
-    let id = REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or(RequestId(String::new()));
-    tokio::spawn(
-        REQUEST_ID
-            .scope(id, future)
-            .instrument(tracing::Span::current()),
-    )
+    let span = tracing::Span::current();
+    match REQUEST_ID.try_with(|id| *id) {
+        Ok(id) => tokio::spawn(REQUEST_ID.scope(id, future).instrument(span)),
+        Err(_) => tokio::spawn(future.instrument(span)),
+    }
 }
 
 /// The first layer of every request: gives it its id, and its client address (by the same rule
@@ -73,8 +82,8 @@ where
 {
     let id = RequestId::generate();
     crate::auth::resolve_client_ip(proxies, &mut request);
-    request.extensions_mut().insert(id.clone());
-    let header = HeaderValue::from_str(&id.0).ok();
+    request.extensions_mut().insert(id);
+    let header = HeaderValue::from_str(id.as_str()).ok();
     let mut response = REQUEST_ID.scope(id, call(request)).await;
     if let Some(value) = header {
         response.headers_mut().insert(HEADER.clone(), value);
@@ -89,13 +98,14 @@ mod tests {
 
     #[test]
     fn generated_ids_are_uuid_v7_that_tell_their_time() {
-        let RequestId(id) = RequestId::generate();
-        let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
+        let generated = RequestId::generate();
+        let id = generated.as_str();
+        let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
         assert_eq!(uuid.get_version_num(), 7);
         assert_eq!(id.len(), 32);
-        let at = request_time(&id).expect("a time");
+        let at = request_time(id).expect("a time");
         let now = time::OffsetDateTime::now_utc();
         assert!((now - at).abs() < time::Duration::seconds(5));
-        assert_ne!(RequestId::generate().0, id);
+        assert_ne!(RequestId::generate(), generated);
     }
 }

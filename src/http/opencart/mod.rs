@@ -112,7 +112,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let Some(route) = Route::parse(named) else {
         let mut response = reply::unknown_route();
         response.extensions_mut().insert(CallInfo {
-            route: Some(unknown_call(named)),
+            route: Some(unknown_call(named).into()),
             ..CallInfo::default()
         });
         return response;
@@ -125,7 +125,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     // Named at once, so a call cut short while its body arrives is recorded under its route.
     if let Some(slot) = &slot {
         slot.fill(&CallInfo {
-            route: Some(route.call().to_owned()),
+            route: Some(route.call().into()),
             ..CallInfo::default()
         });
     }
@@ -139,7 +139,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let info = response
         .extensions_mut()
         .get_or_insert_default::<CallInfo>();
-    info.route = Some(route.call().to_owned());
+    info.route = Some(route.call().into());
     response
 }
 
@@ -153,13 +153,14 @@ async fn order_call(
     slot: Option<&CallSlot>,
 ) -> Response {
     let credentials = fields.token().map(Presented::Token);
+    let call = route.call().into();
     let checked = admit(
         &state.auth,
         &state.metrics,
         credentials,
         ip,
         need,
-        route.call(),
+        &call,
         slot,
     );
     let caller = match checked.await {

@@ -1,19 +1,26 @@
 use crate::auth::{Caller, RateState};
 use crate::domain::ids::ApiUserId;
+use crate::domain::ip_rule::IpRule;
+use crate::domain::scope::{Scope, Scopes};
 use crate::http::error::ErrorBody;
 use axum::Json;
-use serde::Serialize;
+use axum::response::{IntoResponse, Response};
+use serde::{Serialize, Serializer};
+use std::net::IpAddr;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+// Serialized straight from the caller: no field is copied into a `String` of its own.
 #[derive(Serialize, ToSchema)]
-pub struct Me {
-    pub api_user: MeUser,
+pub struct Me<'a> {
+    pub api_user: MeUser<'a>,
     /// The scopes this caller holds.
-    pub scopes: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Shown<Scopes>,
     /// The client address as Keyward sees it (after trusted proxies).
-    pub ip: String,
-    pub key_hint: String,
+    #[schema(value_type = String)]
+    pub ip: IpAddr,
+    pub key_hint: &'a str,
     #[serde(with = "time::serde::rfc3339::option")]
     pub key_expires_at: Option<OffsetDateTime>,
     /// Present when the call used a session token.
@@ -23,10 +30,35 @@ pub struct Me {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MeUser {
+pub struct MeUser<'a> {
     pub id: ApiUserId,
-    pub username: String,
-    pub ips: Vec<String>,
+    pub username: &'a str,
+    #[schema(value_type = Vec<String>)]
+    pub ips: Shown<&'a [IpRule]>,
+}
+
+/// A list written item by item in its text form.
+pub struct Shown<T>(T);
+
+impl Serialize for Shown<Scopes> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Scope::as_str))
+    }
+}
+
+impl Serialize for Shown<&[IpRule]> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Text))
+    }
+}
+
+/// One item of a [`Shown`] list.
+struct Text<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Text<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -65,21 +97,17 @@ pub struct MeRateLimit {
     )
 )]
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn me(caller: Caller) -> Json<Me> {
+pub async fn me(caller: Caller) -> Response {
+    let user = &caller.user;
     Json(Me {
         api_user: MeUser {
-            id: caller.user.id,
-            username: caller.user.username.to_string(),
-            ips: caller.user.ips.iter().map(ToString::to_string).collect(),
+            id: user.id,
+            username: &user.username,
+            ips: Shown(&user.ips),
         },
-        scopes: caller
-            .user
-            .scopes
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect(),
-        ip: caller.ip.to_string(),
-        key_hint: caller.key_hint.to_string(),
+        scopes: Shown(user.scopes),
+        ip: caller.ip,
+        key_hint: &caller.key_hint,
         key_expires_at: caller.key_expires_at,
         session: caller.session.map(|s| MeSession {
             id: s.id,
@@ -89,4 +117,5 @@ pub async fn me(caller: Caller) -> Json<Me> {
         }),
         rate_limit: caller.rate,
     })
+    .into_response()
 }
