@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::FutureExt;
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,10 +142,11 @@ impl Call {
             .state
             .metrics
             .target(info.route.as_deref(), &self.method);
-        let call = match &info.route {
-            Some(route) => format!("{} {route}", self.method),
-            None => format!("{} {}", self.method, unmatched_path(&self.path)),
+        let route = match &info.route {
+            Some(route) => Cow::Borrowed(&**route),
+            None => Cow::Owned(unmatched_path(&self.path)),
         };
+        let call = format!("{} {route}", self.method);
         let entry = HistoryEntry {
             api_user_id: info.api_user_id,
             username: info.username,

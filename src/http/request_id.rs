@@ -12,10 +12,16 @@ tokio::task_local! {
     static REQUEST_ID: RequestId;
 }
 
-/// The id in its text form, held by value: the request's extensions, its task-local and its
-/// history row each take a copy without an allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The id in its text form, held by value: the request's extensions and its task-local each
+/// take a copy without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RequestId([u8; uuid::fmt::Simple::LENGTH]);
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+    }
+}
 
 impl RequestId {
     /// A UUIDv7 (time first, so the history can find a request by its id through the date

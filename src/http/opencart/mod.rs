@@ -122,10 +122,11 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         .get::<ClientIp>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
     let slot = request.extensions().get::<CallSlot>().cloned();
+    let call: Arc<str> = route.call().into();
     // Named at once, so a call cut short while its body arrives is recorded under its route.
     if let Some(slot) = &slot {
         slot.fill(&CallInfo {
-            route: Some(route.call().into()),
+            route: Some(call.clone()),
             ..CallInfo::default()
         });
     }
@@ -133,13 +134,13 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         Err(error) => reply::error(error, route, ip),
         Ok(()) => match route.need() {
             None => login::login(&state, route, &fields, ip).await,
-            Some(need) => order_call(&state, route, need, &fields, ip, slot.as_ref()).await,
+            Some(need) => order_call(&state, route, &call, need, &fields, ip, slot.as_ref()).await,
         },
     };
     let info = response
         .extensions_mut()
         .get_or_insert_default::<CallInfo>();
-    info.route = Some(route.call().into());
+    info.route = Some(call);
     response
 }
 
@@ -147,20 +148,20 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 async fn order_call(
     state: &AppState,
     route: Route,
+    call: &Arc<str>,
     need: Need,
     fields: &Fields,
     ip: IpAddr,
     slot: Option<&CallSlot>,
 ) -> Response {
     let credentials = fields.token().map(Presented::Token);
-    let call = route.call().into();
     let checked = admit(
         &state.auth,
         &state.metrics,
         credentials,
         ip,
         need,
-        &call,
+        call,
         slot,
     );
     let caller = match checked.await {

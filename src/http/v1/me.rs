@@ -1,11 +1,11 @@
 use crate::auth::{Caller, RateState};
 use crate::domain::ids::ApiUserId;
 use crate::domain::ip_rule::IpRule;
-use crate::domain::scope::{Scope, Scopes};
+use crate::domain::scope::Scopes;
 use crate::http::error::ErrorBody;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use std::net::IpAddr;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -16,7 +16,7 @@ pub struct Me<'a> {
     pub api_user: MeUser<'a>,
     /// The scopes this caller holds.
     #[schema(value_type = Vec<String>)]
-    pub scopes: Shown<Scopes>,
+    pub scopes: Scopes,
     /// The client address as Keyward sees it (after trusted proxies).
     #[schema(value_type = String)]
     pub ip: IpAddr,
@@ -34,31 +34,7 @@ pub struct MeUser<'a> {
     pub id: ApiUserId,
     pub username: &'a str,
     #[schema(value_type = Vec<String>)]
-    pub ips: Shown<&'a [IpRule]>,
-}
-
-/// A list written item by item in its text form.
-pub struct Shown<T>(T);
-
-impl Serialize for Shown<Scopes> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(Scope::as_str))
-    }
-}
-
-impl Serialize for Shown<&[IpRule]> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(Text))
-    }
-}
-
-/// One item of a [`Shown`] list.
-struct Text<T>(T);
-
-impl<T: std::fmt::Display> Serialize for Text<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
+    pub ips: &'a [IpRule],
 }
 
 #[derive(Serialize, ToSchema)]
@@ -103,9 +79,9 @@ pub async fn me(caller: Caller) -> Response {
         api_user: MeUser {
             id: user.id,
             username: &user.username,
-            ips: Shown(&user.ips),
+            ips: &user.ips,
         },
-        scopes: Shown(user.scopes),
+        scopes: user.scopes,
         ip: caller.ip,
         key_hint: &caller.key_hint,
         key_expires_at: caller.key_expires_at,
