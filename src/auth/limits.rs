@@ -79,7 +79,9 @@ impl LocalLimits {
                 })
             }
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                // The limiter's own clock: a new `DefaultClock` calibrates itself (CPUID) each
+                // time, which made a refused call cost more than an admitted one.
+                let wait = not_until.wait_time_from(limiter.clock().now());
                 Err(RetryAfter(
                     wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
                 ))
@@ -143,7 +145,7 @@ impl AddressLimit {
     /// Counts one call from `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), RetryAfter> {
         self.limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
             RetryAfter(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
         })
     }
@@ -249,7 +251,7 @@ impl LoginThrottle {
 
     /// After a failed login.
     pub fn failed(&self, ip: IpAddr, username: &str) {
-        let clock = DefaultClock::default();
+        let clock = self.by_ip.clock();
         if let Err(not_until) = self.by_ip.check_key(&ip) {
             block(&self.blocked_ips, ip, not_until.wait_time_from(clock.now()));
         }

@@ -130,12 +130,19 @@ impl Keyward {
             key: String::new(),
             binary: binary.to_owned(),
         };
-        let created = keyward.cli(&[
+        keyward.key = keyward.api_user("bench")?;
+        Ok(keyward)
+    }
+
+    /// A new API user for `127.0.0.1` with the highest rate limit and the scopes the scenarios
+    /// need; its key.
+    pub fn api_user(&self, username: &str) -> Result<String, String> {
+        let created = self.cli(&[
             "api",
             "create",
             "--json",
             "--username",
-            "bench",
+            username,
             "--ip",
             "127.0.0.1",
             "--rate-limit",
@@ -147,11 +154,10 @@ impl Keyward {
             "--scope",
             "customers:write",
         ])?;
-        keyward.key = created["key"]
+        created["key"]
             .as_str()
-            .ok_or("no key in api create's output")?
-            .to_owned();
-        Ok(keyward)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no key in api create's output for {username}"))
     }
 
     pub fn cli(&self, args: &[&str]) -> Result<Value, String> {
@@ -400,14 +406,19 @@ async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<V
     println!("\n{}:", keyward.database());
     let mut rows = Vec::new();
     keyward.seed()?;
-    let login_body = json!({"username": "bench", "key": keyward.key}).to_string();
+    // Each scenario calls as an API user of its own, with a whole allowance: refused calls
+    // (429) would be measured instead once one user's is spent.
+    let key = |username: &str| keyward.api_user(username);
+    let login_body = |username: &str| -> Result<String, String> {
+        Ok(json!({"username": username, "key": key(username)?}).to_string())
+    };
     let token = {
         let (_, text) = http::call(
             keyward.server.port,
             "POST",
             "/api/v1/login",
             None,
-            Some(&login_body),
+            Some(&login_body("bench-token")?),
         )?;
         let value: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         value["api_token"]
@@ -431,7 +442,7 @@ async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<V
             Request {
                 method: "GET",
                 url: keyward.url("/api/v1/me"),
-                headers: bearer(&keyward.key),
+                headers: bearer(&key("bench-me")?),
                 body: None,
             },
         ),
@@ -450,7 +461,7 @@ async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<V
                 method: "POST",
                 url: keyward.url("/api/v1/login"),
                 headers: vec![("Content-Type", "application/json".to_owned())],
-                body: Some(login_body.clone()),
+                body: Some(login_body("bench-login")?),
             },
         ),
         (
@@ -458,7 +469,7 @@ async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<V
             Request {
                 method: "GET",
                 url: keyward.url("/api/v1/products?limit=50"),
-                headers: bearer(&keyward.key),
+                headers: bearer(&key("bench-products")?),
                 body: None,
             },
         ),
@@ -467,7 +478,7 @@ async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<V
             Request {
                 method: "POST",
                 url: keyward.url("/api/v1/orders/1/history"),
-                headers: json_body(&keyward.key),
+                headers: json_body(&key("bench-orders")?),
                 body: Some(json!({"status": "Processing", "comment": "bench"}).to_string()),
             },
         ),
@@ -476,7 +487,7 @@ async fn scenarios(keyward: &Keyward, wrk: &Wrk<'_>, floor_rps: f64) -> Result<V
             Request {
                 method: "POST",
                 url: keyward.url("/api/v1/products/stock"),
-                headers: json_body(&keyward.key),
+                headers: json_body(&key("bench-stock")?),
                 body: Some(json!({"items": stock}).to_string()),
             },
         ),

@@ -79,11 +79,19 @@ pub fn table(rows: &[Row], scale: Option<&[(String, String)]>, options: &Options
     );
     out.push_str("| scenario | database | req/s | × floor | p50 | p99 | peak RSS | history rows |\n|---|---|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
-        let history = match row.rows_missing {
+        let mut history = match row.rows_missing {
             None => "—".to_owned(),
             Some(0) => "all present".to_owned(),
             Some(n) => format!("**{n} missing**"),
         };
+        // A refused call (a 429 once an allowance is spent) is cheaper than an answered one:
+        // the figures would measure refusals.
+        if row.load.non_2xx > 0 {
+            history.push_str(&format!(
+                "; **{} not 2xx**",
+                thousands(row.load.non_2xx as f64)
+            ));
+        }
         out.push_str(&format!(
             "| {} | {} | {} | {:.2} | {:.2} ms | {:.2} ms | {:.0} MiB | {} |\n",
             row.scenario,
