@@ -31,6 +31,13 @@ pub struct RateState {
 #[derive(Debug, Clone, Copy)]
 pub struct RetryAfter(pub u64);
 
+impl RetryAfter {
+    /// `wait` in whole seconds, a started second counted: retrying sooner is refused again.
+    pub fn rounded_up(wait: Duration) -> Self {
+        Self(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    }
+}
+
 /// Rate limits of this server alone, or of every server on the database.
 pub enum RateLimits {
     Local(LocalLimits),
@@ -81,9 +88,8 @@ impl LocalLimits {
             Err(not_until) => {
                 // The limiter's own clock: a new `DefaultClock` calibrates itself (CPUID) each
                 // time, which made a refused call cost more than an admitted one.
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                Err(RetryAfter(
-                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                Err(RetryAfter::rounded_up(
+                    not_until.wait_time_from(limiter.clock().now()),
                 ))
             }
         }
@@ -145,8 +151,7 @@ impl AddressLimit {
     /// Counts one call from `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), RetryAfter> {
         self.limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.limiter.clock().now());
-            RetryAfter(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            RetryAfter::rounded_up(not_until.wait_time_from(self.limiter.clock().now()))
         })
     }
 

@@ -78,7 +78,7 @@ impl Lease {
 }
 
 fn retry_after(wait: Duration) -> RetryAfter {
-    RetryAfter((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+    RetryAfter(RetryAfter::rounded_up(wait).0.max(1))
 }
 
 impl SharedLimits {

@@ -41,13 +41,18 @@ pub fn print_row(row: &Row, floor_rps: f64) {
         row.load.p50_ms,
         row.load.p99_ms,
         row.rss_mib,
-        if row.load.non_2xx > 0 {
-            format!("  ({} non-2xx)", row.load.non_2xx)
-        } else {
-            String::new()
-        },
+        non_2xx(&row.load),
         history,
     );
+}
+
+/// ` (N non-2xx)` after a run that had such answers, else nothing. A refused call (a 429 once
+/// an allowance is spent) is cheaper than an answered one: its figures would measure refusals.
+pub fn non_2xx(load: &crate::wrk::Load) -> String {
+    match load.non_2xx {
+        0 => String::new(),
+        n => format!(" ({} non-2xx)", thousands(n as f64)),
+    }
 }
 
 pub fn thousands(value: f64) -> String {
@@ -84,14 +89,7 @@ pub fn table(rows: &[Row], scale: Option<&[(String, String)]>, options: &Options
             Some(0) => "all present".to_owned(),
             Some(n) => format!("**{n} missing**"),
         };
-        // A refused call (a 429 once an allowance is spent) is cheaper than an answered one:
-        // the figures would measure refusals.
-        if row.load.non_2xx > 0 {
-            history.push_str(&format!(
-                "; **{} not 2xx**",
-                thousands(row.load.non_2xx as f64)
-            ));
-        }
+        history.push_str(&non_2xx(&row.load));
         out.push_str(&format!(
             "| {} | {} | {} | {:.2} | {:.2} ms | {:.2} ms | {:.0} MiB | {} |\n",
             row.scenario,

@@ -106,10 +106,7 @@ pub async fn run(
             "{name}: {:.0} req/s, p99 {:.2} ms",
             load.requests_per_sec, load.p99_ms
         );
-        let refused = match load.non_2xx {
-            0 => String::new(),
-            n => format!(" ({n} non-2xx)"),
-        };
+        let refused = crate::report::non_2xx(&load);
         results.push((
             name,
             format!(
