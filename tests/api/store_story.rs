@@ -1551,7 +1551,7 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
         .expect("a file has a writer of its own");
     let longest = tokio::task::spawn_blocking(move || {
         let mut longest = 0;
-        for round in 0..1500 {
+        for round in 0..3000 {
             let batch: Vec<HistoryEntry> = (0..20)
                 .map(|i| {
                     let at = at + time::Duration::milliseconds(round * 20 + i);
@@ -1567,9 +1567,9 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
     })
     .await
     .expect("the writer's thread");
-    // Restarted at 4,000 pages, with room for what the writer adds while the checkpointer
-    // rests between its rounds (left to grow, the log passes 40 MB here); not at SQLite's
-    // default 1,000 pages, which the writer would reach itself.
+    // Restarted before 4,000 pages, with room for a round whose writer outran the previous
+    // one's (left to grow, the log passes 80 MB here); not at SQLite's default 1,000 pages,
+    // which the writer would reach itself.
     let frame = 4096 + 24;
     assert!(
         longest > 1500 * frame,
