@@ -18,6 +18,10 @@ use time::OffsetDateTime;
 /// Past this many entries a map is emptied rather than grown: it refills with what is in use.
 const MAX_ENTRIES: usize = 200_000;
 
+/// Past this many changes since the last sync, a sync empties the maps rather than reading
+/// which users the changes name: they refill with what is in use.
+const MOST_CHANGES: usize = 1_000;
+
 pub struct CachedSession {
     pub record: SessionRecord,
     pub key: Arc<AuthKey>,
@@ -61,7 +65,8 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl CredentialCache {
     pub async fn new(db: Db) -> Result<Self> {
         let marker = db.change_marker();
-        let start = db.credential_changes_since(0).await?;
+        // Only the log's end: an empty cache has nothing to drop.
+        let start = db.credential_changes_since(0, 0).await?;
         Ok(Self {
             db,
             users: RwLock::default(),
@@ -99,21 +104,24 @@ impl CredentialCache {
         }
         // Read the marker before the log: a change that lands in between moves it again.
         let marker = self.db.change_marker();
-        let changes = match self.db.credential_changes_since(*seq).await {
+        let changes = match self.db.credential_changes_since(*seq, MOST_CHANGES).await {
             Ok(changes) => changes,
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::AcqRel);
                 return Err(error);
             }
         };
-        if !changes.users.is_empty() {
-            self.invalidate(&changes.users);
+        match changes.users {
+            Some(users) if users.is_empty() => {}
+            Some(users) => self.invalidate(&users),
+            None => self.clear(),
         }
         *seq = changes.last_seq;
         self.marker.store(marker, Ordering::Release);
         Ok(())
     }
 
+    /// Drops the entries of `users`, sorted.
     fn invalidate(&self, users: &[ApiUserId]) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut map = write(&self.users);
@@ -121,8 +129,17 @@ impl CredentialCache {
             map.remove(user);
         }
         drop(map);
-        write(&self.keys).retain(|_, key| !users.contains(&key.api_user_id));
-        write(&self.sessions).retain(|_, session| !users.contains(&session.record.api_user_id));
+        let changed = |user: &ApiUserId| users.binary_search(user).is_ok();
+        write(&self.keys).retain(|_, key| !changed(&key.api_user_id));
+        write(&self.sessions).retain(|_, session| !changed(&session.record.api_user_id));
+    }
+
+    /// Drops every entry.
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        write(&self.users).clear();
+        write(&self.keys).clear();
+        write(&self.sessions).clear();
     }
 
     pub async fn user(&self, id: ApiUserId) -> Result<Option<Arc<AuthUser>>> {

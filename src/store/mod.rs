@@ -132,8 +132,44 @@ pub struct ConnectOptions {
 /// Which users' credentials changed since a point in the change log.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialChanges {
+    /// The log's position after the changes read.
     pub last_seq: i64,
-    pub users: Vec<ApiUserId>,
+    /// The users the changes name, sorted and without repeats; `None` when there were more
+    /// changes than the reader asked to list, which then treats every user as changed.
+    pub users: Option<Vec<ApiUserId>>,
+}
+
+impl CredentialChanges {
+    /// From the log's `(seq, user)` rows after `seq`, in order, read with a limit of one more
+    /// than `most`: `None` when there were more, for the backend to find the log's end.
+    fn listed(seq: i64, rows: Vec<(i64, i64)>, most: usize) -> Option<Self> {
+        if rows.len() > most {
+            return None;
+        }
+        // Only rows actually read move the position: a change committed after this read
+        // must still be found by the next one.
+        let last_seq = rows.last().map_or(seq, |(last, _)| *last);
+        let mut users: Vec<ApiUserId> = rows.into_iter().map(|(_, user)| ApiUserId(user)).collect();
+        users.sort_unstable();
+        users.dedup();
+        Some(Self {
+            last_seq,
+            users: Some(users),
+        })
+    }
+
+    /// More changes than listed: every user, up to the log's end.
+    fn all(seq: i64, last: Option<i64>) -> Self {
+        Self {
+            last_seq: last.unwrap_or(seq).max(seq),
+            users: None,
+        }
+    }
+}
+
+/// The SQL limit that reads one more than `most` changes.
+fn changes_limit(most: usize) -> i64 {
+    i64::try_from(most).unwrap_or(i64::MAX - 1) + 1
 }
 
 /// What happens to the keys a roll replaces.
@@ -235,7 +271,9 @@ pub trait AuthStore {
     fn change_poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(1)
     }
-    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges>;
+    /// The users named in the change log after `seq`, or, past `most` changes, only the
+    /// log's end (a bulk change: listing 200,000 of them took a second while calls waited).
+    async fn credential_changes_since(&self, seq: i64, most: usize) -> Result<CredentialChanges>;
 }
 
 #[async_trait]

@@ -243,7 +243,11 @@ async fn admins(db: &Db) {
 }
 
 async fn api_users(db: &Db) -> ApiUserId {
-    let start = db.credential_changes_since(0).await.expect("log").last_seq;
+    let start = db
+        .credential_changes_since(0, 0)
+        .await
+        .expect("log")
+        .last_seq;
     let marker = db.change_marker();
     let user = db
         .create_api_user(
@@ -268,16 +272,20 @@ async fn api_users(db: &Db) -> ApiUserId {
         marker,
         "this process's own change moves the marker"
     );
-    let changes = db.credential_changes_since(start).await.expect("log");
-    assert_eq!(changes.users, [user]);
+    let changes = db.credential_changes_since(start, 10).await.expect("log");
+    assert_eq!(changes.users, Some(vec![user]));
     assert!(changes.last_seq > start);
-    assert!(
-        db.credential_changes_since(changes.last_seq)
+    assert_eq!(
+        db.credential_changes_since(changes.last_seq, 10)
             .await
             .expect("log")
-            .users
-            .is_empty()
+            .users,
+        Some(Vec::new())
     );
+    // More changes than asked to list (the user and its key): only the log's end.
+    let many = db.credential_changes_since(start, 1).await.expect("log");
+    assert_eq!(many.users, None);
+    assert_eq!(many.last_seq, changes.last_seq);
 
     let duplicate = db
         .create_api_user(

@@ -6,7 +6,7 @@ use crate::domain::api_user::{AuthKey, AuthUser};
 use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::secret::SecretHash;
 use crate::store::rows::api_users::{KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow};
-use crate::store::{AuthStore, CredentialChanges, Result};
+use crate::store::{AuthStore, CredentialChanges, Result, changes_limit};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -70,19 +70,22 @@ impl AuthStore for PgStore {
         self.feed.poll_interval()
     }
 
-    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {
+    async fn credential_changes_since(&self, seq: i64, most: usize) -> Result<CredentialChanges> {
         // Writers of the log commit in the order of its numbers (`begin_credentials`), so
-        // nothing can appear later below the last number read here.
+        // nothing can appear later below the last number read here, nor below its end.
         let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, api_user_id FROM credential_changes WHERE seq > $1 ORDER BY seq",
+            "SELECT seq, api_user_id FROM credential_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(seq)
+        .bind(changes_limit(most))
         .fetch_all(&self.pool)
         .await?;
-        let last_seq = rows.last().map_or(seq, |(last, _)| *last);
-        let mut users: Vec<ApiUserId> = rows.into_iter().map(|(_, user)| ApiUserId(user)).collect();
-        users.sort_unstable();
-        users.dedup();
-        Ok(CredentialChanges { last_seq, users })
+        if let Some(changes) = CredentialChanges::listed(seq, rows, most) {
+            return Ok(changes);
+        }
+        let last = sqlx::query_scalar("SELECT max(seq) FROM credential_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(CredentialChanges::all(seq, last))
     }
 }

@@ -6,7 +6,7 @@ use crate::domain::api_user::{AuthKey, AuthUser};
 use crate::domain::ids::{ApiKeyId, ApiUserId};
 use crate::domain::secret::SecretHash;
 use crate::store::rows::api_users::{KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow};
-use crate::store::{AuthStore, CredentialChanges, Result};
+use crate::store::{AuthStore, CredentialChanges, Result, changes_limit};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -59,19 +59,20 @@ impl AuthStore for SqliteStore {
         self.signal.read()
     }
 
-    async fn credential_changes_since(&self, seq: i64) -> Result<CredentialChanges> {
+    async fn credential_changes_since(&self, seq: i64, most: usize) -> Result<CredentialChanges> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq",
+            "SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(seq)
+        .bind(changes_limit(most))
         .fetch_all(&self.read)
         .await?;
-        // Only rows actually read move the position: a change committed after this read
-        // must still be found by the next one.
-        let last_seq = rows.last().map_or(seq, |(last, _)| *last);
-        let mut users: Vec<ApiUserId> = rows.into_iter().map(|(_, user)| ApiUserId(user)).collect();
-        users.sort_unstable();
-        users.dedup();
-        Ok(CredentialChanges { last_seq, users })
+        if let Some(changes) = CredentialChanges::listed(seq, rows, most) {
+            return Ok(changes);
+        }
+        let last = sqlx::query_scalar("SELECT max(seq) FROM credential_changes")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(CredentialChanges::all(seq, last))
     }
 }
