@@ -17,7 +17,7 @@ use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -300,7 +300,7 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
     // The hourly clean-up follows the application's clock, so a clock moved
     // forward (in tests, or after a suspend) cleans up at once.
     let mut last_clean_up: Option<OffsetDateTime> = None;
-    let mut next_count = std::time::Instant::now();
+    let mut next_count = Instant::now();
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -315,10 +315,9 @@ async fn upkeep(state: AppState, retention: time::Duration, mut stopped: watch::
             _ = usage.tick() => {
                 flush_usage(&state).await;
                 // Right after last use is written, so idle sessions are seen as such.
-                let started = std::time::Instant::now();
-                if started >= next_count {
-                    count_sessions(&state).await;
-                    next_count = started + started.elapsed() * COUNT_REST;
+                let started = Instant::now();
+                if started >= next_count && count_sessions(&state).await {
+                    next_count = started + rest_after_count(started.elapsed());
                 }
             }
         }
@@ -372,21 +371,34 @@ async fn flush_usage(state: &AppState) {
     }
 }
 
-/// The active-sessions count rests at least this many times as long as it took, so that it
-/// takes at most 1 % of the database's time: counting a million sessions took 180 ms.
-const COUNT_REST: u32 = 100;
+/// How long the active-sessions count rests after one that took `took`: until the next
+/// tick, unless the count was slow (a million sessions took 180 ms); then a hundred times as
+/// long as it took, so that it takes at most 1 % of the database's time, and at most 5 min.
+fn rest_after_count(took: Duration) -> Duration {
+    if took < Duration::from_millis(50) {
+        return Duration::ZERO;
+    }
+    (took * 100).min(Duration::from_secs(300))
+}
 
-/// The active-sessions gauge: one count in the database, which holds for every node.
-async fn count_sessions(state: &AppState) {
+/// The active-sessions gauge: one count in the database, which holds for every node. Whether
+/// it counted (a failed count is tried again at the next tick).
+async fn count_sessions(state: &AppState) -> bool {
     if !state.metrics.is_enabled() {
-        return;
+        return false;
     }
     match state.db.count_active_sessions(state.clock.now()).await {
-        Ok(sessions) => state.metrics.set_active_sessions(sessions),
-        Err(error) => tracing::warn!(
-            error = &error as &dyn std::error::Error,
-            "counting active sessions failed"
-        ),
+        Ok(sessions) => {
+            state.metrics.set_active_sessions(sessions);
+            true
+        }
+        Err(error) => {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "counting active sessions failed"
+            );
+            false
+        }
     }
 }
 

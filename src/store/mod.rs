@@ -130,7 +130,7 @@ pub struct ConnectOptions {
 }
 
 /// Which users' credentials changed since a point in the change log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CredentialChanges {
     /// The log's position after the changes read.
     pub last_seq: i64,
@@ -169,7 +169,7 @@ impl CredentialChanges {
 
 /// The SQL limit that reads one more than `most` changes.
 fn changes_limit(most: usize) -> i64 {
-    i64::try_from(most).unwrap_or(i64::MAX - 1) + 1
+    i64::try_from(most).unwrap_or(i64::MAX).saturating_add(1)
 }
 
 /// What happens to the keys a roll replaces.

@@ -2,7 +2,7 @@
 //! any client address; without one, forged forwarding headers change nothing.
 
 use crate::helpers::{Settings, TestApp, error_of, spawn_app, spawn_app_with};
-use keyward::credentials::CreateApiUser;
+use keyward::credentials::{CreateApiUser, UpdateApiUser};
 use keyward::domain::admin::Actor;
 use reqwest::Method;
 
@@ -130,4 +130,33 @@ async fn rule_changes_apply_to_open_sessions_at_once() {
         .expect("remove");
 
     assert_eq!(app.get("/api/v1/me", &token).await.status(), 403);
+}
+
+/// Past a thousand changes since its last sync, the server empties its credential cache
+/// instead of reading which users the changes name; one transaction writes them all here, so
+/// no sync sees part of it, and only the emptied cache can tell that this user's rules moved.
+#[tokio::test]
+async fn rules_replaced_by_the_thousand_hold_on_the_next_request() {
+    let app = spawn_app().await;
+    let key = user_with_rules(&app, "moved", &["127.0.0.1"]).await;
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+
+    // 1,001 rules in, one out: an entry in the change log each.
+    let rules = (0..1001)
+        .map(|i| format!("10.1.{}.{}", i / 256, i % 256))
+        .collect();
+    app.credentials
+        .update(
+            &Actor::system(),
+            "moved",
+            UpdateApiUser {
+                ips: Some(rules),
+                ..UpdateApiUser::default()
+            },
+        )
+        .await
+        .expect("update");
+
+    assert_eq!(app.status_after_change("/api/v1/me", &key, 403).await, 403);
+    assert_eq!(app.last_outcome().await, "ip_not_allowed");
 }

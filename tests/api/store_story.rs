@@ -282,8 +282,12 @@ async fn api_users(db: &Db) -> ApiUserId {
             .users,
         Some(Vec::new())
     );
-    // More changes than asked to list (the user and its key): only the log's end.
-    let many = db.credential_changes_since(start, 1).await.expect("log");
+    // The key and the two distinct IP rules wrote three entries: listed up to three...
+    let listed = db.credential_changes_since(start, 3).await.expect("log");
+    assert_eq!(listed.users, Some(vec![user]));
+    assert_eq!(listed.last_seq, changes.last_seq);
+    // ...and past that, only the log's end.
+    let many = db.credential_changes_since(start, 2).await.expect("log");
     assert_eq!(many.users, None);
     assert_eq!(many.last_seq, changes.last_seq);
 
@@ -1575,15 +1579,15 @@ async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
     })
     .await
     .expect("the writer's thread");
-    // Restarted before 4,000 pages, with room for a round whose writer outran the previous
-    // one's (left to grow, the log passes 80 MB here); not at SQLite's default 1,000 pages,
-    // which the writer would reach itself.
+    // Restarted at about 4,000 pages (3,600–5,400 measured here, as a round's growth varies),
+    // far from the 20,000 it reaches left to grow; not at SQLite's default 1,000 pages, which
+    // the writer would reach itself.
     let frame = 4096 + 24;
     assert!(
         longest > 1500 * frame,
         "the writer checkpointed at {longest} bytes"
     );
-    assert!(longest < 6000 * frame, "the log reached {longest} bytes");
+    assert!(longest < 8000 * frame, "the log reached {longest} bytes");
     db.close().await;
 }
 

@@ -6,8 +6,8 @@
 //! with it (the p99 of `/api/v1/me` was that wait). A server's writer leaves the copying to a
 //! connection of its own, which follows the log beside the writer. A checkpoint beside a busy
 //! writer never reaches the log's end, though, and only a log copied to its end starts again
-//! from its beginning: so before the log passes [`RESTART_AT`] pages, the history writer
-//! checkpoints too, after it has answered its batch's calls, and finds almost every page
+//! from its beginning: so when the log is about to pass [`RESTART_AT`] pages, the history
+//! writer checkpoints too, after it has answered its batch's calls, and finds almost every page
 //! already copied. Should the background connection fail, the writer checkpoints after every
 //! batch of a round, as SQLite would have.
 
@@ -19,10 +19,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// The log's length, in pages (4 KiB each by default), that the writer restarts it before:
-/// at the round that would otherwise be the last one before the log passes it, for the log
-/// grows by a round's worth of the writer's work before the next round (by ~1,700 pages when
-/// a writer commits without a pause), but not before half of it...
+/// The log's length, in pages (4 KiB each by default), that the writer aims to restart it
+/// before: at the round after which, growing as much as since the previous one, it would
+/// pass it (by ~1,700 pages a round when a writer commits without a pause), but not before
+/// half of it...
 const RESTART_AT: i64 = 4000;
 /// ...once at most this many pages are left to copy: a log that a long read kept from being
 /// copied is left to the background connection until it has caught up, rather than copied
@@ -149,6 +149,8 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
             },
         };
         match result {
+            // Another checkpoint (the writer's, another process's) held the log: nothing learnt.
+            Ok(round) if round.busy => {}
             Ok(round) => {
                 // A shorter log than at the previous round started again in between.
                 let grew = if round.pages >= previous {
