@@ -256,9 +256,9 @@ impl LoginThrottle {
 
     /// After a failed login.
     pub fn failed(&self, ip: IpAddr, username: &str) {
-        let clock = self.by_ip.clock();
         if let Err(not_until) = self.by_ip.check_key(&ip) {
-            block(&self.blocked_ips, ip, not_until.wait_time_from(clock.now()));
+            let now = self.by_ip.clock().now();
+            block(&self.blocked_ips, ip, not_until.wait_time_from(now));
         }
         // A name that cannot be a username can never log in: the address limit covers it.
         if crate::domain::username::Username::parse(username).is_err() {
@@ -266,11 +266,8 @@ impl LoginThrottle {
         }
         let username = username.to_owned();
         if let Err(not_until) = self.by_user.check_key(&username) {
-            block(
-                &self.blocked_users,
-                username,
-                not_until.wait_time_from(clock.now()),
-            );
+            let now = self.by_user.clock().now();
+            block(&self.blocked_users, username, not_until.wait_time_from(now));
         }
     }
 

@@ -149,20 +149,18 @@ async fn run(options: SqliteConnectOptions, shared: Arc<Shared>) {
             },
         };
         match result {
-            // Another checkpoint (the writer's, another process's) held the log: nothing learnt.
-            Ok(round) if round.busy => {}
             Ok(round) => {
-                // A shorter log than at the previous round started again in between.
-                let grew = if round.pages >= previous {
-                    round.pages - previous
-                } else {
-                    round.pages
-                };
-                previous = round.pages;
-                let due = round.pages >= RESTART_AT / 2
-                    && round.pages + grew >= RESTART_AT
-                    && round.pages - round.copied <= CAUGHT_UP;
-                shared.restart.store(due, Ordering::Relaxed);
+                // Unless another checkpoint (the writer's, another process's) held the log,
+                // which leaves nothing learnt about its length.
+                if !round.busy {
+                    // A shorter log than at the previous round started again in between.
+                    let grew = round.pages - if round.pages >= previous { previous } else { 0 };
+                    previous = round.pages;
+                    let due = round.pages >= RESTART_AT / 2
+                        && round.pages + grew >= RESTART_AT
+                        && round.pages - round.copied <= CAUGHT_UP;
+                    shared.restart.store(due, Ordering::Relaxed);
+                }
                 if failing {
                     failing = false;
                     tracing::info!("background checkpoints work again");
