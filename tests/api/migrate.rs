@@ -84,6 +84,54 @@ async fn migrate_applies_pending_migrations_once_and_servers_can_leave_it_to_the
     node.stop().await;
 }
 
+/// Creates the API user `after` with the command line; returns its key.
+async fn user_after<F, Fut>(cli: &F) -> String
+where
+    F: Fn(&'static [&'static str]) -> Fut,
+    Fut: Future<Output = std::process::Output>,
+{
+    let args = &[
+        "api",
+        "create",
+        "--username",
+        "after",
+        "--ip",
+        "127.0.0.1",
+        "--json",
+    ];
+    let created = stdout_json(&cli(args).await);
+    created["key"].as_str().expect("key").to_owned()
+}
+
+/// A database migrated to `version` only, then `setup` run on it; returns what `read` reads.
+async fn at_version(url: &str, version: i64, setup: String, read: &str) -> i64 {
+    macro_rules! on {
+        ($pool:expr, $migrations:literal) => {{
+            let pool = $pool.await.expect("connect");
+            sqlx::migrate!($migrations)
+                .run_to(version, &pool)
+                .await
+                .expect("migrate");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+                .execute(&pool)
+                .await
+                .expect("setup");
+            sqlx::query_scalar(sqlx::AssertSqlSafe(read.to_owned()))
+                .fetch_one(&pool)
+                .await
+                .expect("read")
+        }};
+    }
+    if url.starts_with("postgres") {
+        on!(sqlx::PgPool::connect(url), "./migrations/postgres")
+    } else {
+        on!(
+            sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")),
+            "./migrations/sqlite"
+        )
+    }
+}
+
 /// The schema before session tokens carried their session's number, with one live session and
 /// a newer one already purged; returns the purged one's number.
 async fn previous_schema_with_a_session(url: &str) -> i64 {
@@ -110,32 +158,8 @@ async fn previous_schema_with_a_session(url: &str) -> i64 {
         first = digest('a'),
         second = digest('b'),
     );
-    macro_rules! on {
-        ($pool:expr, $migrations:literal) => {{
-            let pool = $pool.await.expect("connect");
-            sqlx::migrate!($migrations)
-                .run_to(6, &pool)
-                .await
-                .expect("migrate to 6");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
-                .execute(&pool)
-                .await
-                .expect("setup");
-            // Numbers are consecutive here: the purged one follows the live one.
-            sqlx::query_scalar("SELECT max(id) + 1 FROM api_sessions")
-                .fetch_one(&pool)
-                .await
-                .expect("purged")
-        }};
-    }
-    if postgres {
-        on!(sqlx::PgPool::connect(url), "./migrations/postgres")
-    } else {
-        on!(
-            sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")),
-            "./migrations/sqlite"
-        )
-    }
+    // Numbers are consecutive here: the purged one follows the live one.
+    at_version(url, 6, setup, "SELECT max(id) + 1 FROM api_sessions").await
 }
 
 #[tokio::test]
@@ -152,19 +176,7 @@ async fn upgrading_to_numbered_session_tokens_ends_older_sessions_and_never_reus
     let open = stdout_json(&cli(&["api", "sessions", "before", "--json"]).await);
     assert_eq!(open, serde_json::json!([]), "{open}");
 
-    let created = stdout_json(
-        &cli(&[
-            "api",
-            "create",
-            "--username",
-            "after",
-            "--ip",
-            "127.0.0.1",
-            "--json",
-        ])
-        .await,
-    );
-    let key = created["key"].as_str().expect("key").to_owned();
+    let key = user_after(&cli).await;
     let node = Node::start(dir.path(), &url, "warn").await;
     let token = node.login("after", &key).await;
     let number = session_number(&token);
@@ -179,5 +191,89 @@ async fn upgrading_to_numbered_session_tokens_ends_older_sessions_and_never_reus
         .await
         .expect("me");
     assert_eq!(me.status(), 200);
+    node.stop().await;
+}
+
+/// A session made before the sessions' table was last rebuilt (schema 7): the user, a key, an
+/// allowed address, the open session, and session numbers reserved up to 5,000. Returns the key
+/// and the session's token.
+async fn schema_7_with_an_open_session(url: &str) -> (String, String) {
+    use keyward::domain::api_key::ApiKey;
+    use keyward::domain::secret::SecretHash;
+    let generated = ApiKey::generate(64).expect("a key");
+    let key = generated.expose();
+    let secret = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGh";
+    let postgres = url.starts_with("postgres");
+    let bytes = |digest: SecretHash| {
+        let hex = hex::encode(digest.as_bytes());
+        if postgres {
+            format!("decode('{hex}', 'hex')")
+        } else {
+            format!("X'{hex}'")
+        }
+    };
+    let reserve = if postgres {
+        "SELECT setval(pg_get_serial_sequence('api_sessions', 'id'), 5000)"
+    } else {
+        "UPDATE sqlite_sequence SET seq = 5000 WHERE name = 'api_sessions'"
+    };
+    let setup = format!(
+        "INSERT INTO api_users (username, environment, status, rate_limit_per_minute, \
+         created_at, updated_at) VALUES ('before', 'production', 'enabled', 60, 0, 0); \
+         INSERT INTO api_ip_rules (api_user_id, rule, created_at) \
+         SELECT id, '127.0.0.1', 0 FROM api_users; \
+         INSERT INTO api_keys (api_user_id, key_hash, hint, created_at) \
+         SELECT id, {key_hash}, '{hint}', 0 FROM api_users; \
+         INSERT INTO api_sessions (api_user_id, api_key_id, token_hash, ip, created_at, \
+         last_seen_at, idle_timeout_s, expires_at) \
+         SELECT api_user_id, id, {token_hash}, '127.0.0.1', 0, 9000000000000000, 3600, \
+         9000000000000000 FROM api_keys; \
+         {reserve};",
+        key_hash = bytes(generated.hash()),
+        hint = generated.hint(),
+        token_hash = bytes(SecretHash::of(secret)),
+    );
+    let number = at_version(url, 7, setup, "SELECT max(id) FROM api_sessions").await;
+    (key.to_owned(), format!("kwt_{secret}{number}"))
+}
+
+#[tokio::test]
+async fn a_session_made_before_the_sessions_table_was_rebuilt_still_works_and_ends_with_its_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, _database) = test_database(dir.path()).await;
+    let (key, token) = schema_7_with_an_open_session(&url).await;
+    let cli = |args: &'static [&'static str]| cli_at(&url, dir.path().into(), args, None);
+    let upgrade = stdout_json(&cli(&["migrate", "--json"]).await);
+    assert!(versions(&upgrade["pending"]).is_empty(), "{upgrade}");
+
+    let node = Node::start(dir.path(), &url, "warn").await;
+    let client = reqwest::Client::new();
+    let me = |credential: String| {
+        client
+            .get(node.url("/api/v1/me"))
+            .bearer_auth(credential)
+            .send()
+    };
+    let before = me(token.clone()).await.expect("me");
+    assert_eq!(before.status(), 200, "the session outlived the rebuild");
+
+    // Reported leaked, the key is revoked, and the session made with it ends with it.
+    let leak = client
+        .post(node.url("/api/v1/leaks"))
+        .json(&serde_json::json!({ "keys": [key] }))
+        .send()
+        .await
+        .expect("leak");
+    assert_eq!(leak.status(), 200);
+    assert_eq!(me(token).await.expect("me").status(), 401);
+    let history = stdout_json(&cli(&["api", "history", "before", "--json"]).await);
+    assert_eq!(
+        history[0]["outcome"], "revoked_token",
+        "refused as a session that ended, not only as one whose key did: {history}"
+    );
+
+    // Numbers reserved before the rebuild are never given out after it.
+    let fresh = node.login("after", &user_after(&cli).await).await;
+    assert!(session_number(&fresh) > 5000, "{}", session_number(&fresh));
     node.stop().await;
 }

@@ -362,7 +362,9 @@ impl ApiUserStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let ended = sqlx::query(
-            "UPDATE api_sessions SET revoked_at = ? WHERE api_key_id = ? AND revoked_at IS NULL",
+            "UPDATE api_sessions SET revoked_at = ?1 \
+             WHERE api_user_id = (SELECT api_user_id FROM api_keys WHERE id = ?2) \
+             AND api_key_id = ?2 AND revoked_at IS NULL",
         )
         .bind(ts(now))
         .bind(key.0)
