@@ -71,13 +71,20 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts the server on `port` and waits until it answers `health`. A port that another
+    /// process holds is refused before the start: its answers would be measured instead.
     pub fn start(command: &mut Command, port: u16, health: &str) -> Result<Self, String> {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .map_err(|e| format!("port {port} is not free ({e}): stop what listens there"))?;
         let child = command
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {command:?}: {e}"))?;
-        let server = Self { child, port };
+        let mut server = Self { child, port };
         http::wait_until_healthy(port, health)?;
+        if let Ok(Some(status)) = server.child.try_wait() {
+            return Err(format!("{command:?} ended ({status}) as it started"));
+        }
         Ok(server)
     }
 
