@@ -60,3 +60,32 @@ async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
     );
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
 }
+
+/// Client generators name a method after each `operationId`, which OpenAPI requires unique:
+/// `list` on products, orders and customers alike gave three methods one name.
+#[tokio::test]
+async fn every_operation_has_an_id_of_its_own() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+
+    let mut seen = std::collections::HashMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let id = operation["operationId"].as_str().expect("an operationId");
+            let at = format!("{} {path}", method.to_uppercase());
+            if let Some(first) = seen.insert(id.to_owned(), at.clone()) {
+                panic!("{at} and {first} are both `{id}`");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 33, "{seen:?}");
+    assert_eq!(seen["list_products"], "GET /api/v1/products");
+}

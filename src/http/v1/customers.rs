@@ -26,6 +26,7 @@ pub struct CustomerQuery {
 #[utoipa::path(
     get,
     path = "/customers",
+    operation_id = "list_customers",
     tag = "customers",
     params(CustomerQuery),
     security(("api_key" = ["customers:read"])),
@@ -46,6 +47,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/customers/{id}",
+    operation_id = "show_customer",
     tag = "customers",
     params(("id" = i64, Path, description = "Customer id")),
     security(("api_key" = ["customers:read"])),
@@ -69,6 +71,7 @@ pub async fn show(
 #[utoipa::path(
     post,
     path = "/customers",
+    operation_id = "create_customer",
     tag = "customers",
     request_body = CustomerInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
@@ -98,6 +101,7 @@ pub async fn create(
 #[utoipa::path(
     patch,
     path = "/customers/{id}",
+    operation_id = "update_customer",
     tag = "customers",
     params(("id" = i64, Path, description = "Customer id")),
     request_body = CustomerPatch,

@@ -33,6 +33,7 @@ pub struct OrderQuery {
 #[utoipa::path(
     get,
     path = "/orders",
+    operation_id = "list_orders",
     tag = "orders",
     params(OrderQuery),
     security(("api_key" = ["orders:read"])),
@@ -77,6 +78,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/orders/{id}",
+    operation_id = "show_order",
     tag = "orders",
     params(("id" = i64, Path, description = "Order id")),
     security(("api_key" = ["orders:read"])),
@@ -102,6 +104,7 @@ pub async fn show(
 #[utoipa::path(
     post,
     path = "/orders",
+    operation_id = "create_order",
     tag = "orders",
     request_body = OrderInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: no double orders")),

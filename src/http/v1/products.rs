@@ -34,6 +34,7 @@ pub struct ProductQuery {
 #[utoipa::path(
     get,
     path = "/products",
+    operation_id = "list_products",
     tag = "products",
     params(ProductQuery),
     security(("api_key" = ["products:read"])),
@@ -67,6 +68,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/products/{id}",
+    operation_id = "show_product",
     tag = "products",
     params(("id" = i64, Path, description = "Product id")),
     security(("api_key" = ["products:read"])),
@@ -90,6 +92,7 @@ pub async fn show(
 #[utoipa::path(
     post,
     path = "/products",
+    operation_id = "create_product",
     tag = "products",
     request_body = ProductInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
@@ -120,6 +123,7 @@ pub async fn create(
 #[utoipa::path(
     patch,
     path = "/products/{id}",
+    operation_id = "update_product",
     tag = "products",
     params(("id" = i64, Path, description = "Product id")),
     request_body = ProductPatch,
