@@ -77,8 +77,12 @@ async fn every_operation_has_an_id_of_its_own() {
         .expect("json");
 
     let mut seen = std::collections::HashMap::new();
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, operation) in item.as_object().expect("path item") {
+        for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+            let operation = &item[*method];
             let id = operation["operationId"].as_str().expect("an operationId");
             let at = format!("{} {path}", method.to_uppercase());
             if let Some(first) = seen.insert(id.to_owned(), at.clone()) {
@@ -86,6 +90,6 @@ async fn every_operation_has_an_id_of_its_own() {
             }
         }
     }
-    assert_eq!(seen.len(), 33, "{seen:?}");
     assert_eq!(seen["list_products"], "GET /api/v1/products");
+    assert_eq!(seen["list_orders"], "GET /api/v1/orders");
 }

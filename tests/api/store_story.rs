@@ -12,7 +12,7 @@ use keyward::domain::catalog::{
     ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
 };
 use keyward::domain::history::{HistoryEntry, HistoryQuery, Outcome, OutcomeFilter};
-use keyward::domain::ids::{ApiUserId, CustomerId, SessionId};
+use keyward::domain::ids::{ApiKeyId, ApiUserId, CustomerId, SessionId};
 use keyward::domain::ip_rule::IpRule;
 use keyward::domain::money::Money;
 use keyward::domain::scope::Scopes;
@@ -89,10 +89,26 @@ async fn every_store_method_keeps_the_same_story_on_this_backend() {
     migrations(&db).await;
     webhooks(&db, user).await;
 
+    // Deleting the user deletes its sessions with its keys.
+    let key = db
+        .auth_key(&SecretHash::of("kw_second-key-ijkl"))
+        .await
+        .expect("read")
+        .expect("key");
+    let last = db.reserve_session_ids(1).await.expect("reserve")[0];
+    let written = append(
+        &db,
+        vec![],
+        vec![login_session(user, key.id, last, "kwt_last")],
+    )
+    .await
+    .expect("the batch");
+    assert_eq!(written, vec![last]);
     db.delete_api_user(user, &audit("delete"))
         .await
         .expect("delete");
     assert!(db.api_user("Inventory-Sync").await.expect("read").is_none());
+    assert!(db.session_by_id(last).await.expect("read").is_none());
     assert!(matches!(
         db.delete_api_user(user, &audit("delete")).await,
         Err(StoreError::NotFound)
@@ -552,22 +568,27 @@ impl<'a> StoryWriter<'a> {
     }
 }
 
+/// The session a login of `user` with key `key` makes, numbered `id`.
+fn login_session(user: ApiUserId, key: ApiKeyId, id: SessionId, token: &str) -> NewSession {
+    NewSession {
+        id,
+        api_user_id: user,
+        api_key_id: key,
+        token_hash: SecretHash::of(token),
+        ip: "127.0.0.1".parse().expect("ip"),
+        created_at: NOW,
+        idle_timeout_s: 3600,
+        expires_at: NOW + time::Duration::hours(24),
+    }
+}
+
 async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     let key = db
         .auth_key(&SecretHash::of("kw_second-key-ijkl"))
         .await
         .expect("read")
         .expect("key");
-    let new_session = |id: SessionId, token: &str| NewSession {
-        id,
-        api_user_id: user,
-        api_key_id: key.id,
-        token_hash: SecretHash::of(token),
-        ip: "127.0.0.1".parse().expect("ip"),
-        created_at: NOW,
-        idle_timeout_s: 3600,
-        expires_at: NOW + time::Duration::hours(24),
-    };
+    let new_session = |id: SessionId, token: &str| login_session(user, key.id, id, token);
     // Numbers are reserved before their sessions are written, and never given twice.
     let ids = db.reserve_session_ids(2).await.expect("reserve");
     let more = db.reserve_session_ids(3).await.expect("reserve");
@@ -640,6 +661,34 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     assert_eq!(db.sessions(user, Some(NOW)).await.expect("list").len(), 2);
     assert_eq!(db.count_active_sessions(NOW).await.expect("count"), 2);
 
+    // Revoking a key ends the sessions made with it, and only those.
+    let stored = db
+        .api_user("Inventory-Sync")
+        .await
+        .expect("read")
+        .expect("user");
+    let first = stored.keys.iter().find(|k| k.id != key.id).expect("first");
+    let three = more[1];
+    let written = append(
+        db,
+        vec![],
+        vec![login_session(user, first.id, three, "kwt_3")],
+    )
+    .await
+    .expect("the batch");
+    assert_eq!(written, vec![three]);
+    let ended = db
+        .revoke_key(first.id, "leaked", NOW, &audit("revoke"))
+        .await
+        .expect("revoke");
+    assert_eq!(ended, 1, "the session made with it");
+    let read = |id| async move { db.session_by_id(id).await.expect("read").expect("session") };
+    assert_eq!(read(three).await.revoked_at, Some(NOW));
+    assert_eq!(
+        (read(one).await.revoked_at, read(two).await.revoked_at),
+        (None, None)
+    );
+
     let later = NOW + time::Duration::minutes(30);
     db.record_usage(&Usage {
         users: vec![(user, later, "127.0.0.1".to_owned())],
@@ -689,7 +738,7 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
         1
     );
     assert!(db.sessions(user, Some(NOW)).await.expect("list").is_empty());
-    assert_eq!(db.sessions(user, None).await.expect("list").len(), 2);
+    assert_eq!(db.sessions(user, None).await.expect("list").len(), 3);
     assert_eq!(db.count_active_sessions(NOW).await.expect("count"), 0);
 
     // A day after they ended, sessions are purged.

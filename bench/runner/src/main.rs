@@ -16,6 +16,8 @@ use wrk::{Load, Request, Wrk};
 
 const FLOOR_PORT: u16 = 18099;
 const KEYWARD_PORT: u16 = 18080;
+/// Keyward on PostgreSQL.
+const POSTGRES_PORT: u16 = KEYWARD_PORT + 1;
 
 pub struct Options {
     pub duration: String,
@@ -64,6 +66,14 @@ fn options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// Whether nothing listens on `port` yet: a server of ours could not bind it, and another's
+/// answers would be measured in its place.
+fn port_is_free(port: u16) -> Result<(), String> {
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .map(drop)
+        .map_err(|e| format!("port {port} is not free ({e}): stop what listens there"))
+}
+
 /// A server process, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -74,8 +84,7 @@ impl Server {
     /// Starts the server on `port` and waits until it answers `health`. A port that another
     /// process holds is refused before the start: its answers would be measured instead.
     pub fn start(command: &mut Command, port: u16, health: &str) -> Result<Self, String> {
-        std::net::TcpListener::bind(("127.0.0.1", port))
-            .map_err(|e| format!("port {port} is not free ({e}): stop what listens there"))?;
+        port_is_free(port)?;
         let child = command
             .stdout(Stdio::null())
             .spawn()
@@ -343,6 +352,10 @@ async fn run() -> Result<(), String> {
         options.threads, options.connections, options.duration
     );
 
+    // All at once, before anything is measured, rather than each as its server starts.
+    for port in [FLOOR_PORT, KEYWARD_PORT, POSTGRES_PORT] {
+        port_is_free(port)?;
+    }
     let floor = Server::start(
         Command::new(bin.join("floor")).arg(format!("127.0.0.1:{FLOOR_PORT}")),
         FLOOR_PORT,
@@ -377,7 +390,7 @@ async fn run() -> Result<(), String> {
         Some(server_url) => {
             let database = BenchDatabase::create(server_url).await?;
             let on_postgres =
-                Keyward::start(&bin.join("keyward"), database.url.clone(), KEYWARD_PORT + 1)?;
+                Keyward::start(&bin.join("keyward"), database.url.clone(), POSTGRES_PORT)?;
             let measured = scenarios(&on_postgres, &wrk, floor_rps).await;
             drop(on_postgres);
             database.drop_database().await?;

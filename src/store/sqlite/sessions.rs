@@ -61,7 +61,8 @@ impl SessionStore for SqliteStore {
         // written with a reserved number leaves it as it is.
         let mut tx = self.begin_write().await?;
         sqlx::query(SESSION_COUNTER).execute(&mut *tx).await?;
-        // SQLite itself may leave the counter NULL (a table copied while empty).
+        // Migration 7's copy of the table left the counter NULL where the old table had no row
+        // in `sqlite_sequence` (no session ever written).
         let last: i64 = sqlx::query_scalar(
             "UPDATE sqlite_sequence \
              SET seq = max(coalesce(seq, 0), coalesce((SELECT max(id) FROM api_sessions), 0)) + ?1 \
