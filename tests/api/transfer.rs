@@ -134,6 +134,28 @@ async fn populate(url: &str, dir: &Path) -> (String, String, i64) {
     (key, token, session_number(&gone_token))
 }
 
+/// `keyward export FILE` from the store at `url`; its report.
+async fn export(url: &str, dir: &Path, file: &Path) -> Value {
+    let file = file.to_str().expect("utf-8");
+    stdout_json(&cli(url, dir, &["export", file, "--json"]).await)
+}
+
+/// `keyward import FILE` into the empty store at `url`, which must refuse it and keep nothing;
+/// the error it printed.
+async fn refused_import(url: &str, dir: &Path, file: &Path) -> Value {
+    let refused = cli(
+        url,
+        dir,
+        &["import", file.to_str().expect("utf-8"), "--json"],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let error: Value = serde_json::from_slice(&refused.stderr).expect("JSON error");
+    let listed = stdout_json(&cli(url, dir, &["api", "list", "--json"]).await);
+    assert_eq!(listed, json!([]), "nothing was kept after {error}");
+    error
+}
+
 /// The file without its header, whose time and source differ from export to export.
 fn body_of(path: &Path) -> String {
     let text = std::fs::read_to_string(path).expect("read the export");
@@ -282,40 +304,20 @@ async fn an_export_cut_short_imports_nothing() {
     .await;
     assert!(created.status.success());
     let file = dir.path().join("store.jsonl");
-    stdout_json(
-        &cli(
-            &source,
-            dir.path(),
-            &["export", file.to_str().expect("utf-8"), "--json"],
-        )
-        .await,
-    );
+    export(&source, dir.path(), &file).await;
     let text = std::fs::read_to_string(&file).expect("read");
     let cut = dir.path().join("cut.jsonl");
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).expect("write");
 
     let target = format!("sqlite://{}", dir.path().join("target.db").display());
-    let refused = cli(
-        &target,
-        dir.path(),
-        &["import", cut.to_str().expect("utf-8"), "--json"],
-    )
-    .await;
-    assert!(!refused.status.success());
-    let error: Value = serde_json::from_slice(&refused.stderr).expect("JSON error");
+    let error = refused_import(&target, dir.path(), &cut).await;
     assert!(
         error["error"]["message"]
             .as_str()
             .expect("message")
             .contains("ends early"),
         "{error}"
-    );
-    let listed = stdout_json(&cli(&target, dir.path(), &["api", "list", "--json"]).await);
-    assert_eq!(
-        listed.as_array().expect("users").len(),
-        0,
-        "nothing was kept"
     );
     // The whole file goes in afterwards: the failed import left nothing behind.
     stdout_json(
@@ -326,4 +328,49 @@ async fn an_export_cut_short_imports_nothing() {
         )
         .await,
     );
+}
+
+#[tokio::test]
+async fn a_session_made_with_a_key_its_user_does_not_have_is_not_imported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let created = cli(
+        &source,
+        dir.path(),
+        &[
+            "api",
+            "create",
+            "--username",
+            "erp",
+            "--ip",
+            "127.0.0.1",
+            "--json",
+        ],
+    )
+    .await;
+    let key = stdout_json(&created)["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let node = Node::start(dir.path(), &source, "warn").await;
+    node.login("erp", &key).await;
+    node.stop().await;
+    let file = dir.path().join("store.jsonl");
+    export(&source, dir.path(), &file).await;
+    // The session's row now names a key that is nobody's.
+    let text = std::fs::read_to_string(&file).expect("read");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header = lines
+        .iter()
+        .position(|l| l.contains(r#""table":"api_sessions""#))
+        .expect("the sessions' table");
+    let mut session: Vec<Value> = serde_json::from_str(&lines[header + 1]).expect("a row");
+    session[2] = json!(999);
+    lines[header + 1] = Value::from(session).to_string();
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(&edited, lines.join("\n")).expect("write");
+
+    let target = format!("sqlite://{}", dir.path().join("target.db").display());
+    let error = refused_import(&target, dir.path(), &edited).await;
+    assert_eq!(error["error"]["code"], "invalid", "{error}");
 }

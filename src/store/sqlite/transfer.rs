@@ -2,11 +2,11 @@
 
 use super::SqliteStore;
 use super::sessions::SESSION_COUNTER;
-use crate::store::Result;
 use crate::store::transfer::{
     ExportItem, ImportItem, Table, TransferStore, count_rows, counts_of, insert_statements,
     next_rows, not_empty, occupied_tables, send, send_table,
 };
+use crate::store::{Result, StoreError};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -47,6 +47,20 @@ impl TransferStore for SqliteStore {
                 insert.build().execute(&mut *tx).await?;
             }
             total += rows.len() as u64;
+        }
+        // The sessions' table has no foreign key to the keys (migration 8): a session must
+        // still have been made with a key of its own user.
+        let stray: Option<i64> = sqlx::query_scalar(
+            "SELECT s.id FROM api_sessions s WHERE NOT EXISTS (SELECT 1 FROM api_keys k \
+             WHERE k.id = s.api_key_id AND k.api_user_id = s.api_user_id) LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = stray {
+            return Err(StoreError::invalid(
+                "api_sessions",
+                format!("session {id} names a key that its API user does not have"),
+            ));
         }
         // AUTOINCREMENT tables note the largest id inserted themselves. Session numbers go
         // on after those the history names too: its sessions may have been purged.
