@@ -136,3 +136,56 @@ impl DerefMut for WriteConnection {
         &mut self.conn
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_kept_waiting_past_the_turn_timeout_is_told_the_store_is_unavailable() {
+        let gate = WriteGate::default();
+        let held = gate.turn().await.expect("the first turn");
+        let asked = tokio::time::Instant::now();
+        let waited = gate.turn().await;
+        assert!(asked.elapsed() >= TURN_TIMEOUT);
+        assert!(
+            waited.as_ref().err().is_some_and(StoreError::waited_out),
+            "answered as a pool with no connection in time"
+        );
+        drop(held);
+        gate.turn().await.expect("the turn, once given back");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_without_commit_is_rolled_back_before_the_next_turn() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("gate.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let pool = SqlitePool::connect(&url).await.expect("pool");
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .expect("table");
+        // Another writer of the file, as the history writer is: it does not wait at all.
+        let other = rusqlite::Connection::open(&file).expect("open");
+        other.busy_timeout(Duration::ZERO).expect("busy timeout");
+        let gate = WriteGate::default();
+        for _ in 0..20 {
+            let mut tx = gate.begin(&pool).await.expect("begin");
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            drop(tx);
+            let _turn = gate.turn().await.expect("the next turn");
+            other
+                .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); ROLLBACK;")
+                .expect("the file is free as soon as the turn passes");
+        }
+        let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(kept, 0, "nothing of the dropped transactions stays");
+    }
+}
