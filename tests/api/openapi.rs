@@ -1,12 +1,10 @@
 //! The API description is served, generated from the code, and covers every route.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 use serde_json::Value;
 
-#[tokio::test]
-async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
-    let app = spawn_app().await;
-
+/// `GET /api/v1/openapi.json`, answered 200 without credentials.
+async fn openapi_json(app: &TestApp) -> Value {
     let response = app
         .client
         .get(app.url("/api/v1/openapi.json"))
@@ -14,7 +12,13 @@ async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    let doc: Value = response.json().await.expect("json");
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
+    let app = spawn_app().await;
+    let doc = openapi_json(&app).await;
 
     assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
     let paths = doc["paths"].as_object().expect("paths");
@@ -65,16 +69,7 @@ async fn openapi_json_is_public_and_describes_every_endpoint_with_its_scope() {
 /// `list` on products, orders and customers alike gave three methods one name.
 #[tokio::test]
 async fn every_operation_has_an_id_of_its_own() {
-    let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let doc = openapi_json(&spawn_app().await).await;
 
     let mut seen = std::collections::HashMap::new();
     const METHODS: [&str; 8] = [

@@ -170,7 +170,7 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
 
     let file = dir.path().join("shop.jsonl");
     let file_arg = file.to_str().expect("utf-8");
-    let exported = stdout_json(&cli(&sqlite, dir.path(), &["export", file_arg, "--json"]).await);
+    let exported = export(&sqlite, dir.path(), &file).await;
     let tables = exported["tables"].clone();
     let count = |name: &str| {
         tables
@@ -212,7 +212,7 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
     // Row for row the same store: ids, digests, timestamps.
     let again = dir.path().join("again.jsonl");
     let again_arg = again.to_str().expect("utf-8");
-    stdout_json(&cli(&target, dir.path(), &["export", again_arg, "--json"]).await);
+    export(&target, dir.path(), &again).await;
     assert!(
         body_of(&file) == body_of(&again),
         "the export of the copy is the export of the original"
