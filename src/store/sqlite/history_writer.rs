@@ -190,3 +190,43 @@ fn insert_rows(conn: &Connection, rows: &[HistoryEntry]) -> rusqlite::Result<()>
     insert.raw_execute()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use super::*;
+    use crate::store::ConnectOptions;
+
+    /// `PRAGMA synchronous` of the store's write and read connections and of the history
+    /// writer's own, opened as the store opens it: 1 is NORMAL, 2 FULL.
+    async fn synchronous(sync_full: bool) -> [i64; 3] {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("sync.db").display());
+        let options = ConnectOptions {
+            sync_full,
+            ..ConnectOptions::default()
+        };
+        let store = SqliteStore::open(&url, &options).await.expect("open");
+        let level = |pool| async move {
+            sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .expect("pragma")
+        };
+        let (write, read) = (level(&store.write).await, level(&store.read).await);
+        let file = store.file.as_deref().expect("a file");
+        let writer = SqliteHistoryWriter::open(file, store.sync_full, store.gate.clone(), None)
+            .expect("the history writer");
+        let history = writer
+            .conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .expect("pragma");
+        [write, read, history]
+    }
+
+    #[tokio::test]
+    async fn every_connection_waits_for_the_disk_only_when_the_store_is_opened_to() {
+        assert_eq!(synchronous(false).await, [1, 1, 1], "NORMAL by default");
+        assert_eq!(synchronous(true).await, [2, 2, 2], "FULL with sync_full");
+    }
+}
