@@ -13,6 +13,16 @@ use serde::Serialize;
 use std::net::IpAddr;
 use utoipa::ToSchema;
 
+/// A refusal's text quotes what the client sent (a value, a field's name, the parser's
+/// complaint), and a client may have sent a key or token there by mistake: it never goes back.
+fn redact(text: String) -> String {
+    if text.contains("kw") {
+        crate::domain::secret::redact(&text)
+    } else {
+        text
+    }
+}
+
 /// The message of every credential failure: the precise reason goes to the history only.
 pub const UNAUTHORIZED_MESSAGE: &str = "Authentication failed: check the API username and key, or log in again. The API history tells the store admin why.";
 
@@ -53,7 +63,7 @@ impl ApiError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: redact(message.into()),
             details: Vec::new(),
             headers: Vec::new(),
             outcome,
@@ -246,7 +256,13 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Vec<FieldError>) -> Self {
-        self.details = details;
+        self.details = details
+            .into_iter()
+            .map(|d| FieldError {
+                field: redact(d.field),
+                message: redact(d.message),
+            })
+            .collect();
         self
     }
 

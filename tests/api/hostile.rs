@@ -364,3 +364,44 @@ async fn a_wrong_key_and_an_unknown_user_look_the_same_from_outside() {
         "median wrong key {a:?}, unknown user {b:?}"
     );
 }
+
+#[tokio::test]
+async fn a_key_sent_where_a_value_belongs_never_comes_back_in_the_refusal() {
+    let app = spawn_app().await;
+    let key = seeded(&app).await;
+    let secret = key.trim_start_matches("kw_");
+    let mut answers = Vec::new();
+    for path in [
+        format!("/api/v1/products?status={key}"),
+        format!("/api/v1/products?{key}=1"),
+        format!("/api/v1/orders?customer_id={key}"),
+    ] {
+        answers.push((path.clone(), app.get(&path, &key).await));
+    }
+    for (path, body) in [
+        (
+            "/api/v1/orders",
+            json!({"customer_id": key, "lines": [{"sku": "SAFE-1", "quantity": 1}]}),
+        ),
+        (
+            "/api/v1/products",
+            json!({"sku": "X", "name": "X", "price": key, "quantity": 1}),
+        ),
+        ("/api/v1/products", json!({"sku": "X", key.as_str(): 1})),
+    ] {
+        answers.push((path.to_owned(), app.post(path, &key, &body).await));
+    }
+    let leak = app
+        .request(Method::POST, "/api/v1/leaks")
+        .json(&json!({"keys": key}))
+        .send()
+        .await
+        .expect("leak report");
+    answers.push(("/api/v1/leaks".to_owned(), leak));
+    for (path, answer) in answers {
+        let status = answer.status().as_u16();
+        let text = answer.text().await.expect("body");
+        assert!((400..500).contains(&status), "{path}: {status} {text}");
+        assert!(!text.contains(secret), "{path} sent the key back: {text}");
+    }
+}
