@@ -22,6 +22,21 @@ pub(crate) fn from_ts_opt(us: Option<i64>) -> Option<OffsetDateTime> {
     us.map(from_ts)
 }
 
+/// A `LIKE … ESCAPE '\'` pattern that finds `text` anywhere, its `%`, `_` and `\` taken
+/// literally.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// Parses a stored text column into its domain type, or reports the row as corrupt.
 pub(crate) fn parse_col<T: FromStr>(value: &str, column: &str) -> Result<T>
 where

@@ -191,6 +191,24 @@ async fn the_list_searches_and_pages_with_a_cursor() {
     assert_eq!(names(&found), ["erp-1", "erp-2", "erp-3"]);
     assert!(found["next"].is_null());
 
+    // `_` and `%` are characters to find, not wildcards.
+    app.api_user("stock_sync", &[]).await;
+    for (search, expected) in [
+        ("k_s", &["stock_sync"][..]),
+        ("_", &["stock_sync"]),
+        ("%25", &[]),
+    ] {
+        let (_, found) = call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/api-users?search={search}"),
+            &manager,
+            None,
+        )
+        .await;
+        assert_eq!(names(&found), expected, "search {search}");
+    }
+
     let (status, body) = call(
         &app,
         Method::GET,

@@ -170,12 +170,12 @@ impl ApiUserStore for PgStore {
         page: Option<PageRequest>,
     ) -> Result<Vec<ApiUserSummary>> {
         // ILIKE: SQLite's LIKE ignores the case of ASCII letters, and the search should too.
-        let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
+        let pattern = search.map(crate::store::columns::contains_pattern);
         let mut conn = self.pool.acquire().await?;
         let order = if page.is_some() { "id" } else { "username" };
         let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM api_users \
-             WHERE ($1::text IS NULL OR username ILIKE $1 OR description ILIKE $1) AND id > $2 \
+             WHERE ($1::text IS NULL OR username ILIKE $1 ESCAPE '\\' OR description ILIKE $1 ESCAPE '\\') AND id > $2 \
              ORDER BY {order} LIMIT $3"
         )))
         .bind(pattern)

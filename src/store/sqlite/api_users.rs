@@ -165,11 +165,11 @@ impl ApiUserStore for SqliteStore {
         stats_since: OffsetDateTime,
         page: Option<PageRequest>,
     ) -> Result<Vec<ApiUserSummary>> {
-        let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
+        let pattern = search.map(crate::store::columns::contains_pattern);
         let order = if page.is_some() { "id" } else { "username" };
         let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM api_users \
-             WHERE (?1 IS NULL OR username LIKE ?1 OR description LIKE ?1) AND id > ?2 \
+             WHERE (?1 IS NULL OR username LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\') AND id > ?2 \
              ORDER BY {order} LIMIT ?3"
         )))
         .bind(pattern)
