@@ -1,7 +1,9 @@
 //! `serve --demo`: a small believable store and a demo API user, so the README's cURL lines
 //! work on a fresh machine.
 
-use crate::credentials::{CreateApiUser, Credentials, IssuedKey, KeySource, ServiceError};
+use crate::credentials::{
+    CreateApiUser, Credentials, IssuedKey, KeySource, NewExpiry, ServiceError,
+};
 use crate::domain::admin::Actor;
 use crate::domain::api_user::Environment;
 use crate::domain::catalog::{
@@ -205,7 +207,7 @@ pub async fn demo_user(credentials: &Credentials) -> Result<IssuedKey, ServiceEr
                     DEMO_USER,
                     Duration::ZERO,
                     KeySource::default(),
-                    None,
+                    NewExpiry::AsBefore,
                 )
                 .await
         }

@@ -3,7 +3,7 @@
 use super::CliError;
 use super::output::Output;
 use crate::clock::SystemClock;
-use crate::credentials::{CreateApiUser, Credentials, KeySource};
+use crate::credentials::{CreateApiUser, Credentials, KeySource, NewExpiry};
 use crate::domain::admin::Actor;
 use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN};
 use crate::domain::api_user::{Environment, Status};
@@ -113,9 +113,10 @@ pub struct RotateArgs {
     /// Import the new key from stdin instead of generating one
     #[arg(long, conflicts_with = "key_length")]
     key_stdin: bool,
-    /// The new key stops working after this long
+    /// The new key stops working after this long, or `never` [default: as long as the
+    /// current key was made to last]
     #[arg(long, value_name = "DURATION")]
-    expires: Option<HumanDuration>,
+    expires: Option<NewExpiry>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,7 +205,13 @@ async fn execute(
             let grace = args.grace.map_or(Duration::ZERO, |g| g.0);
             let key = key_source(args.key_stdin, args.key_length)?;
             let issued = credentials
-                .rotate(actor, &args.name, grace, key, args.expires.map(|d| d.0))
+                .rotate(
+                    actor,
+                    &args.name,
+                    grace,
+                    key,
+                    args.expires.unwrap_or_default(),
+                )
                 .await?;
             let verb = if grace == Duration::ZERO {
                 "Rotated (the old key stopped at once)".to_owned()

@@ -8,10 +8,11 @@ use super::view::{
 };
 use super::{ConsoleError, Frame, page};
 use crate::credentials::{
-    Change, CreateApiUser, KeySource, ServiceError, UpdateApiUser, grace_choice,
+    Change, CreateApiUser, KeySource, NewExpiry, ServiceError, UpdateApiUser, grace_choice,
 };
 use crate::domain::api_key::DEFAULT_KEY_LEN;
 use crate::domain::api_user::{ApiUser, DEFAULT_RATE_LIMIT, Environment, Status};
+use crate::domain::duration::DurationError;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::SessionId;
 use crate::domain::scope::Scopes;
@@ -564,7 +565,16 @@ pub async fn roll(
         }
         Err(other) => return Err(other.into()),
     };
-    let expires = parse_expiry(&fields.get("expires"), &mut errors);
+    let expires = match fields.get("expires").as_str() {
+        "" => NewExpiry::AsBefore,
+        text => text.parse().unwrap_or_else(|e: DurationError| {
+            errors.push(FieldError {
+                field: "expires".to_owned(),
+                message: e.to_string(),
+            });
+            NewExpiry::AsBefore
+        }),
+    };
     if !errors.is_empty() {
         return Ok(refused(&state, &signed, &username, errors).await);
     }

@@ -10,7 +10,8 @@ mod requests;
 pub use authority::Change;
 pub use leaks::{ExposedKey, LEAK_REPORT_ACTOR};
 pub use requests::{
-    CreateApiUser, IssuedKey, KeySource, Result, ServiceError, UpdateApiUser, grace_choice,
+    CreateApiUser, IssuedKey, KeySource, NewExpiry, Result, ServiceError, UpdateApiUser,
+    grace_choice,
 };
 
 use crate::clock::SharedClock;
@@ -352,7 +353,9 @@ impl Credentials {
     }
 
     /// Issues a new key. With a grace period the current key keeps working until it ends (but
-    /// never past its own expiry); without one it stops at once.
+    /// never past its own expiry); without one it stops at once. A management key rotating
+    /// itself never gets a key that outlives the current one: its expiry is an administrator's
+    /// to extend.
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn rotate(
         &self,
@@ -360,14 +363,36 @@ impl Credentials {
         username: &str,
         grace: Duration,
         key: KeySource,
-        expires_in: Option<Duration>,
+        expiry: NewExpiry,
     ) -> Result<IssuedKey> {
         let user = self.changeable(actor, username, Change::Rotate).await?;
         if grace < Duration::ZERO {
             return Err(ServiceError::invalid("grace", "must not be negative"));
         }
-        let (plain, stored) = self.new_key(key, expires_in)?;
         let now = self.clock.now();
+        let current = user.current_key(now);
+        let expires_in = match expiry {
+            NewExpiry::AsBefore => current.and_then(|k| k.expires_at.map(|at| at - k.created_at)),
+            NewExpiry::In(duration) => Some(duration),
+            NewExpiry::Never => None,
+        };
+        let (plain, mut stored) = self.new_key(key, expires_in)?;
+        let limit = current.and_then(|k| k.expires_at);
+        if let Some(limit) = limit.filter(|_| actor.authority.is_own_key(&user)) {
+            match stored.expires_at {
+                Some(at) if at <= limit => {}
+                _ if expiry != NewExpiry::AsBefore => {
+                    let limit = limit
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default();
+                    return Err(ServiceError::Forbidden(format!(
+                        "A management key cannot give itself a key that outlives its current one \
+                         (which expires at {limit}): an administrator extends it."
+                    )));
+                }
+                _ => stored.expires_at = Some(limit),
+            }
+        }
         let retire = if grace == Duration::ZERO {
             RetireOld::Now
         } else {

@@ -89,6 +89,30 @@ impl Default for CreateApiUser {
     }
 }
 
+/// When a rotated key stops working.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NewExpiry {
+    /// As long after its making as the key it replaces was made to last (no expiry if that
+    /// one had none).
+    #[default]
+    AsBefore,
+    In(Duration),
+    Never,
+}
+
+impl std::str::FromStr for NewExpiry {
+    type Err = crate::domain::duration::DurationError;
+
+    /// `never`, or a duration (`90d`).
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        if text.trim().eq_ignore_ascii_case("never") {
+            return Ok(Self::Never);
+        }
+        text.parse::<crate::domain::duration::HumanDuration>()
+            .map(|d| Self::In(d.0))
+    }
+}
+
 /// Changes to an API user's settings; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateApiUser {

@@ -71,6 +71,22 @@ async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
     let shown = stdout_json(&app.cli(&["api", "show", "long-key", "--json"]).await);
     assert_eq!(shown["rate_limit_per_minute"], 5);
     assert!(shown["keys"][0]["expires_at"].is_string());
+    // A rotated key lasts as long as the one it replaces, unless told otherwise.
+    let newest_expiry = |shown: &Value| {
+        let keys = shown["keys"].as_array().expect("keys").clone();
+        let newest = keys.into_iter().max_by_key(|k| k["id"].as_i64());
+        newest.expect("a key")["expires_at"].clone()
+    };
+    for (args, expiring) in [(&[][..], true), (&["--expires", "never"], false)] {
+        let rotate = [&["api", "rotate", "long-key", "--json"][..], args].concat();
+        assert!(app.cli(&rotate).await.status.success(), "{args:?}");
+        let shown = stdout_json(&app.cli(&["api", "show", "long-key", "--json"]).await);
+        assert_eq!(
+            newest_expiry(&shown).is_string(),
+            expiring,
+            "{args:?}: {shown}"
+        );
+    }
 
     let legacy = "L".repeat(40) + &"9".repeat(30);
     let output = app

@@ -140,7 +140,7 @@ async fn a_leak_during_a_rolls_grace_period_revokes_only_the_leaked_key() {
             "erp",
             time::Duration::hours(24),
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate")

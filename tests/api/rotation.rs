@@ -18,7 +18,7 @@ async fn without_grace_the_old_key_stops_at_once() {
             "erp",
             Duration::ZERO,
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate");
@@ -42,7 +42,7 @@ async fn with_grace_both_keys_work_until_the_grace_ends() {
             "erp",
             Duration::hours(24),
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate");
@@ -74,7 +74,7 @@ async fn a_grace_period_never_outlives_the_old_keys_own_expiry() {
             "soon",
             Duration::days(7),
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate");
@@ -94,7 +94,7 @@ async fn a_second_roll_ends_the_grace_of_the_first_so_at_most_two_keys_live() {
             "twice",
             Duration::hours(24),
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate");
@@ -105,7 +105,7 @@ async fn a_second_roll_ends_the_grace_of_the_first_so_at_most_two_keys_live() {
             "twice",
             Duration::hours(24),
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate");

@@ -213,7 +213,7 @@ async fn a_session_made_with_a_rolled_key_ends_with_that_key() {
             "rolling",
             Duration::ZERO,
             KeySource::default(),
-            None,
+            keyward::credentials::NewExpiry::AsBefore,
         )
         .await
         .expect("rotate");

@@ -262,6 +262,76 @@ async fn a_management_key_rotates_itself_but_stops_itself_only_when_confirmed() 
     assert_eq!(app.get("/api/v1/api-users", &old).await.status(), 401);
 }
 
+/// The expiry of `username`'s newest key, in whole days from now (rounded).
+async fn newest_key_days(app: &TestApp, username: &str) -> Option<i64> {
+    let user = app.credentials.get(username).await.expect("user");
+    let newest = user.keys.iter().max_by_key(|k| k.id).expect("a key");
+    let now = time::OffsetDateTime::now_utc();
+    newest
+        .expires_at
+        .map(|at| ((at - now).whole_hours() as f64 / 24.0).round() as i64)
+}
+
+#[tokio::test]
+async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_a_management_key_never_outlives_its_own()
+ {
+    let app = spawn_app().await;
+    let key = app
+        .api_user_with(keyward::credentials::CreateApiUser {
+            username: MANAGER.to_owned(),
+            scopes: vec!["api_users:write".to_owned(), "orders:read".to_owned()],
+            ips: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
+            management: true,
+            expires_in: Some(time::Duration::days(90)),
+            ..Default::default()
+        })
+        .await;
+    let (status, erp) = call(
+        &app,
+        Method::POST,
+        "/api/v1/api-users",
+        &key,
+        Some(json!({"username": "erp", "scopes": ["orders:read"], "expires_in": "30d"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{erp}");
+    let rotate = |username: &str, body: Value| {
+        let path = format!("/api/v1/api-users/{username}/rotate");
+        let app = &app;
+        let key = key.clone();
+        async move { call(app, Method::POST, &path, &key, Some(body)).await }
+    };
+
+    // Another user's key: a key made for 30 days is replaced by one made for 30 days.
+    assert_eq!(rotate("erp", json!({})).await.0, 200);
+    assert_eq!(newest_key_days(&app, "erp").await, Some(30));
+    assert_eq!(rotate("erp", json!({"expires_in": "7d"})).await.0, 200);
+    assert_eq!(newest_key_days(&app, "erp").await, Some(7));
+    assert_eq!(rotate("erp", json!({"expires_in": "never"})).await.0, 200);
+    assert_eq!(newest_key_days(&app, "erp").await, None);
+    assert_eq!(rotate("erp", json!({})).await.0, 200);
+    assert_eq!(newest_key_days(&app, "erp").await, None);
+
+    // Its own: never past the 90 days an administrator gave it.
+    for longer in ["365d", "never"] {
+        let (status, body) = rotate(MANAGER, json!({ "expires_in": longer })).await;
+        assert_eq!((status, code(&body)), (403, "insufficient_scope"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("an administrator")),
+            "{body}"
+        );
+    }
+    assert_eq!(newest_key_days(&app, MANAGER).await, Some(90));
+    let (status, body) = rotate(MANAGER, json!({"grace": "1h"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(newest_key_days(&app, MANAGER).await, Some(90));
+    let (status, body) = rotate(MANAGER, json!({"expires_in": "10d"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(newest_key_days(&app, MANAGER).await, Some(10));
+}
+
 async fn audit_of(app: &TestApp) -> Vec<keyward::domain::admin::AuditRecord> {
     app.db.audit_log(None, 100).await.expect("audit log")
 }

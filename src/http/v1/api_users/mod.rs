@@ -11,11 +11,12 @@ pub use access::*;
 pub use history::*;
 
 use crate::auth::Caller;
-use crate::credentials::{CreateApiUser, KeySource, UpdateApiUser, grace_choice};
+use crate::credentials::{CreateApiUser, KeySource, NewExpiry, UpdateApiUser, grace_choice};
 use crate::domain::admin::Actor;
 use crate::domain::api_key::DEFAULT_KEY_LEN;
 use crate::domain::api_user::{Environment, Status};
 use crate::domain::catalog::Page;
+use crate::domain::duration::DurationError;
 use crate::domain::duration::HumanDuration;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
@@ -51,6 +52,15 @@ fn expiry(text: Option<&str>) -> Result<Option<Duration>, ApiError> {
             .map_err(|e| ApiError::invalid_field("expires_in", e.to_string()))
     })
     .transpose()
+}
+
+/// A rotated key's `expires_in`: absent, as long as the key it replaces; `never`; or a
+/// duration.
+fn new_expiry(text: Option<&str>) -> Result<NewExpiry, ApiError> {
+    text.map_or(Ok(NewExpiry::AsBefore), |t| {
+        t.parse()
+            .map_err(|e: DurationError| ApiError::invalid_field("expires_in", e.to_string()))
+    })
 }
 
 /// An answer that carries a new key: never cached, and never kept by the idempotency layer.
@@ -284,7 +294,7 @@ pub async fn rotate(
             &username,
             grace,
             key,
-            expiry(body.expires_in.as_deref())?,
+            new_expiry(body.expires_in.as_deref())?,
         )
         .await?;
     let view = IssuedKeyView::new(&issued, state.auth.usage(), state.clock.now());

@@ -246,7 +246,9 @@ pub struct RotateBody {
     #[serde(default)]
     #[schema(minimum = 64, maximum = 256, default = 64)]
     pub key_length: Option<usize>,
-    /// The new key stops working after this long: `90d`, `24h`, `15m`, `90s`.
+    /// The new key stops working after this long (`90d`, `24h`, `15m`, `90s`), or `never`.
+    /// Without it, the new key lasts as long as the old one was made to. A management key
+    /// rotating itself never gets a key that expires later than its current one.
     #[serde(default)]
     #[schema(example = "90d")]
     pub expires_in: Option<String>,
