@@ -15,7 +15,7 @@ use crate::history::HistoryState;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::Uri;
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{BoxFuture, Either};
 use std::convert::Infallible;
@@ -114,9 +114,30 @@ impl Api {
             return ApiError::not_found("API route").into_response();
         };
         let route = found.value.clone();
+        let most = self.auth.app.limits.max_body_bytes;
+        if declared_length(&request).is_some_and(|length| length > most as u64) {
+            // Refused before any of it is read: waiting for a body this size only ends in the
+            // request's timeout, and nothing could have been done with it.
+            return ApiError::unacceptable(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The body is too large: at most {most} bytes."),
+            )
+            .into_response();
+        }
         let handlers = Handlers(self.handlers.clone());
         crate::auth::pipeline(&self.auth, &route, request, handlers).await
     }
+}
+
+/// The body's length as its `Content-Length` declares it.
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The request span and the log lines of an API call, as `TraceLayer` gives every other

@@ -73,6 +73,29 @@ async fn oversized_bodies_are_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_body_declared_too_large_is_refused_before_it_is_sent() {
+    let app = spawn_app().await;
+    let key = seeded(&app).await;
+    let asked = Instant::now();
+    let answer = raw(
+        &app,
+        format!(
+            "POST /api/v1/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{{}}"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 413, "{answer}");
+    assert!(answer.contains("\"bad_request\""), "{answer}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "answered at once, not at the request's timeout"
+    );
+    assert_eq!(product_count(&app, &key).await, 1);
+}
+
+#[tokio::test]
 async fn oversized_headers_are_refused_with_431() {
     let app = spawn_app().await;
     let key = seeded(&app).await;
