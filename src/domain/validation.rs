@@ -1,6 +1,22 @@
 //! Field-level validation errors, shared by every input type.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// For a field a change may leave out but not clear (`#[serde(default, deserialize_with =
+/// "not_null")]`): `null` is refused as the wrong type, where a plain `Option` would take it
+/// for "left out" and answer that the change was made.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "cannot be null: leave it out to keep it as it is",
+        )),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {

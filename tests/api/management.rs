@@ -252,6 +252,30 @@ async fn every_field_patched_holds_on_the_next_call() {
     assert_eq!(shown["environment"], "development");
     assert_eq!(shown["scopes"], json!(["products:read"]));
     assert_eq!(shown["rate_limit_per_minute"], 2);
+    // `null` clears none of them: refused, nothing changed.
+    for field in [
+        "description",
+        "environment",
+        "status",
+        "scopes",
+        "ips",
+        "rate_limit_per_minute",
+    ] {
+        let (status, body) = call(
+            &app,
+            Method::PATCH,
+            path,
+            &manager,
+            Some(json!({ field: null })),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["details"][0]["field"].as_str()),
+            (422, Some(field))
+        );
+    }
+    let (_, unchanged) = call(&app, Method::GET, path, &manager, None).await;
+    assert_eq!(unchanged, shown);
 
     let (status, refused) = error_of(app.get("/api/v1/orders", &key).await).await;
     assert_eq!(status, 403);

@@ -50,6 +50,25 @@ async fn a_product_is_created_read_and_patched_with_exact_money() {
 
     let fetched: Value = app.get(&location, &key).await.json().await.expect("json");
     assert_eq!(fetched, patched);
+
+    // `null` clears nothing a product must have: refused, and the product stays as it was.
+    for field in ["sku", "name", "description", "price", "quantity", "status"] {
+        let response = app
+            .bearer(Method::PATCH, &location, &key)
+            .json(&json!({ field: null }))
+            .send()
+            .await
+            .expect("patch");
+        let (status, error) = error_of(response).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (422, Some("invalid")),
+            "{field}: {error}"
+        );
+        assert_eq!(error["error"]["details"][0]["field"], field);
+    }
+    let fetched: Value = app.get(&location, &key).await.json().await.expect("json");
+    assert_eq!(fetched, patched);
 }
 
 #[tokio::test]
@@ -387,6 +406,35 @@ async fn a_customer_phone_is_removed_with_null_and_kept_when_absent() {
         .await
         .expect("json");
     assert_eq!(removed["phone"], Value::Null);
+
+    // A field that cannot be empty is not cleared by `null`: refused, nothing changed.
+    for (path, body) in [
+        ("/api/v1/customers/1", json!({"name": null})),
+        (
+            "/api/v1/customers/1",
+            json!({"email": null, "name": "Hedy L."}),
+        ),
+    ] {
+        let response = app
+            .bearer(Method::PATCH, path, &key)
+            .json(&body)
+            .send()
+            .await;
+        let (status, error) = error_of(response.expect("patch")).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (422, Some("invalid")),
+            "{body}"
+        );
+    }
+    let unchanged: Value = app
+        .get("/api/v1/customers/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(unchanged["name"], "Hedy Lamarr");
+    assert_eq!(unchanged["email"], "hedy@example.com");
 }
 
 #[tokio::test]

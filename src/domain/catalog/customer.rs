@@ -1,7 +1,7 @@
 //! Customers and their validation.
 
 use crate::domain::ids::CustomerId;
-use crate::domain::validation::{Errors, FieldError, text};
+use crate::domain::validation::{Errors, FieldError, not_null, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -32,7 +32,9 @@ pub struct CustomerInput {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
+    #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub email: Option<String>,
     /// A new number; `null` or `""` removes it.
     #[serde(default, deserialize_with = "present")]

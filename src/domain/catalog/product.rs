@@ -4,7 +4,7 @@ use super::{MAX_BULK_ITEMS, MAX_QUANTITY};
 use crate::domain::api_user::text_enum;
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
-use crate::domain::validation::{Errors, FieldError, text};
+use crate::domain::validation::{Errors, FieldError, not_null, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -48,11 +48,17 @@ pub struct ProductInput {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    #[serde(default, deserialize_with = "not_null")]
     pub sku: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pub price: Option<Money>,
+    #[serde(default, deserialize_with = "not_null")]
     pub quantity: Option<i64>,
+    #[serde(default, deserialize_with = "not_null")]
     pub status: Option<ProductStatus>,
 }
 
