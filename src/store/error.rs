@@ -25,6 +25,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Config(String),
+    /// The database could not be opened or reached at start: the settings may be right and
+    /// the database down, missing or unreadable.
+    #[error("{0}")]
+    Open(String),
     /// A stored value that the program cannot read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),

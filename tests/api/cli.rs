@@ -550,6 +550,21 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
     let bad_duration = app.cli(&["api", "rotate", "x", "--grace", "forever"]).await;
     assert_eq!(bad_duration.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_duration.stderr).contains("90s"));
+
+    // A database that cannot be opened is a failure (1), not a mistake in the command (2).
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}/no/such/dir/x.db", dir.path().display());
+    let unopened =
+        crate::helpers::cli_at(&url, dir.path().into(), &["api", "list", "--json"], None).await;
+    assert_eq!(unopened.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&unopened.stderr).expect("json");
+    assert_eq!(error["error"]["code"], "failed");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot open")),
+        "{error}"
+    );
 }
 
 #[tokio::test]

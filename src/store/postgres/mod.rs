@@ -106,7 +106,7 @@ impl PgStore {
 
 /// Names the database without the password the URL may carry.
 fn open_error(url: &str, error: &sqlx::Error) -> StoreError {
-    StoreError::Config(format!(
+    StoreError::Open(format!(
         "cannot open the PostgreSQL database `{}`: {error}",
         crate::config::redact_url(url)
     ))

@@ -211,7 +211,7 @@ async fn connect_writer(
 }
 
 fn open_error(url: &str, error: sqlx::Error) -> StoreError {
-    StoreError::Config(format!("cannot open the SQLite database `{url}`: {error}"))
+    StoreError::Open(format!("cannot open the SQLite database `{url}`: {error}"))
 }
 
 #[async_trait]
