@@ -140,6 +140,13 @@ impl Default for Config {
     }
 }
 
+/// A CIDR block from a flag or the environment, where a list is often written `a, b`.
+fn cidr(text: &str) -> Result<IpNet, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{}` is not a CIDR block such as 10.0.0.0/8", text.trim()))
+}
+
 fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redact_url(url))
 }
@@ -189,6 +196,7 @@ pub struct Overrides {
         long = "trusted-proxy",
         env = "KEYWARD_TRUSTED_PROXIES",
         value_delimiter = ',',
+        value_parser = cidr,
         value_name = "CIDR"
     )]
     pub trusted_proxies: Option<Vec<IpNet>>,

@@ -75,6 +75,23 @@ fn flags_beat_environment_which_beats_the_file_which_beats_defaults() {
 }
 
 #[test]
+fn trusted_proxies_from_the_environment_may_be_listed_with_spaces() {
+    let dir = tempfile::tempdir().expect("dir");
+    let effective = effective(
+        dir.path(),
+        &[(
+            "KEYWARD_TRUSTED_PROXIES",
+            "10.0.0.0/8, 192.168.0.0/16 ,::1/128",
+        )],
+        &[],
+    );
+    assert_eq!(
+        effective["trusted_proxies"],
+        serde_json::json!(["10.0.0.0/8", "192.168.0.0/16", "::1/128"])
+    );
+}
+
+#[test]
 fn metrics_listen_comes_from_flag_environment_file_or_default() {
     let dir = tempfile::tempdir().expect("dir");
     assert_eq!(effective(dir.path(), &[], &[])["metrics_listen"], "main");
