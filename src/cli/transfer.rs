@@ -108,6 +108,15 @@ pub async fn export(
     bar.finish_and_clear();
     let summary = summary?;
     report(out, "Exported", &summary, &args.file, started);
+    let webhooks = db.webhooks().await?.len();
+    if webhooks > 0 {
+        // On stderr, beside the report: a `--json` report on stdout stays one document.
+        eprintln!(
+            "note: the {webhooks} webhook endpoint(s) are not in the file: their signing secrets \
+             are sealed under a key kept outside the database. Add them again where the file \
+             is imported (keyward webhook add), and give their receivers the new secrets."
+        );
+    }
     Ok(())
 }
 

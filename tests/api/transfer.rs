@@ -293,6 +293,40 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
 }
 
 #[tokio::test]
+async fn an_export_says_that_it_leaves_the_webhooks_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let file = dir.path().join("store.jsonl");
+    let args = ["export", file.to_str().expect("utf-8"), "--json"];
+    let quiet = cli(&source, dir.path(), &args).await;
+    assert!(quiet.stderr.is_empty(), "no webhooks, no note");
+    let added = cli(
+        &source,
+        dir.path(),
+        &["webhook", "add", "--url", "http://127.0.0.1:9/hooks"],
+    )
+    .await;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let exported = cli(&source, dir.path(), &args).await;
+    stdout_json(&exported);
+    let note = String::from_utf8_lossy(&exported.stderr);
+    assert!(
+        note.contains("1 webhook endpoint(s) are not in the file"),
+        "{note}"
+    );
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        !text.contains("\"table\":\"webhook"),
+        "and indeed no table of theirs is"
+    );
+}
+
+#[tokio::test]
 async fn an_export_cut_short_imports_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let source = format!("sqlite://{}", dir.path().join("source.db").display());
