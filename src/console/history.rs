@@ -211,7 +211,7 @@ pub async fn csv(
     Query(filters): Query<Filters>,
 ) -> Result<Response, ConsoleError> {
     let query = filters.query(1000)?;
-    let header_row = "date_added,date_modified,call,ip,status,outcome,duration_ms,username,key_hint,session_id,request_id\n";
+    let header_row = "date_added,date_modified,call,ip,status,outcome,duration_ms,username,key_hint,session_id,request_id,api_user_id\n";
     let credentials = state.credentials.clone();
     let name = username.clone();
     let stream = futures_stream(credentials, name, query, header_row);
@@ -301,6 +301,7 @@ fn csv_line(r: &HistoryRecord) -> String {
         r.key_hint.clone().unwrap_or_default(),
         r.session_id.map(|s| s.to_string()).unwrap_or_default(),
         r.request_id.clone(),
+        r.api_user_id.map(|id| id.0.to_string()).unwrap_or_default(),
     ];
     let mut line = fields
         .iter()

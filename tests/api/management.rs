@@ -618,6 +618,8 @@ async fn history_takes_the_consoles_filters_and_pages_newest_first() {
     assert_eq!(rows[0]["outcome"], "insufficient_scope");
     assert_eq!(rows[0]["call"], "GET /api/v1/orders");
     assert_eq!(rows[0]["status"], 403);
+    let erp = app.credentials.get("erp").await.expect("erp");
+    assert_eq!(rows[0]["api_user_id"], erp.id.0);
     assert!(
         rows[0]["reason"]
             .as_str()

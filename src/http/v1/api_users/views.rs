@@ -342,6 +342,8 @@ pub struct HistoryRow {
     /// The cursor's position.
     #[serde(skip)]
     pub id: i64,
+    /// The API user the call was made as; null when the username it presented is unknown.
+    pub api_user_id: Option<i64>,
     /// The username the call presented.
     pub username: Option<String>,
     pub key_hint: Option<String>,
@@ -372,6 +374,7 @@ impl From<HistoryRecord> for HistoryRow {
                 .outcome
                 .parse::<Outcome>()
                 .map_or("", Outcome::describe),
+            api_user_id: record.api_user_id.map(|id| id.0),
             username: record.username,
             key_hint: record.key_hint,
             session_id: record.session_id.map(|s| s.0),
