@@ -112,7 +112,7 @@ enum HistoryCommand {
         username: Option<String>,
         /// The client address
         #[arg(long)]
-        ip: Option<String>,
+        ip: Option<std::net::IpAddr>,
         /// ok, refused, or one refusal reason such as unknown_key or secret_in_query
         #[arg(long, value_name = "ok|refused|REASON")]
         outcome: Option<crate::domain::history::OutcomeFilter>,
@@ -353,7 +353,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             let query = crate::domain::history::HistoryQuery {
                 request_id,
                 username,
-                ip,
+                ip: ip.map(|ip| ip.to_string()),
                 outcome,
                 limit,
                 ..Default::default()

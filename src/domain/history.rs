@@ -255,10 +255,21 @@ impl HistoryQuery {
             "" => None,
             other => Some(other.parse::<OutcomeFilter>()?),
         };
-        let ip = ip.trim();
+        // As the history stores it: `2001:DB8::0:1` finds `2001:db8::1`.
+        let ip = match ip.trim() {
+            "" => None,
+            other => Some(
+                other
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| {
+                        "`ip` must be an address such as 192.0.2.7 or 2001:db8::1.".to_owned()
+                    })?
+                    .to_string(),
+            ),
+        };
         Ok(Self {
             outcome,
-            ip: (!ip.is_empty()).then(|| ip.to_owned()),
+            ip,
             from: period_end(from, "from", false)?,
             to: period_end(to, "to", true)?,
             ..Self::default()
@@ -347,6 +358,9 @@ mod tests {
         assert!(HistoryQuery::filtered("", "", "23/11/2026", "").is_err());
         assert!(HistoryQuery::filtered("", "", "", "9999-12-31").is_err());
         assert!(HistoryQuery::filtered("nonsense", "", "", "").is_err());
+        assert!(HistoryQuery::filtered("", "notanip", "", "").is_err());
+        let v6 = HistoryQuery::filtered("", "2001:DB8::0:1", "", "").expect("valid");
+        assert_eq!(v6.ip.as_deref(), Some("2001:db8::1"));
     }
 
     #[test]

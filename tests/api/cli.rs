@@ -550,6 +550,8 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
     let bad_duration = app.cli(&["api", "rotate", "x", "--grace", "forever"]).await;
     assert_eq!(bad_duration.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_duration.stderr).contains("90s"));
+    let bad_address = app.cli(&["history", "list", "--ip", "notanip"]).await;
+    assert_eq!(bad_address.status.code(), Some(2));
 
     // A database that cannot be opened is a failure (1), not a mistake in the command (2).
     let dir = tempfile::tempdir().expect("dir");

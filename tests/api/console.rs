@@ -405,7 +405,11 @@ async fn the_history_exports_as_csv_and_shows_refusals_in_words() {
     let text = csv.text().await.expect("csv");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("date_added,date_modified,call,ip,status,outcome"));
-    assert!(lines[0].ends_with(",request_id,api_user_id"), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(",request_id,api_user_id"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines.len(), 3);
     let id = app.credentials.get("exported").await.expect("user").id.0;
     assert!(lines[1].ends_with(&format!(",{id}")), "{}", lines[1]);

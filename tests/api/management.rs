@@ -668,7 +668,12 @@ async fn history_takes_the_consoles_filters_and_pages_newest_first() {
             "{query}"
         );
     }
-    for query in ["from=yesterday", "outcome=nonsense", "to=9999-12-31"] {
+    for query in [
+        "from=yesterday",
+        "outcome=nonsense",
+        "to=9999-12-31",
+        "ip=notanip",
+    ] {
         let (status, body) = call(
             &app,
             Method::GET,
