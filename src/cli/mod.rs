@@ -207,13 +207,19 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         // With --json, a usage error is JSON on stderr too, so scripts can read every failure.
         Err(error) if error.use_stderr() && std::env::args().any(|a| a == "--json") => {
-            let text = error.to_string();
-            let message = text
-                .lines()
+            // The first line, and the indented lines under it that name what it is about
+            // (`the following required arguments were not provided:` lists them there).
+            let text = error.render().to_string();
+            let mut lines = text.lines();
+            let mut message = lines
                 .next()
                 .unwrap_or("")
                 .trim_start_matches("error: ")
                 .to_owned();
+            for named in lines.take_while(|l| l.starts_with("  ")) {
+                message.push(' ');
+                message.push_str(named.trim());
+            }
             return Output::new(true).fail(&CliError::Usage(message));
         }
         Err(error) => error.exit(),

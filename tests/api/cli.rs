@@ -547,6 +547,14 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
 
     let usage = app.cli(&["api", "create"]).await;
     assert_eq!(usage.status.code(), Some(2));
+    let usage = app.cli(&["api", "create", "--json"]).await;
+    let error: Value = serde_json::from_slice(&usage.stderr).expect("json");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("not provided: --username <USERNAME>")),
+        "names what is missing: {error}"
+    );
     let bad_duration = app.cli(&["api", "rotate", "x", "--grace", "forever"]).await;
     assert_eq!(bad_duration.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_duration.stderr).contains("90s"));
