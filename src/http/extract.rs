@@ -16,20 +16,42 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let kind = body_kind(request.headers().get(header::CONTENT_TYPE));
-        if kind == BodyKind::Other {
-            return Err(unsupported());
+        match read_body(request, state).await? {
+            (Body::Json, bytes) => parse_json(&bytes).map(Json),
+            (Body::Form, _) => Err(unsupported()),
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
-        // `curl -d '{…}'` labels its JSON as a form: a form body that is JSON is read as JSON.
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if kind == BodyKind::Form && !matches!(first, Some(b'{' | b'[')) {
-            return Err(unsupported());
-        }
-        parse_json(&bytes).map(Json)
     }
+}
+
+/// How a body reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Without a type, with a JSON type, or a form whose body is JSON: `curl -d '{…}'` labels
+    /// its JSON as a form.
+    Json,
+    /// `application/x-www-form-urlencoded` fields.
+    Form,
+}
+
+/// Reads the body, and how it reads: any other type is refused (415) before it is read.
+pub async fn read_body<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<(Body, Bytes), ApiError> {
+    let kind = body_kind(request.headers().get(header::CONTENT_TYPE));
+    if kind == BodyKind::Other {
+        return Err(unsupported());
+    }
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(body_rejection)?;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let body = if kind == BodyKind::Form && !matches!(first, Some(b'{' | b'[')) {
+        Body::Form
+    } else {
+        Body::Json
+    };
+    Ok((body, bytes))
 }
 
 /// Parses `bytes` as `T`, reporting syntax errors as 400 and type errors as 422 on the field.

@@ -90,6 +90,24 @@ async fn login_accepts_form_fields_like_curl_does() {
         .expect("login");
 
     assert_eq!(response.status(), 200);
+
+    // The body types every other route takes, read the same way.
+    let json = json!({"username": "form-user", "key": key}).to_string();
+    for (content_type, expected) in [
+        ("application/x-www-form-urlencoded", 200), // `curl -d '{…}'`
+        ("application/json", 200),
+        ("text/plain", 415),
+        ("text/xml", 415),
+    ] {
+        let response = app
+            .request(Method::POST, "/api/v1/login")
+            .header("Content-Type", content_type)
+            .body(json.clone())
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), expected, "{content_type}");
+    }
 }
 
 #[tokio::test]

@@ -4,10 +4,9 @@ use crate::auth::{Caller, ClientIp, HeaderProblem, presented};
 use crate::domain::secret::Secret;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{body_rejection, parse_json};
+use crate::http::extract::{Body, parse_json, read_body};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -33,23 +32,14 @@ pub struct LoginResponse {
 
 /// Reads `username` and `key` from a JSON or form body.
 pub async fn login_credentials(request: Request) -> Result<LoginRequest, ApiError> {
-    let form = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let bytes = Bytes::from_request(request, &())
-        .await
-        .map_err(body_rejection)?;
-    if form {
-        serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+    match read_body(request, &()).await? {
+        (Body::Form, bytes) => serde_urlencoded::from_bytes(&bytes).map_err(|e| {
             ApiError::invalid_field(
                 "body",
                 format!("needs the form fields username and key ({e})"),
             )
-        })
-    } else {
-        parse_json(&bytes)
+        }),
+        (Body::Json, bytes) => parse_json(&bytes),
     }
 }
 
