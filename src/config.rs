@@ -450,6 +450,13 @@ impl Config {
                 "webhook_key (KEYWARD_WEBHOOK_KEY) must be 64 hexadecimal characters, such as the output of `openssl rand -hex 32`".to_owned(),
             ));
         }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError::Invalid(format!(
+                "log_level (KEYWARD_LOG) `{}` is not a level or filter, such as info, debug or \
+                 keyward=debug,sqlx=warn: {error}",
+                self.log_level
+            )));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".to_owned(),

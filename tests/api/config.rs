@@ -92,6 +92,25 @@ fn trusted_proxies_from_the_environment_may_be_listed_with_spaces() {
 }
 
 #[test]
+fn a_log_filter_that_means_nothing_is_refused_instead_of_ignored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("config")
+        .current_dir(dir.path())
+        .env("KEYWARD_LOG", "bogus===")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("KEYWARD_LOG"));
+    let fine = effective(
+        dir.path(),
+        &[("KEYWARD_LOG", "keyward=debug,sqlx=warn")],
+        &[],
+    );
+    assert_eq!(fine["log_level"], "keyward=debug,sqlx=warn");
+}
+
+#[test]
 fn metrics_listen_comes_from_flag_environment_file_or_default() {
     let dir = tempfile::tempdir().expect("dir");
     assert_eq!(effective(dir.path(), &[], &[])["metrics_listen"], "main");
