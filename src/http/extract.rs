@@ -179,6 +179,9 @@ fn plain_types(message: &str) -> String {
         ("expected u64", "expected an integer"),
         ("expected i32", "expected an integer"),
         ("expected u32", "expected an integer"),
+        ("expected usize", "expected an integer"),
+        ("expected u16", "expected an integer"),
+        ("expected u8", "expected an integer"),
         ("expected a sequence", "expected an array"),
         ("expected a map", "expected an object"),
         ("invalid type: map", "invalid type: object"),
@@ -186,5 +189,28 @@ fn plain_types(message: &str) -> String {
     ] {
         text = text.replace(rust, json);
     }
+    // "expected struct ProductInput with 6 elements", "expected struct StockUpdate": the
+    // program's own names mean nothing to a client.
+    if let Some(at) = text.find("expected struct ") {
+        text.truncate(at);
+        text.push_str("expected an object");
+    }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_s_rust_types_are_told_as_json_types() {
+        assert_eq!(
+            plain_types("invalid type: sequence, expected struct ProductInput with 6 elements"),
+            "invalid type: array, expected an object"
+        );
+        assert_eq!(
+            plain_types("invalid type: string \"x\", expected usize"),
+            "invalid type: string \"x\", expected an integer"
+        );
+    }
 }
