@@ -87,4 +87,11 @@ async fn every_operation_has_an_id_of_its_own() {
     }
     assert_eq!(seen["list_products"], "GET /api/v1/products");
     assert_eq!(seen["list_orders"], "GET /api/v1/orders");
+    // Named for what they act on, not only for what they do.
+    for id in seen.keys() {
+        assert!(
+            id.contains('_') || ["login", "logout", "me"].contains(&id.as_str()),
+            "`{id}` says what it does, not to what"
+        );
+    }
 }

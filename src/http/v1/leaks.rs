@@ -47,6 +47,7 @@ pub struct LeakReceipt {
 /// log, and `key.exposed` webhooks are sent.
 #[utoipa::path(
     post,
+    operation_id = "report_leaked_keys",
     path = "/leaks",
     tag = "leaks",
     security(()),

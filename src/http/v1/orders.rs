@@ -136,6 +136,7 @@ pub async fn create(
 /// again.
 #[utoipa::path(
     post,
+    operation_id = "add_order_history",
     path = "/orders/{id}/history",
     tag = "orders",
     params(
@@ -184,6 +185,7 @@ pub struct OrderStatuses {
 /// The order statuses, with OpenCart's ids.
 #[utoipa::path(
     get,
+    operation_id = "list_order_statuses",
     path = "/order-statuses",
     tag = "orders",
     security(("api_key" = ["orders:read"])),

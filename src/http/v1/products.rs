@@ -160,6 +160,7 @@ pub struct StockUpdated {
 /// quantity changes.
 #[utoipa::path(
     post,
+    operation_id = "set_product_stock",
     path = "/products/stock",
     tag = "products",
     request_body = StockUpdate,
