@@ -20,6 +20,12 @@ pub fn from_micros(us: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// A time as the program writes it in JSON it makes (events, the audit log): RFC 3339.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 

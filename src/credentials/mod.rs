@@ -125,7 +125,7 @@ impl Credentials {
                 "management": user.management,
                 "key_hint": stored.hint,
                 "key_imported": stored.imported,
-                "key_expires_at": stored.expires_at.map(|t| t.to_string()),
+                "key_expires_at": stored.expires_at.map(crate::clock::rfc3339),
             }),
         );
         self.db
@@ -343,7 +343,7 @@ impl Credentials {
             "api_user.delete",
             username,
             json!({
-                "last_used_at": user.last_used_at.map(|t| t.to_string()),
+                "last_used_at": user.last_used_at.map(crate::clock::rfc3339),
                 "last_used_ip": user.last_used_ip,
                 "open_sessions": open_sessions,
             }),
@@ -413,7 +413,7 @@ impl Credentials {
                 "old_key_hint": old,
                 "new_key_hint": stored.hint,
                 "grace_seconds": grace.whole_seconds(),
-                "key_expires_at": stored.expires_at.map(|t| t.to_string()),
+                "key_expires_at": stored.expires_at.map(crate::clock::rfc3339),
             }),
         );
         self.db

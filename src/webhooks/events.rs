@@ -5,7 +5,6 @@ use crate::domain::ids::ApiUserId;
 use crate::domain::webhook::{EventType, NewEvent};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// A new event of `kind` with its `data`, made at `now`.
 pub fn event(kind: EventType, data: Value, now: OffsetDateTime) -> NewEvent {
@@ -32,5 +31,5 @@ pub fn api_user(id: ApiUserId, username: &str) -> Value {
 
 /// A time in events: RFC 3339, UTC.
 pub fn time(t: OffsetDateTime) -> Value {
-    t.format(&Rfc3339).map_or(Value::Null, Value::String)
+    Value::String(crate::clock::rfc3339(t))
 }

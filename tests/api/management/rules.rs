@@ -330,6 +330,16 @@ async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_a_management_key
     let (status, body) = rotate(MANAGER, json!({"expires_in": "10d"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(newest_key_days(&app, MANAGER).await, Some(10));
+
+    // The audit log says when the new key expires, in RFC 3339 as everywhere else.
+    let audit = audit_of(&app).await;
+    let rotated = audit
+        .iter()
+        .find(|r| r.action == "api_user.rotate")
+        .expect("a rotation");
+    let expires = rotated.details["key_expires_at"].as_str().expect("a time");
+    time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{expires}: {e}"));
 }
 
 async fn audit_of(app: &TestApp) -> Vec<keyward::domain::admin::AuditRecord> {
