@@ -12,7 +12,6 @@ use crate::credentials::{
 };
 use crate::domain::api_key::DEFAULT_KEY_LEN;
 use crate::domain::api_user::{ApiUser, DEFAULT_RATE_LIMIT, Environment, Status};
-use crate::domain::duration::DurationError;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::SessionId;
 use crate::domain::scope::Scopes;
@@ -565,16 +564,13 @@ pub async fn roll(
         }
         Err(other) => return Err(other.into()),
     };
-    let expires = match fields.get("expires").as_str() {
-        "" => NewExpiry::AsBefore,
-        text => text.parse().unwrap_or_else(|e: DurationError| {
-            errors.push(FieldError {
-                field: "expires".to_owned(),
-                message: e.to_string(),
-            });
-            NewExpiry::AsBefore
-        }),
-    };
+    let expires = NewExpiry::from_field(Some(&fields.get("expires"))).unwrap_or_else(|message| {
+        errors.push(FieldError {
+            field: "expires".to_owned(),
+            message,
+        });
+        NewExpiry::AsBefore
+    });
     if !errors.is_empty() {
         return Ok(refused(&state, &signed, &username, errors).await);
     }

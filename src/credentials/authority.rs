@@ -32,11 +32,6 @@ const ADMINISTRATORS_ONLY: &str =
     "Management keys are changed only by administrators, in the console or with the CLI.";
 
 impl Authority {
-    /// Whether this is `user`'s own management key acting on it.
-    pub fn is_own_key(&self, user: &ApiUser) -> bool {
-        matches!(self, Authority::Key { id, .. } if *id == user.id)
-    }
-
     /// Whether this authority may make `change` to `target`.
     pub fn may_change(&self, target: &ApiUser, change: Change) -> Result<()> {
         self.writes()?;
@@ -158,6 +153,7 @@ mod tests {
             id: ApiUserId(id),
             scopes: Scopes::parse([scopes]).expect("scopes"),
             self_lockout_confirmed: confirmed,
+            key_expires_at: None,
         }
     }
 

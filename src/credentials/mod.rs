@@ -15,7 +15,7 @@ pub use requests::{
 };
 
 use crate::clock::SharedClock;
-use crate::domain::admin::{Actor, AuditEntry};
+use crate::domain::admin::{Actor, AuditEntry, Authority};
 use crate::domain::api_key::{ApiKey, KeyError};
 use crate::domain::api_user::{
     ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, NewApiUser, NewKey, SessionRecord,
@@ -101,7 +101,8 @@ impl Credentials {
             (Ok(()), None) => return Err(ServiceError::invalid("username", "is required")),
         };
         actor.authority.may_grant(&scopes, request.management)?;
-        let (key, stored) = self.new_key(request.key, request.expires_in)?;
+        let (key, mut stored) = self.new_key(request.key, request.expires_in)?;
+        within_issuer(actor, &mut stored, request.expires_in.is_some())?;
         let user = NewApiUser {
             username,
             description,
@@ -353,9 +354,7 @@ impl Credentials {
     }
 
     /// Issues a new key. With a grace period the current key keeps working until it ends (but
-    /// never past its own expiry); without one it stops at once. A management key rotating
-    /// itself never gets a key that outlives the current one: its expiry is an administrator's
-    /// to extend.
+    /// never past its own expiry); without one it stops at once.
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn rotate(
         &self,
@@ -370,29 +369,16 @@ impl Credentials {
             return Err(ServiceError::invalid("grace", "must not be negative"));
         }
         let now = self.clock.now();
-        let current = user.current_key(now);
+        // The newest key, live or not: a key rolled because it expired or leaked is replaced
+        // by one made to last as long.
+        let newest = user.keys.iter().max_by_key(|k| k.id);
         let expires_in = match expiry {
-            NewExpiry::AsBefore => current.and_then(|k| k.expires_at.map(|at| at - k.created_at)),
+            NewExpiry::AsBefore => newest.and_then(|k| k.expires_at.map(|at| at - k.created_at)),
             NewExpiry::In(duration) => Some(duration),
             NewExpiry::Never => None,
         };
         let (plain, mut stored) = self.new_key(key, expires_in)?;
-        let limit = current.and_then(|k| k.expires_at);
-        if let Some(limit) = limit.filter(|_| actor.authority.is_own_key(&user)) {
-            match stored.expires_at {
-                Some(at) if at <= limit => {}
-                _ if expiry != NewExpiry::AsBefore => {
-                    let limit = limit
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default();
-                    return Err(ServiceError::Forbidden(format!(
-                        "A management key cannot give itself a key that outlives its current one \
-                         (which expires at {limit}): an administrator extends it."
-                    )));
-                }
-                _ => stored.expires_at = Some(limit),
-            }
-        }
+        within_issuer(actor, &mut stored, expiry != NewExpiry::AsBefore)?;
         let retire = if grace == Duration::ZERO {
             RetireOld::Now
         } else {
@@ -521,5 +507,33 @@ impl Credentials {
             .db
             .revoke_sessions(user.id, only, now, Some(&audit))
             .await?)
+    }
+}
+
+/// Holds a new key to what `actor` may issue: a management key never issues a key that
+/// outlives its own, so no key it makes keeps its access past the end an administrator gave
+/// it. An expiry asked for beyond that is refused; the default one is cut to it.
+fn within_issuer(actor: &Actor, stored: &mut NewKey, asked: bool) -> Result<()> {
+    let Authority::Key {
+        key_expires_at: Some(limit),
+        ..
+    } = actor.authority
+    else {
+        return Ok(());
+    };
+    match stored.expires_at {
+        Some(at) if at <= limit => Ok(()),
+        _ if asked => Err(ServiceError::invalid(
+            "expires_in",
+            format!(
+                "must end by {}, when the management key making it expires: a management key \
+                 issues no key that outlives its own (an administrator extends it)",
+                crate::clock::rfc3339(limit)
+            ),
+        )),
+        _ => {
+            stored.expires_at = Some(limit);
+            Ok(())
+        }
     }
 }

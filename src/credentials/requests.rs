@@ -100,16 +100,32 @@ pub enum NewExpiry {
     Never,
 }
 
+impl NewExpiry {
+    /// A form's or a body's field: left out or empty is [`NewExpiry::AsBefore`].
+    pub fn from_field(text: Option<&str>) -> std::result::Result<Self, String> {
+        match text.map(str::trim) {
+            None | Some("") => Ok(Self::AsBefore),
+            Some(text) => text.parse(),
+        }
+    }
+}
+
 impl std::str::FromStr for NewExpiry {
-    type Err = crate::domain::duration::DurationError;
+    type Err = String;
 
     /// `never`, or a duration (`90d`).
     fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
-        if text.trim().eq_ignore_ascii_case("never") {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("never") {
             return Ok(Self::Never);
         }
-        text.parse::<crate::domain::duration::HumanDuration>()
-            .map(|d| Self::In(d.0))
+        match text.parse::<crate::domain::duration::HumanDuration>() {
+            Ok(duration) => Ok(Self::In(duration.0)),
+            Err(crate::domain::duration::DurationError::Format(_)) => Err(format!(
+                "`{text}` is neither a duration nor never; write 90s, 15m, 24h, 90d or never"
+            )),
+            Err(other) => Err(other.to_string()),
+        }
     }
 }
 

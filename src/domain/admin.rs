@@ -51,6 +51,8 @@ pub enum Authority {
         scopes: Scopes,
         /// The request confirmed that the key may disable or delete itself.
         self_lockout_confirmed: bool,
+        /// When the key making the call expires: it issues no key that outlives it.
+        key_expires_at: Option<OffsetDateTime>,
     },
 }
 
@@ -104,6 +106,7 @@ impl Actor {
         scopes: Scopes,
         ip: String,
         self_lockout_confirmed: bool,
+        key_expires_at: Option<OffsetDateTime>,
     ) -> Self {
         Self {
             name: format!("api:{username}"),
@@ -112,6 +115,7 @@ impl Actor {
                 id,
                 scopes,
                 self_lockout_confirmed,
+                key_expires_at,
             },
         }
     }

@@ -273,7 +273,7 @@ async fn newest_key_days(app: &TestApp, username: &str) -> Option<i64> {
 }
 
 #[tokio::test]
-async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_a_management_key_never_outlives_its_own()
+async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_no_key_a_management_key_makes_outlives_its_own()
  {
     let app = spawn_app().await;
     let key = app
@@ -286,48 +286,84 @@ async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_a_management_key
             ..Default::default()
         })
         .await;
-    let (status, erp) = call(
-        &app,
-        Method::POST,
-        "/api/v1/api-users",
-        &key,
-        Some(json!({"username": "erp", "scopes": ["orders:read"], "expires_in": "30d"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{erp}");
+    let send = |method: Method, path: String, body: Value| {
+        let (app, key) = (&app, key.clone());
+        async move { call(app, method, &path, &key, Some(body)).await }
+    };
     let rotate = |username: &str, body: Value| {
-        let path = format!("/api/v1/api-users/{username}/rotate");
-        let app = &app;
-        let key = key.clone();
-        async move { call(app, Method::POST, &path, &key, Some(body)).await }
+        send(
+            Method::POST,
+            format!("/api/v1/api-users/{username}/rotate"),
+            body,
+        )
+    };
+    let create = |body: Value| send(Method::POST, "/api/v1/api-users".to_owned(), body);
+    let refused_expiry = |(status, body): (u16, Value)| {
+        assert_eq!((status, code(&body)), (422, "invalid"), "{body}");
+        assert_eq!(body["error"]["details"][0]["field"], "expires_in", "{body}");
     };
 
-    // Another user's key: a key made for 30 days is replaced by one made for 30 days.
+    let (status, erp) =
+        create(json!({"username": "erp", "scopes": ["orders:read"], "expires_in": "30d"})).await;
+    assert_eq!(status, 201, "{erp}");
+    // A key made for 30 days is replaced by one made for 30 days.
     assert_eq!(rotate("erp", json!({})).await.0, 200);
     assert_eq!(newest_key_days(&app, "erp").await, Some(30));
-    assert_eq!(rotate("erp", json!({"expires_in": "7d"})).await.0, 200);
+    let (status, rotated) = rotate("erp", json!({"expires_in": "7d"})).await;
+    assert_eq!(status, 200);
     assert_eq!(newest_key_days(&app, "erp").await, Some(7));
-    assert_eq!(rotate("erp", json!({"expires_in": "never"})).await.0, 200);
-    assert_eq!(newest_key_days(&app, "erp").await, None);
+    // Even when the key it replaces is no longer live: revoked as leaked, say.
+    let leaked = app
+        .request(Method::POST, "/api/v1/leaks")
+        .json(&json!({"keys": [rotated["key"]]}))
+        .send()
+        .await
+        .expect("leak report");
+    assert_eq!(leaked.status(), 200);
     assert_eq!(rotate("erp", json!({})).await.0, 200);
-    assert_eq!(newest_key_days(&app, "erp").await, None);
+    assert_eq!(newest_key_days(&app, "erp").await, Some(7));
 
-    // Its own: never past the 90 days an administrator gave it.
+    // Nothing it makes outlives the 90 days an administrator gave it: asked, refused...
     for longer in ["365d", "never"] {
-        let (status, body) = rotate(MANAGER, json!({ "expires_in": longer })).await;
-        assert_eq!((status, code(&body)), (403, "insufficient_scope"), "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("an administrator")),
-            "{body}"
-        );
+        refused_expiry(rotate("erp", json!({ "expires_in": longer })).await);
+        refused_expiry(rotate(MANAGER, json!({ "expires_in": longer })).await);
     }
+    refused_expiry(create(json!({"username": "long", "expires_in": "365d"})).await);
+    // ...by default, cut to its own end.
+    assert_eq!(create(json!({"username": "short"})).await.0, 201);
+    let own_end = |username: &'static str| {
+        let app = &app;
+        async move {
+            let user = app.credentials.get(username).await.expect("user");
+            user.keys
+                .iter()
+                .max_by_key(|k| k.id)
+                .expect("a key")
+                .expires_at
+        }
+    };
+    let manager_end = own_end(MANAGER).await;
+    assert_eq!(own_end("short").await, manager_end);
     assert_eq!(newest_key_days(&app, MANAGER).await, Some(90));
     let (status, body) = rotate(MANAGER, json!({"grace": "1h"})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(newest_key_days(&app, MANAGER).await, Some(90));
-    let (status, body) = rotate(MANAGER, json!({"expires_in": "10d"})).await;
+    assert_eq!(
+        own_end(MANAGER).await,
+        manager_end,
+        "its own roll keeps its end"
+    );
+    // The old key, ending within the hour, now issues nothing past that; the new one may.
+    refused_expiry(rotate(MANAGER, json!({"expires_in": "2h"})).await);
+    let new = body["key"].as_str().expect("new key");
+    let path = format!("/api/v1/api-users/{MANAGER}/rotate");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &path,
+        new,
+        Some(json!({"expires_in": "10d"})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(newest_key_days(&app, MANAGER).await, Some(10));
 

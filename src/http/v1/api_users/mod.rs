@@ -16,7 +16,6 @@ use crate::domain::admin::Actor;
 use crate::domain::api_key::DEFAULT_KEY_LEN;
 use crate::domain::api_user::{Environment, Status};
 use crate::domain::catalog::Page;
-use crate::domain::duration::DurationError;
 use crate::domain::duration::HumanDuration;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
@@ -42,6 +41,7 @@ fn actor(caller: &Caller, confirm: Option<&str>) -> Actor {
         caller.user.scopes,
         caller.ip.to_string(),
         confirm == Some(&*caller.user.username),
+        caller.key_expires_at,
     )
 }
 
@@ -52,15 +52,6 @@ fn expiry(text: Option<&str>) -> Result<Option<Duration>, ApiError> {
             .map_err(|e| ApiError::invalid_field("expires_in", e.to_string()))
     })
     .transpose()
-}
-
-/// A rotated key's `expires_in`: absent, as long as the key it replaces; `never`; or a
-/// duration.
-fn new_expiry(text: Option<&str>) -> Result<NewExpiry, ApiError> {
-    text.map_or(Ok(NewExpiry::AsBefore), |t| {
-        t.parse()
-            .map_err(|e: DurationError| ApiError::invalid_field("expires_in", e.to_string()))
-    })
 }
 
 /// An answer that carries a new key: never cached, and never kept by the idempotency layer.
@@ -294,7 +285,8 @@ pub async fn rotate(
             &username,
             grace,
             key,
-            new_expiry(body.expires_in.as_deref())?,
+            NewExpiry::from_field(body.expires_in.as_deref())
+                .map_err(|e| ApiError::invalid_field("expires_in", e))?,
         )
         .await?;
     let view = IssuedKeyView::new(&issued, state.auth.usage(), state.clock.now());

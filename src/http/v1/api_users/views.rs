@@ -195,7 +195,8 @@ pub struct NewApiUserBody {
     #[serde(default)]
     #[schema(minimum = 64, maximum = 256, default = 64)]
     pub key_length: Option<usize>,
-    /// The key stops working after this long: `90d`, `24h`, `15m`, `90s`.
+    /// The key stops working after this long: `90d`, `24h`, `15m`, `90s`. Never later than
+    /// the management key making it; without it, the key ends when that one does (or never).
     #[serde(default)]
     #[schema(example = "90d")]
     pub expires_in: Option<String>,
@@ -255,8 +256,8 @@ pub struct RotateBody {
     #[schema(minimum = 64, maximum = 256, default = 64)]
     pub key_length: Option<usize>,
     /// The new key stops working after this long (`90d`, `24h`, `15m`, `90s`), or `never`.
-    /// Without it, the new key lasts as long as the old one was made to. A management key
-    /// rotating itself never gets a key that expires later than its current one.
+    /// Without it, the new key lasts as long as the old one was made to. Never later than the
+    /// management key making it.
     #[serde(default)]
     #[schema(example = "90d")]
     pub expires_in: Option<String>,
