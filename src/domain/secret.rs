@@ -82,6 +82,18 @@ impl fmt::Debug for Secret {
 /// Masks whatever follows a `kw_` or `kwt_` prefix in `text`, so a key pasted into a URL path
 /// cannot reach the history or a log through it.
 pub fn redact(text: &str) -> String {
+    mask(text, 1)
+}
+
+/// Masks the secrets in `text` that are long enough to be keys or tokens (a key has at least
+/// 61 characters after `kw_`, a token 44 after `kwt_`), and leaves shorter names such as a
+/// username `kw_bot` as they are: for text that quotes what a client sent.
+pub fn redact_secrets(text: &str) -> String {
+    mask(text, 40)
+}
+
+/// Masks each run of at least `shortest` letters and digits after `kw_` or `kwt_`.
+fn mask(text: &str, shortest: usize) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("kw") {
@@ -96,10 +108,12 @@ pub fn redact(text: &str) -> String {
         out.push_str(prefix);
         let tail = &from[prefix.len()..];
         let secret_len = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
-        if secret_len > 0 {
+        if secret_len >= shortest {
             out.push('…');
+            rest = &tail[secret_len..];
+        } else {
+            rest = tail;
         }
-        rest = &tail[secret_len..];
     }
     out.push_str(rest);
     out
@@ -115,6 +129,16 @@ mod tests {
         assert_eq!(redact("a kwt_Zz9 b kw_ c"), "a kwt_… b kw_ c");
         assert_eq!(redact("keyword kwargs"), "keyword kwargs");
         assert_eq!(redact("ékw_1é"), "ékw_…é");
+    }
+
+    #[test]
+    fn a_refusal_masks_only_what_is_long_enough_to_be_a_secret() {
+        let key = format!("kw_{}", random_base62(61));
+        let token = format!("kwt_{}", random_base62(44));
+        assert_eq!(
+            redact_secrets(&format!("`{key}` and `{token}`, not ?confirm=kw_bot")),
+            "`kw_…` and `kwt_…`, not ?confirm=kw_bot"
+        );
     }
 
     #[test]

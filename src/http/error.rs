@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 /// complaint), and a client may have sent a key or token there by mistake: it never goes back.
 fn redact(text: String) -> String {
     if text.contains("kw") {
-        crate::domain::secret::redact(&text)
+        crate::domain::secret::redact_secrets(&text)
     } else {
         text
     }

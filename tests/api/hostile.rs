@@ -392,7 +392,8 @@ async fn a_wrong_key_and_an_unknown_user_look_the_same_from_outside() {
 async fn a_key_sent_where_a_value_belongs_never_comes_back_in_the_refusal() {
     let app = spawn_app().await;
     let key = seeded(&app).await;
-    let secret = key.trim_start_matches("kw_");
+    // Any dozen characters of it: a key cut short in the answer is still a leak.
+    let secret = &key[30..42];
     let mut answers = Vec::new();
     for path in [
         format!("/api/v1/products?status={key}"),
