@@ -2,6 +2,15 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// For a text field a change may clear (`#[serde(default, deserialize_with =
+/// "empty_if_null")]`): `null` sets it empty, as `""` does.
+pub fn empty_if_null<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer).map(|text| Some(text.unwrap_or_default()))
+}
+
 /// For a field a change may leave out but not clear (`#[serde(default, deserialize_with =
 /// "not_null")]`): `null` is refused as the wrong type, where a plain `Option` would take it
 /// for "left out" and answer that the change was made.

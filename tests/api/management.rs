@@ -252,9 +252,8 @@ async fn every_field_patched_holds_on_the_next_call() {
     assert_eq!(shown["environment"], "development");
     assert_eq!(shown["scopes"], json!(["products:read"]));
     assert_eq!(shown["rate_limit_per_minute"], 2);
-    // `null` clears none of them: refused, nothing changed.
+    // `null` clears none of the others: refused, nothing changed.
     for field in [
-        "description",
         "environment",
         "status",
         "scopes",
@@ -276,6 +275,16 @@ async fn every_field_patched_holds_on_the_next_call() {
     }
     let (_, unchanged) = call(&app, Method::GET, path, &manager, None).await;
     assert_eq!(unchanged, shown);
+    // The description may be empty: `null` empties it.
+    let (status, emptied) = call(
+        &app,
+        Method::PATCH,
+        path,
+        &manager,
+        Some(json!({"description": null})),
+    )
+    .await;
+    assert_eq!((status, emptied["description"].as_str()), (200, Some("")));
 
     let (status, refused) = error_of(app.get("/api/v1/orders", &key).await).await;
     assert_eq!(status, 403);

@@ -33,8 +33,10 @@ pub struct CustomerInput {
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub email: Option<String>,
     /// A new number; `null` or `""` removes it.
     #[serde(default, deserialize_with = "present")]

@@ -4,7 +4,7 @@ use super::{MAX_BULK_ITEMS, MAX_QUANTITY};
 use crate::domain::api_user::text_enum;
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
-use crate::domain::validation::{Errors, FieldError, not_null, text};
+use crate::domain::validation::{Errors, FieldError, empty_if_null, not_null, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -49,16 +49,22 @@ pub struct ProductInput {
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub sku: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
+    /// `null` or `""` empties it.
+    #[serde(default, deserialize_with = "empty_if_null")]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub price: Option<Money>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub quantity: Option<i64>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub status: Option<ProductStatus>,
 }
 

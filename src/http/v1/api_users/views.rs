@@ -8,7 +8,7 @@ use crate::domain::api_user::{
 };
 use crate::domain::history::{HistoryRecord, Outcome};
 use crate::domain::ip_rule::IpRule;
-use crate::domain::validation::not_null;
+use crate::domain::validation::{empty_if_null, not_null};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -207,25 +207,31 @@ pub struct NewApiUserBody {
 #[serde(deny_unknown_fields)]
 pub struct ApiUserPatch {
     #[schema(max_length = 255)]
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "empty_if_null")]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub environment: Option<Environment>,
     /// `disabled` refuses the key from the next request on and ends its sessions.
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub status: Option<Status>,
     /// Replaces the list.
     #[schema(value_type = Option<Vec<ScopeName>>)]
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub scopes: Option<Vec<String>>,
     /// Replaces the IP list.
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub ips: Option<Vec<String>>,
     #[schema(minimum = 1, maximum = 1_000_000)]
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub rate_limit_per_minute: Option<u32>,
     /// Only `false` (a no-op) is accepted here: management keys are made by administrators.
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub management: Option<bool>,
 }
 
