@@ -172,6 +172,8 @@ pub struct LoginThrottle {
     by_user: DefaultKeyedRateLimiter<String>,
     blocked_ips: Mutex<HashMap<IpAddr, Instant>>,
     blocked_users: Mutex<HashMap<String, Instant>>,
+    /// Whether a single failure blocks (a limit of 1): the address's, the username's.
+    one_strike: (bool, bool),
     ip_stripes: Vec<tokio::sync::Mutex<()>>,
     user_stripes: Vec<tokio::sync::Mutex<()>>,
     /// Attempts refused for being throttled (a metric).
@@ -205,7 +207,8 @@ fn stripe<K: Hash + ?Sized>(key: &K) -> usize {
 impl LoginThrottle {
     pub fn new(failures_per_ip: u32, failures_per_user: u32) -> Self {
         // A failure that finds no cell left blocks: with n - 1 cells, the n-th failure of a
-        // minute blocks the next attempt (a limit of 1 blocks after the second).
+        // minute blocks the next attempt (a limit of 1, which has no such quota, blocks after
+        // every failure: see `failed`).
         let quota = |n: u32| {
             Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(n.saturating_sub(1)).unwrap_or(NonZeroU32::MIN))
@@ -215,6 +218,7 @@ impl LoginThrottle {
             by_user: RateLimiter::keyed(quota(failures_per_user)),
             blocked_ips: Mutex::default(),
             blocked_users: Mutex::default(),
+            one_strike: (failures_per_ip <= 1, failures_per_user <= 1),
             ip_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             user_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             refused: metrics::Counter::noop(),
@@ -261,18 +265,16 @@ impl LoginThrottle {
 
     /// After a failed login.
     pub fn failed(&self, ip: IpAddr, username: &str) {
-        if let Err(not_until) = self.by_ip.check_key(&ip) {
-            let now = self.by_ip.clock().now();
-            block(&self.blocked_ips, ip, not_until.wait_time_from(now));
+        if let Some(wait) = spent(&self.by_ip, &ip, self.one_strike.0) {
+            block(&self.blocked_ips, ip, wait);
         }
         // A name that cannot be a username can never log in: the address limit covers it.
         if crate::domain::username::Username::parse(username).is_err() {
             return;
         }
         let username = username.to_owned();
-        if let Err(not_until) = self.by_user.check_key(&username) {
-            let now = self.by_user.clock().now();
-            block(&self.blocked_users, username, not_until.wait_time_from(now));
+        if let Some(wait) = spent(&self.by_user, &username, self.one_strike.1) {
+            block(&self.blocked_users, username, wait);
         }
     }
 
@@ -289,6 +291,21 @@ impl LoginThrottle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, until| *until > now);
+    }
+}
+
+/// Counts a failure for `key`: how long it is blocked, if this failure spent its allowance.
+fn spent<K: Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+    one_strike: bool,
+) -> Option<Duration> {
+    let now = limiter.clock().now();
+    match limiter.check_key(key) {
+        Err(not_until) => Some(not_until.wait_time_from(now)),
+        // A minute's allowance of one failure, spent at once.
+        Ok(()) if one_strike => Some(Duration::from_secs(60)),
+        Ok(()) => None,
     }
 }
 
@@ -374,5 +391,13 @@ mod tests {
             throttle.check(other, "erp").is_err(),
             "the username is blocked from everywhere"
         );
+
+        // A limit of 1: the first failure blocks.
+        let throttle = LoginThrottle::new(1, 1);
+        assert!(throttle.check(ip, "erp").is_ok());
+        throttle.failed(ip, "erp");
+        let blocked = throttle.check(other, "erp").expect_err("the username");
+        assert!((1..=60).contains(&blocked.0), "{}", blocked.0);
+        assert!(throttle.check(ip, "another").is_err(), "the address");
     }
 }

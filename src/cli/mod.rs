@@ -359,7 +359,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             let query = crate::domain::history::HistoryQuery {
                 request_id,
                 username,
-                ip: ip.map(|ip| ip.to_string()),
+                ip: ip.map(crate::domain::history::stored_address),
                 outcome,
                 limit,
                 ..Default::default()

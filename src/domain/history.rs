@@ -255,17 +255,11 @@ impl HistoryQuery {
             "" => None,
             other => Some(other.parse::<OutcomeFilter>()?),
         };
-        // As the history stores it: `2001:DB8::0:1` finds `2001:db8::1`.
         let ip = match ip.trim() {
             "" => None,
-            other => Some(
-                other
-                    .parse::<std::net::IpAddr>()
-                    .map_err(|_| {
-                        "`ip` must be an address such as 192.0.2.7 or 2001:db8::1.".to_owned()
-                    })?
-                    .to_string(),
-            ),
+            other => Some(stored_address(other.parse().map_err(|_| {
+                "`ip` must be an address such as 192.0.2.7 or 2001:db8::1.".to_owned()
+            })?)),
         };
         Ok(Self {
             outcome,
@@ -275,6 +269,12 @@ impl HistoryQuery {
             ..Self::default()
         })
     }
+}
+
+/// An address as the history stores it, for a filter to find: `2001:DB8::0:1` is
+/// `2001:db8::1`, and `::ffff:192.0.2.7` is `192.0.2.7`.
+pub fn stored_address(ip: std::net::IpAddr) -> String {
+    ip.to_canonical().to_string()
 }
 
 /// One end of a history period: the start of a date's day (`to`: the end of it), or a time.
@@ -361,6 +361,8 @@ mod tests {
         assert!(HistoryQuery::filtered("", "notanip", "", "").is_err());
         let v6 = HistoryQuery::filtered("", "2001:DB8::0:1", "", "").expect("valid");
         assert_eq!(v6.ip.as_deref(), Some("2001:db8::1"));
+        let mapped = HistoryQuery::filtered("", "::ffff:192.0.2.7", "", "").expect("valid");
+        assert_eq!(mapped.ip.as_deref(), Some("192.0.2.7"));
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Recorder {
                     .name("keyward-history".to_owned())
                     .spawn(move || write_on_thread(writer, rx, books))
                     .map_err(|e| {
-                        StoreError::Config(format!("cannot start the history writer: {e}"))
+                        StoreError::Open(format!("cannot start the history writer: {e}"))
                     })?;
                 Writer::Thread(thread)
             }

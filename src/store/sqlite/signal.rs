@@ -34,7 +34,7 @@ impl Signal {
             .truncate(false)
             .open(&path)
             .map_err(|e| {
-                StoreError::Config(format!("cannot open {}: {e}", Path::new(&path).display()))
+                StoreError::Open(format!("cannot open {}: {e}", Path::new(&path).display()))
             })?;
         Ok(Self {
             file: Some(file),
