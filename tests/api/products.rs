@@ -35,10 +35,12 @@ async fn a_product_is_created_read_and_patched_with_exact_money() {
     assert_eq!(created["status"], "enabled");
     assert_eq!(location, format!("/api/v1/products/{}", created["id"]));
 
-    let patched: Value = app
-        .bearer(Method::PATCH, &location, &key)
-        .json(&json!({"price": "0.10", "quantity": 0}))
-        .send()
+    let patch = |body: Value| {
+        app.bearer(Method::PATCH, &location, &key)
+            .json(&body)
+            .send()
+    };
+    let patched: Value = patch(json!({"price": "0.10", "quantity": 0}))
         .await
         .expect("patch")
         .json()
@@ -53,13 +55,7 @@ async fn a_product_is_created_read_and_patched_with_exact_money() {
 
     // `null` clears nothing a product must have: refused, and the product stays as it was.
     for field in ["sku", "name", "price", "quantity", "status"] {
-        let response = app
-            .bearer(Method::PATCH, &location, &key)
-            .json(&json!({ field: null }))
-            .send()
-            .await
-            .expect("patch");
-        let (status, error) = error_of(response).await;
+        let (status, error) = error_of(patch(json!({ field: null })).await.expect("patch")).await;
         assert_eq!(
             (status, error["error"]["code"].as_str()),
             (422, Some("invalid")),
@@ -70,10 +66,7 @@ async fn a_product_is_created_read_and_patched_with_exact_money() {
     let fetched: Value = app.get(&location, &key).await.json().await.expect("json");
     assert_eq!(fetched, patched);
     // A description may be empty: `null` empties it.
-    let emptied: Value = app
-        .bearer(Method::PATCH, &location, &key)
-        .json(&json!({"description": null}))
-        .send()
+    let emptied: Value = patch(json!({"description": null}))
         .await
         .expect("patch")
         .json()
