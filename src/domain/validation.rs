@@ -2,6 +2,15 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// For a field a change may remove (`#[serde(default, deserialize_with = "present")]`): tells
+/// one sent as `null` (`Some(None)`) from one not sent (`None`).
+pub fn present<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
 /// For a text field a change may clear (`#[serde(default, deserialize_with =
 /// "empty_if_null")]`): `null` sets it empty, as `""` does.
 pub fn empty_if_null<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>

@@ -1,7 +1,7 @@
 //! Customers and their validation.
 
 use crate::domain::ids::CustomerId;
-use crate::domain::validation::{Errors, FieldError, not_null, text};
+use crate::domain::validation::{Errors, FieldError, not_null, present, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -42,13 +42,6 @@ pub struct CustomerPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 pub fn email(value: &str) -> Result<String, String> {
