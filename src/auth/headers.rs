@@ -1,5 +1,6 @@
 //! Reading credentials from a request. Secrets travel in headers only: `Authorization:
-//! Bearer`, `Authorization: Basic` or `X-Api-Token`. One found in the query string is refused.
+//! Bearer`, `Authorization: Basic` or `X-Api-Token`. One found in the query string is
+//! refused, and so are two credentials in one request.
 
 use crate::domain::secret::Secret;
 use crate::domain::token::TOKEN_PREFIX;
@@ -37,9 +38,12 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Result<Presented, 
     if query.is_some_and(has_secret_param) {
         return Err(HeaderProblem::SecretInQuery);
     }
+    // One credential per request: with two, which one was meant is a guess, and a guess
+    // could let a call through on the other credential than the one its sender checks.
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    let mut api_token = headers.get_all("x-api-token").iter();
     if let Some(value) = authorization.next() {
-        if authorization.next().is_some() {
+        if authorization.next().is_some() || api_token.next().is_some() {
             return Err(HeaderProblem::Malformed);
         }
         let value = value.to_str().map_err(|_| HeaderProblem::Malformed)?.trim();
@@ -53,7 +57,10 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Result<Presented, 
         }
         return Err(HeaderProblem::Malformed);
     }
-    if let Some(token) = headers.get("x-api-token") {
+    if let Some(token) = api_token.next() {
+        if api_token.next().is_some() {
+            return Err(HeaderProblem::Malformed);
+        }
         let token = token.to_str().map_err(|_| HeaderProblem::Malformed)?.trim();
         return Ok(Presented::Token(Secret::new(token.to_owned())));
     }
@@ -159,6 +166,22 @@ mod tests {
             );
         }
         assert!(presented(&headers, Some("limit=5&tokens_total=1")).is_ok());
+    }
+
+    #[test]
+    fn two_credentials_are_refused_whichever_they_are() {
+        let mut headers = with("authorization", "Bearer kw_abc");
+        headers.append("x-api-token", HeaderValue::from_static("kwt_abc"));
+        assert_eq!(
+            presented(&headers, None).err(),
+            Some(HeaderProblem::Malformed)
+        );
+        let mut headers = with("x-api-token", "kwt_abc");
+        headers.append("x-api-token", HeaderValue::from_static("kwt_abc"));
+        assert_eq!(
+            presented(&headers, None).err(),
+            Some(HeaderProblem::Malformed)
+        );
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl Outcome {
         match self {
             Self::Ok => "Answered",
             Self::MissingCredentials => "No credentials were sent",
-            Self::MalformedCredentials => "The Authorization header could not be read",
+            Self::MalformedCredentials => {
+                "The credentials could not be read: a malformed Authorization or X-Api-Token header, or more than one credential"
+            }
             Self::SecretInQuery => "A key or token was sent in the URL instead of a header",
             Self::UnknownUser => "No API user has this username",
             Self::UnknownKey => "No API user has this key",

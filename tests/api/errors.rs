@@ -93,6 +93,17 @@ async fn every_credential_failure_gives_the_same_401_and_the_history_keeps_the_r
             app.request(Method::GET, "/api/v1/me")
                 .header("Authorization", "Digest abc"),
         ),
+        // Two credentials, the key good, the token not: refused, not let through on the key.
+        (
+            "malformed_credentials",
+            app.bearer(Method::GET, "/api/v1/me", &key)
+                .header("X-Api-Token", format!("kwt_{}", "A".repeat(44))),
+        ),
+        (
+            "malformed_credentials",
+            app.bearer(Method::GET, "/api/v1/me", &key)
+                .header("X-Api-Token", &token),
+        ),
     ];
     for (outcome, request) in cases {
         let body = unauthorized_body(request.send().await.expect("request")).await;
