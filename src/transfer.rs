@@ -12,7 +12,7 @@
 //! The last line proves the file whole: an import without it keeps nothing.
 
 use crate::store::transfer::{
-    self, BATCH_ROWS, ExportItem, ImportItem, Kind, TABLES, Table, Value,
+    self, BATCH_ROWS, ExportItem, ImportItem, Kind, Part, TABLES, Table, Value,
 };
 use crate::store::{Db, StoreError};
 use base64::Engine as _;
@@ -57,19 +57,19 @@ pub struct TableCount {
     pub rows: u64,
 }
 
-/// Writes the whole store to `out`. `started` learns the number of rows to come, `progress`
-/// each batch written.
+/// Writes the whole store but the parts in `leave_out` to `out`. `started` learns the number
+/// of rows to come, `progress` each batch written.
 pub async fn export(
     db: &Db,
     source: &str,
-    with_sessions: bool,
+    leave_out: &[Part],
     out: &mut impl Write,
     started: impl FnOnce(u64),
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, TransferError> {
     let tables: Vec<&'static Table> = TABLES
         .iter()
-        .filter(|t| with_sessions || !t.optional)
+        .filter(|t| !leave_out.contains(&t.part))
         .collect();
     let (sink, mut items) = mpsc::channel(8);
     let reader = {
@@ -188,11 +188,13 @@ fn from_json(line: u64, column: &transfer::Column, value: &Json) -> Result<Value
     })
 }
 
-/// Loads an export into an empty database, in one transaction. `started` learns the number
-/// of rows to come, `progress` each batch read.
+/// Loads an export into an empty database, in one transaction. `check` sees each row before
+/// it is loaded: what it refuses stops the import, and nothing is kept. `started` learns the
+/// number of rows to come, `progress` each batch read.
 pub async fn import(
     db: &Db,
     input: impl BufRead,
+    mut check: impl FnMut(&'static Table, &[Value]) -> Result<(), String>,
     started: impl FnOnce(u64),
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, TransferError> {
@@ -201,7 +203,7 @@ pub async fn import(
         let db = db.clone();
         tokio::spawn(async move { db.import_store(items).await })
     };
-    let read = read_file(input, &sink, started, &mut progress).await;
+    let read = read_file(input, &sink, &mut check, started, &mut progress).await;
     if read.is_ok() {
         // Only a whole file commits; without `End` the store rolls back.
         let _ = sink.send(ImportItem::End).await;
@@ -221,6 +223,7 @@ pub async fn import(
 async fn read_file(
     input: impl BufRead,
     sink: &mpsc::Sender<ImportItem>,
+    check: &mut impl FnMut(&'static Table, &[Value]) -> Result<(), String>,
     started: impl FnOnce(u64),
     progress: &mut impl FnMut(u64),
 ) -> Result<Summary, TransferError> {
@@ -306,6 +309,7 @@ async fn read_file(
                     .zip(values)
                     .map(|(column, value)| from_json(line, column, value))
                     .collect::<Result<Vec<_>, _>>()?;
+                check(table, &row).map_err(|message| format_error(line, message))?;
                 *seen += 1;
                 summary.rows += 1;
                 batch.push(row);

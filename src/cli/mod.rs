@@ -323,7 +323,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
         Command::Import(args) => {
             let config = plain_config(cli.database_url, cli.config.as_deref())?;
             let db = open(&config).await?;
-            let result = transfer::import(args, &db, out).await;
+            let result = transfer::import(args, &db, &config, out).await;
             db.close().await;
             result
         }

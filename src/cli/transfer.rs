@@ -3,8 +3,11 @@
 
 use super::CliError;
 use super::output::{Output, print_json};
+use crate::config::Config;
 use crate::store::Db;
+use crate::store::transfer::{Part, Table, Value};
 use crate::transfer::{self, Summary, TransferError};
+use crate::webhooks::SealingKey;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::{BufReader, BufWriter, Write};
@@ -19,6 +22,10 @@ pub struct ExportArgs {
     /// Leave API sessions out (their integrations log in again after the move)
     #[arg(long)]
     pub no_sessions: bool,
+    /// Leave webhook endpoints, their deliveries and raised alerts out (their signing secrets
+    /// open only with this database's webhook key, which the importing side must then use)
+    #[arg(long)]
+    pub no_webhooks: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,10 +103,17 @@ pub async fn export(
     );
     let bar = progress_bar(out, "exporting");
     let started = Instant::now();
+    let leave_out: Vec<Part> = [
+        (args.no_sessions, Part::Sessions),
+        (args.no_webhooks, Part::Webhooks),
+    ]
+    .into_iter()
+    .filter_map(|(left, part)| left.then_some(part))
+    .collect();
     let summary = transfer::export(
         db,
         source_name(database_url),
-        !args.no_sessions,
+        &leave_out,
         &mut writer,
         |total| bar.set_length(total),
         |rows| bar.inc(rows),
@@ -108,20 +122,61 @@ pub async fn export(
     bar.finish_and_clear();
     let summary = summary?;
     report(out, "Exported", &summary, &args.file, started);
-    // Told after the export succeeded: a failure to count them does not undo it.
-    let webhooks = db.webhooks().await.map_or(0, |w| w.len());
-    if webhooks > 0 {
-        // On stderr, beside the report: a `--json` report on stdout stays one document.
-        eprintln!(
-            "note: the {webhooks} webhook endpoint(s) are not in the file: their signing secrets \
-             are sealed under a key kept outside the database. Add them again where the file \
-             is imported (keyward webhook add), and give their receivers the new secrets."
-        );
-    }
     Ok(())
 }
 
-pub async fn import(args: ImportArgs, db: &Db, out: &Output) -> Result<(), CliError> {
+/// What an import tells about a webhook whose secret it cannot open.
+const WEBHOOK_KEY_HINT: &str = "use the webhook key of the database the file comes from: set \
+     KEYWARD_WEBHOOK_KEY (or webhook_key in keyward.toml) to it (a SQLite database keeps it in \
+     the file named after the database with -webhook-key), or export again with --no-webhooks";
+
+/// The import's check of each webhook it brings: its signing secret, sealed with the webhook
+/// key of the database it comes from, must open with this database's key, or the server could
+/// never sign a delivery to it. The key is looked for at the first webhook, and none is made.
+fn webhook_secrets_open(config: &Config) -> impl FnMut(&Table, &[Value]) -> Result<(), String> {
+    let mut key: Option<Result<SealingKey, String>> = None;
+    move |table, row| {
+        if table.name != "webhooks" {
+            return Ok(());
+        }
+        let key = key
+            .get_or_insert_with(|| {
+                match SealingKey::existing(config.webhook_key.as_ref(), &config.database_url) {
+                    Ok(Some(key)) => Ok(key),
+                    Ok(None) => Err(format!(
+                        "the file holds webhooks, whose signing secrets are sealed, and this \
+                         database has no webhook key yet{}: {WEBHOOK_KEY_HINT}",
+                        SealingKey::file_of(&config.database_url)
+                            .map(|path| format!(" (nor a file {})", path.display()))
+                            .unwrap_or_default()
+                    )),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let column = |name| table.columns.iter().position(|c| c.name == name);
+        let (Some(Value::Int(id)), Some(Value::Bytes(sealed))) = (
+            column("id").and_then(|i| row.get(i)),
+            column("sealed_secret").and_then(|i| row.get(i)),
+        ) else {
+            return Err("a webhook without its id or its sealed secret".to_owned());
+        };
+        key.open(sealed).map(drop).map_err(|_| {
+            format!(
+                "the signing secret of webhook {id} does not open with this database's webhook \
+                 key: {WEBHOOK_KEY_HINT}"
+            )
+        })
+    }
+}
+
+pub async fn import(
+    args: ImportArgs,
+    db: &Db,
+    config: &Config,
+    out: &Output,
+) -> Result<(), CliError> {
     let reader: Box<dyn std::io::Read> =
         if args.file.as_os_str() == "-" {
             Box::new(std::io::stdin())
@@ -135,6 +190,7 @@ pub async fn import(args: ImportArgs, db: &Db, out: &Output) -> Result<(), CliEr
     let summary = transfer::import(
         db,
         BufReader::with_capacity(1 << 20, reader),
+        webhook_secrets_open(config),
         |total| bar.set_length(total),
         |rows| bar.inc(rows),
     )

@@ -3,9 +3,10 @@
 //!
 //! Both backends keep the same columns with the same meaning (times in microseconds, money in
 //! cents, digests as bytes), so rows move unchanged: ids, key and token digests and timestamps
-//! stay what they were, and no key is issued anew. What can be rebuilt is not moved: the
-//! console's aggregates (the history's triggers recount them on import), the change log,
-//! rate-limit buckets, console sessions and idempotency records.
+//! stay what they were, and no key is issued anew. Webhook endpoints keep their signing secrets
+//! sealed as they are: the database they go to must use the same webhook key. What can be
+//! rebuilt is not moved: the console's aggregates (the history's triggers recount them on
+//! import), the change log, rate-limit buckets, console sessions and idempotency records.
 
 use super::{Result, StoreError};
 use async_trait::async_trait;
@@ -36,8 +37,19 @@ pub struct Table {
     pub order_by: &'static str,
     /// Whether `id` is an identity whose next value must follow the imported rows.
     pub identity: bool,
-    /// Left out unless asked for.
-    pub optional: bool,
+    /// What the table belongs to, which an export may leave out.
+    pub part: Part,
+}
+
+/// The parts of a store an export may leave out, besides the store itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Store,
+    /// Open API sessions: without them, integrations log in again after the move.
+    Sessions,
+    /// Webhook endpoints, their deliveries and the alerts already raised: their signing
+    /// secrets open only with the webhook key of the database they come from.
+    Webhooks,
 }
 
 macro_rules! columns {
@@ -54,7 +66,7 @@ pub static TABLES: &[Table] = &[
             created_at: Int, updated_at: Int),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "admin_audit",
@@ -62,7 +74,7 @@ pub static TABLES: &[Table] = &[
             target: Text, details: Text),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "api_users",
@@ -71,7 +83,7 @@ pub static TABLES: &[Table] = &[
             created_at: Int, updated_at: Int, last_used_at: Int, last_used_ip: Text),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "api_keys",
@@ -79,14 +91,14 @@ pub static TABLES: &[Table] = &[
             created_at: Int, expires_at: Int, revoked_at: Int, revoked_reason: Text),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "api_ip_rules",
         columns: columns!(api_user_id: Int, rule: Text, created_at: Int),
         order_by: "api_user_id, rule",
         identity: false,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "api_sessions",
@@ -95,7 +107,7 @@ pub static TABLES: &[Table] = &[
             revoked_at: Int),
         order_by: "id",
         identity: true,
-        optional: true,
+        part: Part::Sessions,
     },
     Table {
         name: "products",
@@ -103,7 +115,7 @@ pub static TABLES: &[Table] = &[
             quantity: Int, status: Text, created_at: Int, updated_at: Int),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "customers",
@@ -111,7 +123,7 @@ pub static TABLES: &[Table] = &[
             updated_at: Int),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "orders",
@@ -119,7 +131,7 @@ pub static TABLES: &[Table] = &[
             order_status_id: Int, comment: Text, created_at: Int, updated_at: Int),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "order_lines",
@@ -127,7 +139,7 @@ pub static TABLES: &[Table] = &[
             price: Int, quantity: Int, total: Int),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "order_history",
@@ -135,7 +147,7 @@ pub static TABLES: &[Table] = &[
             notify: Bool, date_added: Int),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
     },
     Table {
         name: "api_history",
@@ -144,7 +156,33 @@ pub static TABLES: &[Table] = &[
             date_added: Int, date_modified: Int, request_id: Text),
         order_by: "id",
         identity: true,
-        optional: false,
+        part: Part::Store,
+    },
+    Table {
+        name: "webhooks",
+        columns: columns!(id: Int, url: Text, description: Text, events: Text,
+            sealed_secret: Bytes, secret_hint: Text, status: Text, created_at: Int,
+            updated_at: Int),
+        order_by: "id",
+        identity: true,
+        part: Part::Webhooks,
+    },
+    Table {
+        name: "webhook_deliveries",
+        columns: columns!(id: Int, webhook_id: Int, event_id: Text, event_type: Text,
+            payload: Text, state: Text, attempts: Int, created_at: Int, next_attempt_at: Int,
+            claimed_until: Int, last_attempt_at: Int, last_status: Int, last_error: Text,
+            delivered_at: Int),
+        order_by: "id",
+        identity: true,
+        part: Part::Webhooks,
+    },
+    Table {
+        name: "webhook_alerts",
+        columns: columns!(alert_key: Text, raised_at: Int),
+        order_by: "alert_key",
+        identity: false,
+        part: Part::Webhooks,
     },
 ];
 

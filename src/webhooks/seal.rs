@@ -73,6 +73,28 @@ impl SealingKey {
         }
     }
 
+    /// The key in effect if there is one, without making one: the configured key, else (a
+    /// SQLite file) the one in the file beside the database if that file exists.
+    pub fn existing(
+        configured: Option<&Secret>,
+        database_url: &str,
+    ) -> Result<Option<Self>, KeyError> {
+        if let Some(key) = configured {
+            return Self::from_hex(key.expose()).map(Some);
+        }
+        match Self::file_of(database_url) {
+            Some(path) if path.exists() => Self::from_file(&path).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The file that holds the key of a SQLite database: `keyward.db-webhook-key`.
+    pub fn file_of(database_url: &str) -> Option<PathBuf> {
+        crate::store::sqlite_file(database_url)
+            .flatten()
+            .map(|path| key_file(&path))
+    }
+
     fn from_file(path: &Path) -> Result<Self, KeyError> {
         let error = |source| KeyError::File {
             path: path.to_owned(),

@@ -317,6 +317,16 @@ pub async fn cli_at(
     cli_process(database_url, cwd, args, stdin, &[]).await
 }
 
+/// `cli_at` with extra environment variables, which win over those set here.
+pub async fn cli_at_with_env(
+    database_url: &str,
+    cwd: PathBuf,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    cli_process(database_url, cwd, args, None, env).await
+}
+
 async fn cli_process(
     database_url: &str,
     cwd: PathBuf,

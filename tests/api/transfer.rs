@@ -1,7 +1,7 @@
 //! `keyward export` / `keyward import`: a store moves between databases with its keys (their
 //! digests), sessions, orders and history, and nothing is issued anew.
 
-use crate::helpers::{TestDatabase, cli_at, session_number, stdout_json};
+use crate::helpers::{TestDatabase, cli_at, cli_at_with_env, session_number, stdout_json};
 use crate::nodes::Node;
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -293,36 +293,148 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
 }
 
 #[tokio::test]
-async fn an_export_says_that_it_leaves_the_webhooks_out() {
+async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_key() {
     let dir = tempfile::tempdir().expect("dir");
     let source = format!("sqlite://{}", dir.path().join("source.db").display());
-    let file = dir.path().join("store.jsonl");
-    let args = ["export", file.to_str().expect("utf-8"), "--json"];
-    let quiet = cli(&source, dir.path(), &args).await;
-    assert!(quiet.stderr.is_empty(), "no webhooks, no note");
-    let added = cli(
+    let created = cli(
         &source,
         dir.path(),
-        &["webhook", "add", "--url", "http://127.0.0.1:9/hooks"],
+        &[
+            "api",
+            "create",
+            "--username",
+            "shop-sync",
+            "--ip",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    assert!(created.status.success());
+    let added = stdout_json(
+        &cli(
+            &source,
+            dir.path(),
+            &[
+                "webhook",
+                "add",
+                "--url",
+                "http://127.0.0.1:9/hooks",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    let id = added["webhook"]["id"].to_string();
+    let queued = cli(&source, dir.path(), &["webhook", "test", &id]).await;
+    assert!(queued.status.success());
+    let listed = stdout_json(&cli(&source, dir.path(), &["webhook", "list", "--json"]).await);
+    assert_eq!(listed[0]["pending"], 1, "{listed}");
+
+    let file = dir.path().join("store.jsonl");
+    let file_arg = file.to_str().expect("utf-8");
+    let exported = export(&source, dir.path(), &file).await;
+    let rows_of = |report: &Value, name: &str| {
+        report["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["rows"].clone())
+    };
+    assert_eq!(rows_of(&exported, "webhooks"), Some(json!(1)));
+    assert_eq!(rows_of(&exported, "webhook_deliveries"), Some(json!(1)));
+    assert!(
+        !std::fs::read_to_string(&file)
+            .expect("read")
+            .contains(added["secret"].as_str().expect("secret")),
+        "the secret travels sealed"
+    );
+
+    // A database without a webhook key refuses the file, keeps nothing and makes no key.
+    let keyless = format!("sqlite://{}", dir.path().join("keyless.db").display());
+    let error = refused_import(&keyless, dir.path(), &file).await;
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(message.contains("no webhook key"), "{message}");
+    assert!(!dir.path().join("keyless.db-webhook-key").exists());
+    // So does one with another key.
+    let other_key = "ab".repeat(32);
+    let refused = cli_at_with_env(
+        &keyless,
+        dir.path().into(),
+        &["import", file_arg, "--json"],
+        &[("KEYWARD_WEBHOOK_KEY", &other_key)],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let error: Value = serde_json::from_slice(&refused.stderr).expect("JSON error");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("webhook {id} does not open")),
+        "{message}"
+    );
+    let users = stdout_json(&cli(&keyless, dir.path(), &["api", "list", "--json"]).await);
+    assert_eq!(users, json!([]), "nothing was kept");
+
+    // With the source's key: the endpoint, its secret and its waiting delivery arrive.
+    let source_key = std::fs::read_to_string(dir.path().join("source.db-webhook-key"))
+        .expect("the source's key file");
+    let env = [("KEYWARD_WEBHOOK_KEY", source_key.trim())];
+    let target_db = TestDatabase::create().await;
+    let target = match &target_db {
+        Some(database) => database.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("target.db").display()),
+    };
+    let imported = cli_at_with_env(
+        &target,
+        dir.path().into(),
+        &["import", file_arg, "--json"],
+        &env,
     )
     .await;
     assert!(
-        added.status.success(),
+        imported.status.success(),
         "{}",
-        String::from_utf8_lossy(&added.stderr)
+        String::from_utf8_lossy(&imported.stderr)
     );
+    assert_eq!(stdout_json(&imported)["tables"], exported["tables"]);
+    let moved = stdout_json(
+        &cli_at_with_env(
+            &target,
+            dir.path().into(),
+            &["webhook", "list", "--json"],
+            &env,
+        )
+        .await,
+    );
+    assert_eq!(moved, listed);
 
-    let exported = cli(&source, dir.path(), &args).await;
-    stdout_json(&exported);
-    let note = String::from_utf8_lossy(&exported.stderr);
-    assert!(
-        note.contains("1 webhook endpoint(s) are not in the file"),
-        "{note}"
+    // Left out on request, they ask for no key.
+    let bare = dir.path().join("bare.jsonl");
+    let report = stdout_json(
+        &cli(
+            &source,
+            dir.path(),
+            &[
+                "export",
+                bare.to_str().expect("utf-8"),
+                "--no-webhooks",
+                "--json",
+            ],
+        )
+        .await,
     );
-    let text = std::fs::read_to_string(&file).expect("read");
-    assert!(
-        !text.contains("\"table\":\"webhook"),
-        "and indeed no table of theirs is"
+    assert_eq!(rows_of(&report, "webhooks"), None);
+    let elsewhere = format!("sqlite://{}", dir.path().join("elsewhere.db").display());
+    let imported = cli(
+        &elsewhere,
+        dir.path(),
+        &["import", bare.to_str().expect("utf-8"), "--json"],
+    )
+    .await;
+    assert!(imported.status.success());
+    assert_eq!(
+        stdout_json(&cli(&elsewhere, dir.path(), &["webhook", "list", "--json"]).await),
+        json!([])
     );
 }
 
