@@ -157,6 +157,7 @@ async fn execute(
 ) -> Result<(), CliError> {
     match command {
         ApiCommand::Create(args) => {
+            let imported = args.key_stdin;
             let request = CreateApiUser {
                 key: key_source(args.key_stdin, args.key_length)?,
                 username: args.username,
@@ -174,7 +175,7 @@ async fn execute(
                 expires_in: args.expires.map(|d| d.0),
             };
             let issued = credentials.create(actor, request).await?;
-            out.issued_key("Created", &issued, credentials.now());
+            out.issued_key("Created", &issued, credentials.now(), imported);
         }
         ApiCommand::List { search } => out.user_list(
             &credentials.list(search.as_deref()).await?,
@@ -203,6 +204,7 @@ async fn execute(
         }
         ApiCommand::Rotate(args) => {
             let grace = args.grace.map_or(Duration::ZERO, |g| g.0);
+            let imported = args.key_stdin;
             let key = key_source(args.key_stdin, args.key_length)?;
             let issued = credentials
                 .rotate(
@@ -221,7 +223,7 @@ async fn execute(
                     HumanDuration(grace)
                 )
             };
-            out.issued_key(&verb, &issued, credentials.now());
+            out.issued_key(&verb, &issued, credentials.now(), imported);
         }
         ApiCommand::Ip(IpCommand::Add { name, rule }) => {
             let (user, added) = credentials.add_ip(actor, &name, &rule).await?;

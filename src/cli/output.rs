@@ -197,7 +197,9 @@ impl Output {
         }
     }
 
-    pub fn issued_key(&self, verb: &str, issued: &IssuedKey, now: OffsetDateTime) {
+    /// A key made or imported. An imported key (`imported`) is not printed back to the
+    /// terminal that typed or piped it: its hint says which it was.
+    pub fn issued_key(&self, verb: &str, issued: &IssuedKey, now: OffsetDateTime, imported: bool) {
         let key = issued.key.expose();
         if self.json {
             print_json(&json!({
@@ -210,9 +212,16 @@ impl Output {
         }
         say!("{verb} API user {}.", issued.user.username);
         say!();
-        say!("Key (shown once; store it in a secrets manager now, it cannot be shown again):");
-        say!();
-        say!("    {key}");
+        if imported {
+            say!(
+                "Key imported ({}): only its digest is kept, and it is not printed back here.",
+                issued.key.hint()
+            );
+        } else {
+            say!("Key (shown once; store it in a secrets manager now, it cannot be shown again):");
+            say!();
+            say!("    {key}");
+        }
         say!();
         let in_grace = issued.user.keys.iter().filter(|k| k.is_live(now)).count() > 1;
         for hint in &issued.stopped_now {

@@ -107,6 +107,27 @@ async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
     let created = stdout_json(&output);
     assert_eq!(created["key"], legacy.as_str());
     assert_eq!(app.get("/api/v1/me", &legacy).await.status(), 200);
+    // At a terminal, an imported key is named by its hint, not printed back.
+    let other = "M".repeat(40) + &"8".repeat(30);
+    let output = app
+        .cli_with_stdin(
+            &[
+                "api",
+                "create",
+                "--username",
+                "migrated-2",
+                "--ip",
+                "127.0.0.1",
+                "--key-stdin",
+            ],
+            Some(&format!("{other}\n")),
+        )
+        .await;
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains(&other), "{text}");
+    assert!(text.contains("Key imported (MMM…8888)"), "{text}");
+    assert_eq!(app.get("/api/v1/me", &other).await.status(), 200);
 
     let short = app
         .cli_with_stdin(
