@@ -472,3 +472,95 @@ async fn json_sent_as_curl_d_sends_it_is_read_but_real_forms_are_refused() {
             .contains("application/json")
     );
 }
+
+#[tokio::test]
+async fn updated_at_moves_only_when_a_value_changes() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user("sync", &["products:write", "customers:write"])
+        .await;
+    seed(&app, &key, 2).await;
+    app.post(
+        "/api/v1/customers",
+        &key,
+        &json!({"name": "Ada", "email": "ada@example.com"}),
+    )
+    .await;
+    let read = |path: &'static str| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let body: Value = app.get(path, key).await.json().await.expect("json");
+            body["updated_at"].clone()
+        }
+    };
+    let patch = |path: &'static str, body: Value| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let response = app
+                .bearer(Method::PATCH, path, key)
+                .json(&body)
+                .send()
+                .await
+                .expect("patch");
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let stock = |sku: &'static str, quantity: i64| {
+        let app = &app;
+        let key = &key;
+        async move {
+            let body = json!({"items": [{"sku": sku, "quantity": quantity}]});
+            let response = app.post("/api/v1/products/stock", key, &body).await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let product = read("/api/v1/products/1").await;
+    let customer = read("/api/v1/customers/1").await;
+    app.clock.advance(time::Duration::hours(1));
+
+    // What is already there: no change, nothing for `updated_since` to list.
+    patch(
+        "/api/v1/products/1",
+        json!({"sku": "SKU-000", "name": "Product 0", "price": "10.00", "quantity": 5, "status": "enabled"}),
+    )
+    .await;
+    patch("/api/v1/products/1", json!({})).await;
+    stock("SKU-000", 5).await;
+    patch(
+        "/api/v1/customers/1",
+        json!({"name": "Ada", "email": "ada@example.com", "phone": null}),
+    )
+    .await;
+    assert_eq!(read("/api/v1/products/1").await, product);
+    assert_eq!(read("/api/v1/customers/1").await, customer);
+    let since = time::OffsetDateTime::now_utc() + time::Duration::minutes(30);
+    let since = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let listed: Value = app
+        .get(&format!("/api/v1/products?updated_since={since}"), &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["data"], json!([]), "{listed}");
+
+    // Each field that changes moves it.
+    for (path, body) in [
+        ("/api/v1/products/1", json!({"price": "10.01"})),
+        ("/api/v1/products/1", json!({"description": "new"})),
+        ("/api/v1/customers/1", json!({"phone": "+1 555"})),
+        ("/api/v1/customers/1", json!({"email": "ada@example.org"})),
+    ] {
+        let before = read(path).await;
+        app.clock.advance(time::Duration::minutes(1));
+        patch(path, body.clone()).await;
+        assert_ne!(read(path).await, before, "{path} {body}");
+    }
+    let before = read("/api/v1/products/2").await;
+    app.clock.advance(time::Duration::minutes(1));
+    stock("SKU-001", 6).await;
+    assert_ne!(read("/api/v1/products/2").await, before);
+}

@@ -71,8 +71,11 @@ impl CustomerStore for PgStore {
     ) -> Result<Customer> {
         let row: Option<CustomerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE customers SET name = coalesce($1, name), email = coalesce($2, email), \
-             phone = CASE WHEN $3 THEN $4 ELSE phone END, updated_at = $5 WHERE id = $6 \
-             RETURNING {CUSTOMER_COLUMNS}"
+             phone = CASE WHEN $3 THEN $4 ELSE phone END, \
+             updated_at = CASE WHEN coalesce($1, name) IS DISTINCT FROM name \
+             OR coalesce($2, email) IS DISTINCT FROM email \
+             OR ($3 AND $4 IS DISTINCT FROM phone) THEN $5 ELSE updated_at END \
+             WHERE id = $6 RETURNING {CUSTOMER_COLUMNS}"
         )))
         .bind(&patch.name)
         .bind(&patch.email)

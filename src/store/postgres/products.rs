@@ -86,7 +86,13 @@ impl ProductStore for PgStore {
         let row: Option<ProductRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE products SET sku = coalesce($1, sku), name = coalesce($2, name), \
              description = coalesce($3, description), price = coalesce($4, price), \
-             quantity = coalesce($5, quantity), status = coalesce($6, status), updated_at = $7 \
+             quantity = coalesce($5, quantity), status = coalesce($6, status), \
+             updated_at = CASE WHEN coalesce($1, sku) IS DISTINCT FROM sku \
+             OR coalesce($2, name) IS DISTINCT FROM name \
+             OR coalesce($3, description) IS DISTINCT FROM description \
+             OR coalesce($4, price) IS DISTINCT FROM price \
+             OR coalesce($5, quantity) IS DISTINCT FROM quantity \
+             OR coalesce($6, status) IS DISTINCT FROM status THEN $7 ELSE updated_at END \
              WHERE id = $8 RETURNING {PRODUCT_COLUMNS}"
         )))
         .bind(&patch.sku)
@@ -155,7 +161,9 @@ async fn update_all_or_none(
              SELECT t.id, i.quantity FROM products t \
              JOIN unnest($1::text[], $2::bigint[]) AS i (sku, quantity) ON t.sku = i.sku \
              ORDER BY t.id FOR NO KEY UPDATE OF t) \
-         UPDATE products p SET quantity = item.quantity, updated_at = $3 FROM item \
+         UPDATE products p SET quantity = item.quantity, \
+         updated_at = CASE WHEN p.quantity IS DISTINCT FROM item.quantity THEN $3 ELSE p.updated_at END \
+         FROM item \
          WHERE p.id = item.id AND (SELECT count(*) FROM item) = cardinality($1::text[]) \
          RETURNING {PRODUCT_COLUMNS_OF_P}"
     )))

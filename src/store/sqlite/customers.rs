@@ -72,8 +72,11 @@ impl CustomerStore for SqliteStore {
     ) -> Result<Customer> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE customers SET name = coalesce(?, name), email = coalesce(?, email), \
-             phone = CASE WHEN ? THEN ? ELSE phone END, updated_at = ? WHERE id = ?",
+            // `updated_at` moves only when a value does (see the products').
+            "UPDATE customers SET name = coalesce(?1, name), email = coalesce(?2, email), \
+             phone = CASE WHEN ?3 THEN ?4 ELSE phone END, \
+             updated_at = CASE WHEN coalesce(?1, name) IS NOT name OR coalesce(?2, email) IS NOT email \
+             OR (?3 AND ?4 IS NOT phone) THEN ?5 ELSE updated_at END WHERE id = ?6",
         )
         .bind(&patch.name)
         .bind(&patch.email)

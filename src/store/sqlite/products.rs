@@ -92,9 +92,15 @@ impl ProductStore for SqliteStore {
     ) -> Result<Product> {
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE products SET sku = coalesce(?, sku), name = coalesce(?, name), \
-             description = coalesce(?, description), price = coalesce(?, price), quantity = coalesce(?, quantity), \
-             status = coalesce(?, status), updated_at = ? WHERE id = ?",
+            // `updated_at` moves only when a value does: a sync that sends what is already
+            // there is no change for those that list products `updated_since`.
+            "UPDATE products SET sku = coalesce(?1, sku), name = coalesce(?2, name), \
+             description = coalesce(?3, description), price = coalesce(?4, price), \
+             quantity = coalesce(?5, quantity), status = coalesce(?6, status), \
+             updated_at = CASE WHEN coalesce(?1, sku) IS NOT sku OR coalesce(?2, name) IS NOT name \
+             OR coalesce(?3, description) IS NOT description OR coalesce(?4, price) IS NOT price \
+             OR coalesce(?5, quantity) IS NOT quantity OR coalesce(?6, status) IS NOT status \
+             THEN ?7 ELSE updated_at END WHERE id = ?8",
         )
         .bind(&patch.sku)
         .bind(&patch.name)
@@ -122,7 +128,8 @@ impl ProductStore for SqliteStore {
         let json = serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE products SET quantity = item.quantity, updated_at = ?2 \
+            "UPDATE products SET quantity = item.quantity, \
+             updated_at = CASE WHEN products.quantity IS NOT item.quantity THEN ?2 ELSE updated_at END \
              FROM (SELECT value ->> 'sku' AS sku, value ->> 'quantity' AS quantity FROM json_each(?1)) AS item \
              WHERE products.sku = item.sku",
         )
