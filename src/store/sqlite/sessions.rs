@@ -96,8 +96,9 @@ impl SessionStore for SqliteStore {
             "SELECT {SESSION_COLUMNS} FROM api_sessions WHERE api_user_id = ?1 \
              AND (?2 IS NULL OR (revoked_at IS NULL AND expires_at > ?2 \
                   AND last_seen_at + idle_timeout_s * 1000000 > ?2 \
-                  AND api_key_id IN (SELECT id FROM api_keys WHERE revoked_at IS NULL \
-                                     AND (expires_at IS NULL OR expires_at > ?2)))) \
+                  AND EXISTS (SELECT 1 FROM api_keys k WHERE k.id = api_sessions.api_key_id \
+                              AND k.revoked_at IS NULL \
+                              AND (k.expires_at IS NULL OR k.expires_at > ?2)))) \
              ORDER BY created_at DESC, id DESC"
         )))
         .bind(id.0)
