@@ -69,6 +69,7 @@ pub enum ApiCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
+    /// 3 to 20 characters: letters, digits, `.`, `_` and `-`
     #[arg(long)]
     username: String,
     /// An allowed address, CIDR block, a.b.c.* wildcard, or * (repeatable)
@@ -136,8 +137,13 @@ fn key_source(from_stdin: bool, length: usize) -> Result<KeySource, CliError> {
         .lock()
         .read_line(&mut line)
         .map_err(|e| CliError::Usage(format!("cannot read the key from stdin: {e}")))?;
-    let key = ApiKey::import(line.trim_end_matches(['\n', '\r']))
-        .map_err(|e| CliError::Invalid(format!("key: {e}")))?;
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line.is_empty() {
+        return Err(CliError::Usage(
+            "--key-stdin reads the key from standard input, which gave none".to_owned(),
+        ));
+    }
+    let key = ApiKey::import(line).map_err(|e| CliError::Invalid(format!("key: {e}")))?;
     Ok(KeySource::Import(key))
 }
 

@@ -108,6 +108,13 @@ async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
     assert_eq!(created["key"], legacy.as_str());
     assert_eq!(app.get("/api/v1/me", &legacy).await.status(), 200);
     // At a terminal, an imported key is named by its hint, not printed back.
+    let named_by_hint = |output: &std::process::Output, key: &str, hint: &str| {
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(!text.contains(key), "{text}");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains(key));
+        assert!(text.contains(&format!("Key imported ({hint})")), "{text}");
+    };
     let other = "M".repeat(40) + &"8".repeat(30);
     let output = app
         .cli_with_stdin(
@@ -123,11 +130,18 @@ async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
             Some(&format!("{other}\n")),
         )
         .await;
-    assert!(output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(!text.contains(&other), "{text}");
-    assert!(text.contains("Key imported (MMM…8888)"), "{text}");
+    named_by_hint(&output, &other, "MMM…8888");
     assert_eq!(app.get("/api/v1/me", &other).await.status(), 200);
+    // A rotation to an imported key alike.
+    let rolled = "R".repeat(40) + &"7".repeat(30);
+    let output = app
+        .cli_with_stdin(
+            &["api", "rotate", "migrated-2", "--key-stdin"],
+            Some(&format!("{rolled}\n")),
+        )
+        .await;
+    named_by_hint(&output, &rolled, "RRR…7777");
+    assert_eq!(app.get("/api/v1/me", &rolled).await.status(), 200);
 
     let short = app
         .cli_with_stdin(
