@@ -188,13 +188,21 @@ fn from_json(line: u64, column: &transfer::Column, value: &Json) -> Result<Value
     })
 }
 
-/// Loads an export into an empty database, in one transaction. `check` sees each row before
-/// it is loaded: what it refuses stops the import, and nothing is kept. `started` learns the
-/// number of rows to come, `progress` each batch read.
+/// What an import checks of a file beyond its form: what it refuses stops the import, and
+/// nothing is kept.
+pub trait ImportCheck {
+    /// The tables the header announces, with their rows, before any row is read.
+    fn announced(&mut self, tables: &[(&str, u64)]) -> Result<(), String>;
+    /// Each row, before it is loaded.
+    fn row(&mut self, table: &'static Table, row: &[Value]) -> Result<(), String>;
+}
+
+/// Loads an export into an empty database, in one transaction, with `check`'s consent.
+/// `started` learns the number of rows to come, `progress` each batch read.
 pub async fn import(
     db: &Db,
     input: impl BufRead,
-    mut check: impl FnMut(&'static Table, &[Value]) -> Result<(), String>,
+    check: &mut impl ImportCheck,
     started: impl FnOnce(u64),
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, TransferError> {
@@ -203,7 +211,7 @@ pub async fn import(
         let db = db.clone();
         tokio::spawn(async move { db.import_store(items).await })
     };
-    let read = read_file(input, &sink, &mut check, started, &mut progress).await;
+    let read = read_file(input, &sink, check, started, &mut progress).await;
     if read.is_ok() {
         // Only a whole file commits; without `End` the store rolls back.
         let _ = sink.send(ImportItem::End).await;
@@ -223,7 +231,7 @@ pub async fn import(
 async fn read_file(
     input: impl BufRead,
     sink: &mpsc::Sender<ImportItem>,
-    check: &mut impl FnMut(&'static Table, &[Value]) -> Result<(), String>,
+    check: &mut impl ImportCheck,
     started: impl FnOnce(u64),
     progress: &mut impl FnMut(u64),
 ) -> Result<Summary, TransferError> {
@@ -253,11 +261,19 @@ async fn read_file(
             ),
         ));
     }
-    let declared: u64 = header["tables"]
+    let announced: Vec<(&str, u64)> = header["tables"]
         .as_array()
-        .map(|tables| tables.iter().filter_map(|t| t["rows"].as_u64()).sum())
-        .unwrap_or(0);
-    started(declared);
+        .map(|tables| {
+            tables
+                .iter()
+                .filter_map(|t| Some((t["name"].as_str()?, t["rows"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    check
+        .announced(&announced)
+        .map_err(|message| format_error(1, message))?;
+    started(announced.iter().map(|(_, rows)| rows).sum());
     let mut summary = Summary::default();
     let mut current: Option<(&'static Table, u64, u64)> = None;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
@@ -309,7 +325,9 @@ async fn read_file(
                     .zip(values)
                     .map(|(column, value)| from_json(line, column, value))
                     .collect::<Result<Vec<_>, _>>()?;
-                check(table, &row).map_err(|message| format_error(line, message))?;
+                check
+                    .row(table, &row)
+                    .map_err(|message| format_error(line, message))?;
                 *seen += 1;
                 summary.rows += 1;
                 batch.push(row);

@@ -6,7 +6,7 @@ use super::output::{Output, print_json};
 use crate::config::Config;
 use crate::store::Db;
 use crate::store::transfer::{Part, Table, Value};
-use crate::transfer::{self, Summary, TransferError};
+use crate::transfer::{self, ImportCheck, Summary, TransferError};
 use crate::webhooks::SealingKey;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -127,34 +127,59 @@ pub async fn export(
 
 /// What an import tells about a webhook whose secret it cannot open.
 const WEBHOOK_KEY_HINT: &str = "use the webhook key of the database the file comes from: set \
-     KEYWARD_WEBHOOK_KEY (or webhook_key in keyward.toml) to it (a SQLite database keeps it in \
-     the file named after the database with -webhook-key), or export again with --no-webhooks";
+     KEYWARD_WEBHOOK_KEY (or webhook_key in keyward.toml) to it, or, into a SQLite file, copy \
+     the key file beside the source (its name ends in -webhook-key) beside this database \
+     under this database's name; or export again with --no-webhooks";
 
-/// The import's check of each webhook it brings: its signing secret, sealed with the webhook
+/// The import's check of the webhooks it brings: each signing secret, sealed with the webhook
 /// key of the database it comes from, must open with this database's key, or the server could
-/// never sign a delivery to it. The key is looked for at the first webhook, and none is made.
-fn webhook_secrets_open(config: &Config) -> impl FnMut(&Table, &[Value]) -> Result<(), String> {
-    let mut key: Option<Result<SealingKey, String>> = None;
-    move |table, row| {
+/// never sign a delivery. The key is looked for as soon as the header announces a webhook
+/// (a file's webhooks come after its history), and none is made.
+struct WebhookSecretsOpen<'a> {
+    config: &'a Config,
+    key: Option<SealingKey>,
+    /// Whether the file brought any webhook.
+    any: bool,
+}
+
+impl WebhookSecretsOpen<'_> {
+    fn key(&mut self) -> Result<&SealingKey, String> {
+        let config = self.config;
+        Ok(match &mut self.key {
+            Some(key) => key,
+            slot => slot.insert(
+                SealingKey::existing(config.webhook_key.as_ref(), &config.database_url)
+                    .map_err(|error| error.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "the file holds webhooks, whose signing secrets are sealed, and this \
+                             database has no webhook key yet{}: {WEBHOOK_KEY_HINT}",
+                            SealingKey::file_of(&config.database_url)
+                                .map(|path| format!(" (nor a file {})", path.display()))
+                                .unwrap_or_default()
+                        )
+                    })?,
+            ),
+        })
+    }
+}
+
+impl ImportCheck for WebhookSecretsOpen<'_> {
+    fn announced(&mut self, tables: &[(&str, u64)]) -> Result<(), String> {
+        if tables
+            .iter()
+            .any(|&(name, rows)| name == "webhooks" && rows > 0)
+        {
+            self.key()?;
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, table: &'static Table, row: &[Value]) -> Result<(), String> {
         if table.name != "webhooks" {
             return Ok(());
         }
-        let key = key
-            .get_or_insert_with(|| {
-                match SealingKey::existing(config.webhook_key.as_ref(), &config.database_url) {
-                    Ok(Some(key)) => Ok(key),
-                    Ok(None) => Err(format!(
-                        "the file holds webhooks, whose signing secrets are sealed, and this \
-                         database has no webhook key yet{}: {WEBHOOK_KEY_HINT}",
-                        SealingKey::file_of(&config.database_url)
-                            .map(|path| format!(" (nor a file {})", path.display()))
-                            .unwrap_or_default()
-                    )),
-                    Err(error) => Err(error.to_string()),
-                }
-            })
-            .as_ref()
-            .map_err(Clone::clone)?;
+        self.any = true;
         let column = |name| table.columns.iter().position(|c| c.name == name);
         let (Some(Value::Int(id)), Some(Value::Bytes(sealed))) = (
             column("id").and_then(|i| row.get(i)),
@@ -162,7 +187,8 @@ fn webhook_secrets_open(config: &Config) -> impl FnMut(&Table, &[Value]) -> Resu
         ) else {
             return Err("a webhook without its id or its sealed secret".to_owned());
         };
-        key.open(sealed).map(drop).map_err(|_| {
+        let id = *id;
+        self.key()?.open(sealed).map(drop).map_err(|_| {
             format!(
                 "the signing secret of webhook {id} does not open with this database's webhook \
                  key: {WEBHOOK_KEY_HINT}"
@@ -187,10 +213,15 @@ pub async fn import(
         };
     let bar = progress_bar(out, "importing");
     let started = Instant::now();
+    let mut check = WebhookSecretsOpen {
+        config,
+        key: None,
+        any: false,
+    };
     let summary = transfer::import(
         db,
         BufReader::with_capacity(1 << 20, reader),
-        webhook_secrets_open(config),
+        &mut check,
         |total| bar.set_length(total),
         |rows| bar.inc(rows),
     )
@@ -198,6 +229,22 @@ pub async fn import(
     bar.finish_and_clear();
     let summary = summary?;
     report(out, "Imported", &summary, &args.file, started);
+    if check.any {
+        // A SQLite file keeps its key beside it: once the setting that opened the imported
+        // secrets is gone, the next command would otherwise make a new key, and no delivery
+        // could be signed again.
+        match SealingKey::keep_beside(config.webhook_key.as_ref(), &config.database_url) {
+            Ok(Some(path)) => eprintln!(
+                "note: the webhook key that opened the imported secrets is now in {} too.",
+                path.display()
+            ),
+            Ok(None) => {}
+            Err(error) => eprintln!(
+                "warning: {error}: keep KEYWARD_WEBHOOK_KEY set for this database, or its \
+                 webhooks' secrets will not open."
+            ),
+        }
+    }
     Ok(())
 }
 
@@ -220,7 +267,7 @@ fn report(out: &Output, verb: &str, summary: &Summary, file: &std::path::Path, s
         summary.rows
     )];
     for table in &summary.tables {
-        lines.push(format!("  {:<14} {}", table.name, table.rows));
+        lines.push(format!("  {:<18} {}", table.name, table.rows));
     }
     for line in lines {
         if file.as_os_str() == "-" {

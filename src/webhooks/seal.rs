@@ -82,9 +82,41 @@ impl SealingKey {
         if let Some(key) = configured {
             return Self::from_hex(key.expose()).map(Some);
         }
-        match Self::file_of(database_url) {
-            Some(path) if path.exists() => Self::from_file(&path).map(Some),
-            _ => Ok(None),
+        let Some(path) = Self::file_of(database_url) else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_hex(&text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::File { path, source }),
+        }
+    }
+
+    /// Writes the configured key into the key file of a SQLite database that has none, so
+    /// the database keeps opening its secrets once the setting is gone; the file written.
+    pub fn keep_beside(
+        configured: Option<&Secret>,
+        database_url: &str,
+    ) -> Result<Option<PathBuf>, KeyError> {
+        let (Some(key), Some(path)) = (configured, Self::file_of(database_url)) else {
+            return Ok(None);
+        };
+        Self::from_hex(key.expose())?;
+        let key = key.expose().trim();
+        let error = |source| KeyError::File {
+            path: path.clone(),
+            source,
+        };
+        if write_new_file(&path, key).map_err(error)? {
+            return Ok(Some(path));
+        }
+        let kept = std::fs::read_to_string(&path).map_err(error)?;
+        if kept.trim().eq_ignore_ascii_case(key) {
+            Ok(None)
+        } else {
+            Err(error(std::io::Error::other(
+                "it holds another key than webhook_key",
+            )))
         }
     }
 
@@ -167,9 +199,14 @@ fn key_file(database: &Path) -> PathBuf {
 /// Creates the key file with a new key, readable by this user only; `None` if another
 /// process created it first.
 fn create_file(path: &Path) -> std::io::Result<Option<String>> {
+    let key = hex::encode(random_bytes()?);
+    Ok(write_new_file(path, &key)?.then_some(key))
+}
+
+/// Writes `key` to a new file readable by this user only; `false` if the file exists.
+fn write_new_file(path: &Path, key: &str) -> std::io::Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let key = hex::encode(random_bytes()?);
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -179,9 +216,9 @@ fn create_file(path: &Path) -> std::io::Result<Option<String>> {
         Ok(mut file) => {
             file.write_all(key.as_bytes())?;
             file.sync_all()?;
-            Ok(Some(key))
+            Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -246,11 +246,7 @@ async fn a_session_made_before_the_sessions_table_was_rebuilt_still_works_and_en
     let upgrade = stdout_json(&cli(&["migrate", "--json"]).await);
     assert!(versions(&upgrade["pending"]).is_empty(), "{upgrade}");
     if !url.starts_with("postgres") {
-        assert_eq!(
-            versions(&upgrade["applied"]).first(),
-            Some(&8),
-            "the copy: {upgrade}"
-        );
+        assert_eq!(versions(&upgrade["applied"]), [8, 9], "the copy: {upgrade}");
     }
 
     let node = Node::start(dir.path(), &url, "warn").await;

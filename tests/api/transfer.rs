@@ -3,6 +3,9 @@
 
 use crate::helpers::{TestDatabase, cli_at, cli_at_with_env, session_number, stdout_json};
 use crate::nodes::Node;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use keyward::webhooks::SealingKey;
 use reqwest::Client;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -355,6 +358,10 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
     let error = refused_import(&keyless, dir.path(), &file).await;
     let message = error["error"]["message"].as_str().expect("message");
     assert!(message.contains("no webhook key"), "{message}");
+    assert!(
+        message.starts_with("line 1:"),
+        "at the header, before the history: {message}"
+    );
     assert!(!dir.path().join("keyless.db-webhook-key").exists());
     // So does one with another key.
     let other_key = "ab".repeat(32);
@@ -375,10 +382,26 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
     let users = stdout_json(&cli(&keyless, dir.path(), &["api", "list", "--json"]).await);
     assert_eq!(users, json!([]), "nothing was kept");
 
-    // With the source's key: the endpoint, its secret and its waiting delivery arrive.
+    // With the source's key it goes in, and a SQLite file keeps that key beside it for the
+    // commands after the import, which may not have the setting.
     let source_key = std::fs::read_to_string(dir.path().join("source.db-webhook-key"))
         .expect("the source's key file");
     let env = [("KEYWARD_WEBHOOK_KEY", source_key.trim())];
+    let imported = cli_at_with_env(
+        &keyless,
+        dir.path().into(),
+        &["import", file_arg, "--json"],
+        &env,
+    )
+    .await;
+    assert!(imported.status.success());
+    let note = String::from_utf8_lossy(&imported.stderr);
+    assert!(note.contains("keyless.db-webhook-key"), "{note}");
+    let kept = std::fs::read_to_string(dir.path().join("keyless.db-webhook-key")).expect("key");
+    assert_eq!(kept.trim(), source_key.trim());
+
+    // Into PostgreSQL when the suite runs on it: the endpoint, its secret and its waiting
+    // delivery arrive.
     let target_db = TestDatabase::create().await;
     let target = match &target_db {
         Some(database) => database.url.clone(),
@@ -407,6 +430,47 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
         .await,
     );
     assert_eq!(moved, listed);
+    // The secret in the target, exported again, opens with the source's key to what the
+    // receiver was given; and the next endpoint's id follows the imported ones.
+    let again = dir.path().join("again.jsonl");
+    export(&target, dir.path(), &again).await;
+    let text = std::fs::read_to_string(&again).expect("read");
+    let mut lines = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("json"))
+        .skip_while(|line| line["table"] != "webhooks");
+    let header = lines.next().expect("the webhooks");
+    let column = header["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .position(|c| c == "sealed_secret")
+        .expect("sealed_secret");
+    let row = lines.next().expect("a webhook");
+    let sealed = BASE64
+        .decode(row[column].as_str().expect("base64"))
+        .expect("bytes");
+    let key = SealingKey::from_hex(source_key.trim()).expect("key");
+    assert_eq!(
+        key.open(&sealed).expect("opens").expose(),
+        added["secret"].as_str().expect("secret")
+    );
+    let next = stdout_json(
+        &cli_at_with_env(
+            &target,
+            dir.path().into(),
+            &[
+                "webhook",
+                "add",
+                "--url",
+                "http://127.0.0.1:9/other",
+                "--json",
+            ],
+            &env,
+        )
+        .await,
+    );
+    assert_eq!(next["webhook"]["id"], 2);
 
     // Left out on request, they ask for no key.
     let bare = dir.path().join("bare.jsonl");
