@@ -450,6 +450,12 @@ impl Config {
                 "webhook_key (KEYWARD_WEBHOOK_KEY) must be 64 hexadecimal characters, such as the output of `openssl rand -hex 32`".to_owned(),
             ));
         }
+        if let Some((word, level)) = misspelled_level(&self.log_level) {
+            return Err(ConfigError::Invalid(format!(
+                "log_level (KEYWARD_LOG) `{word}` is not a level (it would name a module, and \
+                 log almost nothing): did you mean {level}?"
+            )));
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError::Invalid(format!(
                 "log_level (KEYWARD_LOG) `{}` is not a level or filter, such as info, debug or \
@@ -481,6 +487,22 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout.0.whole_seconds().unsigned_abs())
     }
+}
+
+/// A directive of a log filter that is a level's other name (`warning`, `err`, …), which the
+/// filter would take for a module's name; and the level meant.
+fn misspelled_level(filter: &str) -> Option<(&str, &'static str)> {
+    filter.split(',').map(str::trim).find_map(|word| {
+        let level = match word.to_ascii_lowercase().as_str() {
+            "warning" | "warnings" => "warn",
+            "err" | "errors" | "critical" | "crit" | "fatal" | "alert" | "emerg" => "error",
+            "information" | "informational" | "notice" => "info",
+            "debugging" | "verbose" => "debug",
+            "tracing" | "all" => "trace",
+            _ => return None,
+        };
+        Some((word, level))
+    })
 }
 
 #[cfg(test)]

@@ -102,6 +102,19 @@ fn a_log_filter_that_means_nothing_is_refused_instead_of_ignored() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("KEYWARD_LOG"));
+    // A level's other name would be read as a module's and log almost nothing.
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("config")
+        .current_dir(dir.path())
+        .env("KEYWARD_LOG", "sqlx=warn,warning")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("`warning` is not a level") && said.contains("did you mean warn"),
+        "{said}"
+    );
     let fine = effective(
         dir.path(),
         &[("KEYWARD_LOG", "keyward=debug,sqlx=warn")],
