@@ -126,10 +126,10 @@ pub async fn export(
 }
 
 /// What an import tells about a webhook whose secret it cannot open.
-const WEBHOOK_KEY_HINT: &str = "use the webhook key of the database the file comes from: set \
-     KEYWARD_WEBHOOK_KEY (or webhook_key in keyward.toml) to it, or, into a SQLite file, copy \
-     the key file beside the source (its name ends in -webhook-key) beside this database \
-     under this database's name; or export again with --no-webhooks";
+const WEBHOOK_KEY_HINT: &str = "use the webhook key of the database the file comes from (a \
+     SQLite database keeps it in the file named after it with -webhook-key): set \
+     KEYWARD_WEBHOOK_KEY (or webhook_key in keyward.toml) to it, or copy that file to this \
+     SQLite database's; or export again with --no-webhooks";
 
 /// The import's check of the webhooks it brings: each signing secret, sealed with the webhook
 /// key of the database it comes from, must open with this database's key, or the server could
