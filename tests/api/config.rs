@@ -94,23 +94,20 @@ fn trusted_proxies_from_the_environment_may_be_listed_with_spaces() {
 #[test]
 fn a_log_filter_that_means_nothing_is_refused_instead_of_ignored() {
     let dir = tempfile::tempdir().expect("dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .arg("config")
-        .current_dir(dir.path())
-        .env("KEYWARD_LOG", "bogus===")
-        .output()
-        .expect("run");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("KEYWARD_LOG"));
+    // What `keyward config` says on stderr as it stops with a usage error.
+    let refused = |filter: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .arg("config")
+            .current_dir(dir.path())
+            .env("KEYWARD_LOG", filter)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{filter}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(refused("bogus===").contains("KEYWARD_LOG"));
     // A level's other name would be read as a module's and log almost nothing.
-    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .arg("config")
-        .current_dir(dir.path())
-        .env("KEYWARD_LOG", "sqlx=warn,warning")
-        .output()
-        .expect("run");
-    assert_eq!(output.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&output.stderr);
+    let said = refused("sqlx=warn,warning");
     assert!(
         said.contains("`warning` is not a level") && said.contains("did you mean warn"),
         "{said}"
