@@ -10,6 +10,11 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use std::path::Path;
 
+/// The URL of a SQLite file named `name` in `dir`.
+fn sqlite_in(dir: &Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(name).display())
+}
+
 async fn cli(url: &str, dir: &Path, args: &[&str]) -> std::process::Output {
     cli_at(url, dir.into(), args, None).await
 }
@@ -168,7 +173,7 @@ fn body_of(path: &Path) -> String {
 #[tokio::test]
 async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_and_history() {
     let dir = tempfile::tempdir().expect("dir");
-    let sqlite = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let sqlite = sqlite_in(dir.path(), "shop.db");
     let (key, token, purged) = populate(&sqlite, dir.path()).await;
 
     let file = dir.path().join("shop.jsonl");
@@ -206,7 +211,7 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
     let target_db = TestDatabase::create().await;
     let target = match &target_db {
         Some(database) => database.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("target.db").display()),
+        None => sqlite_in(dir.path(), "target.db"),
     };
     let imported = stdout_json(&cli(&target, dir.path(), &["import", file_arg, "--json"]).await);
     assert_eq!(imported["rows"], exported["rows"]);
@@ -277,7 +282,7 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
     node.stop().await;
 
     // And back to SQLite.
-    let back = format!("sqlite://{}", dir.path().join("back.db").display());
+    let back = sqlite_in(dir.path(), "back.db");
     let imported = stdout_json(&cli(&back, dir.path(), &["import", again_arg, "--json"]).await);
     assert_eq!(imported["tables"], tables);
     let history = stdout_json(
@@ -298,7 +303,7 @@ async fn a_store_moves_from_sqlite_to_another_database_and_back_with_its_keys_an
 #[tokio::test]
 async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_key() {
     let dir = tempfile::tempdir().expect("dir");
-    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let source = sqlite_in(dir.path(), "source.db");
     let created = cli(
         &source,
         dir.path(),
@@ -354,7 +359,7 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
     );
 
     // A database without a webhook key refuses the file, keeps nothing and makes no key.
-    let keyless = format!("sqlite://{}", dir.path().join("keyless.db").display());
+    let keyless = sqlite_in(dir.path(), "keyless.db");
     let error = refused_import(&keyless, dir.path(), &file).await;
     let message = error["error"]["message"].as_str().expect("message");
     assert!(message.contains("no webhook key"), "{message}");
@@ -405,7 +410,7 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
     let target_db = TestDatabase::create().await;
     let target = match &target_db {
         Some(database) => database.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("target.db").display()),
+        None => sqlite_in(dir.path(), "target.db"),
     };
     let imported = cli_at_with_env(
         &target,
@@ -488,7 +493,7 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
         .await,
     );
     assert_eq!(rows_of(&report, "webhooks"), None);
-    let elsewhere = format!("sqlite://{}", dir.path().join("elsewhere.db").display());
+    let elsewhere = sqlite_in(dir.path(), "elsewhere.db");
     let imported = cli(
         &elsewhere,
         dir.path(),
@@ -505,7 +510,7 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
 #[tokio::test]
 async fn an_export_cut_short_imports_nothing() {
     let dir = tempfile::tempdir().expect("dir");
-    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let source = sqlite_in(dir.path(), "source.db");
     let created = cli(
         &source,
         dir.path(),
@@ -520,7 +525,7 @@ async fn an_export_cut_short_imports_nothing() {
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).expect("write");
 
-    let target = format!("sqlite://{}", dir.path().join("target.db").display());
+    let target = sqlite_in(dir.path(), "target.db");
     let error = refused_import(&target, dir.path(), &cut).await;
     assert!(
         error["error"]["message"]
@@ -543,7 +548,7 @@ async fn an_export_cut_short_imports_nothing() {
 #[tokio::test]
 async fn a_session_made_with_a_key_its_user_does_not_have_is_not_imported() {
     let dir = tempfile::tempdir().expect("dir");
-    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let source = sqlite_in(dir.path(), "source.db");
     let created = cli(
         &source,
         dir.path(),
@@ -580,7 +585,7 @@ async fn a_session_made_with_a_key_its_user_does_not_have_is_not_imported() {
     let edited = dir.path().join("edited.jsonl");
     std::fs::write(&edited, lines.join("\n")).expect("write");
 
-    let target = format!("sqlite://{}", dir.path().join("target.db").display());
+    let target = sqlite_in(dir.path(), "target.db");
     let error = refused_import(&target, dir.path(), &edited).await;
     assert_eq!(error["error"]["code"], "invalid", "{error}");
 }
