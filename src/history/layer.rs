@@ -74,22 +74,48 @@ pub async fn record_calls(
     request: Request,
     next: Next,
 ) -> Response {
-    record(state, request, |request| next.run(request)).await
+    let run = Run::by_method(request.method());
+    record(state, request, run, |request| next.run(request)).await
 }
 
-/// Runs `call` on `request` and writes its history row; the API's entry calls it directly.
-pub async fn record<F, Fut>(state: Arc<HistoryState>, request: Request, call: F) -> Response
+/// How a call runs, for its history row to tell what happened even if its client hangs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// In the connection's task. Cut short by a client that hangs up, the call writes its
+    /// row as cancelled: for a call whose changes are all written with its history row (a
+    /// read has none), or none of them.
+    Inline,
+    /// In a task of its own, so a client that hangs up cannot cut it between a change and
+    /// its history row: the task finishes and records either way.
+    OwnTask,
+}
+
+impl Run {
+    /// A read runs inline; anything else in its own task.
+    pub fn by_method(method: &Method) -> Self {
+        if matches!(*method, Method::GET | Method::HEAD) {
+            Self::Inline
+        } else {
+            Self::OwnTask
+        }
+    }
+}
+
+/// Runs `call` on `request` as `run` says, and writes its history row; the API's entry calls
+/// it directly.
+pub async fn record<F, Fut>(
+    state: Arc<HistoryState>,
+    request: Request,
+    run: Run,
+    call: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
-        // A read changes nothing: it runs inline, and if its client hangs up the dropped
-        // call still writes its row (as cancelled).
+    if run == Run::Inline {
         return serve_and_record(state, request, call).await;
     }
-    // A change runs in a task of its own, so a client that hangs up cannot cut it between
-    // the change and its history row: the task finishes and records either way.
     let render = state.render;
     request_id::spawn(serve_and_record(state, request, call))
         .await

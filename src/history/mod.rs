@@ -8,7 +8,7 @@
 
 mod layer;
 
-pub use layer::{CallInfo, CallSlot, HistoryState, record, record_calls};
+pub use layer::{CallInfo, CallSlot, HistoryState, Run, record, record_calls};
 
 use crate::domain::api_user::NewSession;
 use crate::domain::history::HistoryEntry;

@@ -11,11 +11,11 @@ use super::error::ApiError;
 use super::{request_id, request_span};
 use crate::auth::policy::Policy;
 use crate::auth::{AuthState, TrustedProxies};
-use crate::history::HistoryState;
+use crate::history::{HistoryState, Run};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{BoxFuture, Either};
 use std::convert::Infallible;
@@ -99,21 +99,31 @@ impl Api {
         let api = self.clone();
         request_id::identify(&self.proxies, request, |request| {
             traced(request, |request| {
+                let route = api.route_of(request.uri().path());
+                let run = run_of(request.method(), route.as_deref());
                 let history = api.history.clone();
-                crate::history::record(history, request, move |request| api.checked(request))
+                crate::history::record(history, request, run, move |request| {
+                    api.checked(route, request)
+                })
             })
         })
         .await
     }
 
-    /// The auth pipeline on the call's route, then its handler.
-    async fn checked(self: Arc<Self>, request: Request) -> Response {
-        let path = request.uri().path();
+    /// The route template of an API path (`/api/v1/products/{id}`), if it has one.
+    fn route_of(&self, path: &str) -> Option<Arc<str>> {
         let relative = path.get(super::v1::PREFIX.len()..).unwrap_or_default();
-        let Ok(found) = self.routes.at(relative) else {
+        self.routes
+            .at(relative)
+            .ok()
+            .map(|found| found.value.clone())
+    }
+
+    /// The auth pipeline on the call's route, then its handler.
+    async fn checked(self: Arc<Self>, route: Option<Arc<str>>, request: Request) -> Response {
+        let Some(route) = route else {
             return ApiError::not_found("API route").into_response();
         };
-        let route = found.value.clone();
         let most = self.auth.app.limits.max_body_bytes;
         if declared_length(&request).is_some_and(|length| length > most as u64) {
             // Refused before any of it is read: waiting for a body this size only ends in the
@@ -126,6 +136,17 @@ impl Api {
         }
         let handlers = Handlers(self.handlers.clone());
         crate::auth::pipeline(&self.auth, &route, request, handlers).await
+    }
+}
+
+/// How a call runs (see [`Run`]): a login too runs inline, as a read does. Its one change, the
+/// new session, is written in its history row's transaction, so a login cut short leaves
+/// either both or neither; a task of its own for each login cost 5 % of the logins a second.
+fn run_of(method: &Method, route: Option<&str>) -> Run {
+    if *method == Method::POST && route == Some(super::v1::LOGIN) {
+        Run::Inline
+    } else {
+        Run::by_method(method)
     }
 }
 
@@ -192,5 +213,26 @@ fn strip_prefix(request: &mut Request) {
         .and_then(|rest| Uri::try_from(rest).ok());
     if let Some(relative) = relative {
         *request.uri_mut() = relative;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::v1;
+
+    #[test]
+    fn reads_and_logins_run_inline_other_calls_in_a_task_of_their_own() {
+        let (_, doc) = v1::routes().split_for_parts();
+        let routes =
+            route_table(&Policy::from_openapi(&doc, v1::PREFIX).expect("policy")).expect("routes");
+        let login = routes.at("/login").expect("the login route").value.clone();
+        assert_eq!(&*login, v1::LOGIN);
+        assert_eq!(run_of(&Method::POST, Some(&login)), Run::Inline);
+        assert_eq!(run_of(&Method::GET, Some("/api/v1/me")), Run::Inline);
+        assert_eq!(run_of(&Method::HEAD, None), Run::Inline);
+        assert_eq!(run_of(&Method::POST, Some("/api/v1/logout")), Run::OwnTask);
+        assert_eq!(run_of(&Method::PATCH, Some(&login)), Run::OwnTask);
+        assert_eq!(run_of(&Method::POST, None), Run::OwnTask);
     }
 }

@@ -259,6 +259,47 @@ async fn a_change_whose_client_hangs_up_is_completed_and_recorded() {
 }
 
 #[tokio::test]
+async fn a_login_whose_client_hangs_up_leaves_its_session_only_with_its_row() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let key = app.api_user("hangup-login", &[]).await;
+
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let body = format!(r#"{{"username": "hangup-login", "key": "{key}"}}"#);
+    let request = format!(
+        "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    drop(stream);
+
+    // A login runs in its connection's task: cut off, it writes its row as cancelled and no
+    // session; answered, its row names the session it made.
+    for _ in 0..200 {
+        if let Some(row) = app.all_history().await.first() {
+            assert_eq!(row.call, "POST /api/v1/login");
+            let sessions = app
+                .credentials
+                .sessions("hangup-login", true)
+                .await
+                .expect("sessions");
+            let made: Vec<_> = sessions.iter().map(|session| session.id).collect();
+            match row.outcome.as_str() {
+                "ok" => assert_eq!(made, Vec::from_iter(row.session_id), "{row:?}"),
+                "cancelled" => assert_eq!(made, vec![], "{row:?}"),
+                other => panic!("outcome {other}: {row:?}"),
+            }
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the login of a client that hung up has no history row");
+}
+
+#[tokio::test]
 async fn a_stalled_body_times_out_with_503_and_its_row_and_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = crate::helpers::spawn_app_with(crate::helpers::Settings {

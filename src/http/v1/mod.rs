@@ -17,6 +17,9 @@ use utoipa_axum::routes;
 
 pub const PREFIX: &str = "/api/v1";
 
+/// The login route's template, whose calls run inline (see `api::run_of`).
+pub const LOGIN: &str = "/api/v1/login";
+
 /// The API's routes, with their OpenAPI description (paths relative to `/api/v1`).
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
