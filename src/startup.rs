@@ -338,7 +338,7 @@ async fn clean_up(state: &AppState, now: OffsetDateTime, retention: time::Durati
             "looking for expiring keys failed"
         );
     }
-    if let Err(error) = state.db.prune_webhooks(now - WEBHOOK_RETENTION).await {
+    if let Err(error) = state.db.prune_webhooks(now, now - WEBHOOK_RETENTION).await {
         tracing::warn!(
             error = &error as &dyn std::error::Error,
             "pruning old webhook deliveries failed"

@@ -164,11 +164,17 @@ impl WebhookSecretsOpen<'_> {
     }
 }
 
+/// The tables that hold sealed signing secrets, each with its column of the webhook's id.
+const SEALED: [(&str, &str); 2] = [
+    ("webhooks", "id"),
+    ("webhook_previous_secrets", "webhook_id"),
+];
+
 impl ImportCheck for WebhookSecretsOpen<'_> {
     fn announced(&mut self, tables: &[(&str, u64)]) -> Result<(), String> {
         if tables
             .iter()
-            .any(|&(name, rows)| name == "webhooks" && rows > 0)
+            .any(|&(name, rows)| SEALED.iter().any(|&(t, _)| t == name) && rows > 0)
         {
             self.key()?;
         }
@@ -176,13 +182,13 @@ impl ImportCheck for WebhookSecretsOpen<'_> {
     }
 
     fn row(&mut self, table: &'static Table, row: &[Value]) -> Result<(), String> {
-        if table.name != "webhooks" {
+        let Some(&(_, id_column)) = SEALED.iter().find(|&&(name, _)| name == table.name) else {
             return Ok(());
-        }
+        };
         self.any = true;
         let column = |name| table.columns.iter().position(|c| c.name == name);
         let (Some(Value::Int(id)), Some(Value::Bytes(sealed))) = (
-            column("id").and_then(|i| row.get(i)),
+            column(id_column).and_then(|i| row.get(i)),
             column("sealed_secret").and_then(|i| row.get(i)),
         ) else {
             return Err("a webhook without its id or its sealed secret".to_owned());
@@ -267,7 +273,7 @@ fn report(out: &Output, verb: &str, summary: &Summary, file: &std::path::Path, s
         summary.rows
     )];
     for table in &summary.tables {
-        lines.push(format!("  {:<18} {}", table.name, table.rows));
+        lines.push(format!("  {:<24} {}", table.name, table.rows));
     }
     for line in lines {
         if file.as_os_str() == "-" {

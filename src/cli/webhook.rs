@@ -6,6 +6,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::domain::admin::Actor;
 use crate::domain::api_user::Status;
+use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::webhook::{DeliveryQuery, DeliveryRecord, DeliveryState, EventType, Webhook};
 use crate::store::Db;
@@ -37,6 +38,15 @@ pub enum WebhookCommand {
     Enable { id: i64 },
     /// Stop sending to the endpoint; its deliveries wait until it is enabled
     Disable { id: i64 },
+    /// Give the endpoint a new signing secret and print it (shown once); without --grace the
+    /// old secret stops at once
+    RollSecret {
+        id: i64,
+        /// How long the old secret keeps signing deliveries beside the new one, such as 1h or
+        /// 24h (at most 7d), while the receiver switches to the new one
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<HumanDuration>,
+    },
     /// Queue a webhook.test event for the endpoint; a running server sends it at once
     Test { id: i64 },
     /// Show deliveries, newest first; --state dead lists the dead letters
@@ -131,6 +141,10 @@ async fn execute(
                 &webhook,
             );
         }
+        WebhookCommand::RollSecret { id, grace } => {
+            let grace = grace.map_or(time::Duration::ZERO, |g| g.0);
+            out.secret_rolled(&webhooks.roll_secret(actor, WebhookId(id), grace).await?);
+        }
         WebhookCommand::Test { id } => {
             let event = webhooks.send_test(actor, WebhookId(id)).await?;
             out.test_queued(WebhookId(id), &event);
@@ -173,6 +187,36 @@ impl Output {
         say!("Send a test event: keyward webhook test {}", webhook.id);
     }
 
+    fn secret_rolled(&self, rolled: &CreatedWebhook) {
+        let secret = rolled.secret.expose();
+        let webhook = &rolled.webhook;
+        if self.json {
+            print_json(&json!({ "webhook": webhook, "secret": secret }));
+            return;
+        }
+        say!(
+            "Rolled the signing secret of webhook {} ({}).",
+            webhook.id,
+            webhook.url
+        );
+        say!();
+        say!("New signing secret (shown once; store it with the receiver now):");
+        say!();
+        say!("    {secret}");
+        say!();
+        match &webhook.previous_secret {
+            Some(previous) => say!(
+                "The old secret ({}) signs every delivery beside the new one until {}: the \
+                 receiver may switch to the new one meanwhile.",
+                previous.hint,
+                when(Some(previous.expires_at))
+            ),
+            None => {
+                say!("The old secret stopped now: deliveries are signed with the new one only.")
+            }
+        }
+    }
+
     fn webhooks(&self, webhooks: &[Webhook]) {
         if self.json {
             print_json(&webhooks);
@@ -193,7 +237,10 @@ impl Output {
                     w.status.to_string(),
                     w.url.to_string(),
                     w.events.to_string().replace(' ', ","),
-                    w.secret_hint.clone(),
+                    match &w.previous_secret {
+                        Some(previous) => format!("{} (+{})", w.secret_hint, previous.hint),
+                        None => w.secret_hint.clone(),
+                    },
                     w.pending.to_string(),
                     w.dead.to_string(),
                 ]

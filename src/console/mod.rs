@@ -68,6 +68,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/admin/webhooks/{id}", get(webhooks::show))
         .route("/admin/webhooks/{id}/status", post(webhooks::set_status))
         .route("/admin/webhooks/{id}/test", post(webhooks::send_test))
+        .route("/admin/webhooks/{id}/roll", post(webhooks::roll_secret))
         .route("/admin/webhooks/{id}/delete", post(webhooks::delete))
         .route(
             "/admin/webhooks/deliveries/{id}/retry",

@@ -7,10 +7,11 @@ use super::session::{Administrator, Signed};
 use super::view::{Fields, when};
 use super::{ConsoleError, Frame, page};
 use crate::domain::api_user::Status;
+use crate::domain::duration::{DurationError, HumanDuration};
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::webhook::{DeliveryQuery, DeliveryState, EventType, Webhook};
 use crate::http::AppState;
-use crate::webhooks::{AddWebhook, WebhookError};
+use crate::webhooks::{AddWebhook, CreatedWebhook, WebhookError};
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -59,6 +60,8 @@ struct WebhookRow {
     events: Vec<&'static str>,
     enabled: bool,
     secret_hint: String,
+    /// The secret before the last roll, while it still signs: its hint and until when.
+    previous_secret: Option<String>,
     pending: i64,
     dead: i64,
     created: String,
@@ -73,6 +76,13 @@ impl From<&Webhook> for WebhookRow {
             events: w.events.iter().map(EventType::as_str).collect(),
             enabled: w.status == Status::Enabled,
             secret_hint: w.secret_hint.clone(),
+            previous_secret: w.previous_secret.as_ref().map(|previous| {
+                format!(
+                    "{} until {}",
+                    previous.hint,
+                    when(Some(previous.expires_at))
+                )
+            }),
             pending: w.pending,
             dead: w.dead,
             created: when(Some(w.created_at)),
@@ -133,6 +143,21 @@ struct SecretPage {
     url: String,
     events: Vec<&'static str>,
     secret: String,
+    /// After a roll (not an add): what became of the old secret.
+    rolled: Option<String>,
+}
+
+impl SecretPage {
+    fn new(signed: &Signed, shown: &CreatedWebhook, rolled: Option<String>) -> Self {
+        Self {
+            frame: Frame::new(signed, "webhooks"),
+            id: shown.webhook.id.0,
+            url: shown.webhook.url.to_string(),
+            events: shown.webhook.events.iter().map(EventType::as_str).collect(),
+            secret: shown.secret.expose().to_owned(),
+            rolled,
+        }
+    }
 }
 
 /// Adds an endpoint and answers with its secret, once: never a redirect to a page that could
@@ -149,18 +174,7 @@ pub async fn create(
         events: fields.all("event"),
     };
     match state.webhooks.add(&signed.actor(), request.clone()).await {
-        Ok(created) => Ok(page(SecretPage {
-            frame: Frame::new(&signed, "webhooks"),
-            id: created.webhook.id.0,
-            url: created.webhook.url.to_string(),
-            events: created
-                .webhook
-                .events
-                .iter()
-                .map(EventType::as_str)
-                .collect(),
-            secret: created.secret.expose().to_owned(),
-        })),
+        Ok(created) => Ok(page(SecretPage::new(&signed, &created, None))),
         Err(error @ (WebhookError::Invalid(_) | WebhookError::NoKey(_))) => {
             // An empty choice of events means every event to the service; on the form, a
             // cleared box stays cleared.
@@ -309,6 +323,40 @@ pub async fn send_test(
         .send_test(&signed.actor(), WebhookId(id))
         .await?;
     Ok(Redirect::to(&format!("/admin/webhooks/{id}?done=test_sent")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RollForm {
+    /// How long the old secret keeps signing: 0, or a duration such as 24h.
+    grace: String,
+}
+
+/// Rolls the endpoint's secret and answers with the new one, once, as [`create`] does.
+pub async fn roll_secret(
+    State(state): State<AppState>,
+    Administrator(signed): Administrator,
+    Path(id): Path<i64>,
+    Form(form): Form<RollForm>,
+) -> Result<Response, ConsoleError> {
+    let grace: HumanDuration = form
+        .grace
+        .parse()
+        .map_err(|e: DurationError| ConsoleError::BadRequest(e.to_string()))?;
+    let rolled = state
+        .webhooks
+        .roll_secret(&signed.actor(), WebhookId(id), grace.0)
+        .await?;
+    let old = match &rolled.webhook.previous_secret {
+        Some(previous) => format!(
+            "The old secret ({}) signs every delivery beside the new one until {}: put the new one in the receiver before then.",
+            previous.hint,
+            when(Some(previous.expires_at))
+        ),
+        None => {
+            "The old secret stopped now: deliveries are signed with the new one only.".to_owned()
+        }
+    };
+    Ok(page(SecretPage::new(&signed, &rolled, Some(old))))
 }
 
 pub async fn delete(

@@ -242,6 +242,8 @@ pub struct Webhook {
     pub events: EventTypes,
     pub status: Status,
     pub secret_hint: String,
+    /// The secret before the last roll, while it still signs deliveries beside the new one.
+    pub previous_secret: Option<PreviousSecret>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -250,6 +252,24 @@ pub struct Webhook {
     pub pending: i64,
     /// Deliveries that gave up after every retry.
     pub dead: i64,
+}
+
+/// The signing secret an endpoint had before its secret was rolled, as pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviousSecret {
+    pub hint: String,
+    /// Deliveries are signed with it too until then.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// An endpoint's new signing secret, sealed, and how long the one it replaces keeps signing.
+#[derive(Debug, Clone)]
+pub struct SecretRoll {
+    pub sealed_secret: Vec<u8>,
+    pub secret_hint: String,
+    /// `None`: the replaced secret stops at once.
+    pub previous_until: Option<OffsetDateTime>,
 }
 
 /// A new endpoint, validated, with its sealed secret.
@@ -268,6 +288,8 @@ pub struct WebhookTarget {
     pub id: WebhookId,
     pub url: WebhookUrl,
     pub sealed_secret: Vec<u8>,
+    /// The secret before the last roll and until when it signs too (perhaps past already).
+    pub previous: Option<(Vec<u8>, OffsetDateTime)>,
 }
 
 text_enum!(

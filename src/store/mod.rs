@@ -37,7 +37,7 @@ use crate::domain::ip_rule::IpRule;
 use crate::domain::secret::SecretHash;
 use crate::domain::webhook::{
     AlertClaim, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, ExpiringKey, NewEvent,
-    NewWebhook, Recipients, Webhook, WebhookTarget,
+    NewWebhook, Recipients, SecretRoll, Webhook, WebhookTarget,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -540,6 +540,15 @@ pub trait WebhookStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> Result<()>;
+    /// Gives the endpoint a new signing secret; the one it replaces keeps signing until
+    /// `roll.previous_until`, or stops at once (and so does one kept from an earlier roll).
+    async fn roll_webhook_secret(
+        &self,
+        id: WebhookId,
+        roll: &SecretRoll,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     /// Deletes the endpoint and its deliveries.
     async fn delete_webhook(&self, id: WebhookId, audit: &AuditEntry) -> Result<()>;
     /// Stores one delivery of `event` per recipient, in one transaction. With an `alert`, the
@@ -584,6 +593,7 @@ pub trait WebhookStore {
         until: OffsetDateTime,
     ) -> Result<Vec<ExpiringKey>>;
     /// Deletes finished (delivered or dead) deliveries and raised alerts older than
-    /// `older_than`; returns how many deliveries went.
-    async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64>;
+    /// `older_than`, and the replaced signing secrets that stopped by `now`; returns how many
+    /// deliveries went.
+    async fn prune_webhooks(&self, now: OffsetDateTime, older_than: OffsetDateTime) -> Result<u64>;
 }

@@ -168,6 +168,14 @@ pub static TABLES: &[Table] = &[
         part: Part::Webhooks,
     },
     Table {
+        name: "webhook_previous_secrets",
+        columns: columns!(webhook_id: Int, sealed_secret: Bytes, secret_hint: Text,
+            expires_at: Int),
+        order_by: "webhook_id",
+        identity: false,
+        part: Part::Webhooks,
+    },
+    Table {
         name: "webhook_deliveries",
         columns: columns!(id: Int, webhook_id: Int, event_id: Text, event_type: Text,
             payload: Text, state: Text, attempts: Int, created_at: Int, next_attempt_at: Int,

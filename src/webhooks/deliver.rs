@@ -179,15 +179,21 @@ impl Deliverer {
             Failure(
                 None,
                 "the endpoint's signing secret cannot be opened with the webhook key in effect \
-                 (was webhook_key changed?): delete the endpoint and add it again"
+                 (was webhook_key changed?): roll its secret (keyward webhook roll-secret)"
                     .to_owned(),
             )
         })?;
-        let signed = signature::sign(
-            secret.expose(),
-            self.clock.now().unix_timestamp(),
-            delivery.payload.as_bytes(),
-        );
+        let now = self.clock.now();
+        // A rolled secret still signs beside its successor until its time is up.
+        let previous = target
+            .previous
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .and_then(|(sealed, _)| key.open(sealed).ok());
+        let secrets: Vec<&str> = std::iter::once(secret.expose())
+            .chain(previous.as_ref().map(|p| p.expose()))
+            .collect();
+        let signed = signature::sign(&secrets, now.unix_timestamp(), delivery.payload.as_bytes());
         let request = Request::post(target.url.as_str())
             .header(header::CONTENT_TYPE, "application/json")
             .header(

@@ -21,8 +21,8 @@ use crate::domain::api_user::Status;
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::validation::{Errors, FieldError};
 use crate::domain::webhook::{
-    DeliveryQuery, DeliveryRecord, EventType, EventTypes, NewWebhook, Recipients, Webhook,
-    WebhookSecret, WebhookUrl,
+    DeliveryQuery, DeliveryRecord, EventType, EventTypes, NewWebhook, Recipients, SecretRoll,
+    Webhook, WebhookSecret, WebhookUrl,
 };
 use crate::store::{Db, StoreError};
 use serde_json::json;
@@ -59,7 +59,10 @@ pub struct AddWebhook {
     pub events: Vec<String>,
 }
 
-/// A new endpoint with its signing secret, shown once.
+/// The longest a rolled secret may keep signing beside its successor.
+pub const MAX_ROLL_GRACE: time::Duration = time::Duration::days(7);
+
+/// An endpoint with its new signing secret (added, or its secret rolled), shown once.
 #[derive(Debug)]
 pub struct CreatedWebhook {
     pub webhook: Webhook,
@@ -139,14 +142,67 @@ impl Webhooks {
     }
 
     pub async fn list(&self) -> Result<Vec<Webhook>> {
-        Ok(self.db.webhooks().await?)
+        let now = self.clock.now();
+        let webhooks = self.db.webhooks().await?;
+        Ok(webhooks.into_iter().map(|w| current(w, now)).collect())
     }
 
     pub async fn get(&self, id: WebhookId) -> Result<Webhook> {
-        self.db
+        let webhook = self
+            .db
             .webhook(id)
             .await?
-            .ok_or(WebhookError::NoSuchWebhook(id))
+            .ok_or(WebhookError::NoSuchWebhook(id))?;
+        Ok(current(webhook, self.clock.now()))
+    }
+
+    /// Gives the endpoint a new signing secret, shown once. The one it replaces keeps signing
+    /// deliveries beside it for `grace` (at most [`MAX_ROLL_GRACE`]), so the receiver can take
+    /// the new one without refusing a delivery meanwhile; with no grace it stops at once, and
+    /// so does a secret still kept from an earlier roll.
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
+    pub async fn roll_secret(
+        &self,
+        actor: &Actor,
+        id: WebhookId,
+        grace: time::Duration,
+    ) -> Result<CreatedWebhook> {
+        if grace.is_negative() || grace > MAX_ROLL_GRACE {
+            return Err(WebhookError::Invalid(vec![FieldError {
+                field: "grace".into(),
+                message: format!("must be between 0 and {} days", MAX_ROLL_GRACE.whole_days()),
+            }]));
+        }
+        let key = match self.key.as_ref() {
+            Ok(key) => key,
+            Err(error) => return Err(WebhookError::NoKey(error.to_string())),
+        };
+        let webhook = self.get(id).await?;
+        let now = self.clock.now();
+        let secret = WebhookSecret::generate();
+        let roll = SecretRoll {
+            sealed_secret: key.seal(secret.expose())?,
+            secret_hint: secret.hint(),
+            previous_until: (grace > time::Duration::ZERO).then(|| now + grace),
+        };
+        let audit = actor.audit(
+            now,
+            "webhook.roll_secret",
+            webhook.url.as_str(),
+            json!({
+                "webhook_id": id,
+                "secret_hint": { "from": webhook.secret_hint, "to": roll.secret_hint },
+                "previous_signs_until": roll.previous_until.map(crate::clock::rfc3339),
+            }),
+        );
+        self.db
+            .roll_webhook_secret(id, &roll, now, &audit)
+            .await
+            .map_err(|e| not_found(e, id))?;
+        Ok(CreatedWebhook {
+            webhook: self.get(id).await?,
+            secret,
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%id))]
@@ -253,6 +309,18 @@ impl Webhooks {
             .await?
             .ok_or(WebhookError::NoSuchDelivery(id))
     }
+}
+
+/// The endpoint as it stands at `now`: a replaced secret that stopped signing is not shown.
+fn current(mut webhook: Webhook, now: time::OffsetDateTime) -> Webhook {
+    if webhook
+        .previous_secret
+        .as_ref()
+        .is_some_and(|previous| previous.expires_at <= now)
+    {
+        webhook.previous_secret = None;
+    }
+    webhook
 }
 
 fn not_found(error: StoreError, id: WebhookId) -> WebhookError {

@@ -35,25 +35,27 @@ impl Received {
             .unwrap_or_default()
     }
 
-    /// Checks `Keyward-Signature: t=…,v1=…` against `secret`, computing the HMAC here rather
-    /// than trusting the server's own code.
+    /// The `v1` signatures of `Keyward-Signature: t=…,v1=…[,v1=…]`, in their order.
+    pub fn signatures(&self) -> Vec<Vec<u8>> {
+        self.header("keyward-signature")
+            .split(',')
+            .filter_map(|part| part.strip_prefix("v1="))
+            .map(|v| hex::decode(v).expect("hex"))
+            .collect()
+    }
+
+    /// Checks the signature header against `secret` as a receiver does (any `v1` may match),
+    /// computing the HMAC here rather than trusting the server's own code.
     pub fn signed_with(&self, secret: &str) -> bool {
         let header = self.header("keyward-signature");
-        let mut timestamp = None;
-        let mut signature = None;
-        for part in header.split(',') {
-            match part.split_once('=') {
-                Some(("t", t)) => timestamp = Some(t.to_owned()),
-                Some(("v1", v)) => signature = hex::decode(v).ok(),
-                _ => {}
-            }
-        }
-        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        let Some(timestamp) = header.split(',').find_map(|part| part.strip_prefix("t=")) else {
             return false;
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
-        mac.update(format!("{timestamp}.{}", self.body).as_bytes());
-        mac.verify_slice(&signature).is_ok()
+        self.signatures().iter().any(|signature| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+            mac.update(format!("{timestamp}.{}", self.body).as_bytes());
+            mac.verify_slice(signature).is_ok()
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use keyward::domain::secret::SecretHash;
 use keyward::domain::username::Username;
 use keyward::domain::webhook::{
     AlertClaim, AttemptResult, DeliveryQuery, DeliveryState, EventType, EventTypes, NewEvent,
-    NewWebhook, Recipients, WebhookUrl,
+    NewWebhook, Recipients, SecretRoll, WebhookUrl,
 };
 use keyward::store::{
     Db, HistoryWriter, IdempotencyClaim, RetireOld, StoreError, StoredResponse, Usage,
@@ -1264,6 +1264,70 @@ async fn webhooks(db: &Db, user: ApiUserId) {
         (target.url.as_str(), target.sealed_secret.as_slice()),
         ("https://a.example/hook", &[1u8, 2, 3][..])
     );
+    assert!(target.previous.is_none() && listed[0].previous_secret.is_none());
+
+    // A roll replaces the secret; the replaced one is kept with its end, or not at all. A second
+    // roll keeps only the secret it replaces.
+    let roll = |sealed: u8, hint: &str, previous_until| SecretRoll {
+        sealed_secret: vec![sealed],
+        secret_hint: hint.to_owned(),
+        previous_until,
+    };
+    let until = NOW + Duration::hours(24);
+    db.roll_webhook_secret(
+        a,
+        &roll(4, "whsec_…four", Some(until)),
+        NOW,
+        &audit("webhook"),
+    )
+    .await
+    .expect("roll");
+    let target = db.webhook_target(a).await.expect("read").expect("target");
+    assert_eq!(target.sealed_secret, [4]);
+    assert_eq!(target.previous, Some((vec![1, 2, 3], until)));
+    let rolled = db.webhook(a).await.expect("read").expect("webhook");
+    assert_eq!(rolled.secret_hint, "whsec_…four");
+    let previous = rolled.previous_secret.expect("the replaced secret");
+    assert_eq!(
+        (previous.hint.as_str(), previous.expires_at),
+        ("whsec_…abcd", until)
+    );
+    db.roll_webhook_secret(
+        a,
+        &roll(5, "whsec_…five", Some(until)),
+        NOW,
+        &audit("webhook"),
+    )
+    .await
+    .expect("roll again");
+    let target = db.webhook_target(a).await.expect("read").expect("target");
+    assert_eq!(
+        (target.sealed_secret, target.previous),
+        (vec![5], Some((vec![4], until)))
+    );
+    db.roll_webhook_secret(a, &roll(6, "whsec_…six", None), NOW, &audit("webhook"))
+        .await
+        .expect("roll with no grace");
+    let target = db.webhook_target(a).await.expect("read").expect("target");
+    assert_eq!((target.sealed_secret, target.previous), (vec![6], None));
+    assert!(matches!(
+        db.roll_webhook_secret(
+            WebhookId(999),
+            &roll(7, "whsec_…none", Some(until)),
+            NOW,
+            &audit("webhook")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    db.roll_webhook_secret(
+        a,
+        &roll(1, "whsec_…abcd", Some(until)),
+        NOW,
+        &audit("webhook"),
+    )
+    .await
+    .expect("roll back to the first");
     db.set_webhook_status(b, Status::Disabled, NOW, &audit("webhook"))
         .await
         .expect("disable");
@@ -1547,11 +1611,24 @@ async fn webhooks(db: &Db, user: ApiUserId) {
 
     // Finished deliveries and raised alerts go after their time; pending ones stay.
     assert_eq!(
-        db.prune_webhooks(NOW + Duration::days(30))
+        db.prune_webhooks(NOW + Duration::hours(23), NOW + Duration::days(30))
             .await
             .expect("prune"),
         1
     );
+    // A replaced secret stays until its end, then goes with the prune after it.
+    let previous = || async {
+        db.webhook_target(a)
+            .await
+            .expect("read")
+            .expect("target")
+            .previous
+    };
+    assert!(previous().await.is_some());
+    db.prune_webhooks(NOW + Duration::hours(24), NOW)
+        .await
+        .expect("prune");
+    assert_eq!(previous().await, None);
     assert_eq!(
         db.deliveries(&query(None, None, None))
             .await

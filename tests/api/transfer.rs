@@ -333,6 +333,16 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
         .await,
     );
     let id = added["webhook"]["id"].to_string();
+    // Its secret rolled, the old one signing beside the new one for a day: both travel.
+    let rolled = stdout_json(
+        &cli(
+            &source,
+            dir.path(),
+            &["webhook", "roll-secret", &id, "--grace", "24h", "--json"],
+        )
+        .await,
+    );
+    let secret = rolled["secret"].as_str().expect("secret");
     let queued = cli(&source, dir.path(), &["webhook", "test", &id]).await;
     assert!(queued.status.success());
     let listed = stdout_json(&cli(&source, dir.path(), &["webhook", "list", "--json"]).await);
@@ -351,12 +361,14 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
     };
     assert_eq!(rows_of(&exported, "webhooks"), Some(json!(1)));
     assert_eq!(rows_of(&exported, "webhook_deliveries"), Some(json!(1)));
-    assert!(
-        !std::fs::read_to_string(&file)
-            .expect("read")
-            .contains(added["secret"].as_str().expect("secret")),
-        "the secret travels sealed"
+    assert_eq!(
+        rows_of(&exported, "webhook_previous_secrets"),
+        Some(json!(1))
     );
+    let text = std::fs::read_to_string(&file).expect("read");
+    for secret in [secret, added["secret"].as_str().expect("secret")] {
+        assert!(!text.contains(secret), "the secrets travel sealed");
+    }
 
     // A database without a webhook key refuses the file, keeps nothing and makes no key.
     let keyless = sqlite_in(dir.path(), "keyless.db");
@@ -456,10 +468,7 @@ async fn webhooks_move_with_the_store_to_a_database_that_uses_the_same_webhook_k
         .decode(row[column].as_str().expect("base64"))
         .expect("bytes");
     let key = SealingKey::from_hex(source_key.trim()).expect("key");
-    assert_eq!(
-        key.open(&sealed).expect("opens").expose(),
-        added["secret"].as_str().expect("secret")
-    );
+    assert_eq!(key.open(&sealed).expect("opens").expose(), secret);
     let next = stdout_json(
         &cli_at_with_env(
             &target,

@@ -203,6 +203,113 @@ async fn the_cli_enables_disables_removes_and_refuses_bad_input() {
 }
 
 #[tokio::test]
+async fn a_rolled_secret_signs_beside_the_new_one_for_its_grace_then_stops() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let added = add_webhook(&app, &receiver, &[]).await;
+    let id = added.webhook.id.to_string();
+    let first = added.secret.expose().to_owned();
+    let roll = |grace: &'static str| {
+        let id = id.clone();
+        let app = &app;
+        async move {
+            let mut args = vec!["webhook", "roll-secret", id.as_str(), "--json"];
+            if !grace.is_empty() {
+                args.extend(["--grace", grace]);
+            }
+            let rolled = stdout_json(&app.cli(&args).await);
+            (
+                rolled["secret"].as_str().expect("secret").to_owned(),
+                rolled,
+            )
+        }
+    };
+    let test_event = |count| {
+        let (app, receiver) = (&app, &receiver);
+        async move {
+            app.webhooks
+                .send_test(&Actor::system(), added.webhook.id)
+                .await
+                .expect("queue a test");
+            receiver
+                .wait_for("webhook.test", count)
+                .await
+                .pop()
+                .expect("the newest")
+        }
+    };
+
+    // For the grace, each delivery is signed with both: a receiver holding either accepts it.
+    let (second, rolled) = roll("1h").await;
+    assert!(second.starts_with("whsec_") && second != first);
+    assert_eq!(
+        rolled["webhook"]["previous_secret"]["hint"],
+        added.webhook.secret_hint.as_str()
+    );
+    let event = test_event(1).await;
+    assert_eq!(event.signatures().len(), 2);
+    assert!(event.signed_with(&second) && event.signed_with(&first));
+    let listed = app.cli(&["webhook", "list"]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(&added.webhook.secret_hint), "{listed}");
+
+    // Rolled again: the secret it replaces signs until its grace ends, the first no more.
+    let (third, _) = roll("1s").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let event = test_event(2).await;
+    assert_eq!(event.signatures().len(), 1);
+    assert!(event.signed_with(&third) && !event.signed_with(&second));
+    let listed = stdout_json(&app.cli(&["webhook", "list", "--json"]).await);
+    assert_eq!(listed[0]["previous_secret"], serde_json::Value::Null);
+
+    // Without a grace, the replaced secret stops at once.
+    let (_, _) = roll("1h").await;
+    let plain = app.cli(&["webhook", "roll-secret", &id]).await;
+    let said = String::from_utf8_lossy(&plain.stdout);
+    assert!(said.contains("stopped now"), "{said}");
+    let fourth = said
+        .split_whitespace()
+        .find(|word| word.starts_with("whsec_") && !word.contains('…'))
+        .expect("the new secret, once")
+        .to_owned();
+    let event = test_event(3).await;
+    assert_eq!(event.signatures().len(), 1);
+    assert!(event.signed_with(&fourth));
+
+    for (args, code, says) in [
+        (
+            vec!["webhook", "roll-secret", &id, "--grace", "8d"],
+            1,
+            "7 days",
+        ),
+        (
+            vec!["webhook", "roll-secret", &id, "--grace", "soon"],
+            2,
+            "soon",
+        ),
+        (vec!["webhook", "roll-secret", "999"], 3, "999"),
+    ] {
+        let mut args = args.clone();
+        args.push("--json");
+        let output = app.cli(&args).await;
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+        let error: serde_json::Value = serde_json::from_slice(&output.stderr).expect("JSON error");
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(message.contains(says), "{error}");
+    }
+    let audited = app.db.audit_log(None, 50).await.expect("audit");
+    let rolls: Vec<_> = audited
+        .iter()
+        .filter(|a| a.action == "webhook.roll_secret")
+        .collect();
+    assert_eq!(rolls.len(), 4);
+    let stored = app.stored_text().await;
+    for secret in [&first, &second, &third, &fourth] {
+        assert!(!stored.contains(secret.as_str()), "sealed at rest");
+    }
+}
+
+#[tokio::test]
 async fn an_expiring_key_is_alerted_once() {
     let app = spawn_app().await;
     let receiver = Receiver::start().await;
@@ -474,6 +581,15 @@ async fn a_disabled_endpoint_gets_nothing_until_it_is_enabled() {
     assert!(receiver.of_type("key.exposed").is_empty());
 }
 
+/// The signing secret on the console's page that shows it once.
+fn shown_secret(html: &str) -> String {
+    html.split("id=\"new-key\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the secret, once")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
     let app = spawn_app().await;
@@ -517,13 +633,7 @@ async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
         )
         .await;
     assert_eq!(added.status(), StatusCode::OK);
-    let html = added.text().await.expect("html");
-    let secret = html
-        .split("id=\"new-key\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the secret, once")
-        .to_owned();
+    let secret = shown_secret(&added.text().await.expect("html"));
     assert!(secret.starts_with("whsec_"));
     let webhook = app.webhooks.list().await.expect("list").remove(0);
     assert_eq!(webhook.events.to_string(), "key.exposed refusals.burst");
@@ -543,6 +653,32 @@ async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
         "{log}"
     );
 
+    // Rolled with a day's grace: the new secret once, the old one still signing beside it.
+    let rolled = admin
+        .submit(&page, &format!("{page}/roll"), &[("grace", "24h")])
+        .await;
+    assert_eq!(rolled.status(), StatusCode::OK);
+    let html = rolled.text().await.expect("html");
+    let new_secret = shown_secret(&html);
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+    assert!(html.contains("id=\"old-secret\""), "{html}");
+    assert!(admin.html(&page).await.contains("id=\"previous-secret\""));
+    app.webhooks
+        .send_test(&Actor::system(), webhook.id)
+        .await
+        .expect("test");
+    let test = receiver
+        .wait_for("webhook.test", 2)
+        .await
+        .pop()
+        .expect("second");
+    assert!(test.signed_with(&new_secret) && test.signed_with(&secret));
+    let bad = admin
+        .submit(&page, &format!("{page}/roll"), &[("grace", "8d")])
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    settle(&app).await;
+
     // A viewer sees the list and the deliveries, never a secret, and changes nothing.
     let viewer = admin_with_role(&app, "watcher", Role::Viewer).await;
     let seen = viewer.html("/admin/webhooks").await;
@@ -552,6 +688,7 @@ async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
     assert!(seen.contains("delivered") && !seen.contains("Send test event"));
     for path in [
         format!("{page}/test"),
+        format!("{page}/roll"),
         format!("{page}/delete"),
         "/admin/webhooks".to_owned(),
     ] {
@@ -575,10 +712,15 @@ async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
     assert!(app.webhooks.list().await.expect("list").is_empty());
     assert_eq!(admin.get(&page).await.status(), StatusCode::NOT_FOUND);
     let audit = admin.html("/admin/audit").await;
-    for action in ["webhook.create", "webhook.update", "webhook.delete"] {
+    for action in [
+        "webhook.create",
+        "webhook.roll_secret",
+        "webhook.update",
+        "webhook.delete",
+    ] {
         assert!(audit.contains(action), "{action}");
     }
-    assert!(!audit.contains(&secret));
+    assert!(!audit.contains(&secret) && !audit.contains(&new_secret));
 }
 
 /// The Python check the README shows, run as written against a real delivery.

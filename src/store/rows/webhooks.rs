@@ -4,7 +4,7 @@
 use crate::domain::ids::{ApiKeyId, ApiUserId, DeliveryId, WebhookId};
 use crate::domain::webhook::{
     AttemptResult, DeliveryRecord, DeliveryState, DueDelivery, EventType, EventTypes, ExpiringKey,
-    Recipients, Webhook, WebhookTarget, WebhookUrl,
+    PreviousSecret, Recipients, Webhook, WebhookTarget, WebhookUrl,
 };
 use crate::store::columns::{from_ts, from_ts_opt, parse_col};
 use crate::store::{Result, StoreError};
@@ -12,11 +12,18 @@ use sqlx::FromRow;
 
 pub(crate) const WEBHOOK_COLUMNS: &str = "w.id, w.url, w.description, w.events, w.status, \
     w.secret_hint, w.created_at, w.updated_at, \
+    (SELECT p.secret_hint FROM webhook_previous_secrets p WHERE p.webhook_id = w.id) AS previous_hint, \
+    (SELECT p.expires_at FROM webhook_previous_secrets p WHERE p.webhook_id = w.id) AS previous_expires_at, \
     (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending, \
     (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'dead') AS dead";
 
 pub(crate) const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, state, attempts, \
     created_at, next_attempt_at, last_attempt_at, last_status, last_error, delivered_at";
+
+/// An endpoint's address and secrets, for [`TargetRow`].
+pub(crate) const TARGET_COLUMNS: &str = "w.id, w.url, w.sealed_secret, \
+    (SELECT p.sealed_secret FROM webhook_previous_secrets p WHERE p.webhook_id = w.id) AS previous_sealed_secret, \
+    (SELECT p.expires_at FROM webhook_previous_secrets p WHERE p.webhook_id = w.id) AS previous_expires_at";
 
 pub(crate) const DUE_COLUMNS: &str = "id, webhook_id, event_id, event_type, payload, attempts";
 
@@ -28,6 +35,8 @@ pub(crate) struct WebhookRow {
     events: String,
     status: String,
     secret_hint: String,
+    previous_hint: Option<String>,
+    previous_expires_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
     pending: i64,
@@ -44,6 +53,12 @@ impl WebhookRow {
             events: events(&self.events)?,
             status: parse_col(&self.status, "status")?,
             secret_hint: self.secret_hint,
+            previous_secret: self.previous_hint.zip(self.previous_expires_at).map(
+                |(hint, expires_at)| PreviousSecret {
+                    hint,
+                    expires_at: from_ts(expires_at),
+                },
+            ),
             created_at: from_ts(self.created_at),
             updated_at: from_ts(self.updated_at),
             pending: self.pending,
@@ -77,6 +92,8 @@ pub(crate) struct TargetRow {
     id: i64,
     url: String,
     sealed_secret: Vec<u8>,
+    previous_sealed_secret: Option<Vec<u8>>,
+    previous_expires_at: Option<i64>,
 }
 
 impl TargetRow {
@@ -86,6 +103,9 @@ impl TargetRow {
             url: WebhookUrl::parse(&self.url)
                 .map_err(|e| StoreError::Corrupt(format!("url: {e}")))?,
             sealed_secret: self.sealed_secret,
+            previous: self
+                .previous_sealed_secret
+                .zip(self.previous_expires_at.map(from_ts)),
         })
     }
 }

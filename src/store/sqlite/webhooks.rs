@@ -8,11 +8,11 @@ use crate::domain::api_user::Status;
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::webhook::{
     AlertClaim, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, ExpiringKey, NewEvent,
-    NewWebhook, Recipients, Webhook, WebhookTarget,
+    NewWebhook, Recipients, SecretRoll, Webhook, WebhookTarget,
 };
 use crate::store::rows::webhooks::{
-    AttemptColumns, DELIVERY_COLUMNS, DUE_COLUMNS, DeliveryRow, DueRow, ExpiringRow, TargetRow,
-    WEBHOOK_COLUMNS, WebhookRow, expiring_keys_sql, micros, recipients,
+    AttemptColumns, DELIVERY_COLUMNS, DUE_COLUMNS, DeliveryRow, DueRow, ExpiringRow,
+    TARGET_COLUMNS, TargetRow, WEBHOOK_COLUMNS, WebhookRow, expiring_keys_sql, micros, recipients,
 };
 use crate::store::{Result, StoreError, WebhookStore};
 use async_trait::async_trait;
@@ -109,11 +109,12 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn webhook_target(&self, id: WebhookId) -> Result<Option<WebhookTarget>> {
-        let row: Option<TargetRow> =
-            sqlx::query_as("SELECT id, url, sealed_secret FROM webhooks WHERE id = ?")
-                .bind(id.0)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<TargetRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TARGET_COLUMNS} FROM webhooks w WHERE w.id = ?"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.read)
+        .await?;
         row.map(TargetRow::into_target).transpose()
     }
 
@@ -129,6 +130,46 @@ impl WebhookStore for SqliteStore {
             .bind(ts(now))
             .bind(id.0);
         self.change_one(change, audit).await
+    }
+
+    async fn roll_webhook_secret(
+        &self,
+        id: WebhookId,
+        roll: &SecretRoll,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        // The replaced secret is read inside the transaction that replaces it.
+        match roll.previous_until {
+            Some(until) => sqlx::query(
+                "INSERT INTO webhook_previous_secrets (webhook_id, sealed_secret, secret_hint, expires_at) \
+                 SELECT id, sealed_secret, secret_hint, ? FROM webhooks WHERE id = ? \
+                 ON CONFLICT (webhook_id) DO UPDATE SET sealed_secret = excluded.sealed_secret, \
+                 secret_hint = excluded.secret_hint, expires_at = excluded.expires_at",
+            )
+            .bind(ts(until))
+            .bind(id.0),
+            None => sqlx::query("DELETE FROM webhook_previous_secrets WHERE webhook_id = ?")
+                .bind(id.0),
+        }
+        .execute(&mut *tx)
+        .await?;
+        let changed = sqlx::query(
+            "UPDATE webhooks SET sealed_secret = ?, secret_hint = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&roll.sealed_secret)
+        .bind(&roll.secret_hint)
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn delete_webhook(&self, id: WebhookId, audit: &AuditEntry) -> Result<()> {
@@ -290,7 +331,7 @@ impl WebhookStore for SqliteStore {
         Ok(rows.into_iter().map(ExpiringKey::from).collect())
     }
 
-    async fn prune_webhooks(&self, older_than: OffsetDateTime) -> Result<u64> {
+    async fn prune_webhooks(&self, now: OffsetDateTime, older_than: OffsetDateTime) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         let deliveries = sqlx::query(
             "DELETE FROM webhook_deliveries WHERE state IN ('delivered', 'dead') AND created_at < ?",
@@ -301,6 +342,10 @@ impl WebhookStore for SqliteStore {
         .rows_affected();
         sqlx::query("DELETE FROM webhook_alerts WHERE raised_at < ?")
             .bind(ts(older_than))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM webhook_previous_secrets WHERE expires_at <= ?")
+            .bind(ts(now))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
