@@ -319,6 +319,44 @@ async fn an_admin_adds_a_webhook_copies_its_secret_once_and_sends_a_test_event()
     browser.submit("#send-test", "#deliveries").await;
     let event = &receiver.wait_for("webhook.test", 1).await[0];
     assert!(event.signed_with(&secret));
+
+    // The secret rolled with an hour's grace, once confirmed: the new one shown once, the old one
+    // signing beside it.
+    browser
+        .client
+        .find(Locator::Css("#roll-grace"))
+        .await
+        .expect("grace")
+        .select_by_value("1h")
+        .await
+        .expect("select");
+    browser.click("#roll-secret").await;
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("the confirmation");
+    browser
+        .client
+        .wait()
+        .for_element(Locator::Css("#old-secret"))
+        .await
+        .expect("the new secret's page");
+    let rolled = browser
+        .client
+        .find(Locator::Css("#new-key"))
+        .await
+        .expect("secret")
+        .prop("value")
+        .await
+        .expect("value")
+        .expect("a secret");
+    assert!(rolled.starts_with("whsec_") && rolled != secret);
+    browser.shot("console-webhook-rolled").await;
+    browser.submit("#done", "#previous-secret").await;
+    browser.submit("#send-test", "#deliveries").await;
+    let event = &receiver.wait_for("webhook.test", 2).await[1];
+    assert!(event.signed_with(&rolled) && event.signed_with(&secret));
     browser
         .go(&format!(
             "/admin/webhooks/{}",
