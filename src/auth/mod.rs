@@ -131,7 +131,7 @@ impl From<StoreError> for Refusal {
 
 /// A presented username goes to the history as sent when it could be one; anything else (a key
 /// pasted into the wrong field, say) is never stored.
-fn clip(username: &str) -> Arc<str> {
+pub fn clip(username: &str) -> Arc<str> {
     match Username::parse(username) {
         Ok(name) => Arc::from(name.as_str()),
         Err(_) => Arc::from(INVALID_USERNAME),
@@ -391,11 +391,13 @@ impl Authenticator {
             Err(refusal) => {
                 if refusal.error.status() == axum::http::StatusCode::UNAUTHORIZED {
                     attempt.failed();
+                } else {
+                    attempt.settled();
                 }
                 return Err(refusal);
             }
         };
-        drop(attempt);
+        attempt.settled();
         let now = self.clock.now();
         let lifetime_end = now + self.sessions.lifetime;
         let expires_at = match caller.key_expires_at {

@@ -266,18 +266,25 @@ pub async fn login(
             return Ok(retry(message, &form.username));
         }
     };
-    let admin = state
+    let verified = state
         .admins
         .verify(&form.username, Secret::new(form.password))
-        .await?;
-    let Some(admin) = admin else {
-        attempt.failed();
-        return Ok(retry(
-            "Wrong username or password.".to_owned(),
-            &form.username,
-        ));
+        .await;
+    let admin = match verified {
+        Ok(Some(admin)) => admin,
+        Ok(None) => {
+            attempt.failed();
+            return Ok(retry(
+                "Wrong username or password.".to_owned(),
+                &form.username,
+            ));
+        }
+        Err(error) => {
+            attempt.settled();
+            return Err(error.into());
+        }
     };
-    drop(attempt);
+    attempt.settled();
     // A session the browser already had ends: a planted or stale one cannot ride along.
     if let Some(old) = cookie(&headers, SESSION_COOKIE)
         && let Ok(Some(previous)) = state

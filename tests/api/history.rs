@@ -277,7 +277,7 @@ async fn a_login_whose_client_hangs_up_leaves_its_session_only_with_its_row() {
     drop(stream);
 
     // A login runs in its connection's task: cut off, it writes its row as cancelled and no
-    // session; answered, its row names the session it made.
+    // session (and counts as a failed attempt); answered, its row names the session it made.
     for _ in 0..200 {
         if let Some(row) = app.all_history().await.first() {
             assert_eq!(row.call, "POST /api/v1/login");
@@ -287,6 +287,8 @@ async fn a_login_whose_client_hangs_up_leaves_its_session_only_with_its_row() {
                 .await
                 .expect("sessions");
             let made: Vec<_> = sessions.iter().map(|session| session.id).collect();
+            // Its body came in one piece with its head: read before any wait, it names the user.
+            assert_eq!(row.username.as_deref(), Some("hangup-login"), "{row:?}");
             match row.outcome.as_str() {
                 "ok" => assert_eq!(made, Vec::from_iter(row.session_id), "{row:?}"),
                 "cancelled" => assert_eq!(made, vec![], "{row:?}"),

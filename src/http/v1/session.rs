@@ -2,6 +2,7 @@
 
 use crate::auth::{Caller, ClientIp, HeaderProblem, presented};
 use crate::domain::secret::Secret;
+use crate::history::{CallInfo, CallSlot};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Body, parse_json, read_body};
@@ -73,10 +74,18 @@ pub async fn login(
     {
         return ApiError::secret_in_query().into_response();
     }
+    let slot = request.extensions().get::<CallSlot>().cloned();
     let credentials = match login_credentials(request).await {
         Ok(credentials) => credentials,
         Err(error) => return error.into_response(),
     };
+    if let Some(slot) = slot {
+        // A login cut short before its answer (its client hung up) still names whom it was for.
+        slot.fill(&CallInfo {
+            username: Some(crate::auth::clip(&credentials.username)),
+            ..CallInfo::default()
+        });
+    }
     match state
         .auth
         .login(&credentials.username, Secret::new(credentials.key), ip)
