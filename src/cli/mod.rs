@@ -60,7 +60,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Configuration file (default: ./keyward.toml when it exists)
-    #[arg(long, global = true, env = "KEYWARD_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_CONFIG",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

@@ -22,8 +22,9 @@ pub struct ExportArgs {
     /// Leave API sessions out (their integrations log in again after the move)
     #[arg(long)]
     pub no_sessions: bool,
-    /// Leave webhook endpoints, their deliveries and raised alerts out (their signing secrets
-    /// open only with this database's webhook key, which the importing side must then use)
+    /// Leave webhook endpoints, their deliveries, raised alerts and rolled secrets out (kept
+    /// in, their signing secrets open only with this database's webhook key, which the
+    /// importing side must then use too)
     #[arg(long)]
     pub no_webhooks: bool,
 }
@@ -165,16 +166,20 @@ impl WebhookSecretsOpen<'_> {
 }
 
 /// The tables that hold sealed signing secrets, each with its column of the webhook's id.
-const SEALED: [(&str, &str); 2] = [
-    ("webhooks", "id"),
-    ("webhook_previous_secrets", "webhook_id"),
+const SEALED: [(&str, &str, &str); 2] = [
+    ("webhooks", "id", "signing secret"),
+    (
+        "webhook_previous_secrets",
+        "webhook_id",
+        "rolled signing secret",
+    ),
 ];
 
 impl ImportCheck for WebhookSecretsOpen<'_> {
     fn announced(&mut self, tables: &[(&str, u64)]) -> Result<(), String> {
         if tables
             .iter()
-            .any(|&(name, rows)| SEALED.iter().any(|&(t, _)| t == name) && rows > 0)
+            .any(|&(name, rows)| SEALED.iter().any(|&(t, _, _)| t == name) && rows > 0)
         {
             self.key()?;
         }
@@ -182,7 +187,8 @@ impl ImportCheck for WebhookSecretsOpen<'_> {
     }
 
     fn row(&mut self, table: &'static Table, row: &[Value]) -> Result<(), String> {
-        let Some(&(_, id_column)) = SEALED.iter().find(|&&(name, _)| name == table.name) else {
+        let Some(&(_, id_column, what)) = SEALED.iter().find(|&&(name, _, _)| name == table.name)
+        else {
             return Ok(());
         };
         self.any = true;
@@ -196,8 +202,8 @@ impl ImportCheck for WebhookSecretsOpen<'_> {
         let id = *id;
         self.key()?.open(sealed).map(drop).map_err(|_| {
             format!(
-                "the signing secret of webhook {id} does not open with this database's webhook \
-                 key: {WEBHOOK_KEY_HINT}"
+                "the {what} of webhook {id} does not open with this database's webhook key: \
+                 {WEBHOOK_KEY_HINT}"
             )
         })
     }

@@ -41,6 +41,7 @@ pub enum WebhookCommand {
     /// Give the endpoint a new signing secret and print it (shown once); without --grace the
     /// old secret stops at once
     RollSecret {
+        /// The endpoint's id, as `keyward webhook list` shows it
         id: i64,
         /// How long the old secret keeps signing deliveries beside the new one, such as 1h or
         /// 24h (at most 7d), while the receiver switches to the new one
@@ -238,7 +239,12 @@ impl Output {
                     w.url.to_string(),
                     w.events.to_string().replace(' ', ","),
                     match &w.previous_secret {
-                        Some(previous) => format!("{} (+{})", w.secret_hint, previous.hint),
+                        Some(previous) => format!(
+                            "{} (+{} until {})",
+                            w.secret_hint,
+                            previous.hint,
+                            when(Some(previous.expires_at))
+                        ),
                         None => w.secret_hint.clone(),
                     },
                     w.pending.to_string(),

@@ -167,17 +167,41 @@ impl Webhooks {
         id: WebhookId,
         grace: time::Duration,
     ) -> Result<CreatedWebhook> {
-        if grace.is_negative() || grace > MAX_ROLL_GRACE {
-            return Err(WebhookError::Invalid(vec![FieldError {
+        let webhook = self.get(id).await?;
+        let invalid_grace = |message: String| {
+            WebhookError::Invalid(vec![FieldError {
                 field: "grace".into(),
-                message: format!("must be between 0 and {} days", MAX_ROLL_GRACE.whole_days()),
-            }]));
+                message,
+            }])
+        };
+        if grace.is_negative() || grace > MAX_ROLL_GRACE {
+            return Err(invalid_grace(format!(
+                "must be between 0 and {} days",
+                MAX_ROLL_GRACE.whole_days()
+            )));
         }
         let key = match self.key.as_ref() {
             Ok(key) => key,
             Err(error) => return Err(WebhookError::NoKey(error.to_string())),
         };
-        let webhook = self.get(id).await?;
+        if grace > time::Duration::ZERO {
+            // Sealed under another webhook key, the current secret could not sign beside the
+            // new one: a grace would promise deliveries the receiver's secret still checks.
+            let sealed = self
+                .db
+                .webhook_target(id)
+                .await?
+                .ok_or(WebhookError::NoSuchWebhook(id))?
+                .sealed_secret;
+            if key.open(&sealed).is_err() {
+                return Err(invalid_grace(
+                    "cannot be given: the current secret does not open with the webhook key in \
+                     effect (was webhook_key changed?), so it cannot sign any more; roll without \
+                     a grace"
+                        .to_owned(),
+                ));
+            }
+        }
         let now = self.clock.now();
         let secret = WebhookSecret::generate();
         let roll = SecretRoll {

@@ -258,7 +258,8 @@ async fn a_rolled_secret_signs_beside_the_new_one_for_its_grace_then_stops() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let event = test_event(2).await;
     assert_eq!(event.signatures().len(), 1);
-    assert!(event.signed_with(&third) && !event.signed_with(&second));
+    assert!(event.signed_with(&third));
+    assert!(!event.signed_with(&second) && !event.signed_with(&first));
     let listed = stdout_json(&app.cli(&["webhook", "list", "--json"]).await);
     assert_eq!(listed[0]["previous_secret"], serde_json::Value::Null);
 
@@ -307,6 +308,25 @@ async fn a_rolled_secret_signs_beside_the_new_one_for_its_grace_then_stops() {
     for secret in [&first, &second, &third, &fourth] {
         assert!(!stored.contains(secret.as_str()), "sealed at rest");
     }
+
+    // Under another webhook key the current secret cannot sign any more: a grace is refused,
+    // a roll without one goes through.
+    let other_key = "cd".repeat(32);
+    let env = [("KEYWARD_WEBHOOK_KEY", other_key.as_str())];
+    let refused = app
+        .cli_with_env(
+            &["webhook", "roll-secret", &id, "--grace", "1h", "--json"],
+            &env,
+        )
+        .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&refused.stderr).expect("JSON error");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(message.contains("does not open"), "{message}");
+    let rolled = app
+        .cli_with_env(&["webhook", "roll-secret", &id, "--json"], &env)
+        .await;
+    assert!(rolled.status.success());
 }
 
 #[tokio::test]

@@ -141,7 +141,12 @@ impl WebhookStore for PgStore {
         audit: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        // The replaced secret is read inside the transaction that replaces it.
+        // The replaced secret is read inside the transaction that replaces it, the row locked
+        // first: two rolls at once take turns, so neither keeps a secret the other replaced.
+        sqlx::query("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         match roll.previous_until {
             Some(until) => sqlx::query(
                 "INSERT INTO webhook_previous_secrets (webhook_id, sealed_secret, secret_hint, expires_at) \

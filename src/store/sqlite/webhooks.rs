@@ -140,7 +140,8 @@ impl WebhookStore for SqliteStore {
         audit: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        // The replaced secret is read inside the transaction that replaces it.
+        // The replaced secret is read inside the transaction that replaces it (SQLite writes
+        // one transaction at a time).
         match roll.previous_until {
             Some(until) => sqlx::query(
                 "INSERT INTO webhook_previous_secrets (webhook_id, sealed_secret, secret_hint, expires_at) \
