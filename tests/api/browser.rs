@@ -110,6 +110,18 @@ impl Browser {
             .expect(then);
     }
 
+    /// The secret on a page that shows it once (a new key, a webhook's signing secret).
+    async fn shown_once(&self) -> String {
+        self.client
+            .find(Locator::Css("#new-key"))
+            .await
+            .expect("the secret's field")
+            .prop("value")
+            .await
+            .expect("value")
+            .expect("a secret")
+    }
+
     async fn text(&self, css: &str) -> String {
         self.client
             .find(Locator::Css(css))
@@ -197,15 +209,7 @@ async fn an_admin_creates_uses_disables_rolls_and_deletes_a_key_in_the_browser()
     browser.submit("#save", "#new-key").await;
 
     // The key, shown once, with a Copy button.
-    let key = browser
-        .client
-        .find(Locator::Css("#new-key"))
-        .await
-        .expect("key")
-        .prop("value")
-        .await
-        .expect("value")
-        .expect("a key");
+    let key = browser.shown_once().await;
     assert!(key.starts_with("kw_"));
     browser.click("#copy-key").await;
     browser.wait_for_text("copy-key", "Copied").await;
@@ -245,15 +249,7 @@ async fn an_admin_creates_uses_disables_rolls_and_deletes_a_key_in_the_browser()
         .await
         .expect("select");
     browser.submit("#roll", "#new-key").await;
-    let rolled = browser
-        .client
-        .find(Locator::Css("#new-key"))
-        .await
-        .expect("key")
-        .prop("value")
-        .await
-        .expect("value")
-        .expect("a key");
+    let rolled = browser.shown_once().await;
     assert_ne!(rolled, key);
     assert_eq!(app.get("/api/v1/products", &key).await.status(), 401);
     assert_eq!(app.get("/api/v1/products", &rolled).await.status(), 200);
@@ -298,15 +294,7 @@ async fn an_admin_adds_a_webhook_copies_its_secret_once_and_sends_a_test_event()
     browser.click("input[value='key.expiring']").await;
     browser.shot("console-webhooks").await;
     browser.submit("#add-webhook", "#new-key").await;
-    let secret = browser
-        .client
-        .find(Locator::Css("#new-key"))
-        .await
-        .expect("secret")
-        .prop("value")
-        .await
-        .expect("value")
-        .expect("a secret");
+    let secret = browser.shown_once().await;
     assert!(secret.starts_with("whsec_"));
     browser.click("#copy-secret").await;
     browser.wait_for_text("copy-secret", "Copied").await;
@@ -342,15 +330,7 @@ async fn an_admin_adds_a_webhook_copies_its_secret_once_and_sends_a_test_event()
         .for_element(Locator::Css("#old-secret"))
         .await
         .expect("the new secret's page");
-    let rolled = browser
-        .client
-        .find(Locator::Css("#new-key"))
-        .await
-        .expect("secret")
-        .prop("value")
-        .await
-        .expect("value")
-        .expect("a secret");
+    let rolled = browser.shown_once().await;
     assert!(rolled.starts_with("whsec_") && rolled != secret);
     browser.shot("console-webhook-rolled").await;
     browser.submit("#done", "#previous-secret").await;
