@@ -149,6 +149,19 @@ impl App {
             },
             metrics,
         });
+        match state.webhooks.sealed_under_another_key().await {
+            Ok(ids) if !ids.is_empty() => tracing::warn!(
+                webhooks = ?ids.iter().map(|id| id.0).collect::<Vec<_>>(),
+                "these webhooks' signing secrets do not open with the webhook key in effect (was \
+                 it changed?): their deliveries fail until the key is restored or their secrets \
+                 are rolled (keyward webhook roll-secret ID)"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "the webhooks' signing secrets could not be checked"
+            ),
+        }
         let router = router(
             state.clone(),
             TrustedProxies::new(config.trusted_proxies.clone(), config.forwarded_header),

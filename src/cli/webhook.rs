@@ -119,7 +119,17 @@ async fn execute(
             };
             out.webhook_created(&webhooks.add(actor, request).await?);
         }
-        WebhookCommand::List => out.webhooks(&webhooks.list().await?),
+        WebhookCommand::List => {
+            out.webhooks(&webhooks.list().await?);
+            for id in webhooks.sealed_under_another_key().await? {
+                // On stderr: `--json` keeps its stdout a document.
+                eprintln!(
+                    "note: the signing secret of webhook {id} does not open with the webhook key \
+                     in effect (was it changed?): its deliveries fail until the key is restored \
+                     or its secret is rolled (keyward webhook roll-secret {id})"
+                );
+            }
+        }
         WebhookCommand::Remove { id } => {
             let webhook = webhooks.remove(actor, WebhookId(id)).await?;
             out.webhook_changed(

@@ -156,6 +156,23 @@ impl Webhooks {
         Ok(current(webhook, self.clock.now()))
     }
 
+    /// Endpoints whose signing secret does not open with the webhook key in effect (the key
+    /// was changed): their deliveries fail until their secret is rolled.
+    pub async fn sealed_under_another_key(&self) -> Result<Vec<WebhookId>> {
+        let Ok(key) = self.key.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let mut ids = Vec::new();
+        for webhook in self.db.webhooks().await? {
+            if let Some(target) = self.db.webhook_target(webhook.id).await?
+                && key.open(&target.sealed_secret).is_err()
+            {
+                ids.push(webhook.id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Gives the endpoint a new signing secret, shown once. The one it replaces keeps signing
     /// deliveries beside it for `grace` (at most [`MAX_ROLL_GRACE`]), so the receiver can take
     /// the new one without refusing a delivery meanwhile; with no grace it stops at once, and

@@ -313,6 +313,15 @@ async fn a_rolled_secret_signs_beside_the_new_one_for_its_grace_then_stops() {
     // a roll without one goes through.
     let other_key = "cd".repeat(32);
     let env = [("KEYWARD_WEBHOOK_KEY", other_key.as_str())];
+    let noted = |output: std::process::Output| {
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("signing secret of webhook {id} does not open"))
+    };
+    assert!(noted(
+        app.cli_with_env(&["webhook", "list", "--json"], &env).await
+    ));
+    assert!(!noted(app.cli(&["webhook", "list", "--json"]).await));
     let refused = app
         .cli_with_env(
             &["webhook", "roll-secret", &id, "--grace", "1h", "--json"],
@@ -327,6 +336,10 @@ async fn a_rolled_secret_signs_beside_the_new_one_for_its_grace_then_stops() {
         .cli_with_env(&["webhook", "roll-secret", &id, "--json"], &env)
         .await;
     assert!(rolled.status.success());
+    assert!(!noted(
+        app.cli_with_env(&["webhook", "list", "--json"], &env).await
+    ));
+    assert!(noted(app.cli(&["webhook", "list", "--json"]).await));
 }
 
 #[tokio::test]
