@@ -183,13 +183,12 @@ pub struct LoginThrottle {
 const STRIPES: usize = 64;
 
 /// One login attempt in progress: holds its address's and username's turn until dropped.
-/// Dropped before its verdict (its client hung up mid-check), it counts as failed: hanging up
-/// cannot dodge the throttle.
+/// Dropped without a verdict (its client hung up, or the call ran out of time), it counts
+/// nothing: its client learned nothing about the key either.
 pub struct Attempt<'a> {
     throttle: &'a LoginThrottle,
     ip: IpAddr,
     username: String,
-    settled: bool,
     _ip_turn: tokio::sync::MutexGuard<'a, ()>,
     _user_turn: tokio::sync::MutexGuard<'a, ()>,
 }
@@ -197,21 +196,7 @@ pub struct Attempt<'a> {
 impl Attempt<'_> {
     /// The credentials were wrong: count it before the next attempt may start.
     pub fn failed(self) {
-        // Counted by the drop.
-    }
-
-    /// The credentials were right, or could not be checked (the database was down): nothing
-    /// to count.
-    pub fn settled(mut self) {
-        self.settled = true;
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.throttle.failed(self.ip, &self.username);
-        }
+        self.throttle.failed(self.ip, &self.username);
     }
 }
 
@@ -259,7 +244,6 @@ impl LoginThrottle {
             throttle: self,
             ip,
             username: username.to_owned(),
-            settled: false,
             _ip_turn: ip_turn,
             _user_turn: user_turn,
         })
@@ -365,16 +349,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_login_attempt_cut_short_counts_as_failed_and_a_settled_one_does_not() {
+    async fn only_a_failed_login_attempt_counts() {
         let throttle = LoginThrottle::new(100, 1);
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let settled = throttle.attempt(ip, "erp").await.expect("first");
-        settled.settled();
-        let cut_short = throttle
+        let cut_short = throttle.attempt(ip, "erp").await.expect("first");
+        drop(cut_short);
+        let failed = throttle
             .attempt(ip, "erp")
             .await
-            .expect("after a settled one");
-        drop(cut_short);
+            .expect("after one cut short");
+        failed.failed();
         assert!(throttle.attempt(ip, "erp").await.is_err(), "one strike");
         assert!(throttle.attempt(ip, "other").await.is_ok());
     }

@@ -391,13 +391,11 @@ impl Authenticator {
             Err(refusal) => {
                 if refusal.error.status() == axum::http::StatusCode::UNAUTHORIZED {
                     attempt.failed();
-                } else {
-                    attempt.settled();
                 }
                 return Err(refusal);
             }
         };
-        attempt.settled();
+        drop(attempt);
         let now = self.clock.now();
         let lifetime_end = now + self.sessions.lifetime;
         let expires_at = match caller.key_expires_at {

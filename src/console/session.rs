@@ -266,25 +266,18 @@ pub async fn login(
             return Ok(retry(message, &form.username));
         }
     };
-    let verified = state
+    let admin = state
         .admins
         .verify(&form.username, Secret::new(form.password))
-        .await;
-    let admin = match verified {
-        Ok(Some(admin)) => admin,
-        Ok(None) => {
-            attempt.failed();
-            return Ok(retry(
-                "Wrong username or password.".to_owned(),
-                &form.username,
-            ));
-        }
-        Err(error) => {
-            attempt.settled();
-            return Err(error.into());
-        }
+        .await?;
+    let Some(admin) = admin else {
+        attempt.failed();
+        return Ok(retry(
+            "Wrong username or password.".to_owned(),
+            &form.username,
+        ));
     };
-    attempt.settled();
+    drop(attempt);
     // A session the browser already had ends: a planted or stale one cannot ride along.
     if let Some(old) = cookie(&headers, SESSION_COOKIE)
         && let Ok(Some(previous)) = state

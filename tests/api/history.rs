@@ -277,7 +277,8 @@ async fn a_login_whose_client_hangs_up_leaves_its_session_only_with_its_row() {
     drop(stream);
 
     // A login runs in its connection's task: cut off, it writes its row as cancelled and no
-    // session (and counts as a failed attempt); answered, its row names the session it made.
+    // session (nor a failed attempt: its client learned nothing); answered, its row names the
+    // session it made.
     for _ in 0..200 {
         if let Some(row) = app.all_history().await.first() {
             assert_eq!(row.call, "POST /api/v1/login");
