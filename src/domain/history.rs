@@ -192,6 +192,31 @@ pub struct HistoryEntry {
     pub request_id: String,
 }
 
+/// The rows of a batch as they are kept once its new sessions were written: the row of a login
+/// whose session was left out (its user deleted meanwhile) says what that login was answered —
+/// 503, `unavailable` — and names no session.
+pub fn settle_logins<'a>(
+    rows: &'a [HistoryEntry],
+    sessions: &[super::api_user::NewSession],
+    written: &[SessionId],
+) -> std::borrow::Cow<'a, [HistoryEntry]> {
+    let left_out =
+        |id: SessionId| !written.contains(&id) && sessions.iter().any(|session| session.id == id);
+    if written.len() == sessions.len() || !rows.iter().any(|r| r.session_id.is_some_and(left_out)) {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let settled = rows.iter().map(|row| match row.session_id {
+        Some(id) if left_out(id) => HistoryEntry {
+            status: 503,
+            outcome: Outcome::Unavailable,
+            session_id: None,
+            ..row.clone()
+        },
+        _ => row.clone(),
+    });
+    std::borrow::Cow::Owned(settled.collect())
+}
+
 /// A history row as read back.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryRecord {

@@ -602,9 +602,16 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     // failing the batch.
     let mut orphan = new_session(more[0], "kwt_orphan");
     orphan.api_user_id = ApiUserId(i64::MAX);
+    // Their rows dated long ago, to be pruned before the history's own story.
+    let long_ago = NOW - time::Duration::days(400);
+    let login = |session: SessionId, name: &str| HistoryEntry {
+        call: format!("POST /api/v1/login ({name})"),
+        session_id: Some(session),
+        ..call(Some(user), Outcome::Ok, "127.0.0.1", long_ago)
+    };
     let mut written = append(
         db,
-        vec![],
+        vec![login(more[0], "orphan"), login(one, "one")],
         vec![
             orphan,
             new_session(one, "kwt_one"),
@@ -619,6 +626,27 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     written.sort();
     assert_eq!((written, again), (vec![one, two], vec![]));
     assert!(db.session_by_id(more[0]).await.expect("read").is_none());
+    // The login whose session was left out was answered 503, and its row says so.
+    let logins = db
+        .history(&HistoryQuery {
+            limit: 1000,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    let row = |name: &str| {
+        let call = format!("POST /api/v1/login ({name})");
+        let row = logins
+            .iter()
+            .find(|r| r.call == call)
+            .expect("the login's row");
+        (row.status, row.outcome.clone(), row.session_id)
+    };
+    assert_eq!(row("orphan"), (503, "unavailable".to_owned(), None));
+    assert_eq!(row("one"), (200, "ok".to_owned(), Some(one)));
+    db.prune_history(long_ago + time::Duration::days(1), &|_| {})
+        .await
+        .expect("prune");
 
     // Rows and sessions are one transaction: a batch whose rows cannot be written leaves no
     // session behind either.

@@ -5,6 +5,7 @@ use super::{PgStore, from_ts, ts};
 use crate::domain::api_user::NewSession;
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
+    settle_logins,
 };
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::history::HistoryRow;
@@ -57,10 +58,17 @@ impl HistoryStore for PgStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let written = insert_sessions(sessions).fetch_all(&mut *tx).await?;
-        insert_batch(rows).execute(&mut *tx).await?;
+        let written: Vec<SessionId> = insert_sessions(sessions)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(SessionId)
+            .collect();
+        insert_batch(&settle_logins(rows, sessions, &written))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(written.into_iter().map(SessionId).collect())
+        Ok(written)
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {

@@ -4,6 +4,7 @@ use super::{SqliteStore, from_ts, ts};
 use crate::domain::api_user::NewSession;
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
+    settle_logins,
 };
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::rows::history::HistoryRow;
@@ -139,6 +140,7 @@ impl HistoryStore for SqliteStore {
                 .transpose()?;
             Ok((insert, sessions))
         });
+        let new_sessions = sessions;
         let (insert, sessions) = match statements {
             Ok(statements) => statements,
             Err(error) => {
@@ -160,25 +162,34 @@ impl HistoryStore for SqliteStore {
         };
         let written = match sessions {
             // Alone, the insert is its own transaction: one round trip.
-            None => insert.execute(&mut **conn).await.map(|_| Vec::new()),
+            None => insert
+                .execute(&mut **conn)
+                .await
+                .map(|_| Vec::new())
+                .map_err(Into::into),
             Some(sessions) => {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                    let written = sessions.fetch_all(&mut *tx).await?;
+                    let written: Vec<SessionId> = sessions
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(SessionId)
+                        .collect();
+                    let insert = match settle_logins(rows, new_sessions, &written) {
+                        std::borrow::Cow::Borrowed(_) => insert,
+                        std::borrow::Cow::Owned(settled) => insert_batch(&settled)?,
+                    };
                     insert.execute(&mut *tx).await?;
                     tx.commit().await?;
-                    Ok(written)
+                    Ok::<_, StoreError>(written)
                 }
                 .await
             }
         };
-        match written {
-            Ok(written) => Ok(written.into_iter().map(SessionId).collect()),
-            Err(error) => {
-                held.take();
-                Err(error.into())
-            }
-        }
+        written.inspect_err(|_| {
+            held.take();
+        })
     }
 
     fn history_idle(&self) {

@@ -11,7 +11,7 @@ use super::history::{COLUMN_COUNT, HOLD, VALUES_MAX, VALUES_SQL};
 use super::ts;
 use super::{BUSY_TIMEOUT, PRAGMAS};
 use crate::domain::api_user::NewSession;
-use crate::domain::history::HistoryEntry;
+use crate::domain::history::{HistoryEntry, settle_logins};
 use crate::domain::ids::SessionId;
 use crate::store::{HistoryWriter, Result, StoreError};
 use rusqlite::Connection;
@@ -164,6 +164,7 @@ fn insert_sessions_and_rows(
             }
         }
     }
+    let rows = settle_logins(rows, sessions, &written);
     for chunk in rows.chunks(VALUES_MAX) {
         insert_rows(conn, chunk)?;
     }
