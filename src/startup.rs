@@ -149,7 +149,11 @@ impl App {
             },
             metrics,
         });
-        match state.webhooks.sealed_under_another_key().await {
+        let sealed_elsewhere = match state.webhooks.list().await {
+            Ok(webhooks) => state.webhooks.sealed_under_another_key(&webhooks).await,
+            Err(error) => Err(error),
+        };
+        match sealed_elsewhere {
             Ok(ids) if !ids.is_empty() => tracing::warn!(
                 webhooks = ?ids.iter().map(|id| id.0).collect::<Vec<_>>(),
                 "these webhooks' signing secrets do not open with the webhook key in effect (was \

@@ -120,8 +120,9 @@ async fn execute(
             out.webhook_created(&webhooks.add(actor, request).await?);
         }
         WebhookCommand::List => {
-            out.webhooks(&webhooks.list().await?);
-            for id in webhooks.sealed_under_another_key().await? {
+            let listed = webhooks.list().await?;
+            out.webhooks(&listed);
+            for id in webhooks.sealed_under_another_key(&listed).await? {
                 // On stderr: `--json` keeps its stdout a document.
                 eprintln!(
                     "note: the signing secret of webhook {id} does not open with the webhook key \

@@ -156,14 +156,14 @@ impl Webhooks {
         Ok(current(webhook, self.clock.now()))
     }
 
-    /// Endpoints whose signing secret does not open with the webhook key in effect (the key
-    /// was changed): their deliveries fail until their secret is rolled.
-    pub async fn sealed_under_another_key(&self) -> Result<Vec<WebhookId>> {
+    /// Those of `webhooks` whose signing secret does not open with the webhook key in effect
+    /// (the key was changed): their deliveries fail until their secret is rolled.
+    pub async fn sealed_under_another_key(&self, webhooks: &[Webhook]) -> Result<Vec<WebhookId>> {
         let Ok(key) = self.key.as_ref() else {
             return Ok(Vec::new());
         };
         let mut ids = Vec::new();
-        for webhook in self.db.webhooks().await? {
+        for webhook in webhooks {
             if let Some(target) = self.db.webhook_target(webhook.id).await?
                 && key.open(&target.sealed_secret).is_err()
             {

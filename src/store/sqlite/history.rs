@@ -140,8 +140,7 @@ impl HistoryStore for SqliteStore {
                 .transpose()?;
             Ok((insert, sessions))
         });
-        let new_sessions = sessions;
-        let (insert, sessions) = match statements {
+        let (insert, session_insert) = match statements {
             Ok(statements) => statements,
             Err(error) => {
                 held.take();
@@ -160,23 +159,23 @@ impl HistoryStore for SqliteStore {
                 &mut held.insert(Held { conn, since }).conn
             }
         };
-        let written = match sessions {
+        let written = match session_insert {
             // Alone, the insert is its own transaction: one round trip.
             None => insert
                 .execute(&mut **conn)
                 .await
                 .map(|_| Vec::new())
                 .map_err(Into::into),
-            Some(sessions) => {
+            Some(session_insert) => {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                    let written: Vec<SessionId> = sessions
+                    let written: Vec<SessionId> = session_insert
                         .fetch_all(&mut *tx)
                         .await?
                         .into_iter()
                         .map(SessionId)
                         .collect();
-                    let insert = match settle_logins(rows, new_sessions, &written) {
+                    let insert = match settle_logins(rows, sessions, &written) {
                         std::borrow::Cow::Borrowed(_) => insert,
                         std::borrow::Cow::Owned(settled) => insert_batch(&settled)?,
                     };
