@@ -36,6 +36,45 @@ where
     }
 }
 
+/// A JSON object read as `T`. Serde's derived structs take a JSON array as well, its values
+/// given to the fields in order, so `["MUG-1", 2]` would pass for `{"sku": "MUG-1", "quantity":
+/// 2}` and go around the check of unknown fields: a body, and each object inside one, must be
+/// an object.
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OnlyAnObject<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OnlyAnObject<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(OnlyAnObject(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// For a list of objects (`#[serde(deserialize_with = "objects")]`): each one must be a JSON
+/// object, as [`Object`] says.
+pub fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let list = Vec::<Object<T>>::deserialize(deserializer)?;
+    Ok(list.into_iter().map(|Object(value)| value).collect())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field, as a JSON path (`lines[2].quantity`).

@@ -1,7 +1,7 @@
 //! Extractors whose rejections use the API's error body, with field-level details.
 
 use super::error::ApiError;
-use crate::domain::validation::FieldError;
+use crate::domain::validation::{FieldError, Object};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -57,7 +57,7 @@ pub async fn read_body<S: Send + Sync>(
 /// Parses `bytes` as `T`, reporting syntax errors as 400 and type errors as 422 on the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let Object(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         json_error(&path, error.into_inner(), bytes)
     })?;

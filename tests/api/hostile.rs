@@ -334,6 +334,122 @@ async fn negative_and_huge_quantities_and_prices_are_invalid() {
 }
 
 #[tokio::test]
+async fn a_body_or_an_object_inside_it_sent_as_an_array_is_refused_not_read_by_position() {
+    let app = spawn_app().await;
+    let key = seeded(&app).await;
+    let customer: Value = app
+        .post(
+            "/api/v1/customers",
+            &key,
+            &json!({"name": "Eve", "email": "eve@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let cases = [
+        (
+            Method::PATCH,
+            "/api/v1/products/1".to_owned(),
+            json!(["SAFE-X"]),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/products".to_owned(),
+            json!(["ARR-1", "Array product", null, "3.00", 7, "enabled"]),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/customers".to_owned(),
+            json!(["Mallory", "m@example.com"]),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders".to_owned(),
+            json!({"customer_id": customer["id"], "currency": "USD", "lines": [["SAFE-1", 1]]}),
+            "lines[0]",
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders".to_owned(),
+            json!([customer["id"], "USD", [{"sku": "SAFE-1", "quantity": 1}]]),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/products/stock".to_owned(),
+            json!({"items": [["SAFE-1", 9]]}),
+            "items[0]",
+        ),
+        (
+            Method::POST,
+            "/api/v1/products/stock".to_owned(),
+            json!([[["SAFE-1", 9]]]),
+            "body",
+        ),
+        (
+            Method::POST,
+            "/api/v1/login".to_owned(),
+            json!(["target", key]),
+            "body",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let response = app
+            .bearer(method.clone(), &path, &key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let (status, error) = error_of(response).await;
+        assert_eq!(status, 422, "{method} {path} {body}: {error}");
+        assert_eq!(error["error"]["code"], "invalid", "{error}");
+        let details = &error["error"]["details"][0];
+        assert_eq!(details["field"], field, "{method} {path}: {error}");
+        assert!(
+            details["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("expected an object")),
+            "{error}"
+        );
+    }
+    let products: Value = app
+        .get("/api/v1/products", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        products["data"].as_array().map(Vec::len),
+        Some(1),
+        "{products}"
+    );
+    assert_eq!(products["data"][0]["sku"], "SAFE-1", "nothing renamed");
+    assert_eq!(products["data"][0]["quantity"], 3, "no stock set or taken");
+    let orders: Value = app
+        .get("/api/v1/orders", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(orders["data"], json!([]), "no order placed");
+    let customers: Value = app
+        .get("/api/v1/customers", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        customers["data"].as_array().map(Vec::len),
+        Some(1),
+        "{customers}"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_key_and_an_unknown_user_look_the_same_from_outside() {
     let app = spawn_app().await;
     app.api_user("real-user", &[]).await;

@@ -3,7 +3,7 @@
 use super::{MAX_ORDER_LINES, MAX_QUANTITY, sku};
 use crate::domain::ids::{CustomerId, OrderId, OrderStatusId, ProductId};
 use crate::domain::money::Money;
-use crate::domain::validation::{Errors, FieldError, text};
+use crate::domain::validation::{Errors, FieldError, objects, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -64,6 +64,7 @@ pub struct OrderInput {
     #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     #[schema(min_items = 1, max_items = 500)]
+    #[serde(deserialize_with = "objects")]
     pub lines: Vec<OrderLineInput>,
     #[serde(default)]
     pub comment: Option<String>,

@@ -4,7 +4,7 @@ use super::{MAX_BULK_ITEMS, MAX_QUANTITY};
 use crate::domain::api_user::text_enum;
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
-use crate::domain::validation::{Errors, FieldError, empty_if_null, not_null, text};
+use crate::domain::validation::{Errors, FieldError, empty_if_null, not_null, objects, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -146,6 +146,7 @@ impl ProductPatch {
 #[serde(deny_unknown_fields)]
 pub struct StockUpdate {
     #[schema(min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "objects")]
     pub items: Vec<StockItem>,
 }
 
