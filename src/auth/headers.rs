@@ -94,7 +94,7 @@ fn basic(encoded: &str) -> Result<Presented, HeaderProblem> {
     })
 }
 
-fn has_secret_param(query: &str) -> bool {
+pub fn has_secret_param(query: &str) -> bool {
     query.split('&').any(|pair| {
         let name = pair.split('=').next().unwrap_or("");
         SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p))

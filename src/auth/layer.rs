@@ -3,7 +3,8 @@
 
 use super::policy::{Access, Policy};
 use super::{
-    Authenticator, Caller, ClientIp, HeaderProblem, Need, Presented, RateState, Refusal, presented,
+    Authenticator, Caller, ClientIp, HeaderProblem, Need, Presented, RateState, Refusal,
+    has_secret_param, presented,
 };
 use crate::domain::history::Outcome;
 use crate::history::{CallInfo, CallSlot};
@@ -45,6 +46,40 @@ fn undeclared(policy: &Policy, method: &axum::http::Method, route: &str) -> Resp
             .insert(axum::http::header::ALLOW, value);
     }
     response
+}
+
+/// The call's handler, once its query string is known to be one the route takes; a POST goes
+/// through its `Idempotency-Key` first.
+async fn handled(state: &AuthState, route: &str, request: Request, handlers: Handlers) -> Response {
+    match unexpected_query(&state.policy, route, &request) {
+        Some(refusal) => refusal.into_response(),
+        None => idempotent_posts(&state.app, request, handlers).await,
+    }
+}
+
+/// A query string on a route that declares no query parameters is refused, as the lists
+/// refuse parameters they do not know, rather than ignored: `POST /api/v1/orders?dry_run=1`
+/// would place the order.
+fn unexpected_query(policy: &Policy, route: &str, request: &Request) -> Option<ApiError> {
+    let query = request.uri().query()?;
+    let first = query.split('&').find(|pair| !pair.is_empty())?;
+    if policy.takes_query(request.method(), route) {
+        return None;
+    }
+    if has_secret_param(query) {
+        // A public call's query (a login's) is told what an authenticated one is.
+        return Some(ApiError::secret_in_query());
+    }
+    let name = first.split('=').next().unwrap_or_default();
+    let name: String = crate::domain::secret::redact(name)
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == '…')
+        .take(40)
+        .collect();
+    Some(ApiError::bad_request(format!(
+        "Bad query parameter: `{name}`; {} {route} takes none.",
+        request.method()
+    )))
 }
 
 static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -99,7 +134,7 @@ pub async fn pipeline(
     let mut response = match state.policy.access(request.method(), route) {
         // A public POST has no caller to remember an answer for, but a malformed
         // `Idempotency-Key` is still refused.
-        Some(Access::Public) => idempotent_posts(&state.app, request, handlers).await,
+        Some(Access::Public) => handled(state, route, request, handlers).await,
         // Undeclared means refused: no handler runs without a declared access.
         None => undeclared(&state.policy, request.method(), route),
         Some(Access::Authenticated(need)) => {
@@ -132,7 +167,7 @@ pub async fn pipeline(
                     let info = caller.call_info();
                     let rate = caller.rate;
                     request.extensions_mut().insert(caller);
-                    let mut response = idempotent_posts(&state.app, request, handlers).await;
+                    let mut response = handled(state, route, request, handlers).await;
                     add_rate_headers(&mut response, rate);
                     if response.extensions().get::<CallInfo>().is_none() {
                         response.extensions_mut().insert(info);

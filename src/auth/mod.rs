@@ -13,7 +13,7 @@ mod shared_limits;
 mod usage;
 
 pub use client_ip::{ClientIp, ForwardedHeader, TrustedProxies, resolve_client_ip};
-pub use headers::{HeaderProblem, Presented, presented};
+pub use headers::{HeaderProblem, Presented, has_secret_param, presented};
 pub use layer::{AuthState, add_rate_headers, admit, pipeline};
 pub use limits::{AddressLimit, LoginThrottle, RateLimits, RateState, RetryAfter};
 pub use usage::UsageTracker;

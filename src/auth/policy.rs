@@ -19,8 +19,16 @@ pub enum Access {
 
 #[derive(Debug, Default)]
 pub struct Policy {
-    /// Route template → the access of each declared method.
-    routes: HashMap<String, Vec<(Method, Access)>>,
+    /// Route template → its declared methods.
+    routes: HashMap<String, Vec<Operation>>,
+}
+
+#[derive(Debug)]
+struct Operation {
+    method: Method,
+    access: Access,
+    /// Whether it declares query parameters.
+    query: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +44,7 @@ impl Policy {
     pub fn from_openapi(doc: &utoipa::openapi::OpenApi, prefix: &str) -> Result<Self, PolicyError> {
         let doc = serde_json::to_value(doc).unwrap_or(Value::Null);
         let global = doc.get("security");
-        let mut routes: HashMap<String, Vec<(Method, Access)>> = HashMap::new();
+        let mut routes: HashMap<String, Vec<Operation>> = HashMap::new();
         let paths = doc
             .get("paths")
             .and_then(Value::as_object)
@@ -54,10 +62,20 @@ impl Policy {
                 };
                 let security = operation.get("security").or(global);
                 let access = access_of(security).map_err(error)?;
+                let query = operation
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|parameter| parameter.get("in").and_then(Value::as_str) == Some("query"));
                 routes
                     .entry(format!("{prefix}{path}"))
                     .or_default()
-                    .push((method, access));
+                    .push(Operation {
+                        method,
+                        access,
+                        query,
+                    });
             }
         }
         Ok(Self { routes })
@@ -66,17 +84,28 @@ impl Policy {
     /// What `method` on the route template `route` requires; `None` when the route has no
     /// such method (the router then answers 405 without running a handler).
     pub fn access(&self, method: &Method, route: &str) -> Option<Access> {
-        // axum answers HEAD with the GET handler, so HEAD needs what GET needs.
+        self.operation(method, route)
+            .map(|operation| operation.access)
+    }
+
+    /// Whether `method` on `route` declares query parameters; the others are called without
+    /// a query string.
+    pub fn takes_query(&self, method: &Method, route: &str) -> bool {
+        self.operation(method, route)
+            .is_some_and(|operation| operation.query)
+    }
+
+    fn operation(&self, method: &Method, route: &str) -> Option<&Operation> {
+        // axum answers HEAD with the GET handler, so HEAD is what GET is.
         let method = if method == Method::HEAD {
             &Method::GET
         } else {
             method
         };
-        let declared = self.routes.get(route)?;
-        declared
+        self.routes
+            .get(route)?
             .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, access)| *access)
+            .find(|operation| operation.method == *method)
     }
 
     /// Every declared route template with its methods.
@@ -93,7 +122,7 @@ impl Policy {
             .get(route)
             .into_iter()
             .flatten()
-            .map(|(method, _)| method.clone())
+            .map(|operation| operation.method.clone())
             .collect();
         methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         methods

@@ -340,3 +340,117 @@ async fn bad_input_gets_400_404_409_and_422_with_field_details() {
     let (status, _) = error_of(delete).await;
     assert_eq!(status, 405);
 }
+
+#[tokio::test]
+async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user(
+            "shop",
+            &["products:write", "orders:write", "customers:write"],
+        )
+        .await;
+    let product = json!({"sku": "MUG-1", "name": "Mug", "price": "8.00", "quantity": 5});
+    assert_eq!(
+        app.post("/api/v1/products", &key, &product).await.status(),
+        201
+    );
+    let customer: Value = app
+        .post(
+            "/api/v1/customers",
+            &key,
+            &json!({"name": "Ann", "email": "ann@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let order = json!({"customer_id": customer["id"], "currency": "USD",
+        "lines": [{"sku": "MUG-1", "quantity": 2}]});
+    let stock = json!({"items": [{"sku": "MUG-1", "quantity": 50}]});
+    let calls = [
+        (
+            Method::POST,
+            "/api/v1/orders?dry_run=true",
+            Some(&order),
+            "dry_run",
+        ),
+        (
+            Method::POST,
+            "/api/v1/products/stock?dry_run=1",
+            Some(&stock),
+            "dry_run",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/products/1?sku=OTHER",
+            Some(&json!({"name": "Cup"})),
+            "sku",
+        ),
+        (Method::GET, "/api/v1/me?&foo=1", None, "foo"),
+        (Method::GET, "/api/v1/products/1?expand", None, "expand"),
+        (Method::GET, "/api/v1/order-statuses?lang=de", None, "lang"),
+        (
+            Method::POST,
+            "/api/v1/login?remember=1",
+            Some(&json!({"username": "shop", "key": key})),
+            "remember",
+        ),
+    ];
+    for (method, path, body, name) in calls {
+        let mut request = app.bearer(method.clone(), path, &key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let (status, error) = error_of(request.send().await.expect("request")).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{path}: {error}"
+        );
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(message.contains(&format!("`{name}`")), "{path}: {message}");
+        assert_eq!(app.last_outcome().await, "bad_request", "{path}");
+    }
+    // A key pasted as a parameter's name is not quoted back.
+    let (status, error) = error_of(app.get(&format!("/api/v1/me?{key}"), &key).await).await;
+    assert_eq!(status, 400);
+    assert!(!error.to_string().contains(&key[3..]), "{error}");
+    // Credentials are checked before the query.
+    let anonymous = app
+        .request(Method::GET, "/api/v1/me?foo=1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), 401);
+    // An empty query is no query.
+    for path in ["/api/v1/me?", "/api/v1/me?&"] {
+        assert_eq!(app.get(path, &key).await.status(), 200, "{path}");
+    }
+
+    let product: Value = app
+        .get("/api/v1/products/1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (&product["sku"], &product["name"], &product["quantity"]),
+        (&json!("MUG-1"), &json!("Mug"), &json!(5))
+    );
+    let orders: Value = app
+        .get("/api/v1/orders", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(orders["data"], json!([]), "no order placed");
+    // The same calls without the query go through.
+    assert_eq!(app.post("/api/v1/orders", &key, &order).await.status(), 201);
+    assert_eq!(
+        app.post("/api/v1/products/stock", &key, &stock)
+            .await
+            .status(),
+        200
+    );
+}

@@ -1,6 +1,6 @@
 //! Login and logout: the session form of authentication.
 
-use crate::auth::{Caller, ClientIp, HeaderProblem, presented};
+use crate::auth::{Caller, ClientIp};
 use crate::domain::secret::Secret;
 use crate::history::{CallInfo, CallSlot};
 use crate::http::AppState;
@@ -69,11 +69,6 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     request: Request,
 ) -> Response {
-    if presented(request.headers(), request.uri().query()).err()
-        == Some(HeaderProblem::SecretInQuery)
-    {
-        return ApiError::secret_in_query().into_response();
-    }
     let slot = request.extensions().get::<CallSlot>().cloned();
     let credentials = match login_credentials(request).await {
         Ok(credentials) => credentials,
