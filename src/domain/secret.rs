@@ -82,41 +82,52 @@ impl fmt::Debug for Secret {
 /// Masks whatever follows a `kw_` or `kwt_` prefix in `text`, so a key pasted into a URL path
 /// cannot reach the history or a log through it.
 pub fn redact(text: &str) -> String {
-    mask(text, 1)
+    Redacted(text).to_string()
+}
+
+/// `text` as [`redact`] masks it, written where it is shown: a log line's path is masked
+/// without a string made for it.
+pub struct Redacted<'a>(pub &'a str);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        mask(self.0, 1, f)
+    }
 }
 
 /// Masks the secrets in `text` that are long enough to be keys or tokens (a key has at least
 /// 61 characters after `kw_`, a token 44 after `kwt_`), and leaves shorter names such as a
 /// username `kw_bot` as they are: for text that quotes what a client sent.
 pub fn redact_secrets(text: &str) -> String {
-    mask(text, 40)
+    let mut out = String::with_capacity(text.len());
+    let _ = mask(text, 40, &mut out);
+    out
 }
 
-/// Masks each run of at least `shortest` letters and digits after `kw_` or `kwt_`.
-fn mask(text: &str, shortest: usize) -> String {
-    let mut out = String::with_capacity(text.len());
+/// Writes `text` to `out` with each run of at least `shortest` letters and digits after `kw_`
+/// or `kwt_` masked.
+fn mask(text: &str, shortest: usize, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     let mut rest = text;
     while let Some(at) = rest.find("kw") {
         let (before, from) = rest.split_at(at);
-        out.push_str(before);
+        out.write_str(before)?;
         let prefix = ["kwt_", "kw_"].into_iter().find(|p| from.starts_with(p));
         let Some(prefix) = prefix else {
-            out.push_str("kw");
+            out.write_str("kw")?;
             rest = &from[2..];
             continue;
         };
-        out.push_str(prefix);
+        out.write_str(prefix)?;
         let tail = &from[prefix.len()..];
         let secret_len = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
         if secret_len >= shortest {
-            out.push('…');
+            out.write_char('…')?;
             rest = &tail[secret_len..];
         } else {
             rest = tail;
         }
     }
-    out.push_str(rest);
-    out
+    out.write_str(rest)
 }
 
 #[cfg(test)]

@@ -141,11 +141,12 @@ fn request_span(request: &Request) -> tracing::Span {
         std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         |ip| ip.0,
     );
-    // The path only: a query string may hold a secret someone sent by mistake.
+    // The path only, a key pasted into it masked: a query string may hold a secret someone
+    // sent by mistake, and so may a path.
     tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %crate::domain::secret::Redacted(request.uri().path()),
         request_id = %id,
         client_ip = %client,
     )

@@ -821,7 +821,7 @@ async fn a_stalled_body_times_out_with_503_in_opencarts_shape() {
 }
 
 /// `keyward serve` at the most verbose log level: the OpenCart entry's tokens, in the URL by
-/// design, and a key put in a URL by mistake, never reach the logs.
+/// design, and a key put in a URL's query or path by mistake, never reach the logs.
 #[tokio::test]
 async fn the_logs_never_hold_the_opencart_entrys_tokens_or_keys_even_at_trace_level() {
     use std::process::Stdio;
@@ -887,6 +887,20 @@ async fn the_logs_never_hold_the_opencart_entrys_tokens_or_keys_even_at_trace_le
             .expect("call");
         assert!(response.status().as_u16() < 500);
     }
+    // A key or token pasted into the path, of the API or of any other page.
+    for path in [
+        format!("/api/v1/{key}"),
+        format!("/api/v1/products/{token}"),
+        format!("/admin/apis/{key}"),
+    ] {
+        let response = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("call");
+        assert!(response.status().as_u16() < 500);
+    }
 
     let pid = child.id().expect("pid").to_string();
     let killed = tokio::process::Command::new("kill")
@@ -902,6 +916,7 @@ async fn the_logs_never_hold_the_opencart_entrys_tokens_or_keys_even_at_trace_le
     assert!(status.success());
     let logs = logs.await.expect("logs");
     assert!(logs.contains("/index.php"), "requests are logged");
+    assert!(logs.contains("/api/v1/kw_…"), "paths are logged, masked");
     for secret in [
         &key,
         &token,
