@@ -748,7 +748,37 @@ async fn bad_input_and_unknown_routes_get_opencart_errors_never_a_500() {
         assert_eq!((status, &body), (200, &expected), "{fields:?}");
         assert_eq!(app.last_outcome().await, outcome);
     }
+    // The change travels in the body, as OpenCart reads it: a status in the URL, with a POST
+    // or a GET, changes nothing.
+    let in_url = at(&format!(
+        "order_id={order}&order_status_id=5&notify=1&comment=x"
+    ));
+    let url_only = json!({"error": {"order_status_id":
+        "Order status must be sent in the POST body, not in the URL!"}});
+    for method in [Method::POST, Method::GET] {
+        let response = app
+            .request(method.clone(), &format!("/index.php?{in_url}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(json_of(response).await, (200, url_only.clone()), "{method}");
+        assert_eq!(app.last_outcome().await, "invalid");
+    }
     assert_eq!(order_v1(&app, &shop).await["status"], "Pending");
+    let comment_in_url = at(&format!("order_id={order}&comment=from-the-url"));
+    let (status, body) =
+        json_of(form(&app, &comment_in_url, &[("order_status_id", "2")]).await).await;
+    assert_eq!((status, body["success"].is_string()), (200, true), "{body}");
+    let now = order_v1(&app, &shop).await;
+    assert_eq!(now["status"], "Processing");
+    assert_eq!(
+        now["history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .map(|h| &h["comment"]),
+        Some(&json!("")),
+        "{now}"
+    );
 
     for query in [
         "route=api/order/delete",

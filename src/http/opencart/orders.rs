@@ -56,7 +56,7 @@ pub async fn history(state: &AppState, fields: &Fields) -> Result<Response, ApiE
             return Err(ApiError::invalid(details));
         }
     };
-    let comment = fields.post_or_get("comment").unwrap_or("").to_owned();
+    let comment = fields.post("comment").unwrap_or("").to_owned();
     let input = OrderHistoryInput {
         status: StatusRef::Id(status),
         comment: Some(comment),
@@ -84,7 +84,11 @@ fn not_found() -> ApiError {
 }
 
 fn status_of(fields: &Fields) -> Result<OrderStatusId, &'static str> {
-    match fields.post_or_get("order_status_id").map(str::trim) {
+    match fields.post("order_status_id").map(str::trim) {
+        // A change travels in the body, as OpenCart reads it: never in a URL, never on a GET.
+        None | Some("") if fields.get("order_status_id").is_some() => {
+            Err("Order status must be sent in the POST body, not in the URL!")
+        }
         // OpenCart would store status 0, which hides the order; refuse instead.
         None | Some("") => Err("Order status required!"),
         Some(text) => text
@@ -96,7 +100,7 @@ fn status_of(fields: &Fields) -> Result<OrderStatusId, &'static str> {
 
 fn notify_of(fields: &Fields) -> Result<bool, &'static str> {
     fields
-        .post_or_get("notify")
+        .post("notify")
         .map_or(Some(false), |text| flag(text.trim()))
         .ok_or("Notify must be 1 or 0!")
 }
