@@ -221,15 +221,29 @@ async fn execute(
                     args.expires.unwrap_or_default(),
                 )
                 .await?;
-            let verb = if grace == Duration::ZERO {
-                "Rotated (the old key stopped at once)".to_owned()
-            } else {
-                format!(
+            let now = credentials.now();
+            // The grace asked for, or less: an old key never outlives its own expiry.
+            let keys = &issued.user.keys;
+            let new_key = keys.iter().map(|k| k.id).max();
+            let old_key = keys
+                .iter()
+                .filter(|k| k.is_live(now) && Some(k.id) != new_key)
+                .max_by_key(|k| k.id);
+            let verb = match old_key.map(|k| k.expires_at) {
+                _ if grace == Duration::ZERO => "Rotated (the old key stopped at once)".to_owned(),
+                None => "Rotated (no key was live)".to_owned(),
+                // (`now` is read after the roll: a second's leeway.)
+                Some(Some(end)) if end + Duration::SECOND < now + grace => format!(
+                    "Rotated (the old key works until {}, its own expiry, not {} more)",
+                    crate::clock::rfc3339(end),
+                    HumanDuration(grace)
+                ),
+                Some(_) => format!(
                     "Rotated (the old key works for {} more)",
                     HumanDuration(grace)
-                )
+                ),
             };
-            out.issued_key(&verb, &issued, credentials.now(), imported);
+            out.issued_key(&verb, &issued, now, imported);
         }
         ApiCommand::Ip(IpCommand::Add { name, rule }) => {
             let (user, added) = credentials.add_ip(actor, &name, &rule).await?;

@@ -247,6 +247,41 @@ async fn rotate_holds_on_the_next_request_with_and_without_grace() {
 }
 
 #[tokio::test]
+async fn rotate_says_how_long_the_old_key_really_works() {
+    let app = spawn_app().await;
+    create(&app, "short-lived", &["--expires", "1h"]).await;
+    create(&app, "long-lived", &[]).await;
+    let text = |output: &std::process::Output| {
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let capped = text(
+        &app.cli(&["api", "rotate", "short-lived", "--grace", "7d"])
+            .await,
+    );
+    assert!(capped.contains("its own expiry, not 7d more"), "{capped}");
+    let shown = stdout_json(&app.cli(&["api", "show", "short-lived", "--json"]).await);
+    let ends: Vec<&str> = shown["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["expires_at"].as_str())
+        .collect();
+    assert!(
+        ends.iter().any(|end| capped.contains(end)),
+        "the message names the old key's end: {capped} {ends:?}"
+    );
+    let full = text(
+        &app.cli(&["api", "rotate", "long-lived", "--grace", "7d"])
+            .await,
+    );
+    assert!(full.contains("the old key works for 7d more"), "{full}");
+    let none = text(&app.cli(&["api", "rotate", "long-lived"]).await);
+    assert!(none.contains("the old key stopped at once"), "{none}");
+}
+
+#[tokio::test]
 async fn delete_holds_on_the_next_request() {
     let app = spawn_app().await;
     let key = create(&app, "doomed", &[]).await;
