@@ -35,17 +35,22 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
     if request.method() != Method::POST {
         return handlers.run(request).await;
     }
-    let Some(value) = request.headers().get(&KEY_HEADER) else {
+    let mut values = request.headers().get_all(&KEY_HEADER).iter();
+    let Some(value) = values.next() else {
         return handlers.run(request).await;
     };
-    let Some(key) = value
-        .to_str()
+    if values.next().is_some() {
+        // Which one the client meant is a guess, and a wrong guess replays another answer.
+        return ApiError::bad_request("Send one `Idempotency-Key` header, not several.")
+            .into_response();
+    }
+    let Some(key) = std::str::from_utf8(value.as_bytes())
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
     else {
         return ApiError::bad_request(
-            "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
+            "`Idempotency-Key` must be 1 to 255 visible ASCII characters (no spaces).",
         )
         .into_response();
     };

@@ -303,7 +303,27 @@ async fn a_malformed_idempotency_key_is_refused_on_every_post_public_ones_too() 
         .send()
         .await
         .expect("login");
-    for response in [product, login] {
+    let mut refused = vec![product, login];
+    for value in ["a\tb", "order 42"] {
+        let response = app
+            .bearer(Method::POST, "/api/v1/products", &key)
+            .header("Idempotency-Key", value)
+            .json(&json!({"sku": "ODD", "name": "Odd", "price": "1.00", "quantity": 1}))
+            .send()
+            .await
+            .expect("post");
+        refused.push(response);
+    }
+    let twice = app
+        .bearer(Method::POST, "/api/v1/products", &key)
+        .header("Idempotency-Key", "first")
+        .header("Idempotency-Key", "second")
+        .json(&json!({"sku": "TWICE", "name": "Twice", "price": "1.00", "quantity": 1}))
+        .send()
+        .await
+        .expect("post");
+    refused.push(twice);
+    for response in refused {
         let (status, body) = error_of(response).await;
         assert_eq!(status, 400, "{body}");
         assert!(
@@ -314,6 +334,13 @@ async fn a_malformed_idempotency_key_is_refused_on_every_post_public_ones_too() 
             "{body}"
         );
     }
+    let products: Value = app
+        .get("/api/v1/products", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(products["data"], json!([]), "nothing was created");
     // A well-formed key on a public POST is accepted (there is no caller to remember it for).
     let login = app
         .request(Method::POST, "/api/v1/login")
