@@ -423,6 +423,45 @@ async fn rotating_with_grace_keeps_the_old_key_for_the_grace_only() {
 }
 
 #[tokio::test]
+async fn a_bad_expires_in_is_refused_under_its_own_name() {
+    let app = spawn_app().await;
+    let manager = provisioner(&app).await;
+    for (expires_in, words) in [
+        ("0", "leave it out"),
+        ("-1h", "not a duration"),
+        ("soon", "not a duration"),
+    ] {
+        let body = json!({"username": "expiring", "expires_in": expires_in});
+        let (status, error) = call(
+            &app,
+            Method::POST,
+            "/api/v1/api-users",
+            &manager,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 422, "{error}");
+        let detail = &error["error"]["details"][0];
+        assert_eq!(detail["field"], "expires_in", "{error}");
+        assert!(
+            detail["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(words)),
+            "{expires_in}: {error}"
+        );
+    }
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/api-users/expiring",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "nothing was created");
+}
+
+#[tokio::test]
 async fn a_grace_period_never_outlives_the_old_keys_expiry() {
     let app = spawn_app().await;
     let manager = provisioner(&app).await;
