@@ -64,9 +64,22 @@ pub fn error(error: ApiError, route: Route, ip: IpAddr) -> Response {
             let text = if login { ERROR_KEY } else { ERROR_PERMISSION };
             (StatusCode::OK, text.to_owned(), "key")
         }
+        // Short of stock: OpenCart words such a refusal as one warning, never as fields.
+        _ if error.status() == StatusCode::CONFLICT => {
+            let what: Vec<String> = error
+                .details()
+                .iter()
+                .map(|d| format!("{}: {}", d.field, d.message))
+                .collect();
+            let text = match what.as_slice() {
+                [] => error.message().to_owned(),
+                _ => format!("{} ({})!", error.message(), what.join("; ")),
+            };
+            (StatusCode::OK, warning(&text), "key")
+        }
         _ => (kept_status(error.status()), warning(error.message()), "key"),
     };
-    let body = if !error.details().is_empty() {
+    let body = if !error.details().is_empty() && error.status() != StatusCode::CONFLICT {
         let fields: Map<String, Value> = error
             .details()
             .iter()
@@ -177,6 +190,23 @@ mod tests {
         let text = body["error"].as_str().expect("a string");
         assert!(text.starts_with(ERROR_PERMISSION), "{text}");
         assert!(text.contains("orders:write"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_shortage_of_stock_is_one_warning_as_opencart_words_it() {
+        let short = ApiError::conflict(
+            "not enough stock for DIS-1",
+            vec![FieldError {
+                field: "DIS-1".to_owned(),
+                message: "0 in stock, 2 wanted".to_owned(),
+            }],
+        );
+        let (status, body) = body_of(error(short, Route::OrderHistory, IP)).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            json!({"error": "Warning: Not enough stock for DIS-1 (DIS-1: 0 in stock, 2 wanted)!"})
+        );
     }
 
     #[tokio::test]
