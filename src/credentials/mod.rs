@@ -458,12 +458,31 @@ impl Credentials {
         mut query: HistoryQuery,
     ) -> Result<Vec<HistoryRecord>> {
         // A deleted user's history stays: it is found by the username its calls presented.
-        match self.get(username).await {
-            Ok(user) => query.api_user_id = Some(user.id),
-            Err(ServiceError::NoSuchUser(_)) => query.username = Some(username.to_owned()),
+        let known = match self.get(username).await {
+            Ok(user) => {
+                query.api_user_id = Some(user.id);
+                true
+            }
+            Err(ServiceError::NoSuchUser(_)) => {
+                query.username = Some(username.to_owned());
+                false
+            }
             Err(other) => return Err(other),
+        };
+        let rows = self.db.history(&query).await?;
+        if rows.is_empty() && !known {
+            // A name no call ever presented either: most likely mistyped, which an empty
+            // history would hide.
+            let any = HistoryQuery {
+                username: Some(username.to_owned()),
+                limit: 1,
+                ..HistoryQuery::default()
+            };
+            if self.db.history(&any).await?.is_empty() {
+                return Err(ServiceError::NoSuchUser(username.to_owned()));
+            }
         }
-        Ok(self.db.history(&query).await?)
+        Ok(rows)
     }
 
     /// History across all API users, for refusals no user can be tied to.

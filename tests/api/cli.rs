@@ -410,6 +410,13 @@ async fn history_shows_calls_and_filters_by_outcome() {
     );
     let request_id = all[0]["request_id"].as_str().expect("request id");
     assert!(text.contains(request_id), "{text}");
+    // A mistyped name is told apart from a user with no calls.
+    let typo = app.cli(&["api", "history", "audtied"]).await;
+    assert_eq!(typo.status.code(), Some(3), "{typo:?}");
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("audtied"),
+        "{typo:?}"
+    );
 }
 
 #[tokio::test]

@@ -736,6 +736,52 @@ async fn history_takes_the_consoles_filters_and_pages_newest_first() {
             "{query}"
         );
     }
+
+    // A name no user has and no call presented is most likely mistyped: 404, not an empty
+    // page. A name only a refused login presented has those rows, user or not.
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/api/v1/api-users/epr/history",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let guess = app
+        .request(Method::POST, "/api/v1/login")
+        .json(&json!({"username": "admin", "key": format!("kw_{}", "x".repeat(61))}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(guess.status(), 401);
+    let (status, page) = call(
+        &app,
+        Method::GET,
+        "/api/v1/api-users/admin/history",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["data"][0]["call"], "POST /api/v1/login", "{page}");
+    let (status, page) = call(
+        &app,
+        Method::GET,
+        "/api/v1/api-users/admin/history?outcome=ok",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &page["data"]),
+        (200, &json!([])),
+        "filtered to nothing: {page}"
+    );
 }
 
 #[tokio::test]
