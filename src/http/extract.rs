@@ -101,9 +101,13 @@ enum BodyKind {
 }
 
 fn body_kind(content_type: Option<&header::HeaderValue>) -> BodyKind {
-    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+    let Some(value) = content_type else {
         // A body without a type is taken as JSON.
         return BodyKind::Json;
+    };
+    let Ok(value) = value.to_str() else {
+        // A type that is not even text names no type this API reads.
+        return BodyKind::Other;
     };
     let mime = value
         .split(';')
@@ -211,6 +215,30 @@ mod tests {
         assert_eq!(
             plain_types("invalid type: string \"x\", expected usize"),
             "invalid type: string \"x\", expected an integer"
+        );
+    }
+
+    #[test]
+    fn a_body_is_json_when_it_says_so_or_says_nothing() {
+        let kind = |value: Option<&[u8]>| {
+            let value = value.map(|v| header::HeaderValue::from_bytes(v).expect("a header value"));
+            body_kind(value.as_ref())
+        };
+        assert_eq!(kind(None), BodyKind::Json);
+        assert_eq!(
+            kind(Some(b"application/json; charset=utf-8")),
+            BodyKind::Json
+        );
+        assert_eq!(kind(Some(b"application/merge-patch+json")), BodyKind::Json);
+        assert_eq!(
+            kind(Some(b"application/x-www-form-urlencoded")),
+            BodyKind::Form
+        );
+        assert_eq!(kind(Some(b"text/plain")), BodyKind::Other);
+        assert_eq!(
+            kind(Some(b"\xff")),
+            BodyKind::Other,
+            "not text, so not JSON"
         );
     }
 }
