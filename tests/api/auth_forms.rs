@@ -108,6 +108,46 @@ async fn login_accepts_form_fields_like_curl_does() {
             .expect("login");
         assert_eq!(response.status(), expected, "{content_type}");
     }
+
+    // `curl -F username=… -F key=…` sends the form as multipart.
+    let boundary = "------------------------4f1c0e6a2b7d9e35";
+    let multipart = |fields: &[(&str, &str)]| {
+        let mut body = String::new();
+        for (name, value) in fields {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        app.request(Method::POST, "/api/v1/login")
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+    };
+    let response = multipart(&[("username", "form-user"), ("key", key.as_str())])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(
+        body["api_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("kwt_")),
+        "{body}"
+    );
+    let response = multipart(&[("username", "form-user")])
+        .send()
+        .await
+        .expect("login");
+    let (status, error) = error_of(response).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("invalid")),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use crate::history::{CallInfo, CallSlot};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Body, parse_json, read_body};
+use crate::http::opencart::fields::Fields;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -31,8 +32,32 @@ pub struct LoginResponse {
     pub idle_timeout_s: i64,
 }
 
-/// Reads `username` and `key` from a JSON or form body.
+/// Reads `username` and `key` from a JSON or form body, the form URL-encoded or multipart
+/// (`curl -F`).
 pub async fn login_credentials(request: Request) -> Result<LoginRequest, ApiError> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if multipart {
+        let mut fields = Fields::default();
+        fields.read_body(request).await?;
+        return match (fields.post("username"), fields.post("key")) {
+            (Some(username), Some(key)) => Ok(LoginRequest {
+                username: username.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err(ApiError::invalid_field(
+                "body",
+                "needs the form fields username and key",
+            )),
+        };
+    }
     match read_body(request, &()).await? {
         (Body::Form, bytes) => serde_urlencoded::from_bytes(&bytes).map_err(|e| {
             ApiError::invalid_field(
@@ -54,6 +79,7 @@ pub async fn login_credentials(request: Request) -> Result<LoginRequest, ApiErro
     request_body(content(
         (LoginRequest = "application/json"),
         (LoginRequest = "application/x-www-form-urlencoded"),
+        (LoginRequest = "multipart/form-data"),
     )),
     responses(
         (status = 200, body = LoginResponse),
