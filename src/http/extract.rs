@@ -180,12 +180,15 @@ fn plain_types(message: &str) -> String {
     let mut text = message.to_owned();
     for (rust, json) in [
         ("expected i64", "expected an integer"),
-        ("expected u64", "expected an integer"),
         ("expected i32", "expected an integer"),
-        ("expected u32", "expected an integer"),
-        ("expected usize", "expected an integer"),
-        ("expected u16", "expected an integer"),
-        ("expected u8", "expected an integer"),
+        // `-1` for a count: "expected an integer" would puzzle whoever sent one.
+        ("expected u64", "expected an integer of 0 or more"),
+        ("expected u32", "expected an integer of 0 or more"),
+        ("expected usize", "expected an integer of 0 or more"),
+        ("expected u16", "expected an integer of 0 or more"),
+        ("expected u8", "expected an integer of 0 or more"),
+        // An integer too large for any integer type is read as a float first.
+        ("invalid type: floating point", "invalid type: number"),
         ("expected a sequence", "expected an array"),
         ("expected a map", "expected an object"),
         ("invalid type: map", "invalid type: object"),
@@ -213,8 +216,16 @@ mod tests {
             "invalid type: array, expected an object"
         );
         assert_eq!(
-            plain_types("invalid type: string \"x\", expected usize"),
+            plain_types("invalid type: string \"x\", expected i64"),
             "invalid type: string \"x\", expected an integer"
+        );
+        assert_eq!(
+            plain_types("invalid value: integer `-1`, expected u32"),
+            "invalid value: integer `-1`, expected an integer of 0 or more"
+        );
+        assert_eq!(
+            plain_types("invalid type: floating point `1e20`, expected u32"),
+            "invalid type: number `1e20`, expected an integer of 0 or more"
         );
     }
 
