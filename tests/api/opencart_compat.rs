@@ -245,6 +245,21 @@ async fn the_token_mix_up_of_the_write_up_cannot_happen() {
         let (_, info) = json_of(form(&app, &query, &[]).await).await;
         assert_eq!(info["order"]["order_id"], order.to_string(), "{info}");
     }
+    // Two session tokens, of two API users: refused, never a guess at which one was meant.
+    let other_key = app.api_user("other", &["orders:read"]).await;
+    let other_token = login3(&app, "other", &other_key).await;
+    let both =
+        format!("route=api/order/info&api_token={token}&token={other_token}&order_id={order}");
+    let (_, refused) = json_of(form(&app, &both, &[]).await).await;
+    assert_eq!(refused, json!({"error": PERMISSION}), "{refused}");
+    assert_eq!(app.last_outcome().await, "malformed_credentials");
+    let twice = format!("route=api/order/info&api_token={token}&token={token}&order_id={order}");
+    let (_, info) = json_of(form(&app, &twice, &[]).await).await;
+    assert_eq!(
+        info["order"]["order_id"],
+        order.to_string(),
+        "the same token twice: {info}"
+    );
 }
 
 #[tokio::test]

@@ -68,7 +68,8 @@ impl Fields {
 
     /// The session token, as `api_token` (OpenCart 3.0 and later) or `token` (2.x), in the
     /// query string or the body. A caller that sends both, say an admin token beside the API
-    /// token as in the write-up of OpenCart's mix-up, gets the one that is a session token.
+    /// token as in the write-up of OpenCart's mix-up, gets the one that is a session token;
+    /// two different session tokens are refused.
     pub fn token(&self) -> Result<Secret, ApiError> {
         let candidates = [
             (self.get("api_token"), true),
@@ -79,6 +80,15 @@ impl Fields {
         let present = candidates
             .into_iter()
             .filter_map(|(value, in_url)| value.filter(|v| !v.is_empty()).map(|v| (v, in_url)));
+        // Two different session tokens: which one was meant is a guess, and a guess could run
+        // the call as another API user than its sender checks (the API refuses two
+        // credentials the same way).
+        let mut sessions = present.clone().filter(|(v, _)| v.starts_with(TOKEN_PREFIX));
+        if let Some((first, _)) = sessions.next()
+            && sessions.any(|(other, _)| other != first)
+        {
+            return Err(ApiError::unauthorized(Outcome::MalformedCredentials));
+        }
         let (token, in_url) = present
             .clone()
             .find(|(v, _)| v.starts_with(TOKEN_PREFIX))
