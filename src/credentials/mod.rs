@@ -283,6 +283,10 @@ impl Credentials {
             json!(user.management),
             changes.management.map(|v| json!(v)),
         );
+        if details.is_empty() {
+            // Nothing differs from what is stored: no write, and no audit entry saying nothing.
+            return Ok(user);
+        }
         let audit = self.audit(
             actor,
             "api_user.update",

@@ -403,6 +403,13 @@ async fn every_change_is_audited_with_the_key_as_actor_and_no_secret() {
             "/api/v1/api-users/erp",
             Some(json!({"description": "ERP"})),
         ),
+        // Changes that change nothing leave no entry.
+        (Method::PATCH, "/api/v1/api-users/erp", Some(json!({}))),
+        (
+            Method::PATCH,
+            "/api/v1/api-users/erp",
+            Some(json!({"description": "ERP", "scopes": ["orders:read"]})),
+        ),
         (
             Method::POST,
             "/api/v1/api-users/erp/ips",
