@@ -763,13 +763,13 @@ async fn bad_input_and_unknown_routes_get_opencart_errors_never_a_500() {
         assert_eq!((status, &body), (200, &expected), "{fields:?}");
         assert_eq!(app.last_outcome().await, outcome);
     }
-    // The change travels in the body, as OpenCart reads it: a status in the URL, with a POST
-    // or a GET, changes nothing.
-    let in_url = at(&format!(
-        "order_id={order}&order_status_id=5&notify=1&comment=x"
-    ));
-    let url_only = json!({"error": {"order_status_id":
-        "Order status must be sent in the POST body, not in the URL!"}});
+    // The change travels in the body, as OpenCart reads it: any of its fields in the URL, with
+    // a POST or a GET, is refused and changes nothing.
+    let in_url = at(&format!("order_id={order}&order_status_id=5&notify=1"));
+    let url_only = json!({"error": {
+        "order_status_id": "Send it in the POST body, not in the URL!",
+        "notify": "Send it in the POST body, not in the URL!",
+    }});
     for method in [Method::POST, Method::GET] {
         let response = app
             .request(method.clone(), &format!("/index.php?{in_url}"))
@@ -779,21 +779,13 @@ async fn bad_input_and_unknown_routes_get_opencart_errors_never_a_500() {
         assert_eq!(json_of(response).await, (200, url_only.clone()), "{method}");
         assert_eq!(app.last_outcome().await, "invalid");
     }
-    assert_eq!(order_v1(&app, &shop).await["status"], "Pending");
     let comment_in_url = at(&format!("order_id={order}&comment=from-the-url"));
-    let (status, body) =
-        json_of(form(&app, &comment_in_url, &[("order_status_id", "2")]).await).await;
-    assert_eq!((status, body["success"].is_string()), (200, true), "{body}");
-    let now = order_v1(&app, &shop).await;
-    assert_eq!(now["status"], "Processing");
+    let (_, body) = json_of(form(&app, &comment_in_url, &[("order_status_id", "2")]).await).await;
     assert_eq!(
-        now["history"]
-            .as_array()
-            .and_then(|h| h.last())
-            .map(|h| &h["comment"]),
-        Some(&json!("")),
-        "{now}"
+        body,
+        json!({"error": {"comment": "Send it in the POST body, not in the URL!"}})
     );
+    assert_eq!(order_v1(&app, &shop).await["status"], "Pending");
 
     for query in [
         "route=api/order/delete",
@@ -823,6 +815,36 @@ async fn bad_input_and_unknown_routes_get_opencart_errors_never_a_500() {
     assert_eq!(status, 200);
     assert!(body["error"]["key"].as_str().is_some(), "{body}");
     assert_eq!(app.last_outcome().await, "bad_request");
+}
+
+#[tokio::test]
+async fn an_order_that_cannot_leave_canceled_for_want_of_stock_gets_one_warning() {
+    let app = spawn_app().await;
+    let shop = shop(&app, "warehouse", &["orders:write"]).await;
+    let (key, order) = (shop.key.clone(), shop.order);
+    let token = login3(&app, "warehouse", &key).await;
+    let history = format!("route=api/order/history&api_token={token}&order_id={order}");
+    let (_, canceled) = json_of(form(&app, &history, &[("order_status_id", "7")]).await).await;
+    assert_eq!(canceled["success"], ORDERS_OK, "{canceled}");
+    let emptied = app
+        .post(
+            "/api/v1/products/stock",
+            &shop.setup,
+            &json!({"items": [{"sku": "LAMP-1", "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(emptied.status(), 200);
+
+    let (status, refused) = json_of(form(&app, &history, &[("order_status_id", "2")]).await).await;
+    assert_eq!(
+        (status, refused),
+        (
+            200,
+            json!({"error": "Warning: Not enough stock for LAMP-1 (1 in stock, 3 wanted)!"})
+        )
+    );
+    assert_eq!(app.last_outcome().await, "conflict");
+    assert_eq!(order_v1(&app, &shop).await["status"], "Canceled");
 }
 
 #[tokio::test]

@@ -39,6 +39,19 @@ pub async fn info(state: &AppState, fields: &Fields) -> Result<Response, ApiErro
 /// `orders:write`. OpenCart's `override` (skip the fraud check) means nothing here.
 pub async fn history(state: &AppState, fields: &Fields) -> Result<Response, ApiError> {
     let id = order_id(fields)?;
+    // A change travels in the body, as OpenCart reads it: never in a link, which a GET (a
+    // crawler, a preview) would follow, and never half of it.
+    let in_url: Vec<FieldError> = CHANGE_FIELDS
+        .into_iter()
+        .filter(|name| fields.get(name).is_some())
+        .map(|name| FieldError {
+            field: name.to_owned(),
+            message: "Send it in the POST body, not in the URL!".to_owned(),
+        })
+        .collect();
+    if !in_url.is_empty() {
+        return Err(ApiError::invalid(in_url));
+    }
     let (status, notify) = match (status_of(fields), notify_of(fields)) {
         (Ok(status), Ok(notify)) => (status, notify),
         (status, notify) => {
@@ -68,6 +81,9 @@ pub async fn history(state: &AppState, fields: &Fields) -> Result<Response, ApiE
     Ok(reply::success(json!({ "success": TEXT_ORDERS })))
 }
 
+/// The fields of a status update, which OpenCart reads from the body only.
+const CHANGE_FIELDS: [&str; 3] = ["order_status_id", "comment", "notify"];
+
 /// `order_id` as OpenCart reads it (from the query string; the body is read too). Anything
 /// that is no order id finds no order, as with OpenCart's `(int)` cast.
 fn order_id(fields: &Fields) -> Result<OrderId, ApiError> {
@@ -85,10 +101,6 @@ fn not_found() -> ApiError {
 
 fn status_of(fields: &Fields) -> Result<OrderStatusId, &'static str> {
     match fields.post("order_status_id").map(str::trim) {
-        // A change travels in the body, as OpenCart reads it: never in a URL, never on a GET.
-        None | Some("") if fields.get("order_status_id").is_some() => {
-            Err("Order status must be sent in the POST body, not in the URL!")
-        }
         // OpenCart would store status 0, which hides the order; refuse instead.
         None | Some("") => Err("Order status required!"),
         Some(text) => text

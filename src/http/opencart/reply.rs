@@ -71,8 +71,10 @@ pub fn error(error: ApiError, route: Route, ip: IpAddr) -> Response {
                 .iter()
                 .map(|d| format!("{}: {}", d.field, d.message))
                 .collect();
-            let text = match what.as_slice() {
-                [] => error.message().to_owned(),
+            let text = match (error.details(), what.as_slice()) {
+                (_, []) => error.message().to_owned(),
+                // The message names the one product already.
+                ([one], _) => format!("{} ({})!", error.message(), one.message),
                 _ => format!("{} ({})!", error.message(), what.join("; ")),
             };
             (StatusCode::OK, warning(&text), "key")
@@ -205,7 +207,7 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(
             body,
-            json!({"error": "Warning: Not enough stock for DIS-1 (DIS-1: 0 in stock, 2 wanted)!"})
+            json!({"error": "Warning: Not enough stock for DIS-1 (0 in stock, 2 wanted)!"})
         );
     }
 
