@@ -120,6 +120,9 @@ impl std::str::FromStr for NewExpiry {
             return Ok(Self::Never);
         }
         match text.parse::<crate::domain::duration::HumanDuration>() {
+            Ok(duration) if duration.0 <= time::Duration::ZERO => {
+                Err("must be a duration in the future, such as 90d, or never".to_owned())
+            }
             Ok(duration) => Ok(Self::In(duration.0)),
             Err(crate::domain::duration::DurationError::Format(_)) => Err(format!(
                 "`{text}` is neither a duration nor never; write 90s, 15m, 24h, 90d or never"

@@ -427,9 +427,9 @@ async fn a_bad_expires_in_is_refused_under_its_own_name() {
     let app = spawn_app().await;
     let manager = provisioner(&app).await;
     for (expires_in, words) in [
-        ("0", "leave it out"),
-        ("-1h", "not a duration"),
-        ("soon", "not a duration"),
+        ("0", "in the future"),
+        ("-1h", "neither a duration nor never"),
+        ("soon", "neither a duration nor never"),
     ] {
         let body = json!({"username": "expiring", "expires_in": expires_in});
         let (status, error) = call(
@@ -459,6 +459,35 @@ async fn a_bad_expires_in_is_refused_under_its_own_name() {
     )
     .await;
     assert_eq!(status, 404, "nothing was created");
+    // A rotation words the same refusal under the same name; `never` is taken by both.
+    create(
+        &app,
+        &manager,
+        json!({"username": "expiring", "expires_in": "never"}),
+    )
+    .await;
+    let (status, error) = call(
+        &app,
+        Method::POST,
+        "/api/v1/api-users/expiring/rotate",
+        &manager,
+        Some(json!({"expires_in": "0"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(
+        error["error"]["details"][0]["field"], "expires_in",
+        "{error}"
+    );
+    let (_, shown) = call(
+        &app,
+        Method::GET,
+        "/api/v1/api-users/expiring",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(shown["keys"][0]["expires_at"], Value::Null, "{shown}");
 }
 
 #[tokio::test]

@@ -16,7 +16,6 @@ use crate::domain::admin::Actor;
 use crate::domain::api_key::DEFAULT_KEY_LEN;
 use crate::domain::api_user::{Environment, Status};
 use crate::domain::catalog::Page;
-use crate::domain::duration::HumanDuration;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query, parse_json};
@@ -45,19 +44,13 @@ fn actor(caller: &Caller, confirm: Option<&str>) -> Actor {
     )
 }
 
-/// A new user's `expires_in`, refused here under its own name (the service knows the field
-/// by the command line's and the console's name, `expires`).
+/// A new user's `expires_in`: a duration, or `never` as when it is left out; refused here
+/// under its own name (the service knows the field by the command line's name, `expires`).
 fn expiry(text: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    text.map(|t| match t.parse::<HumanDuration>() {
-        Ok(HumanDuration(d)) if d > Duration::ZERO => Ok(d),
-        Ok(_) => Err(ApiError::invalid_field(
-            "expires_in",
-            "must be a duration in the future, such as 90d; leave it out for a key that does \
-             not expire",
-        )),
-        Err(e) => Err(ApiError::invalid_field("expires_in", e.to_string())),
-    })
-    .transpose()
+    match NewExpiry::from_field(text).map_err(|e| ApiError::invalid_field("expires_in", e))? {
+        NewExpiry::In(duration) => Ok(Some(duration)),
+        NewExpiry::Never | NewExpiry::AsBefore => Ok(None),
+    }
 }
 
 /// An answer that carries a new key: never cached, and never kept by the idempotency layer.
