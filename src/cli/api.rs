@@ -277,7 +277,7 @@ async fn execute(
                 limit,
                 ..HistoryQuery::default()
             };
-            out.history(&credentials.history(&name, query).await?);
+            out.history(&credentials.history_of_name(&name, query).await?);
         }
         ApiCommand::Sessions {
             name,

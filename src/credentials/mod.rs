@@ -456,11 +456,40 @@ impl Credentials {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn history(
+    pub async fn history(&self, username: &str, query: HistoryQuery) -> Result<Vec<HistoryRecord>> {
+        Ok(self.history_known(username, query).await?.0)
+    }
+
+    /// [`Credentials::history`] for a name typed by hand (the CLI, the Management API): a
+    /// name no user has and no call ever presented is most likely mistyped, and is refused as
+    /// an unknown user instead of answered with an empty history that would hide the typo.
+    pub async fn history_of_name(
+        &self,
+        username: &str,
+        query: HistoryQuery,
+    ) -> Result<Vec<HistoryRecord>> {
+        let narrowed = query.narrowed();
+        let (rows, known) = self.history_known(username, query).await?;
+        if rows.is_empty() && !known {
+            // Filtered or paged, an empty answer says nothing of the name's other rows.
+            let any = HistoryQuery {
+                username: Some(username.to_owned()),
+                limit: 1,
+                ..HistoryQuery::default()
+            };
+            if !narrowed || self.db.history(&any).await?.is_empty() {
+                return Err(ServiceError::NoSuchUser(username.to_owned()));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The rows, and whether `username` is a user's (else it is a name calls presented).
+    async fn history_known(
         &self,
         username: &str,
         mut query: HistoryQuery,
-    ) -> Result<Vec<HistoryRecord>> {
+    ) -> Result<(Vec<HistoryRecord>, bool)> {
         // A deleted user's history stays: it is found by the username its calls presented.
         let known = match self.get(username).await {
             Ok(user) => {
@@ -473,20 +502,7 @@ impl Credentials {
             }
             Err(other) => return Err(other),
         };
-        let rows = self.db.history(&query).await?;
-        if rows.is_empty() && !known {
-            // A name no call ever presented either: most likely mistyped, which an empty
-            // history would hide.
-            let any = HistoryQuery {
-                username: Some(username.to_owned()),
-                limit: 1,
-                ..HistoryQuery::default()
-            };
-            if self.db.history(&any).await?.is_empty() {
-                return Err(ServiceError::NoSuchUser(username.to_owned()));
-            }
-        }
-        Ok(rows)
+        Ok((self.db.history(&query).await?, known))
     }
 
     /// History across all API users, for refusals no user can be tied to.

@@ -273,6 +273,16 @@ pub struct HistoryQuery {
 }
 
 impl HistoryQuery {
+    /// Whether it leaves out some of the caller's rows (a filter, or a page past the first).
+    pub fn narrowed(&self) -> bool {
+        self.request_id.is_some()
+            || self.outcome.is_some()
+            || self.ip.is_some()
+            || self.from.is_some()
+            || self.to.is_some()
+            || self.before_id.is_some()
+    }
+
     /// The filters of the console's History tab and of the Management API, as typed: an
     /// outcome (`ok`, `refused` or a reason), an address, and a period whose ends are dates
     /// (`2026-11-23`, whole days, `to` included) or RFC 3339 times (`to` excluded). Empty

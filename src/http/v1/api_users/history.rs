@@ -65,7 +65,7 @@ pub async fn history(
         limit: request.limit,
         ..query
     };
-    let rows = state.credentials.history(&username, query).await?;
+    let rows = state.credentials.history_of_name(&username, query).await?;
     let rows = rows.into_iter().map(HistoryRow::from).collect();
     Ok(axum::Json(page(rows, request, |r: &HistoryRow| r.id)))
 }
