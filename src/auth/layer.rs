@@ -70,12 +70,11 @@ fn unexpected_query(policy: &Policy, route: &str, request: &Request) -> Option<A
         // A public call's query (a login's) is told what an authenticated one is.
         return Some(ApiError::secret_in_query());
     }
-    let name = first.split('=').next().unwrap_or_default();
-    let name: String = crate::domain::secret::redact(name)
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == '…')
-        .take(40)
-        .collect();
+    // Decoded before it is masked, so `kw%5F…` is masked too.
+    let raw = first.split('=').next().unwrap_or_default();
+    let decoded: Vec<(String, String)> = serde_urlencoded::from_str(first).unwrap_or_default();
+    let name = decoded.first().map_or(raw, |(name, _)| name.as_str());
+    let name = crate::domain::secret::quoted(name, 40);
     Some(ApiError::bad_request(format!(
         "Bad query parameter: `{name}`; {} {route} takes none.",
         request.method()

@@ -85,6 +85,22 @@ pub fn redact(text: &str) -> String {
     Redacted(text).to_string()
 }
 
+/// Client input to quote back (in the history, in a refusal): keys and tokens masked as
+/// [`redact`] masks them, anything but visible ASCII left out, and cut to `most` characters,
+/// with `…` where it was cut.
+pub fn quoted(text: &str, most: usize) -> String {
+    let redacted = redact(text);
+    let mut clean: String = redacted
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == '…')
+        .take(most)
+        .collect();
+    if clean.chars().count() < redacted.chars().count() {
+        clean.push('…');
+    }
+    clean
+}
+
 /// `text` as [`redact`] masks it, written where it is shown: a log line's path is masked
 /// without a string made for it.
 pub struct Redacted<'a>(pub &'a str);

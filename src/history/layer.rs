@@ -282,14 +282,5 @@ fn outcome_of(status: StatusCode) -> Outcome {
 /// A path that matched no route, cut short and stripped of anything odd, so a hostile URL
 /// cannot flood the history.
 fn unmatched_path(path: &str) -> String {
-    let redacted = crate::domain::secret::redact(path);
-    let mut clean: String = redacted
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == '…')
-        .take(120)
-        .collect();
-    if clean.chars().count() < redacted.chars().count() {
-        clean.push('…');
-    }
-    clean
+    crate::domain::secret::quoted(path, 120)
 }

@@ -412,10 +412,13 @@ async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing
         assert!(message.contains(&format!("`{name}`")), "{path}: {message}");
         assert_eq!(app.last_outcome().await, "bad_request", "{path}");
     }
-    // A key pasted as a parameter's name is not quoted back.
-    let (status, error) = error_of(app.get(&format!("/api/v1/me?{key}"), &key).await).await;
-    assert_eq!(status, 400);
-    assert!(!error.to_string().contains(&key[3..]), "{error}");
+    // A key pasted as a parameter's name is not quoted back, percent-encoded or not.
+    for query in [key.clone(), key.replacen('_', "%5F", 1)] {
+        let (status, error) = error_of(app.get(&format!("/api/v1/me?{query}"), &key).await).await;
+        assert_eq!(status, 400);
+        assert!(!error.to_string().contains(&key[3..20]), "{error}");
+        assert!(error.to_string().contains("kw_…"), "{error}");
+    }
     // Credentials are checked before the query.
     let anonymous = app
         .request(Method::GET, "/api/v1/me?foo=1")
@@ -423,6 +426,15 @@ async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing
         .await
         .expect("request");
     assert_eq!(anonymous.status(), 401);
+    // HEAD is GET without the body: it takes the queries GET takes.
+    for (path, expected) in [("/api/v1/me?foo=1", 400), ("/api/v1/products?limit=1", 200)] {
+        let head = app
+            .bearer(Method::HEAD, path, &key)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), expected, "{path}");
+    }
     // An empty query is no query.
     for path in ["/api/v1/me?", "/api/v1/me?&"] {
         assert_eq!(app.get(path, &key).await.status(), 200, "{path}");
