@@ -4,7 +4,7 @@ use super::error::ApiError;
 use crate::domain::validation::{FieldError, Object};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -109,12 +109,7 @@ fn body_kind(content_type: Option<&header::HeaderValue>) -> BodyKind {
         // A type that is not even text names no type this API reads.
         return BodyKind::Other;
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = mime_of(value);
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         BodyKind::Json
     } else if mime == "application/x-www-form-urlencoded" {
@@ -122,6 +117,71 @@ fn body_kind(content_type: Option<&header::HeaderValue>) -> BodyKind {
     } else {
         BodyKind::Other
     }
+}
+
+/// A form, as a browser or `curl` sends one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKind {
+    /// `application/x-www-form-urlencoded` (`curl -d`).
+    UrlEncoded,
+    /// `multipart/form-data` (`curl -F`).
+    Multipart,
+}
+
+/// Which form the request's `Content-Type` names, if any.
+pub fn form_kind(headers: &header::HeaderMap) -> Option<FormKind> {
+    match mime_of(headers.get(header::CONTENT_TYPE)?.to_str().ok()?).as_str() {
+        "application/x-www-form-urlencoded" => Some(FormKind::UrlEncoded),
+        "multipart/form-data" => Some(FormKind::Multipart),
+        _ => None,
+    }
+}
+
+/// A `Content-Type`'s type without its parameters, in lower case.
+fn mime_of(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The text fields of a `multipart/form-data` body, at most `most` of them; uploaded files
+/// are no fields (PHP puts them in `$_FILES`).
+pub async fn form_data(request: Request, most: usize) -> Result<Vec<(String, String)>, ApiError> {
+    let unreadable = |status: StatusCode, text: String| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::unacceptable(status, "The body is too large.")
+        } else {
+            ApiError::bad_request(format!("The multipart body could not be read: {text}"))
+        }
+    };
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| unreadable(e.status(), e.body_text()))?;
+    let mut fields = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| unreadable(e.status(), e.body_text()))?
+    {
+        let Some(name) = field
+            .name()
+            .filter(|_| field.file_name().is_none())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let value = field
+            .text()
+            .await
+            .map_err(|e| unreadable(e.status(), e.body_text()))?;
+        if fields.len() < most {
+            fields.push((name, value));
+        }
+    }
+    Ok(fields)
 }
 
 fn unsupported() -> ApiError {
@@ -182,11 +242,11 @@ fn plain_types(message: &str) -> String {
         ("expected i64", "expected an integer"),
         ("expected i32", "expected an integer"),
         // `-1` for a count: "expected an integer" would puzzle whoever sent one.
-        ("expected u64", "expected an integer of 0 or more"),
-        ("expected u32", "expected an integer of 0 or more"),
-        ("expected usize", "expected an integer of 0 or more"),
-        ("expected u16", "expected an integer of 0 or more"),
-        ("expected u8", "expected an integer of 0 or more"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u8", "expected a non-negative integer"),
         // An integer too large for any integer type is read as a float first.
         ("invalid type: floating point", "invalid type: number"),
         ("expected a sequence", "expected an array"),
@@ -221,11 +281,11 @@ mod tests {
         );
         assert_eq!(
             plain_types("invalid value: integer `-1`, expected u32"),
-            "invalid value: integer `-1`, expected an integer of 0 or more"
+            "invalid value: integer `-1`, expected a non-negative integer"
         );
         assert_eq!(
             plain_types("invalid type: floating point `1e20`, expected u32"),
-            "invalid type: number `1e20`, expected an integer of 0 or more"
+            "invalid type: number `1e20`, expected a non-negative integer"
         );
     }
 

@@ -344,30 +344,10 @@ async fn bad_input_gets_400_404_409_and_422_with_field_details() {
 #[tokio::test]
 async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
-    let key = app
-        .api_user(
-            "shop",
-            &["products:write", "orders:write", "customers:write"],
-        )
-        .await;
-    let product = json!({"sku": "MUG-1", "name": "Mug", "price": "8.00", "quantity": 5});
-    assert_eq!(
-        app.post("/api/v1/products", &key, &product).await.status(),
-        201
-    );
-    let customer: Value = app
-        .post(
-            "/api/v1/customers",
-            &key,
-            &json!({"name": "Ann", "email": "ann@example.com"}),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let order = json!({"customer_id": customer["id"], "currency": "USD",
-        "lines": [{"sku": "MUG-1", "quantity": 2}]});
-    let stock = json!({"items": [{"sku": "MUG-1", "quantity": 50}]});
+    let (key, customer) = crate::orders::store_with_stock(&app, 5).await;
+    let order = json!({"customer_id": customer, "currency": "USD",
+        "lines": [{"sku": "LAMP", "quantity": 2}]});
+    let stock = json!({"items": [{"sku": "LAMP", "quantity": 50}]});
     let calls = [
         (
             Method::POST,
@@ -448,7 +428,7 @@ async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing
         .expect("json");
     assert_eq!(
         (&product["sku"], &product["name"], &product["quantity"]),
-        (&json!("MUG-1"), &json!("Mug"), &json!(5))
+        (&json!("LAMP"), &json!("Desk lamp"), &json!(5))
     );
     let orders: Value = app
         .get("/api/v1/orders", &key)

@@ -39,6 +39,19 @@ async fn seeded(app: &TestApp) -> String {
     key
 }
 
+/// A customer made with `key`, as JSON.
+async fn customer(app: &TestApp, key: &str) -> Value {
+    app.post(
+        "/api/v1/customers",
+        key,
+        &json!({"name": "Eve", "email": "eve@example.com"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json")
+}
+
 async fn product_count(app: &TestApp, key: &str) -> usize {
     let page: Value = app
         .get("/api/v1/products", key)
@@ -279,16 +292,7 @@ async fn absurd_pagination_is_refused_clearly() {
 async fn negative_and_huge_quantities_and_prices_are_invalid() {
     let app = spawn_app().await;
     let key = seeded(&app).await;
-    let customer: Value = app
-        .post(
-            "/api/v1/customers",
-            &key,
-            &json!({"name": "Eve", "email": "eve@example.com"}),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+    let customer = customer(&app, &key).await;
 
     for product in [
         json!({"sku": "N1", "name": "n", "price": "1", "quantity": -1}),
@@ -337,16 +341,7 @@ async fn negative_and_huge_quantities_and_prices_are_invalid() {
 async fn a_body_or_an_object_inside_it_sent_as_an_array_is_refused_not_read_by_position() {
     let app = spawn_app().await;
     let key = seeded(&app).await;
-    let customer: Value = app
-        .post(
-            "/api/v1/customers",
-            &key,
-            &json!({"name": "Eve", "email": "eve@example.com"}),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
+    let customer = customer(&app, &key).await;
     let cases = [
         (
             Method::PATCH,

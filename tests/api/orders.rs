@@ -4,7 +4,7 @@ use crate::helpers::{TestApp, error_of, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-async fn store_with_stock(app: &TestApp, quantity: i64) -> (String, i64) {
+pub async fn store_with_stock(app: &TestApp, quantity: i64) -> (String, i64) {
     let key = app
         .api_user(
             "shop",

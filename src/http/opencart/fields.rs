@@ -9,10 +9,9 @@ use crate::domain::history::Outcome;
 use crate::domain::secret::Secret;
 use crate::domain::token::TOKEN_PREFIX;
 use crate::http::error::ApiError;
-use crate::http::extract::body_rejection;
+use crate::http::extract::{FormKind, body_rejection, form_data, form_kind};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRequest, Request};
 
 /// PHP's default `max_input_vars`: more fields than this are not read.
 const MAX_FIELDS: usize = 1000;
@@ -34,19 +33,15 @@ impl Fields {
 
     /// Adds the body's fields.
     pub async fn read_body(&mut self, request: Request) -> Result<(), ApiError> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if content_type.starts_with("application/x-www-form-urlencoded") {
-            let bytes = Bytes::from_request(request, &())
-                .await
-                .map_err(body_rejection)?;
-            self.post = pairs(&bytes);
-        } else if content_type.starts_with("multipart/form-data") {
-            self.post = multipart(request).await?;
+        match form_kind(request.headers()) {
+            Some(FormKind::UrlEncoded) => {
+                let bytes = Bytes::from_request(request, &())
+                    .await
+                    .map_err(body_rejection)?;
+                self.post = pairs(&bytes);
+            }
+            Some(FormKind::Multipart) => self.post = form_data(request, MAX_FIELDS).await?,
+            None => {}
         }
         Ok(())
     }
@@ -116,42 +111,6 @@ fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).unwrap_or_default();
     pairs.truncate(MAX_FIELDS);
     pairs
-}
-
-async fn multipart(request: Request) -> Result<Vec<(String, String)>, ApiError> {
-    let unreadable = |status: StatusCode, text: String| {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::unacceptable(status, "The body is too large.")
-        } else {
-            ApiError::bad_request(format!("The multipart body could not be read: {text}"))
-        }
-    };
-    let mut form = Multipart::from_request(request, &())
-        .await
-        .map_err(|e| unreadable(e.status(), e.body_text()))?;
-    let mut fields = Vec::new();
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| unreadable(e.status(), e.body_text()))?
-    {
-        // Uploaded files are no fields (PHP puts them in `$_FILES`).
-        let Some(name) = field
-            .name()
-            .filter(|_| field.file_name().is_none())
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        let value = field
-            .text()
-            .await
-            .map_err(|e| unreadable(e.status(), e.body_text()))?;
-        if fields.len() < MAX_FIELDS {
-            fields.push((name, value));
-        }
-    }
-    Ok(fields)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! This is the one entry that takes a token in the query string; the request span logs the
 //! path alone and the history names the route, so the query string is never written down.
 
-pub(crate) mod fields;
+mod fields;
 mod login;
 mod orders;
 mod reply;

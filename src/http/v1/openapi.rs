@@ -114,7 +114,14 @@ fn add_common_errors(operation: &mut utoipa::openapi::path::Operation) {
     if has_body {
         codes.extend([
             ("413", "The body is too large"),
-            ("415", "The body is not JSON"),
+            (
+                "415",
+                if is_login {
+                    "The body is neither JSON nor a form"
+                } else {
+                    "The body is not JSON"
+                },
+            ),
             ("422", "Some fields are invalid (details name them)"),
         ]);
     }

@@ -5,8 +5,7 @@ use crate::domain::secret::Secret;
 use crate::history::{CallInfo, CallSlot};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{Body, parse_json, read_body};
-use crate::http::opencart::fields::Fields;
+use crate::http::extract::{Body, FormKind, form_data, form_kind, parse_json, read_body};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -35,22 +34,13 @@ pub struct LoginResponse {
 /// Reads `username` and `key` from a JSON or form body, the form URL-encoded or multipart
 /// (`curl -F`).
 pub async fn login_credentials(request: Request) -> Result<LoginRequest, ApiError> {
-    let multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-    if multipart {
-        let mut fields = Fields::default();
-        fields.read_body(request).await?;
-        return match (fields.post("username"), fields.post("key")) {
+    if form_kind(request.headers()) == Some(FormKind::Multipart) {
+        let fields = form_data(request, 100).await?;
+        let field = |name: &str| fields.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+        return match (field("username"), field("key")) {
             (Some(username), Some(key)) => Ok(LoginRequest {
-                username: username.to_owned(),
-                key: key.to_owned(),
+                username: username.clone(),
+                key: key.clone(),
             }),
             _ => Err(ApiError::invalid_field(
                 "body",
