@@ -257,10 +257,6 @@ fn load_config(
     Config::resolve(cli_database_url, overrides, file).map_err(|e| CliError::Usage(e.to_string()))
 }
 
-async fn open(config: &Config) -> Result<Db, CliError> {
-    open_with(config, store::OnOpen::Apply).await
-}
-
 async fn open_with(config: &Config, migrate: store::OnOpen) -> Result<Db, CliError> {
     let options = ConnectOptions {
         sync_full: config.sync_full,
@@ -283,15 +279,57 @@ fn plain_config(
     Ok(config)
 }
 
+/// Whether a command may start a new SQLite file where none is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Commands that read or change what is there refuse a file that does not exist: a
+    /// mistyped path would otherwise get a new, empty store and answer "No API users yet".
+    Existing,
+    /// Commands that add the first thing to a store (`api create`, `admin create`, `webhook
+    /// add`, `import`) make the file, and say so on stderr.
+    MayCreate,
+}
+
+/// Opens the command's database as `opening` allows.
+async fn open_for(
+    config: &Config,
+    opening: Opening,
+    migrate: store::OnOpen,
+    out: &Output,
+) -> Result<Db, CliError> {
+    let missing = store::sqlite_file(&config.database_url)
+        .flatten()
+        .filter(|file| !file.exists());
+    if let Some(file) = &missing
+        && opening == Opening::Existing
+    {
+        return Err(CliError::NotFound(format!(
+            "no database at {}: check --database-url (or KEYWARD_DATABASE_URL, or keyward.toml); \
+             `keyward serve` or `keyward api create` makes a new one",
+            file.display()
+        )));
+    }
+    let db = open_with(config, migrate).await?;
+    if let Some(file) = missing
+        && !out.is_json()
+    {
+        // On stderr, for people; with `--json`, stderr holds only a failure's JSON.
+        eprintln!("note: made a new database at {}.", file.display());
+    }
+    Ok(db)
+}
+
 /// The configuration and the database of a command that works on the store; its logs are
 /// warnings only, on stderr.
 async fn command_db(
     database_url: Option<String>,
     config: Option<&std::path::Path>,
+    opening: Opening,
+    out: &Output,
 ) -> Result<(Config, Db), CliError> {
     let config = load_config(database_url, config, Overrides::default())?;
     crate::telemetry::init(config.log_format, "warn");
-    let db = open(&config).await?;
+    let db = open_for(&config, opening, store::OnOpen::Apply, out).await?;
     Ok((config, db))
 }
 
@@ -314,21 +352,21 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
         }
         Command::Migrate(args) => {
             let config = plain_config(cli.database_url, cli.config.as_deref())?;
-            let db = open_with(&config, store::OnOpen::Leave).await?;
+            let db = open_for(&config, Opening::MayCreate, store::OnOpen::Leave, out).await?;
             let result = migrate::run(args, &db, out).await;
             db.close().await;
             result
         }
         Command::Export(args) => {
             let config = plain_config(cli.database_url, cli.config.as_deref())?;
-            let db = open(&config).await?;
+            let db = open_for(&config, Opening::Existing, store::OnOpen::Apply, out).await?;
             let result = transfer::export(args, &db, &config.database_url, out).await;
             db.close().await;
             result
         }
         Command::Import(args) => {
             let config = plain_config(cli.database_url, cli.config.as_deref())?;
-            let db = open(&config).await?;
+            let db = open_for(&config, Opening::MayCreate, store::OnOpen::Apply, out).await?;
             let result = transfer::import(args, &db, &config, out).await;
             db.close().await;
             result
@@ -339,15 +377,28 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             Ok(())
         }
         Command::Api(command) => {
-            let (_, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            let opening = match command {
+                api::ApiCommand::Create(_) => Opening::MayCreate,
+                _ => Opening::Existing,
+            };
+            let (_, db) = command_db(cli.database_url, cli.config.as_deref(), opening, out).await?;
             api::run(command, &db, out).await
         }
         Command::Admin(command) => {
-            let (_, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            let opening = match command {
+                admin::AdminCommand::Create { .. } => Opening::MayCreate,
+                _ => Opening::Existing,
+            };
+            let (_, db) = command_db(cli.database_url, cli.config.as_deref(), opening, out).await?;
             admin::run(command, &db, out).await
         }
         Command::Webhook(command) => {
-            let (config, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            let opening = match command {
+                webhook::WebhookCommand::Add { .. } => Opening::MayCreate,
+                _ => Opening::Existing,
+            };
+            let (config, db) =
+                command_db(cli.database_url, cli.config.as_deref(), opening, out).await?;
             webhook::run(command, &db, &config, out).await
         }
         Command::History(HistoryCommand::List {
@@ -357,7 +408,13 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             outcome,
             limit,
         }) => {
-            let (_, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            let (_, db) = command_db(
+                cli.database_url,
+                cli.config.as_deref(),
+                Opening::Existing,
+                out,
+            )
+            .await?;
             let credentials = crate::credentials::Credentials::new(
                 db.clone(),
                 std::sync::Arc::new(crate::clock::SystemClock),
@@ -376,7 +433,13 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             Ok(())
         }
         Command::History(HistoryCommand::Prune { older_than }) => {
-            let (config, db) = command_db(cli.database_url, cli.config.as_deref()).await?;
+            let (config, db) = command_db(
+                cli.database_url,
+                cli.config.as_deref(),
+                Opening::Existing,
+                out,
+            )
+            .await?;
             let age = older_than.unwrap_or(config.history_retention);
             let cutoff = time::OffsetDateTime::now_utc() - age.0;
             let bar = transfer::progress_spinner(out, "pruning history:");

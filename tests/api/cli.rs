@@ -641,8 +641,13 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
     // A database that cannot be opened is a failure (1), not a mistake in the command (2).
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}/no/such/dir/x.db", dir.path().display());
-    let unopened =
-        crate::helpers::cli_at(&url, dir.path().into(), &["api", "list", "--json"], None).await;
+    let unopened = crate::helpers::cli_at(
+        &url,
+        dir.path().into(),
+        &["api", "create", "--username", "erp", "--json"],
+        None,
+    )
+    .await;
     assert_eq!(unopened.status.code(), Some(1));
     let error: Value = serde_json::from_slice(&unopened.stderr).expect("json");
     assert_eq!(error["error"]["code"], "failed");
@@ -652,6 +657,50 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
             .is_some_and(|m| m.contains("cannot open")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_mistyped_database_path_is_refused_not_made_except_by_a_first_addition() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("kewyard.db");
+    let url = format!("sqlite://{}", file.display());
+    let run =
+        |args: &'static [&'static str]| crate::helpers::cli_at(&url, dir.path().into(), args, None);
+    for args in [
+        &["api", "list"][..],
+        &["api", "show", "erp"],
+        &["api", "disable", "erp"],
+        &["api", "history", "erp"],
+        &["history", "list"],
+        &["webhook", "list"],
+        &["admin", "passwd", "admin"],
+        &["export", "-"],
+    ] {
+        let refused = run(args).await;
+        assert_eq!(refused.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains(&format!("no database at {}", file.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!file.exists(), "{args:?} made the file");
+    }
+    let refused = run(&["api", "list", "--json"]).await;
+    let error: Value = serde_json::from_slice(&refused.stderr).expect("json");
+    assert_eq!(error["error"]["code"], "not_found");
+
+    // The first API user of a new store makes its file, and says so.
+    let created = run(&["api", "create", "--username", "erp"]).await;
+    assert!(created.status.success(), "{created:?}");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        stderr.contains(&format!("note: made a new database at {}", file.display())),
+        "{stderr}"
+    );
+    let listed = run(&["api", "list", "--json"]).await;
+    assert!(listed.status.success());
+    assert!(listed.stderr.is_empty(), "no note once the file is there");
+    assert_eq!(stdout_json(&listed)[0]["username"], "erp");
 }
 
 #[tokio::test]
