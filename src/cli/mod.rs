@@ -268,12 +268,53 @@ async fn open_with(config: &Config, migrate: store::OnOpen) -> Result<Db, CliErr
     Ok(store::connect(&config.database_url, &options).await?)
 }
 
+/// The settings of the `KEYWARD_*` environment variables, for the commands that take no
+/// setting as a flag: `history prune` keeps the retention, and every command the migration
+/// rule, that `serve` and `keyward config` would use.
+fn environment() -> Result<Overrides, CliError> {
+    #[derive(Parser)]
+    struct Environment {
+        #[command(flatten)]
+        overrides: Overrides,
+    }
+    Environment::try_parse_from(["keyward"])
+        .map(|environment| environment.overrides)
+        .map_err(|error| {
+            // clap names the flag the variable stands for: name the variable instead.
+            use clap::CommandFactory as _;
+            use clap::error::{ContextKind, ContextValue};
+            let text = error.render().to_string();
+            let mut message = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .to_owned();
+            if let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) {
+                let long = flag
+                    .split(' ')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("--");
+                let variable = Environment::command()
+                    .get_arguments()
+                    .find(|arg| arg.get_long() == Some(long))
+                    .and_then(|arg| arg.get_env())
+                    .map(|name| name.to_string_lossy().into_owned());
+                if let Some(variable) = variable {
+                    message = message.replace(&format!("'{flag}'"), &variable);
+                }
+            }
+            CliError::Usage(message)
+        })
+}
+
 /// The configuration of a command that takes no settings beyond the database's.
 fn plain_config(
     cli_database_url: Option<String>,
     config: Option<&std::path::Path>,
 ) -> Result<Config, CliError> {
-    let config = load_config(cli_database_url, config, Overrides::default())?;
+    let config = load_config(cli_database_url, config, environment()?)?;
     // An export streams a whole table in one statement: no "slow statement" warning for it.
     crate::telemetry::init(config.log_format, "warn,sqlx::query=error");
     Ok(config)
@@ -290,6 +331,16 @@ enum Opening {
     MayCreate,
 }
 
+/// What a command does with pending migrations: what `serve` does — apply them, or, with
+/// `auto_migrate = false`, refuse the older schema and leave it to `keyward migrate`.
+fn schema_rule(config: &Config) -> store::OnOpen {
+    if config.auto_migrate {
+        store::OnOpen::Apply
+    } else {
+        store::OnOpen::Require
+    }
+}
+
 /// Opens the command's database as `opening` allows.
 async fn open_for(
     config: &Config,
@@ -299,7 +350,7 @@ async fn open_for(
 ) -> Result<Db, CliError> {
     let missing = store::sqlite_file(&config.database_url)
         .flatten()
-        .filter(|file| !file.exists());
+        .filter(|file| !file.as_os_str().is_empty() && !file.exists());
     if let Some(file) = &missing
         && opening == Opening::Existing
     {
@@ -327,9 +378,9 @@ async fn command_db(
     opening: Opening,
     out: &Output,
 ) -> Result<(Config, Db), CliError> {
-    let config = load_config(database_url, config, Overrides::default())?;
+    let config = load_config(database_url, config, environment()?)?;
     crate::telemetry::init(config.log_format, "warn");
-    let db = open_for(&config, opening, store::OnOpen::Apply, out).await?;
+    let db = open_for(&config, opening, schema_rule(&config), out).await?;
     Ok((config, db))
 }
 
@@ -351,7 +402,16 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             serve::run(config, args.demo, out).await
         }
         Command::Migrate(args) => {
-            let config = plain_config(cli.database_url, cli.config.as_deref())?;
+            let mut config = plain_config(cli.database_url, cli.config.as_deref())?;
+            // A dry run changes nothing, not even by making the file: a file that is not there
+            // yet is planned as the empty database in memory it would start as.
+            if args.dry_run
+                && store::sqlite_file(&config.database_url)
+                    .flatten()
+                    .is_some_and(|file| !file.exists())
+            {
+                config.database_url = "sqlite::memory:".to_owned();
+            }
             let db = open_for(&config, Opening::MayCreate, store::OnOpen::Leave, out).await?;
             let result = migrate::run(args, &db, out).await;
             db.close().await;
@@ -359,15 +419,16 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
         }
         Command::Export(args) => {
             let config = plain_config(cli.database_url, cli.config.as_deref())?;
-            let db = open_for(&config, Opening::Existing, store::OnOpen::Apply, out).await?;
+            let db = open_for(&config, Opening::Existing, schema_rule(&config), out).await?;
             let result = transfer::export(args, &db, &config.database_url, out).await;
             db.close().await;
             result
         }
         Command::Import(args) => {
             let config = plain_config(cli.database_url, cli.config.as_deref())?;
-            let db = open_for(&config, Opening::MayCreate, store::OnOpen::Apply, out).await?;
-            let result = transfer::import(args, &db, &config, out).await;
+            let reader = transfer::import_source(&args)?;
+            let db = open_for(&config, Opening::MayCreate, schema_rule(&config), out).await?;
+            let result = transfer::import(args, reader, &db, &config, out).await;
             db.close().await;
             result
         }

@@ -209,20 +209,24 @@ impl ImportCheck for WebhookSecretsOpen<'_> {
     }
 }
 
+/// The file an import reads, opened before its database is: a file that is not there
+/// makes no database either.
+pub fn import_source(args: &ImportArgs) -> Result<Box<dyn std::io::Read>, CliError> {
+    if args.file.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let file = std::fs::File::open(&args.file)
+        .map_err(|e| CliError::Failed(format!("cannot open {}: {e}", args.file.display())))?;
+    Ok(Box::new(file))
+}
+
 pub async fn import(
     args: ImportArgs,
+    reader: Box<dyn std::io::Read>,
     db: &Db,
     config: &Config,
     out: &Output,
 ) -> Result<(), CliError> {
-    let reader: Box<dyn std::io::Read> =
-        if args.file.as_os_str() == "-" {
-            Box::new(std::io::stdin())
-        } else {
-            Box::new(std::fs::File::open(&args.file).map_err(|e| {
-                CliError::Failed(format!("cannot open {}: {e}", args.file.display()))
-            })?)
-        };
     let bar = progress_bar(out, "importing");
     let started = Instant::now();
     let mut check = WebhookSecretsOpen {

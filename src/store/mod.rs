@@ -78,6 +78,15 @@ pub trait Store:
 
 /// Opens the database named by `url`, creating and migrating it when needed.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Db> {
+    // SQLite reads an empty name as a temporary database, gone at the end of the process.
+    if sqlite_file(url)
+        .flatten()
+        .is_some_and(|file| file.as_os_str().is_empty())
+    {
+        return Err(StoreError::Config(format!(
+            "the database URL `{url}` names no file; write sqlite://PATH"
+        )));
+    }
     let scheme = url.split_once(':').map(|(s, _)| s);
     match scheme {
         Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?)),

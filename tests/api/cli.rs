@@ -613,6 +613,51 @@ async fn history_prune_deletes_old_rows_only() {
 }
 
 #[tokio::test]
+async fn commands_take_their_settings_from_the_environment_before_the_file() {
+    let app = spawn_app().await;
+    let key = create(&app, "old", &[]).await;
+    std::fs::write(
+        app.dir.path().join("keyward.toml"),
+        "history_retention = \"30d\"\n",
+    )
+    .expect("keyward.toml");
+    app.clock.advance(time::Duration::days(-60));
+    app.get("/api/v1/me", &key).await;
+
+    // The environment's retention wins over the file's, as for `serve` and `keyward config`.
+    let env = [("KEYWARD_HISTORY_RETENTION", "365d")];
+    let kept = stdout_json(
+        &app.cli_with_env(&["history", "prune", "--json"], &env)
+            .await,
+    );
+    assert_eq!(kept["deleted"], 0, "{kept}");
+    let pruned = stdout_json(&app.cli(&["history", "prune", "--json"]).await);
+    assert_eq!(pruned["deleted"], 1, "the file's 30 days: {pruned}");
+
+    // A bad value is refused under the variable's name.
+    let env = [("KEYWARD_HISTORY_RETENTION", "banana")];
+    let refused = app.cli_with_env(&["history", "prune"], &env).await;
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("for KEYWARD_HISTORY_RETENTION"), "{stderr}");
+
+    // With automatic migration off, a command leaves an older schema to `keyward migrate`.
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    let off = [("KEYWARD_AUTO_MIGRATE", "false")];
+    let args = ["api", "create", "--username", "erp"];
+    let refused = crate::helpers::cli_at_with_env(&url, dir.path().into(), &args, &off).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("run `keyward migrate`"), "{stderr}");
+    let migrated =
+        crate::helpers::cli_at_with_env(&url, dir.path().into(), &["migrate"], &off).await;
+    assert!(migrated.status.success());
+    let created = crate::helpers::cli_at_with_env(&url, dir.path().into(), &args, &off).await;
+    assert!(created.status.success(), "{created:?}");
+}
+
+#[tokio::test]
 async fn errors_go_to_stderr_with_a_nonzero_exit() {
     let app = spawn_app().await;
 
@@ -688,6 +733,21 @@ async fn a_mistyped_database_path_is_refused_not_made_except_by_a_first_addition
     let refused = run(&["api", "list", "--json"]).await;
     let error: Value = serde_json::from_slice(&refused.stderr).expect("json");
     assert_eq!(error["error"]["code"], "not_found");
+    // A dry run plans every migration without making the file; an import of a file that is not
+    // there makes no database either.
+    let planned = stdout_json(&run(&["migrate", "--dry-run", "--json"]).await);
+    assert!(
+        planned["pending"].as_array().is_some_and(|p| !p.is_empty()),
+        "{planned}"
+    );
+    let unread = run(&["import", "no-such-export.jsonl"]).await;
+    assert_eq!(unread.status.code(), Some(1));
+    assert!(!file.exists(), "made by a dry run or a failed import");
+    // A URL that names no file is a mistake in the command.
+    let nameless =
+        crate::helpers::cli_at("sqlite://", dir.path().into(), &["api", "list"], None).await;
+    assert_eq!(nameless.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nameless.stderr).contains("names no file"));
 
     // The first API user of a new store makes its file, and says so.
     let created = run(&["api", "create", "--username", "erp"]).await;
