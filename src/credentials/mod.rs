@@ -372,6 +372,15 @@ impl Credentials {
         if grace < Duration::ZERO {
             return Err(ServiceError::invalid("grace", "must not be negative"));
         }
+        if grace > requests::MAX_ROLL_GRACE {
+            return Err(ServiceError::invalid(
+                "grace",
+                format!(
+                    "must be at most {} days: a longer grace leaves two keys live for good",
+                    requests::MAX_ROLL_GRACE.whole_days()
+                ),
+            ));
+        }
         let now = self.clock.now();
         // The newest key, live or not: a key rolled because it expired or leaked is replaced
         // by one made to last as long.
@@ -388,31 +397,29 @@ impl Credentials {
         } else {
             RetireOld::At(now + grace)
         };
-        let old = user.current_key(now).map(|k| k.hint.clone());
         // The current key keeps its grace; any older one still in a grace period stops now,
-        // so at most two keys ever live.
-        let mut live: Vec<_> = user.keys.iter().filter(|k| k.is_live(now)).collect();
-        live.sort_by_key(|k| std::cmp::Reverse(k.id));
-        let keep = usize::from(grace > Duration::ZERO);
-        let stopped_now: Vec<String> = live.iter().skip(keep).map(|k| k.hint.clone()).collect();
+        // so at most two keys ever live. Which keys those are, the store's transaction says
+        // (and writes the old key's hint in the audit entry): a roll made at the same time may
+        // have replaced the ones read above.
         let audit = self.audit(
             actor,
             "api_user.rotate",
             username,
             json!({
-                "old_key_hint": old,
+                "old_key_hint": null,
                 "new_key_hint": stored.hint,
                 "grace_seconds": grace.whole_seconds(),
                 "key_expires_at": stored.expires_at.map(crate::clock::rfc3339),
             }),
         );
-        self.db
+        let rolled = self
+            .db
             .roll_key(user.id, &stored, retire, now, &audit)
             .await?;
         Ok(IssuedKey {
             user: self.get(username).await?,
             key: plain,
-            stopped_now,
+            stopped_now: rolled.stopped_now,
         })
     }
 

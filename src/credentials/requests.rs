@@ -153,8 +153,11 @@ pub struct IssuedKey {
     pub stopped_now: Vec<String>,
 }
 
+/// The longest an old key keeps working beside the new one after a roll.
+pub const MAX_ROLL_GRACE: Duration = Duration::days(7);
+
 /// The grace periods the console offers, and the Management API takes, for a key roll: none,
-/// 1 h, 24 h or 7 d. (The CLI takes any duration.)
+/// 1 h, 24 h or 7 d. (The CLI takes any duration up to [`MAX_ROLL_GRACE`].)
 pub fn grace_choice(choice: &str) -> Result<Duration> {
     match choice.trim() {
         "" | "0" | "none" => Ok(Duration::ZERO),

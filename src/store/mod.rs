@@ -188,6 +188,26 @@ pub enum RetireOld {
     At(OffsetDateTime),
 }
 
+/// What a roll did to the keys it found live, as its transaction saw them (two rolls at once
+/// each see the other's key when they come second).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledKey {
+    pub id: ApiKeyId,
+    /// The hint of the key that was current, if one was live.
+    pub old_hint: Option<String>,
+    /// Hints of the keys that stopped at once.
+    pub stopped_now: Vec<String>,
+}
+
+impl RolledKey {
+    /// `audit` with the hint of the key the roll replaced, in the roll's own transaction.
+    fn audit_of(audit: &AuditEntry, old_hint: Option<&str>) -> AuditEntry {
+        let mut audit = audit.clone();
+        audit.details["old_key_hint"] = serde_json::json!(old_hint);
+        audit
+    }
+}
+
 /// Last use of users and sessions, gathered in memory and written in one go.
 #[derive(Debug, Clone, Default)]
 pub struct Usage {
@@ -223,7 +243,8 @@ pub trait ApiUserStore {
     ) -> Result<()>;
     /// Deletes the user, its keys, IP rules and sessions; its history stays.
     async fn delete_api_user(&self, id: ApiUserId, audit: &AuditEntry) -> Result<()>;
-    /// Issues a new key; the live keys it replaces stop `retire`.
+    /// Issues a new key; the live keys it replaces stop `retire`. The audit entry is written
+    /// with the `old_key_hint` of the key it found current.
     async fn roll_key(
         &self,
         id: ApiUserId,
@@ -231,7 +252,7 @@ pub trait ApiUserStore {
         retire: RetireOld,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<ApiKeyId>;
+    ) -> Result<RolledKey>;
     /// Revokes one key and ends the sessions made with it; returns how many were open.
     async fn revoke_key(
         &self,

@@ -460,8 +460,18 @@ async fn api_users(db: &Db) -> ApiUserId {
         .await
         .expect("read")
         .expect("user");
-    assert_eq!(stored.keys[0].id, second);
+    assert_eq!(stored.keys[0].id, second.id);
     assert_eq!(stored.keys[1].expires_at, Some(grace));
+    assert_eq!(
+        second.old_hint.as_deref(),
+        Some(stored.keys[1].hint.as_str())
+    );
+    assert!(second.stopped_now.is_empty(), "the old key has its grace");
+    let rolled = db.audit_log(None, 1).await.expect("audit");
+    assert_eq!(
+        rolled[0].details["old_key_hint"],
+        stored.keys[1].hint.as_str()
+    );
     let ended = db
         .revoke_key(first.id, "leaked", NOW, &audit("revoke"))
         .await

@@ -12,7 +12,7 @@ use crate::domain::ip_rule::IpRule;
 use crate::store::rows::api_users::{
     KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow, parse_rule, parse_rules,
 };
-use crate::store::{ApiUserStore, Result, RetireOld, StoreError};
+use crate::store::{ApiUserStore, Result, RetireOld, RolledKey, StoreError};
 use async_trait::async_trait;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -306,18 +306,20 @@ impl ApiUserStore for PgStore {
         retire: RetireOld,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<ApiKeyId> {
+    ) -> Result<RolledKey> {
         let mut tx = self.begin_credentials().await?;
         touch_user(&mut tx, id, now).await?;
-        let live: Vec<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, expires_at FROM api_keys WHERE api_user_id = $1 AND revoked_at IS NULL \
+        let live: Vec<(i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT id, expires_at, hint FROM api_keys WHERE api_user_id = $1 AND revoked_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC",
         )
         .bind(id.0)
         .bind(ts(now))
         .fetch_all(&mut *tx)
         .await?;
-        for (index, (key_id, expires_at)) in live.into_iter().enumerate() {
+        let old_hint = live.first().map(|(_, _, hint)| hint.clone());
+        let mut stopped_now = Vec::new();
+        for (index, (key_id, expires_at, hint)) in live.into_iter().enumerate() {
             match retire {
                 // Only the current key gets a grace period, and never past its own expiry;
                 // a key already in its grace period stops now (at most two live keys).
@@ -330,6 +332,7 @@ impl ApiUserStore for PgStore {
                         .await?;
                 }
                 _ => {
+                    stopped_now.push(hint);
                     sqlx::query(
                         "UPDATE api_keys SET revoked_at = $1, revoked_reason = 'rolled' WHERE id = $2",
                     )
@@ -350,9 +353,13 @@ impl ApiUserStore for PgStore {
         .execute(&mut *tx)
         .await?;
         let new_id = insert_key(&mut tx, id.0, key, now).await?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, &RolledKey::audit_of(audit, old_hint.as_deref())).await?;
         self.commit_credentials(tx).await?;
-        Ok(new_id)
+        Ok(RolledKey {
+            id: new_id,
+            old_hint,
+            stopped_now,
+        })
     }
 
     async fn revoke_key(
