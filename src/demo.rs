@@ -195,21 +195,38 @@ pub async fn seed_store(db: &Db, now: time::OffsetDateTime) -> Result<bool, Stor
     Ok(true)
 }
 
-/// Creates the demo API user, or gives it a new key when it exists: its key is shown once,
-/// so every `--demo` start prints a key that works.
-pub async fn demo_user(credentials: &Credentials) -> Result<IssuedKey, ServiceError> {
+/// How long the key of the previous `--demo` start keeps working beside the new one.
+pub const DEMO_KEY_GRACE: Duration = Duration::days(7);
+
+/// The key a `--demo` start prints.
+#[derive(Debug)]
+pub struct DemoKey {
+    pub issued: IssuedKey,
+    /// Whether the demo user existed, its previous key now in its grace period.
+    pub rolled: bool,
+}
+
+/// The demo API user's key: made with the user, or, when the user exists, a new one — its key
+/// is shown once, so every `--demo` start prints a key that works. The key the previous start
+/// printed keeps working for [`DEMO_KEY_GRACE`] (a client set up with it goes on), and any
+/// older one stops: at most two keys live.
+pub async fn demo_user(credentials: &Credentials) -> Result<DemoKey, ServiceError> {
     let actor = Actor::full("demo".to_owned());
     match credentials.get(DEMO_USER).await {
         Ok(_) => {
-            credentials
+            let issued = credentials
                 .rotate(
                     &actor,
                     DEMO_USER,
-                    Duration::ZERO,
+                    DEMO_KEY_GRACE,
                     KeySource::default(),
                     NewExpiry::AsBefore,
                 )
-                .await
+                .await?;
+            Ok(DemoKey {
+                issued,
+                rolled: true,
+            })
         }
         Err(ServiceError::NoSuchUser(_)) => {
             let request = CreateApiUser {
@@ -222,7 +239,11 @@ pub async fn demo_user(credentials: &Credentials) -> Result<IssuedKey, ServiceEr
                 ips: ["127.0.0.1", "::1"].map(str::to_owned).to_vec(),
                 ..CreateApiUser::default()
             };
-            credentials.create(&actor, request).await
+            let issued = credentials.create(&actor, request).await?;
+            Ok(DemoKey {
+                issued,
+                rolled: false,
+            })
         }
         Err(e) => Err(e),
     }

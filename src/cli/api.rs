@@ -12,7 +12,7 @@ use crate::domain::history::{HistoryQuery, OutcomeFilter};
 use crate::domain::ids::SessionId;
 use crate::store::Db;
 use clap::Subcommand;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal, Read};
 use std::sync::Arc;
 use time::Duration;
 
@@ -132,15 +132,26 @@ fn key_source(from_stdin: bool, length: usize) -> Result<KeySource, CliError> {
     if !from_stdin {
         return Ok(KeySource::Generate { length });
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| CliError::Usage(format!("cannot read the key from stdin: {e}")))?;
-    let line = line.trim_end_matches(['\n', '\r']);
+    // A line typed at a terminal; from a pipe, all of it, which must be the key alone: a
+    // second line (a file of several keys, a key and its note) is refused, not dropped.
+    let mut input = String::new();
+    let stdin = std::io::stdin();
+    let read = if stdin.is_terminal() {
+        stdin.lock().read_line(&mut input)
+    } else {
+        stdin.lock().take(1 << 20).read_to_string(&mut input)
+    };
+    read.map_err(|e| CliError::Usage(format!("cannot read the key from stdin: {e}")))?;
+    let mut lines = input.lines();
+    let line = lines.next().unwrap_or_default();
     if line.is_empty() {
         return Err(CliError::Usage(
             "--key-stdin reads the key from standard input, which gave none".to_owned(),
+        ));
+    }
+    if lines.any(|more| !more.trim().is_empty()) {
+        return Err(CliError::Invalid(
+            "key: standard input holds more than one line; give the key alone".to_owned(),
         ));
     }
     let key = ApiKey::import(line).map_err(|e| CliError::Invalid(format!("key: {e}")))?;

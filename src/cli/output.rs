@@ -129,11 +129,14 @@ impl Output {
             let admin = first_admin
                 .as_ref()
                 .map(|(username, password)| json!({ "username": username, "password": password }));
-            let demo = demo.as_ref().map(|issued| {
+            let demo = demo.as_ref().map(|demo| {
+                let issued = &demo.issued;
                 json!({
                     "username": issued.user.username,
                     "scopes": issued.user.scopes.to_string(),
                     "key": issued.key.expose(),
+                    "rolled": demo.rolled,
+                    "stopped_now": issued.stopped_now,
                 })
             });
             say!(
@@ -169,7 +172,8 @@ impl Output {
         if *seeded {
             say!("Demo: seeded the store with products, customers and orders.");
         }
-        if let Some(issued) = demo {
+        if let Some(demo) = demo {
+            let issued = &demo.issued;
             let key = issued.key.expose();
             say!();
             say!(
@@ -177,6 +181,17 @@ impl Output {
                 issued.user.username,
                 issued.user.scopes
             );
+            if demo.rolled {
+                say!(
+                    "It existed: this is a new key. The key the previous --demo start printed keeps \
+                     working for {}{}.",
+                    HumanDuration(crate::demo::DEMO_KEY_GRACE),
+                    match issued.stopped_now.as_slice() {
+                        [] => String::new(),
+                        stopped => format!("; older keys stopped now ({})", stopped.join(", ")),
+                    }
+                );
+            }
             say!("Its key, shown once:");
             say!();
             say!("    {key}");
@@ -198,13 +213,15 @@ impl Output {
     }
 
     /// A key made or imported. An imported key (`imported`) is not printed back to the
-    /// terminal that typed or piped it: its hint says which it was.
+    /// terminal or script that typed or piped it (with `--json`, `key` is null): its hint
+    /// says which it was.
     pub fn issued_key(&self, verb: &str, issued: &IssuedKey, now: OffsetDateTime, imported: bool) {
         let key = issued.key.expose();
         if self.json {
             print_json(&json!({
                 "username": issued.user.username,
-                "key": key,
+                "key": (!imported).then_some(key),
+                "imported": imported,
                 "stopped_now": issued.stopped_now,
                 "api_user": issued.user
             }));

@@ -4,7 +4,6 @@ use super::CliError;
 use super::output::Output;
 use crate::clock::SystemClock;
 use crate::config::{Config, MetricsListen, Overrides};
-use crate::credentials::IssuedKey;
 use crate::demo;
 use crate::startup::{App, shutdown_signal};
 use std::sync::Arc;
@@ -26,7 +25,7 @@ pub struct Started {
     pub database_url: String,
     pub first_admin: Option<(String, Option<String>)>,
     pub seeded: bool,
-    pub demo: Option<IssuedKey>,
+    pub demo: Option<demo::DemoKey>,
 }
 
 pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), CliError> {

@@ -104,8 +104,11 @@ async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
             Some(&format!("{legacy}\n")),
         )
         .await;
+    // Not printed back to a script either (its output may end up in a CI log).
     let created = stdout_json(&output);
-    assert_eq!(created["key"], legacy.as_str());
+    assert_eq!(created["key"], Value::Null);
+    assert_eq!(created["imported"], true);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(&legacy));
     assert_eq!(app.get("/api/v1/me", &legacy).await.status(), 200);
     // At a terminal, an imported key is named by its hint, not printed back.
     let named_by_hint = |output: &std::process::Output, key: &str, hint: &str| {
@@ -151,6 +154,19 @@ async fn api_create_takes_length_expiry_rate_limit_and_an_imported_key() {
         .await;
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("64"));
+    // A second line is refused, not dropped.
+    let two = app
+        .cli_with_stdin(
+            &["api", "create", "--username", "two-keys", "--key-stdin"],
+            Some(&format!("{}\n{}\n", "A".repeat(64), "B".repeat(64))),
+        )
+        .await;
+    assert_eq!(two.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&two.stderr).contains("more than one line"));
+    assert_eq!(
+        app.cli(&["api", "show", "two-keys"]).await.status.code(),
+        Some(3)
+    );
 }
 
 #[tokio::test]

@@ -200,13 +200,40 @@ async fn serve_json_prints_one_line_a_script_can_use() {
     assert_eq!(started["demo"]["username"], "demo");
     let base = started["listening"].as_str().expect("address");
     assert_eq!(started["metrics"], format!("{base}/metrics"));
+    let status_of = |base: String, key: String| async move {
+        let me = Client::new()
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("call");
+        me.status()
+    };
     let key = started["demo"]["key"].as_str().expect("key");
-    let me = Client::new()
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("call");
-    assert_eq!(me.status(), 200);
+    assert_eq!(status_of(base.to_owned(), key.to_owned()).await, 200);
+    assert_eq!(started["demo"]["rolled"], false);
+    child.kill().await.expect("stop");
+    child.wait().await.expect("stopped");
+
+    // Started again on the same store, the demo prints a new key, and the one a client was set
+    // up with keeps working beside it; at a third start the first one stops.
+    let (mut child, again) = crate::helpers::serve_json(dir.path(), &["--demo"]).await;
+    assert_eq!(again["demo_seeded"], false);
+    assert_eq!(again["demo"]["rolled"], true);
+    let base = again["listening"].as_str().expect("address").to_owned();
+    let second = again["demo"]["key"].as_str().expect("key").to_owned();
+    assert_ne!(second, key);
+    assert_eq!(status_of(base.clone(), key.to_owned()).await, 200);
+    assert_eq!(status_of(base, second.clone()).await, 200);
+    child.kill().await.expect("stop");
+    child.wait().await.expect("stopped");
+    let (mut child, third) = crate::helpers::serve_json(dir.path(), &["--demo"]).await;
+    assert_eq!(
+        third["demo"]["stopped_now"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let base = third["listening"].as_str().expect("address").to_owned();
+    assert_eq!(status_of(base.clone(), key.to_owned()).await, 401);
+    assert_eq!(status_of(base, second).await, 200);
     child.kill().await.expect("stop");
 }
