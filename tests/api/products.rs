@@ -580,6 +580,8 @@ async fn updated_at_moves_only_when_a_value_changes() {
         ("/api/v1/products/1", json!({"description": "new"})),
         ("/api/v1/customers/1", json!({"phone": "+1 555"})),
         ("/api/v1/customers/1", json!({"email": "ada@example.org"})),
+        // Emails are unique whatever their case, but a change of case is a change.
+        ("/api/v1/customers/1", json!({"email": "Ada@Example.org"})),
     ] {
         let before = read(path).await;
         app.clock.advance(time::Duration::minutes(1));

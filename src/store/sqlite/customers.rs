@@ -75,7 +75,7 @@ impl CustomerStore for SqliteStore {
             // `updated_at` moves only when a value does (see the products').
             "UPDATE customers SET name = coalesce(?1, name), email = coalesce(?2, email), \
              phone = CASE WHEN ?3 THEN ?4 ELSE phone END, \
-             updated_at = CASE WHEN coalesce(?1, name) IS NOT name OR coalesce(?2, email) IS NOT email \
+             updated_at = CASE WHEN coalesce(?1, name) IS NOT name OR coalesce(?2, email) IS NOT email COLLATE BINARY \
              OR (?3 AND ?4 IS NOT phone) THEN ?5 ELSE updated_at END WHERE id = ?6",
         )
         .bind(&patch.name)
