@@ -189,7 +189,9 @@ async fn execute(
                 ips: args.ips,
                 rate_limit_per_minute: args.rate_limit,
                 management: args.management,
-                expires_in: args.expires.map(|d| d.0),
+                expires_in: args
+                    .expires
+                    .map_or(NewExpiry::AsBefore, |d| NewExpiry::In(d.0)),
             };
             let issued = credentials.create(actor, request).await?;
             out.issued_key("Created", &issued, credentials.now(), imported);

@@ -260,7 +260,8 @@ pub async fn create(
             length: parse_number("key_length", &fields.get("key_length"), &mut errors)
                 .unwrap_or(DEFAULT_KEY_LEN),
         },
-        expires_in: parse_expiry(&fields.get("expires"), &mut errors),
+        expires_in: parse_expiry(&fields.get("expires"), &mut errors)
+            .map_or(NewExpiry::AsBefore, NewExpiry::In),
     };
     let result = if errors.is_empty() {
         state.credentials.create(&signed.actor(), request).await

@@ -101,8 +101,16 @@ impl Credentials {
             (Ok(()), None) => return Err(ServiceError::invalid("username", "is required")),
         };
         actor.authority.may_grant(&scopes, request.management)?;
-        let (key, mut stored) = self.new_key(request.key, request.expires_in)?;
-        within_issuer(actor, &mut stored, request.expires_in.is_some())?;
+        let expires_in = match request.expires_in {
+            NewExpiry::In(duration) => Some(duration),
+            NewExpiry::Never | NewExpiry::AsBefore => None,
+        };
+        let (key, mut stored) = self.new_key(request.key, expires_in)?;
+        within_issuer(
+            actor,
+            &mut stored,
+            request.expires_in != NewExpiry::AsBefore,
+        )?;
         let user = NewApiUser {
             username,
             description,

@@ -69,7 +69,9 @@ pub struct CreateApiUser {
     pub rate_limit_per_minute: Option<u32>,
     pub management: bool,
     pub key: KeySource,
-    pub expires_in: Option<Duration>,
+    /// [`NewExpiry::AsBefore`] when none was asked for: no expiry, or, made with an expiring
+    /// management key, that key's (where asking for more is refused).
+    pub expires_in: NewExpiry,
 }
 
 impl Default for CreateApiUser {
@@ -84,7 +86,7 @@ impl Default for CreateApiUser {
             rate_limit_per_minute: None,
             management: false,
             key: KeySource::default(),
-            expires_in: None,
+            expires_in: NewExpiry::AsBefore,
         }
     }
 }

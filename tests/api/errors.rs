@@ -29,7 +29,7 @@ async fn every_credential_failure_gives_the_same_401_and_the_history_keeps_the_r
         .api_user_with(CreateApiUser {
             username: "shortlived".into(),
             ips: vec!["127.0.0.1".into()],
-            expires_in: Some(time::Duration::hours(1)),
+            expires_in: keyward::credentials::NewExpiry::In(time::Duration::hours(1)),
             ..CreateApiUser::default()
         })
         .await;

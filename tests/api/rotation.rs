@@ -63,7 +63,7 @@ async fn a_grace_period_never_outlives_the_old_keys_own_expiry() {
         .api_user_with(CreateApiUser {
             username: "soon".into(),
             ips: vec!["127.0.0.1".into()],
-            expires_in: Some(Duration::hours(1)),
+            expires_in: keyward::credentials::NewExpiry::In(Duration::hours(1)),
             ..CreateApiUser::default()
         })
         .await;

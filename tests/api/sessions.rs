@@ -180,7 +180,7 @@ async fn a_session_ends_when_its_key_expires() {
         .api_user_with(CreateApiUser {
             username: "expiring".into(),
             ips: vec!["127.0.0.1".into()],
-            expires_in: Some(Duration::minutes(30)),
+            expires_in: keyward::credentials::NewExpiry::In(Duration::minutes(30)),
             ..CreateApiUser::default()
         })
         .await;

@@ -349,7 +349,7 @@ async fn an_expiring_key_is_alerted_once() {
     let created = add_webhook(&app, &receiver, &["key.expiring"]).await;
     app.api_user_with(CreateApiUser {
         username: "erp".into(),
-        expires_in: Some(time::Duration::days(10)),
+        expires_in: keyward::credentials::NewExpiry::In(time::Duration::days(10)),
         ..CreateApiUser::default()
     })
     .await;
@@ -378,7 +378,7 @@ async fn an_expiring_key_is_alerted_once() {
     app.clock.advance(time::Duration::hours(2));
     app.api_user_with(CreateApiUser {
         username: "pos".into(),
-        expires_in: Some(time::Duration::days(3)),
+        expires_in: keyward::credentials::NewExpiry::In(time::Duration::days(3)),
         ..CreateApiUser::default()
     })
     .await;

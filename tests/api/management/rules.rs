@@ -282,7 +282,7 @@ async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_no_key_a_managem
             scopes: vec!["api_users:write".to_owned(), "orders:read".to_owned()],
             ips: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
             management: true,
-            expires_in: Some(time::Duration::days(90)),
+            expires_in: keyward::credentials::NewExpiry::In(time::Duration::days(90)),
             ..Default::default()
         })
         .await;
@@ -328,7 +328,9 @@ async fn a_rotated_key_lasts_as_long_as_the_one_it_replaces_and_no_key_a_managem
         refused_expiry(rotate("erp", json!({ "expires_in": longer })).await);
         refused_expiry(rotate(MANAGER, json!({ "expires_in": longer })).await);
     }
-    refused_expiry(create(json!({"username": "long", "expires_in": "365d"})).await);
+    for longer in ["365d", "never"] {
+        refused_expiry(create(json!({"username": "long", "expires_in": longer})).await);
+    }
     // ...by default, cut to its own end.
     assert_eq!(create(json!({"username": "short"})).await.0, 201);
     let own_end = |username: &'static str| {

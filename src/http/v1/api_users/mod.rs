@@ -26,7 +26,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use time::Duration;
 use utoipa::IntoParams;
 use views::{
     ApiUserListItem, ApiUserPatch, ApiUserView, IssuedKeyView, NewApiUserBody, RotateBody,
@@ -44,13 +43,9 @@ fn actor(caller: &Caller, confirm: Option<&str>) -> Actor {
     )
 }
 
-/// A new user's `expires_in`: a duration, or `never` as when it is left out; refused here
-/// under its own name (the service knows the field by the command line's name, `expires`).
-fn expiry(text: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    match NewExpiry::from_field(text).map_err(|e| ApiError::invalid_field("expires_in", e))? {
-        NewExpiry::In(duration) => Ok(Some(duration)),
-        NewExpiry::Never | NewExpiry::AsBefore => Ok(None),
-    }
+/// A key's `expires_in`: a duration or `never`; refused here under its own name.
+fn expiry(text: Option<&str>) -> Result<NewExpiry, ApiError> {
+    NewExpiry::from_field(text).map_err(|e| ApiError::invalid_field("expires_in", e))
 }
 
 /// An answer that carries a new key: never cached, and never kept by the idempotency layer.
@@ -284,8 +279,7 @@ pub async fn rotate(
             &username,
             grace,
             key,
-            NewExpiry::from_field(body.expires_in.as_deref())
-                .map_err(|e| ApiError::invalid_field("expires_in", e))?,
+            expiry(body.expires_in.as_deref())?,
         )
         .await?;
     let view = IssuedKeyView::new(&issued, state.auth.usage(), state.clock.now());
