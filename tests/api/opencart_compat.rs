@@ -518,8 +518,19 @@ async fn keys_in_urls_are_refused_on_both_entries_and_tokens_only_here() {
     .await;
     assert_eq!(body, json!({ "error": PERMISSION }));
     assert_eq!(app.last_outcome().await, "secret_in_query");
-
+    // The key as a login's `key` on another route, or under any other name, with a token or
+    // without one.
     let token = login3(&app, "careless", &key).await;
+    for query in [
+        format!("route=api/order/info&order_id={order}&key={key}"),
+        format!("route=api/order/info&order_id={order}&api_token={token}&key={key}"),
+        format!("route=api/order/info&order_id={order}&api_token={token}&note={key}"),
+    ] {
+        let (_, body) = json_of(form(&app, &query, &[]).await).await;
+        assert_eq!(body, json!({ "error": PERMISSION }), "{query}");
+        assert_eq!(app.last_outcome().await, "secret_in_query", "{query}");
+    }
+
     let v1 = app
         .request(
             Method::GET,

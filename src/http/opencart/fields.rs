@@ -66,6 +66,17 @@ impl Fields {
     /// token as in the write-up of OpenCart's mix-up, gets the one that is a session token;
     /// two different session tokens are refused.
     pub fn token(&self) -> Result<Secret, ApiError> {
+        // A key written into the URL — as the login's `key`, where the token belongs, or in
+        // any other parameter — is refused like any secret in a URL, so the history tells the
+        // admin that this key has leaked into logs.
+        let key_in_url = self.get("key").is_some()
+            || self
+                .get
+                .iter()
+                .any(|(_, value)| value.starts_with(crate::domain::api_key::KEY_PREFIX));
+        if key_in_url {
+            return Err(ApiError::secret_in_query());
+        }
         let candidates = [
             (self.get("api_token"), true),
             (self.post("api_token"), false),
@@ -84,16 +95,11 @@ impl Fields {
         {
             return Err(ApiError::unauthorized(Outcome::MalformedCredentials));
         }
-        let (token, in_url) = present
+        let (token, _) = present
             .clone()
             .find(|(v, _)| v.starts_with(TOKEN_PREFIX))
             .or_else(|| present.clone().next())
             .ok_or_else(|| ApiError::unauthorized(Outcome::MissingCredentials))?;
-        // A key written into the URL where the token belongs is refused like any secret in a
-        // URL, so the history tells the admin that this key has leaked into logs.
-        if in_url && token.starts_with(crate::domain::api_key::KEY_PREFIX) {
-            return Err(ApiError::secret_in_query());
-        }
         Ok(Secret::new(token.to_owned()))
     }
 }
