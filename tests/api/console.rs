@@ -354,6 +354,7 @@ async fn console_pages_carry_the_security_headers() {
     assert!(headers.contains_key("referrer-policy"));
     assert_eq!(headers["cache-control"], "no-store");
     let css = console.get("/admin/assets/console.css").await;
+    assert_eq!(css.headers()["cache-control"], "public, max-age=3600");
     assert!(
         css.headers()["content-type"]
             .to_str()
@@ -396,6 +397,7 @@ async fn the_history_exports_as_csv_and_shows_refusals_in_words() {
         .await;
     assert!(!refused.contains("GET /api/v1/products"));
     let csv = console.get("/admin/apis/exported/history.csv").await;
+    assert_eq!(csv.headers()["cache-control"], "no-store", "it holds addresses");
     assert!(
         csv.headers()["content-disposition"]
             .to_str()
