@@ -414,6 +414,15 @@ impl Output {
 
     pub fn history(&self, rows: &[HistoryRecord]) {
         if self.json {
+            // Each row as the Management API gives it: with its outcome in words.
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    let mut value = json!(row);
+                    value["reason"] = json!(row.reason());
+                    value
+                })
+                .collect();
             print_json(&rows);
             return;
         }

@@ -103,7 +103,7 @@ impl Outcome {
             Self::Ok => "Answered",
             Self::MissingCredentials => "No credentials were sent",
             Self::MalformedCredentials => {
-                "The credentials could not be read: a malformed Authorization or X-Api-Token header, or more than one credential"
+                "The credentials could not be read: a malformed key, token or header, or more than one credential"
             }
             Self::SecretInQuery => "A key or token was sent in the URL instead of a header",
             Self::UnknownUser => "No API user has this username",
@@ -235,6 +235,15 @@ pub struct HistoryRecord {
     pub date_modified: OffsetDateTime,
     pub duration_ms: f64,
     pub request_id: String,
+}
+
+impl HistoryRecord {
+    /// The outcome in words (empty for an outcome this version does not know).
+    pub fn reason(&self) -> &'static str {
+        self.outcome
+            .parse::<Outcome>()
+            .map_or("", Outcome::describe)
+    }
 }
 
 /// Which outcomes a history query wants.

@@ -795,6 +795,12 @@ async fn a_refusal_no_user_can_be_tied_to_is_found_by_its_request_id() {
 
     assert_eq!(rows.as_array().expect("rows").len(), 1);
     assert_eq!(rows[0]["outcome"], "malformed_credentials");
+    assert!(
+        rows[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("malformed key")),
+        "the outcome in words, as the Management API gives it: {rows}"
+    );
     let refused = stdout_json(
         &app.cli(&["history", "list", "--outcome", "refused", "--json"])
             .await,

@@ -397,7 +397,11 @@ async fn the_history_exports_as_csv_and_shows_refusals_in_words() {
         .await;
     assert!(!refused.contains("GET /api/v1/products"));
     let csv = console.get("/admin/apis/exported/history.csv").await;
-    assert_eq!(csv.headers()["cache-control"], "no-store", "it holds addresses");
+    assert_eq!(
+        csv.headers()["cache-control"],
+        "no-store",
+        "it holds addresses"
+    );
     assert!(
         csv.headers()["content-disposition"]
             .to_str()

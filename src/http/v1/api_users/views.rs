@@ -6,7 +6,7 @@ use crate::credentials::IssuedKey;
 use crate::domain::api_user::{
     ApiUser, ApiUserSummary, Environment, KeyInfo, SessionRecord, Status,
 };
-use crate::domain::history::{HistoryRecord, Outcome};
+use crate::domain::history::HistoryRecord;
 use crate::domain::ip_rule::IpRule;
 use crate::domain::validation::{empty_if_null, not_null};
 use serde::{Deserialize, Serialize};
@@ -377,10 +377,7 @@ impl From<HistoryRecord> for HistoryRow {
     fn from(record: HistoryRecord) -> Self {
         Self {
             id: record.id,
-            reason: record
-                .outcome
-                .parse::<Outcome>()
-                .map_or("", Outcome::describe),
+            reason: record.reason(),
             api_user_id: record.api_user_id.map(|id| id.0),
             username: record.username,
             key_hint: record.key_hint,
