@@ -100,6 +100,28 @@ async fn a_kill_dash_nine_under_load_loses_no_answered_calls_history() {
     assert_eq!(integrity, "ok");
 }
 
+/// A SQLite file held under `BEGIN EXCLUSIVE` by another connection, as another process would.
+struct Locked(sqlx::pool::PoolConnection<sqlx::Sqlite>);
+
+impl Locked {
+    async fn take(url: &str) -> Self {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("pool");
+        let mut connection = pool.acquire().await.expect("connection");
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut *connection)
+            .await
+            .expect("lock");
+        Self(connection)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut *self.0)
+            .await
+            .expect("unlock");
+    }
+}
+
 #[tokio::test]
 async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
     let app = spawn_app().await;
@@ -108,30 +130,56 @@ async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
         return;
     }
     let key = app.api_user("patient", &["products:write"]).await;
-    let locker = sqlx::SqlitePool::connect(&app.database_url)
-        .await
-        .expect("pool");
-    let mut lock = locker.acquire().await.expect("connection");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = Locked::take(&app.database_url).await;
 
     let response = app.get("/api/v1/me", &key).await;
     let (status, body) = error_of(response).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "unavailable");
 
-    sqlx::query("ROLLBACK")
-        .execute(&mut *lock)
-        .await
-        .expect("unlock");
-    drop(lock);
+    lock.release().await;
     assert_eq!(
         app.get("/api/v1/me", &key).await.status(),
         200,
         "recovered without a restart"
     );
+}
+
+#[tokio::test]
+async fn a_call_waiting_on_a_locked_database_is_answered_within_the_request_timeout() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Settings {
+        request_timeout: "2s",
+        ..Default::default()
+    })
+    .await;
+    if app.on_postgres() {
+        return;
+    }
+    let key = app.api_user("hurried", &["products:write"]).await;
+    let lock = Locked::take(&app.database_url).await;
+
+    // A read and a change: their calls end or fail soon enough, but each row's commit waits for
+    // the lock (SQLite's 5 s of retrying, more than once): the answer must not wait with it.
+    let started = std::time::Instant::now();
+    let change = app
+        .bearer(reqwest::Method::POST, "/api/v1/products/stock", &key)
+        .header("Idempotency-Key", "count-1")
+        .json(&serde_json::json!({"items": [{"sku": "NONE", "quantity": 1}]}))
+        .send();
+    let (read, change) = tokio::join!(app.get("/api/v1/me", &key), change);
+    let waited = started.elapsed();
+    for response in [read, change.expect("change")] {
+        let (status, body) = error_of(response).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+    }
+    assert!(
+        waited < Duration::from_secs(5),
+        "answered after {waited:?}, past the 2 s request timeout"
+    );
+
+    lock.release().await;
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
 }
 
 #[tokio::test]
