@@ -1,5 +1,6 @@
 //! Admin users and roles, and the admin audit log: administrators only.
 
+use super::Form;
 use super::apis::flash;
 use super::session::Administrator;
 use super::view::when;
@@ -9,7 +10,6 @@ use crate::domain::api_user::Status;
 use crate::domain::secret::Secret;
 use crate::http::AppState;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

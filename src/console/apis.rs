@@ -1,6 +1,7 @@
 //! System → Users → APIs: the list, Add New, and an API user's page with its settings, key,
 //! IP rules, usage and sessions.
 
+use super::Form;
 use super::chart::usage_chart;
 use super::session::{Manager, Signed};
 use super::view::{
@@ -18,7 +19,6 @@ use crate::domain::scope::Scopes;
 use crate::domain::validation::FieldError;
 use crate::http::AppState;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

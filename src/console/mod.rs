@@ -205,6 +205,26 @@ pub enum ConsoleError {
     Internal,
 }
 
+/// A form's body, as `axum::Form` reads it; one it cannot read (a field missing or of the
+/// wrong kind, a body that is not a form) is refused with a console page naming what is
+/// wrong, not axum's plain text.
+pub struct Form<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Form<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Form::<T>::from_request(request, state)
+            .await
+            .map(|axum::Form(value)| Self(value))
+            .map_err(|rejection| ConsoleError::BadRequest(rejection.body_text()))
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/error.html")]
 struct ErrorPage {

@@ -242,7 +242,7 @@ pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<LoginForm>,
+    super::Form(form): super::Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
     let retry = |error: String, username: &str| {
         let csrf = random_base62(32);

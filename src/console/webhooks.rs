@@ -2,6 +2,7 @@
 //! enable, disable, delete, test and retry. Signing secrets are shown once, on the answer to
 //! the form that made them.
 
+use super::Form;
 use super::apis::flash;
 use super::session::{Administrator, Signed};
 use super::view::{Fields, when};
@@ -13,7 +14,6 @@ use crate::domain::webhook::{DeliveryQuery, DeliveryState, EventType, Webhook};
 use crate::http::AppState;
 use crate::webhooks::{AddWebhook, CreatedWebhook, WebhookError};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};

@@ -449,6 +449,17 @@ async fn refused_addresses_are_suggested_and_allowed_with_one_click() {
         )
         .await;
     assert_eq!(allowed.status(), StatusCode::SEE_OTHER);
+    // A form without its field is a console page saying which, not axum's plain text.
+    let incomplete = console
+        .submit("/admin/apis/moving/history", "/admin/apis/moving/ips", &[])
+        .await;
+    assert_eq!(incomplete.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(incomplete.headers()["cache-control"], "no-store");
+    let page = incomplete.text().await.expect("page");
+    assert!(
+        page.contains("<html") && page.contains("missing field `rule`"),
+        "{page}"
+    );
 
     let again = app
         .bearer(reqwest::Method::GET, "/api/v1/me", &key)
