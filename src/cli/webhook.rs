@@ -100,6 +100,19 @@ pub async fn run(
     result
 }
 
+/// Names, on stderr (`--json` keeps its stdout a document), each webhook whose signing secret
+/// does not open with the webhook key in effect.
+async fn warn_sealed_elsewhere(webhooks: &Webhooks, listed: &[Webhook]) -> Result<(), CliError> {
+    for id in webhooks.sealed_under_another_key(listed).await? {
+        eprintln!(
+            "note: the signing secret of webhook {id} does not open with the webhook key in \
+             effect (was it changed?): its deliveries fail until the key is restored or its \
+             secret is rolled (keyward webhook roll-secret {id})"
+        );
+    }
+    Ok(())
+}
+
 async fn execute(
     command: WebhookCommand,
     webhooks: &Webhooks,
@@ -118,18 +131,14 @@ async fn execute(
                 events,
             };
             out.webhook_created(&webhooks.add(actor, request).await?);
+            // Added under a key the others were not sealed with: say so now, not at the next
+            // list (restoring their key would then leave this one unopened).
+            warn_sealed_elsewhere(webhooks, &webhooks.list().await?).await?;
         }
         WebhookCommand::List => {
             let listed = webhooks.list().await?;
             out.webhooks(&listed);
-            for id in webhooks.sealed_under_another_key(&listed).await? {
-                // On stderr: `--json` keeps its stdout a document.
-                eprintln!(
-                    "note: the signing secret of webhook {id} does not open with the webhook key \
-                     in effect (was it changed?): its deliveries fail until the key is restored \
-                     or its secret is rolled (keyward webhook roll-secret {id})"
-                );
-            }
+            warn_sealed_elsewhere(webhooks, &listed).await?;
         }
         WebhookCommand::Remove { id } => {
             let webhook = webhooks.remove(actor, WebhookId(id)).await?;
@@ -172,7 +181,8 @@ async fn execute(
         }
         WebhookCommand::Retry { delivery } => {
             let record = webhooks.retry(actor, DeliveryId(delivery)).await?;
-            out.retried(&record);
+            let enabled = webhooks.get(record.webhook_id).await?.status == Status::Enabled;
+            out.retried(&record, enabled);
         }
     }
     Ok(())
@@ -328,12 +338,21 @@ impl Output {
         );
     }
 
-    fn retried(&self, delivery: &DeliveryRecord) {
+    fn retried(&self, delivery: &DeliveryRecord, enabled: bool) {
         if self.json {
-            print_json(&json!({ "ok": true, "delivery": delivery }));
+            print_json(&json!({ "ok": true, "delivery": delivery, "webhook_enabled": enabled }));
         } else {
+            let when = if enabled {
+                "a running server sends it at once".to_owned()
+            } else {
+                format!(
+                    "the webhook is disabled: it is sent once the webhook is enabled \
+                     (keyward webhook enable {})",
+                    delivery.webhook_id
+                )
+            };
             say!(
-                "Delivery {} ({} to webhook {}) is queued again; a running server sends it at once.",
+                "Delivery {} ({} to webhook {}) is queued again; {when}.",
                 delivery.id,
                 delivery.event_type,
                 delivery.webhook_id

@@ -340,6 +340,17 @@ async fn a_rolled_secret_signs_beside_the_new_one_for_its_grace_then_stops() {
         app.cli_with_env(&["webhook", "list", "--json"], &env).await
     ));
     assert!(noted(app.cli(&["webhook", "list", "--json"]).await));
+    // Adding one under a key the others were not sealed with says so at once.
+    assert!(noted(
+        app.cli(&[
+            "webhook",
+            "add",
+            "--url",
+            "https://example.com/hook",
+            "--json"
+        ])
+        .await
+    ));
 }
 
 #[tokio::test]
@@ -612,6 +623,21 @@ async fn a_disabled_endpoint_gets_nothing_until_it_is_enabled() {
         .expect("test");
     receiver.wait_for("webhook.test", 1).await;
     assert!(receiver.of_type("key.exposed").is_empty());
+
+    // A delivery retried by hand while its endpoint is disabled waits for it, and says so.
+    let sent = wait_until(&app, |d| d.state == DeliveryState::Delivered).await;
+    app.webhooks
+        .set_status(
+            &Actor::system(),
+            created.webhook.id,
+            keyward::domain::api_user::Status::Disabled,
+        )
+        .await
+        .expect("disable");
+    let retried = app.cli(&["webhook", "retry", &sent.id.to_string()]).await;
+    assert!(retried.status.success());
+    let said = String::from_utf8_lossy(&retried.stdout);
+    assert!(said.contains("sent once the webhook is enabled"), "{said}");
 }
 
 /// The signing secret on the console's page that shows it once.
