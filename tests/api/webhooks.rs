@@ -589,14 +589,7 @@ async fn a_disabled_endpoint_gets_nothing_until_it_is_enabled() {
     let app = spawn_app().await;
     let receiver = Receiver::start().await;
     let created = add_webhook(&app, &receiver, &["key.exposed"]).await;
-    app.webhooks
-        .set_status(
-            &Actor::system(),
-            created.webhook.id,
-            keyward::domain::api_user::Status::Disabled,
-        )
-        .await
-        .expect("disable");
+    set_status(&app, &created, keyward::domain::api_user::Status::Disabled).await;
     let key = app.api_user("erp", &[]).await;
 
     let reported = app
@@ -609,14 +602,7 @@ async fn a_disabled_endpoint_gets_nothing_until_it_is_enabled() {
     // A disabled endpoint is not subscribed: the event is not queued for it at all.
     assert!(deliveries(&app, None).await.is_empty());
 
-    app.webhooks
-        .set_status(
-            &Actor::system(),
-            created.webhook.id,
-            keyward::domain::api_user::Status::Enabled,
-        )
-        .await
-        .expect("enable");
+    set_status(&app, &created, keyward::domain::api_user::Status::Enabled).await;
     app.webhooks
         .send_test(&Actor::system(), created.webhook.id)
         .await
@@ -626,18 +612,22 @@ async fn a_disabled_endpoint_gets_nothing_until_it_is_enabled() {
 
     // A delivery retried by hand while its endpoint is disabled waits for it, and says so.
     let sent = wait_until(&app, |d| d.state == DeliveryState::Delivered).await;
-    app.webhooks
-        .set_status(
-            &Actor::system(),
-            created.webhook.id,
-            keyward::domain::api_user::Status::Disabled,
-        )
-        .await
-        .expect("disable");
+    set_status(&app, &created, keyward::domain::api_user::Status::Disabled).await;
     let retried = app.cli(&["webhook", "retry", &sent.id.to_string()]).await;
     assert!(retried.status.success());
     let said = String::from_utf8_lossy(&retried.stdout);
     assert!(said.contains("sent once the webhook is enabled"), "{said}");
+}
+
+async fn set_status(
+    app: &TestApp,
+    created: &CreatedWebhook,
+    status: keyward::domain::api_user::Status,
+) {
+    app.webhooks
+        .set_status(&Actor::system(), created.webhook.id, status)
+        .await
+        .expect("set the status");
 }
 
 /// The signing secret on the console's page that shows it once.
