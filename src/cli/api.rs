@@ -3,7 +3,7 @@
 use super::CliError;
 use super::output::Output;
 use crate::clock::SystemClock;
-use crate::credentials::{CreateApiUser, Credentials, KeySource, NewExpiry};
+use crate::credentials::{CreateApiUser, Credentials, KeySource, NewExpiry, UpdateApiUser};
 use crate::domain::admin::Actor;
 use crate::domain::api_key::{ApiKey, DEFAULT_KEY_LEN};
 use crate::domain::api_user::{Environment, Status};
@@ -39,6 +39,8 @@ pub enum ApiCommand {
     /// Add or remove IP rules
     #[command(subcommand)]
     Ip(IpCommand),
+    /// Change the description, environment, rate limit or management flag
+    Update(UpdateArgs),
     /// Set the scopes (replaces the list; give no scope at all to clear it)
     Scopes {
         name: String,
@@ -100,6 +102,22 @@ pub struct CreateArgs {
     /// Create the user disabled
     #[arg(long)]
     disabled: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+pub struct UpdateArgs {
+    name: String,
+    #[arg(long, group = "change")]
+    description: Option<String>,
+    #[arg(long, group = "change")]
+    environment: Option<Environment>,
+    /// Calls per minute
+    #[arg(long, value_name = "N", group = "change")]
+    rate_limit: Option<u32>,
+    /// Whether it is a management key, which may hold the api_users:* scopes
+    #[arg(long, value_name = "BOOL", group = "change")]
+    management: Option<bool>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -275,6 +293,17 @@ async fn execute(
                 )));
             }
             out.changed(&format!("Removed {rule} from {name}."), &user);
+        }
+        ApiCommand::Update(args) => {
+            let update = UpdateApiUser {
+                description: args.description,
+                environment: args.environment,
+                rate_limit_per_minute: args.rate_limit,
+                management: args.management,
+                ..UpdateApiUser::default()
+            };
+            let user = credentials.update(actor, &args.name, update).await?;
+            out.changed(&format!("Updated {}.", args.name), &user);
         }
         ApiCommand::Scopes { name, scopes } => {
             let user = credentials.set_scopes(actor, &name, scopes).await?;

@@ -311,6 +311,63 @@ async fn delete_holds_on_the_next_request() {
 }
 
 #[tokio::test]
+async fn update_changes_settings_and_the_rate_limit_holds_on_the_next_request() {
+    let app = spawn_app().await;
+    let key = create(&app, "tuned", &[]).await;
+    let updated = stdout_json(
+        &app.cli(&[
+            "api",
+            "update",
+            "tuned",
+            "--rate-limit",
+            "2",
+            "--description",
+            "Nightly stock sync",
+            "--environment",
+            "staging",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(updated["api_user"]["rate_limit_per_minute"], 2);
+    assert_eq!(updated["api_user"]["description"], "Nightly stock sync");
+    assert_eq!(updated["api_user"]["environment"], "staging");
+    let statuses = [
+        app.get("/api/v1/me", &key).await.status(),
+        app.get("/api/v1/me", &key).await.status(),
+        app.get("/api/v1/me", &key).await.status(),
+    ];
+    assert_eq!(statuses.map(|s| s.as_u16()), [200, 200, 429]);
+
+    // Nothing to change is a mistake in the command; a bad value changes nothing.
+    assert_eq!(
+        app.cli(&["api", "update", "tuned"]).await.status.code(),
+        Some(2)
+    );
+    let refused = app
+        .cli(&[
+            "api",
+            "update",
+            "tuned",
+            "--rate-limit",
+            "0",
+            "--description",
+            "x",
+        ])
+        .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let shown = stdout_json(&app.cli(&["api", "show", "tuned", "--json"]).await);
+    assert_eq!(shown["description"], "Nightly stock sync");
+    assert_eq!(
+        app.cli(&["api", "update", "nobody", "--rate-limit", "5"])
+            .await
+            .status
+            .code(),
+        Some(3)
+    );
+}
+
+#[tokio::test]
 async fn scopes_sets_the_list_and_refuses_unknown_ones() {
     let app = spawn_app().await;
     let key = create(&app, "scoped", &[]).await;
