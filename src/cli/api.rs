@@ -212,7 +212,8 @@ async fn execute(
                     .map_or(NewExpiry::AsBefore, |d| NewExpiry::In(d.0)),
             };
             let issued = credentials.create(actor, request).await?;
-            out.issued_key("Created", &issued, credentials.now(), imported);
+            let done = format!("Created API user {}.", issued.user.username);
+            out.issued_key(&done, &issued, credentials.now(), imported);
         }
         ApiCommand::List { search } => out.user_list(
             &credentials.list(search.as_deref()).await?,
@@ -260,21 +261,22 @@ async fn execute(
                 .iter()
                 .filter(|k| k.is_live(now) && Some(k.id) != new_key)
                 .max_by_key(|k| k.id);
-            let verb = match old_key.map(|k| k.expires_at) {
-                _ if grace == Duration::ZERO => "Rotated (the old key stopped at once)".to_owned(),
-                None => "Rotated (no key was live)".to_owned(),
+            let old = match old_key.map(|k| k.expires_at) {
+                _ if grace == Duration::ZERO => "the old key stopped at once".to_owned(),
+                None => "no key was live".to_owned(),
                 // (`now` is read after the roll: a second's leeway.)
                 Some(Some(end)) if end + Duration::SECOND < now + grace => format!(
-                    "Rotated (the old key works until {}, its own expiry, not {} more)",
+                    "the old key works until {}, its own expiry, not {} more",
                     crate::clock::rfc3339(end),
                     HumanDuration(grace)
                 ),
-                Some(_) => format!(
-                    "Rotated (the old key works for {} more)",
-                    HumanDuration(grace)
-                ),
+                Some(_) => format!("the old key works for {} more", HumanDuration(grace)),
             };
-            out.issued_key(&verb, &issued, now, imported);
+            let done = format!(
+                "Rolled the key of API user {}: {old}.",
+                issued.user.username
+            );
+            out.issued_key(&done, &issued, now, imported);
         }
         ApiCommand::Ip(IpCommand::Add { name, rule }) => {
             let (user, added) = credentials.add_ip(actor, &name, &rule).await?;

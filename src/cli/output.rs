@@ -215,7 +215,7 @@ impl Output {
     /// A key made or imported. An imported key (`imported`) is not printed back to the
     /// terminal or script that typed or piped it (with `--json`, `key` is null): its hint
     /// says which it was.
-    pub fn issued_key(&self, verb: &str, issued: &IssuedKey, now: OffsetDateTime, imported: bool) {
+    pub fn issued_key(&self, done: &str, issued: &IssuedKey, now: OffsetDateTime, imported: bool) {
         let key = issued.key.expose();
         if self.json {
             print_json(&json!({
@@ -227,7 +227,7 @@ impl Output {
             }));
             return;
         }
-        say!("{verb} API user {}.", issued.user.username);
+        say!("{done}");
         say!();
         if imported {
             say!(
@@ -376,11 +376,10 @@ impl Output {
             ),
             (
                 "Last used",
-                format!(
-                    "{} from {}",
-                    when(user.last_used_at),
-                    user.last_used_ip.as_deref().unwrap_or("-")
-                ),
+                match &user.last_used_ip {
+                    Some(ip) => format!("{} from {ip}", when(user.last_used_at)),
+                    None => when(user.last_used_at),
+                },
             ),
             ("Created", when(Some(user.created_at))),
         ];
