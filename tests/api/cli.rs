@@ -775,6 +775,17 @@ async fn errors_go_to_stderr_with_a_nonzero_exit() {
             .is_some_and(|m| m.contains("cannot open")),
         "{error}"
     );
+    // A PostgreSQL server that is not there: why, not only that the wait ran out.
+    let refused = crate::helpers::cli_at(
+        "postgres://keyward@127.0.0.1:1/keyward",
+        dir.path().into(),
+        &["api", "list"],
+        None,
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Connection refused"), "{stderr}");
 }
 
 #[tokio::test]

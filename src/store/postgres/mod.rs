@@ -67,8 +67,24 @@ impl PgStore {
             .idle_timeout(Duration::from_secs(600))
             .max_lifetime(Duration::from_secs(1800))
             .connect_with(connect.clone())
-            .await
-            .map_err(|e| open_error(url, &e))?;
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool retries a refused or unreachable server until its wait is over, and
+            // then says only that it timed out: one connection of its own says why.
+            Err(sqlx::Error::PoolTimedOut) => {
+                use sqlx::Connection as _;
+                let why = match sqlx::PgConnection::connect_with(&connect).await {
+                    Err(error) => error,
+                    Ok(connection) => {
+                        let _ = connection.close().await;
+                        sqlx::Error::PoolTimedOut
+                    }
+                };
+                return Err(open_error(url, &why));
+            }
+            Err(error) => return Err(open_error(url, &error)),
+        };
         migrations::prepare(&MIGRATOR, &pool, options.migrate).await?;
         let feed = Arc::new(ChangeFeed::default());
         let listener = options
