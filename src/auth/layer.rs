@@ -75,10 +75,13 @@ fn unexpected_query(policy: &Policy, route: &str, request: &Request) -> Option<A
     let decoded: Vec<(String, String)> = serde_urlencoded::from_str(first).unwrap_or_default();
     let name = decoded.first().map_or(raw, |(name, _)| name.as_str());
     let name = crate::domain::secret::quoted(name, 40);
-    Some(ApiError::bad_request(format!(
-        "Bad query parameter: `{name}`; {} {route} takes none.",
-        request.method()
-    )))
+    Some(
+        ApiError::bad_request(format!(
+            "Bad query parameter: `{name}`; {} {route} takes none.",
+            request.method()
+        ))
+        .on_field(&name, "is not a parameter of this call"),
+    )
 }
 
 static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");

@@ -163,6 +163,14 @@ impl ApiError {
         )
     }
 
+    /// The field-level detail of a refusal about one field, parameter or header.
+    pub fn on_field(self, field: &str, message: impl Into<String>) -> Self {
+        self.with_details(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
     /// A request the server cannot take in its form (size, media type, method).
     pub fn unacceptable(status: StatusCode, message: impl Into<String>) -> Self {
         Self::new(status, "bad_request", Outcome::BadRequest, message)

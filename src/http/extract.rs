@@ -87,9 +87,10 @@ fn json_error(path: &str, error: serde_json::Error, bytes: &[u8]) -> ApiError {
         };
         ApiError::invalid(vec![FieldError { field, message }])
     } else if error.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
-        ApiError::bad_request("The request needs a JSON body.")
+        ApiError::bad_request("The request needs a JSON body.").on_field("body", "is required")
     } else {
         ApiError::bad_request(format!("The body is not valid JSON: {error}."))
+            .on_field("body", format!("is not valid JSON: {error}"))
     }
 }
 
@@ -203,6 +204,22 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// The parameter serde's refusal of a query names: `unknown field `x`, expected …` or
+/// `limit: invalid digit …`; `query` when it names none.
+fn query_field(text: &str) -> &str {
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        return rest.split('`').next().unwrap_or("query");
+    }
+    match text.split_once(": ") {
+        Some((name, _))
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            name
+        }
+        _ => "query",
+    }
+}
+
 /// Query parameters; a bad one is a 400 naming it.
 pub struct Query<T>(pub T);
 
@@ -217,6 +234,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 let text = rejection.body_text();
                 let text = text.trim_start_matches("Failed to deserialize query string: ");
                 ApiError::bad_request(format!("Bad query parameter: {text}."))
+                    .on_field(query_field(text), text)
             })
     }
 }

@@ -42,6 +42,7 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
     if values.next().is_some() {
         // Which one the client meant is a guess, and a wrong guess replays another answer.
         return ApiError::bad_request("Send one `Idempotency-Key` header, not several.")
+            .on_field("Idempotency-Key", "was sent more than once")
             .into_response();
     }
     let Some(key) = std::str::from_utf8(value.as_bytes())
@@ -51,6 +52,10 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
     else {
         return ApiError::bad_request(
             "`Idempotency-Key` must be 1 to 255 visible ASCII characters (no spaces).",
+        )
+        .on_field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
         )
         .into_response();
     };

@@ -18,6 +18,7 @@ pub fn page_request(limit: Option<i64>, after: Option<&str>) -> Result<PageReque
             .filter(|n| (1..=MAX_LIMIT).contains(n))
             .ok_or_else(|| {
                 ApiError::bad_request(format!("`limit` must be between 1 and {MAX_LIMIT}."))
+                    .on_field("limit", format!("must be between 1 and {MAX_LIMIT}"))
             })?,
     };
     let after = match after {
@@ -26,6 +27,7 @@ pub fn page_request(limit: Option<i64>, after: Option<&str>) -> Result<PageReque
             ApiError::bad_request(
                 "`after` is not a cursor this API returned; pass the `next` of the previous page.",
             )
+            .on_field("after", "is not a cursor this API returned")
         })?),
     };
     // One more than asked tells whether another page follows.
@@ -73,6 +75,7 @@ pub fn timestamp(
                     ApiError::bad_request(format!(
                         "`{name}` must be an RFC 3339 time such as 2026-01-31T12:00:00Z."
                     ))
+                    .on_field(name, "must be an RFC 3339 time")
                 },
             )
         })

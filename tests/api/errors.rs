@@ -446,3 +446,50 @@ async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing
         200
     );
 }
+
+#[tokio::test]
+async fn a_400_names_the_parameter_header_or_body_it_is_about() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user("detailed", &["products:write", "orders:read"])
+        .await;
+    let field_of = |response: reqwest::Response| async move {
+        let (status, body) = error_of(response).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{body}"
+        );
+        body["error"]["details"][0]["field"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a field-level detail: {body}"))
+            .to_owned()
+    };
+    for (path, field) in [
+        ("/api/v1/products?limit=0", "limit"),
+        ("/api/v1/products?limit=x", "limit"),
+        ("/api/v1/products?after=not-a-cursor", "after"),
+        ("/api/v1/products?colour=red", "colour"),
+        ("/api/v1/orders?updated_since=yesterday", "updated_since"),
+        ("/api/v1/orders?status=Lost", "status"),
+        ("/api/v1/me?debug=1", "debug"),
+    ] {
+        assert_eq!(field_of(app.get(path, &key).await).await, field, "{path}");
+    }
+    let broken = app
+        .bearer(Method::POST, "/api/v1/products", &key)
+        .header("Content-Type", "application/json")
+        .body("{\"sku\": ")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(field_of(broken).await, "body");
+    let spaced = app
+        .bearer(Method::POST, "/api/v1/products", &key)
+        .header("Idempotency-Key", "two words")
+        .json(&json!({"sku": "S", "name": "S", "price": "1.00", "quantity": 1}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(field_of(spaced).await, "Idempotency-Key");
+}

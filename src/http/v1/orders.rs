@@ -62,6 +62,7 @@ pub async fn list(
                 ApiError::bad_request(
                     "`status` is not an order status; see GET /api/v1/order-statuses.",
                 )
+                .on_field("status", "is not an order status")
             })?)
         }
     };

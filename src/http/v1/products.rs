@@ -51,8 +51,9 @@ pub async fn list(
         .status
         .as_deref()
         .map(|s| {
-            s.parse::<ProductStatus>()
-                .map_err(|e| ApiError::bad_request(format!("`status`: {e}.")))
+            s.parse::<ProductStatus>().map_err(|e| {
+                ApiError::bad_request(format!("`status`: {e}.")).on_field("status", e.to_string())
+            })
         })
         .transpose()?;
     let filter = ProductFilter {
