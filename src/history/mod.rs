@@ -16,7 +16,7 @@ use crate::domain::ids::SessionId;
 use crate::store::{Db, HistoryWriter, StoreError};
 use crate::telemetry::metrics::HistoryFigures;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,6 +61,8 @@ pub struct WriterStats {
     pub commit_micros: AtomicU64,
     /// Batches that could not be committed.
     pub failures: AtomicU64,
+    /// Whether the last batch could not be committed.
+    pub failing: AtomicBool,
 }
 
 pub struct RecorderTask {
@@ -222,6 +224,7 @@ impl Batch {
     ) {
         books.commit_time.record(elapsed.as_secs_f64());
         let stats = &books.stats;
+        stats.failing.store(result.is_err(), Ordering::Relaxed);
         if result.is_ok() {
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use std::sync::atomic::Ordering;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -26,15 +27,26 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The process can serve: its database answers.
+/// The process can serve: its database answers, and, when the history's last batch could not
+/// be written (every call is then refused), it takes a write again.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
-        Err(error) => {
-            tracing::warn!(error = &error as &dyn std::error::Error, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
-        }
+    if let Err(error) = state.db.ping().await {
+        tracing::warn!(error = &error as &dyn std::error::Error, "not ready");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n");
     }
+    if state.recorder.stats().failing.load(Ordering::Relaxed)
+        && let Err(error) = state.db.ping_write().await
+    {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "not ready: the history cannot be written"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database cannot be written\n",
+        );
+    }
+    (StatusCode::OK, "ready\n")
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

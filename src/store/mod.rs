@@ -67,6 +67,9 @@ pub trait Store:
 {
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+    /// Whether a write can begin now (for `/readyz` while the history cannot be written: a
+    /// SQLite file locked by another process still answers reads).
+    async fn ping_write(&self) -> Result<()>;
     /// The migrations this binary knows, and whether each is applied.
     async fn migration_status(&self) -> Result<MigrationStatus>;
     /// Applies pending migrations. Safe with servers running and with several migrators at

@@ -136,8 +136,15 @@ async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
     let (status, body) = error_of(response).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "unavailable");
+    // Reads still answer, but no call can be recorded: not ready.
+    let ready = || async {
+        let response = app.request(reqwest::Method::GET, "/readyz").send().await;
+        response.expect("readyz").status().as_u16()
+    };
+    assert_eq!(ready().await, 503);
 
     lock.release().await;
+    assert_eq!(ready().await, 200, "ready again, before any call succeeds");
     assert_eq!(
         app.get("/api/v1/me", &key).await.status(),
         200,

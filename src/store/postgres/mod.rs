@@ -135,6 +135,11 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn ping_write(&self) -> Result<()> {
+        // No lock of another process holds PostgreSQL's writes back as a whole.
+        self.ping().await
+    }
+
     async fn migration_status(&self) -> Result<MigrationStatus> {
         let mut conn = self.pool.acquire().await?;
         migrations::status(&MIGRATOR, &mut *conn).await

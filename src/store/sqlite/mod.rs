@@ -221,6 +221,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn ping_write(&self) -> Result<()> {
+        // Begun and left: rolled back as the writer's turn passes.
+        self.begin_write().await.map(drop)
+    }
+
     async fn migration_status(&self) -> Result<MigrationStatus> {
         let mut conn = self.write.acquire().await?;
         migrations::status(&MIGRATOR, &mut *conn).await
