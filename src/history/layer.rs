@@ -122,10 +122,6 @@ where
         .unwrap_or_else(|_| render(ApiError::internal()))
 }
 
-/// How long the row of a call that ran out of time may take to commit before its 503 is sent
-/// without it.
-const ROW_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// A call on its way, with what its history row will say. Dropped before `finish` (its client
 /// hung up mid-call), it still writes the row, as cancelled.
 struct Call {
@@ -200,20 +196,8 @@ impl Call {
         self.state.metrics.record(target, outcome, status, elapsed);
     }
 
-    /// Writes the row of an answered call and waits for its commit, until `deadline`.
-    async fn finish(
-        mut self,
-        mut response: Response,
-        mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
-        timeout: std::time::Duration,
-    ) -> Response {
-        // A call that used all its time gets a moment more for its row, so that its 503 is on
-        // record before it is sent whenever the database answers.
-        if deadline.is_elapsed() {
-            deadline
-                .as_mut()
-                .reset(tokio::time::Instant::now() + ROW_GRACE);
-        }
+    /// Writes the row of an answered call and waits for its commit.
+    async fn finish(mut self, mut response: Response) -> Response {
         self.finished = true;
         let info = response
             .extensions_mut()
@@ -229,17 +213,13 @@ impl Call {
         let session = response.extensions_mut().remove::<PendingSession>();
         let (entry, target) = self.entry(info, status, outcome);
         self.uncounted = Some((target, outcome, status));
-        let committed = tokio::select! {
-            biased;
-            written = self.state.recorder.record(entry, session) => {
-                written.map_err(|_| ApiError::history_unavailable())
-            }
-            () = deadline => Err(ApiError::timed_out(timeout)),
-        };
-        let (response, outcome) = match committed {
+        let (response, outcome) = match self.state.recorder.record(entry, session).await {
             Ok(()) => (response, outcome),
             // An answer without its history row would break the audit trail: withhold it.
-            Err(error) => ((self.state.render)(error), Outcome::Unavailable),
+            Err(_) => (
+                (self.state.render)(ApiError::history_unavailable()),
+                Outcome::Unavailable,
+            ),
         };
         self.uncounted = None;
         self.count(target, outcome, response.status().as_u16());
@@ -277,17 +257,12 @@ where
     // Boxed where it is made: the call's future is large, and each future that holds it
     // would otherwise be copied whole as it moves into the next.
     let run = std::panic::AssertUnwindSafe(Box::pin(call(request))).catch_unwind();
-    // One deadline for the call and its row's commit: the client has its answer within
-    // `request_timeout` even when the database holds the commit (the row is still written
-    // once it can be).
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let response = tokio::select! {
-        biased;
-        answered = run => answered.unwrap_or_else(|_| render(ApiError::internal())),
-        () = &mut deadline => render(ApiError::timed_out(timeout)),
+    let response = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => render(ApiError::internal()),
+        Err(_) => render(ApiError::timed_out(timeout)),
     };
-    record.finish(response, deadline, timeout).await
+    record.finish(response).await
 }
 
 fn outcome_of(status: StatusCode) -> Outcome {
