@@ -360,6 +360,16 @@ async fn open_for(
             file.display()
         )));
     }
+    // A new file would have no schema, which this rule refuses: refused before it is made.
+    if let Some(file) = &missing
+        && migrate == store::OnOpen::Require
+    {
+        return Err(CliError::Usage(format!(
+            "no database at {}, and auto_migrate = false leaves its schema to `keyward migrate`: \
+             run that first",
+            file.display()
+        )));
+    }
     let db = open_with(config, migrate).await?;
     if let Some(file) = missing
         && !out.is_json()

@@ -132,8 +132,11 @@ async fn execute(
             };
             out.webhook_created(&webhooks.add(actor, request).await?);
             // Added under a key the others were not sealed with: say so now, not at the next
-            // list (restoring their key would then leave this one unopened).
-            warn_sealed_elsewhere(webhooks, &webhooks.list().await?).await?;
+            // list (restoring their key would then leave this one unopened). The endpoint is
+            // added either way: a failed look is not the command's failure.
+            if let Ok(listed) = webhooks.list().await {
+                let _ = warn_sealed_elsewhere(webhooks, &listed).await;
+            }
         }
         WebhookCommand::List => {
             let listed = webhooks.list().await?;
@@ -181,7 +184,11 @@ async fn execute(
         }
         WebhookCommand::Retry { delivery } => {
             let record = webhooks.retry(actor, DeliveryId(delivery)).await?;
-            let enabled = webhooks.get(record.webhook_id).await?.status == Status::Enabled;
+            // Queued either way: a failed look at its webhook is not the command's failure.
+            let enabled = webhooks
+                .get(record.webhook_id)
+                .await
+                .map_or(true, |webhook| webhook.status == Status::Enabled);
             out.retried(&record, enabled);
         }
     }

@@ -199,6 +199,9 @@ pub enum ConsoleError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    /// A form that could not be read, with the status axum gives it (400, 413, 415, 422).
+    #[error("{1}")]
+    Unreadable(StatusCode, String),
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -221,7 +224,9 @@ where
         axum::Form::<T>::from_request(request, state)
             .await
             .map(|axum::Form(value)| Self(value))
-            .map_err(|rejection| ConsoleError::BadRequest(rejection.body_text()))
+            .map_err(|rejection| {
+                ConsoleError::Unreadable(rejection.status(), rejection.body_text())
+            })
     }
 }
 
@@ -249,6 +254,7 @@ impl IntoResponse for ConsoleError {
             ),
             Self::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_owned()),
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, "Bad request", message.clone()),
+            Self::Unreadable(status, message) => (*status, "Bad request", message.clone()),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Unavailable",

@@ -90,6 +90,15 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// Whether `text` has the shape of a generated key (what [`SCANNER_REGEX`] finds), checksum
+/// right or not: a key mistyped into a URL has leaked all the same.
+pub fn looks_like_key(text: &str) -> bool {
+    text.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
+        (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&text.len())
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 /// Checks length, alphabet and (for `kw_` keys) the checksum, without any lookup.
 pub fn inspect(key: &str) -> Result<KeyShape, KeyError> {
     if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {

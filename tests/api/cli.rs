@@ -722,7 +722,11 @@ async fn commands_take_their_settings_from_the_environment_before_the_file() {
     let refused = crate::helpers::cli_at_with_env(&url, dir.path().into(), &args, &off).await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("run `keyward migrate`"), "{stderr}");
+    assert!(stderr.contains("keyward migrate"), "{stderr}");
+    assert!(
+        !dir.path().join("new.db").exists(),
+        "no schemaless file left behind"
+    );
     let migrated =
         crate::helpers::cli_at_with_env(&url, dir.path().into(), &["migrate"], &off).await;
     assert!(migrated.status.success());

@@ -453,7 +453,7 @@ async fn refused_addresses_are_suggested_and_allowed_with_one_click() {
     let incomplete = console
         .submit("/admin/apis/moving/history", "/admin/apis/moving/ips", &[])
         .await;
-    assert_eq!(incomplete.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(incomplete.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(incomplete.headers()["cache-control"], "no-store");
     let page = incomplete.text().await.expect("page");
     assert!(

@@ -166,3 +166,31 @@ async fn a_grace_is_at_most_seven_days() {
     assert!(rolled.status.success(), "{rolled:?}");
     assert_eq!(app.get("/api/v1/me", &old).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_roll_without_grace_stops_every_live_key_and_says_which() {
+    let app = spawn_app().await;
+    app.api_user("hard", &[]).await;
+    let graced = roll(&app, "hard", Duration::hours(1)).await;
+    let live: Vec<String> = graced
+        .user
+        .keys
+        .iter()
+        .filter(|k| k.is_live(app.clock.now()))
+        .map(|k| k.hint.clone())
+        .collect();
+    assert_eq!(live.len(), 2);
+
+    let hard = roll(&app, "hard", Duration::ZERO).await;
+    let mut stopped = hard.stopped_now.clone();
+    stopped.sort();
+    let mut expected = live.clone();
+    expected.sort();
+    assert_eq!(
+        stopped, expected,
+        "the current key and the one in its grace"
+    );
+    let audit = app.db.audit_log(None, 1).await.expect("audit");
+    assert_eq!(audit[0].details["old_key_hint"], graced.key.hint().as_str());
+    assert_eq!(live_keys(&app, &hard.user), 1);
+}
