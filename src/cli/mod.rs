@@ -207,26 +207,30 @@ impl From<AdminError> for CliError {
     }
 }
 
+/// A clap error in one line: its first, and the indented lines under it that name what it is
+/// about (`the following required arguments were not provided:` lists them there).
+fn usage_message(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let mut lines = text.lines();
+    let mut message = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_owned();
+    for named in lines.take_while(|l| l.starts_with("  ")) {
+        message.push(' ');
+        message.push_str(named.trim());
+    }
+    message
+}
+
 /// Parses the command line, runs the command, and returns the process's exit code.
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // With --json, a usage error is JSON on stderr too, so scripts can read every failure.
         Err(error) if error.use_stderr() && std::env::args().any(|a| a == "--json") => {
-            // The first line, and the indented lines under it that name what it is about
-            // (`the following required arguments were not provided:` lists them there).
-            let text = error.render().to_string();
-            let mut lines = text.lines();
-            let mut message = lines
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ")
-                .to_owned();
-            for named in lines.take_while(|l| l.starts_with("  ")) {
-                message.push(' ');
-                message.push_str(named.trim());
-            }
-            return Output::new(true).fail(&CliError::Usage(message));
+            return Output::new(true).fail(&CliError::Usage(usage_message(&error)));
         }
         Err(error) => error.exit(),
     };
@@ -283,13 +287,7 @@ fn environment() -> Result<Overrides, CliError> {
             // clap names the flag the variable stands for: name the variable instead.
             use clap::CommandFactory as _;
             use clap::error::{ContextKind, ContextValue};
-            let text = error.render().to_string();
-            let mut message = text
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ")
-                .to_owned();
+            let mut message = usage_message(&error);
             if let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) {
                 let long = flag
                     .split(' ')
@@ -341,6 +339,14 @@ fn schema_rule(config: &Config) -> store::OnOpen {
     }
 }
 
+/// The SQLite file `url` names, when it is not there (none for PostgreSQL, a database in
+/// memory, or a URL that names no file, which opening refuses).
+fn missing_file(url: &str) -> Option<PathBuf> {
+    store::sqlite_file(url)
+        .flatten()
+        .filter(|file| !file.as_os_str().is_empty() && !file.exists())
+}
+
 /// Opens the command's database as `opening` allows.
 async fn open_for(
     config: &Config,
@@ -348,9 +354,7 @@ async fn open_for(
     migrate: store::OnOpen,
     out: &Output,
 ) -> Result<Db, CliError> {
-    let missing = store::sqlite_file(&config.database_url)
-        .flatten()
-        .filter(|file| !file.as_os_str().is_empty() && !file.exists());
+    let missing = missing_file(&config.database_url);
     if let Some(file) = &missing
         && opening == Opening::Existing
     {
@@ -415,11 +419,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<(), CliError> {
             let mut config = plain_config(cli.database_url, cli.config.as_deref())?;
             // A dry run changes nothing, not even by making the file: a file that is not there
             // yet is planned as the empty database in memory it would start as.
-            if args.dry_run
-                && store::sqlite_file(&config.database_url)
-                    .flatten()
-                    .is_some_and(|file| !file.exists())
-            {
+            if args.dry_run && missing_file(&config.database_url).is_some() {
                 config.database_url = "sqlite::memory:".to_owned();
             }
             let db = open_for(&config, Opening::MayCreate, store::OnOpen::Leave, out).await?;

@@ -420,22 +420,12 @@ async fn a_query_string_on_a_call_that_takes_none_is_refused_and_changes_nothing
         assert_eq!(app.get(path, &key).await.status(), 200, "{path}");
     }
 
-    let product: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let product: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(
         (&product["sku"], &product["name"], &product["quantity"]),
         (&json!("LAMP"), &json!("Desk lamp"), &json!(5))
     );
-    let orders: Value = app
-        .get("/api/v1/orders", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let orders: Value = app.get_json("/api/v1/orders", &key).await;
     assert_eq!(orders["data"], json!([]), "no order placed");
     // The same calls without the query go through.
     assert_eq!(app.post("/api/v1/orders", &key, &order).await.status(), 201);

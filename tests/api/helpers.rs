@@ -217,6 +217,11 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `get`, read as JSON.
+    pub async fn get_json(&self, path: &str, secret: &str) -> Value {
+        self.get(path, secret).await.json().await.expect("json")
+    }
+
     pub async fn post(&self, path: &str, secret: &str, body: &Value) -> Response {
         self.bearer(Method::POST, path, secret)
             .json(body)

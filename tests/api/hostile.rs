@@ -53,12 +53,7 @@ async fn customer(app: &TestApp, key: &str) -> Value {
 }
 
 async fn product_count(app: &TestApp, key: &str) -> usize {
-    let page: Value = app
-        .get("/api/v1/products", key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let page: Value = app.get_json("/api/v1/products", key).await;
     page["data"].as_array().expect("data").len()
 }
 
@@ -328,12 +323,7 @@ async fn negative_and_huge_quantities_and_prices_are_invalid() {
             .status(),
         422
     );
-    let product: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let product: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(product["quantity"], 3, "nothing changed");
 }
 
@@ -411,12 +401,7 @@ async fn a_body_or_an_object_inside_it_sent_as_an_array_is_refused_not_read_by_p
             "{error}"
         );
     }
-    let products: Value = app
-        .get("/api/v1/products", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let products: Value = app.get_json("/api/v1/products", &key).await;
     assert_eq!(
         products["data"].as_array().map(Vec::len),
         Some(1),
@@ -424,19 +409,9 @@ async fn a_body_or_an_object_inside_it_sent_as_an_array_is_refused_not_read_by_p
     );
     assert_eq!(products["data"][0]["sku"], "SAFE-1", "nothing renamed");
     assert_eq!(products["data"][0]["quantity"], 3, "no stock set or taken");
-    let orders: Value = app
-        .get("/api/v1/orders", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let orders: Value = app.get_json("/api/v1/orders", &key).await;
     assert_eq!(orders["data"], json!([]), "no order placed");
-    let customers: Value = app
-        .get("/api/v1/customers", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let customers: Value = app.get_json("/api/v1/customers", &key).await;
     assert_eq!(
         customers["data"].as_array().map(Vec::len),
         Some(1),

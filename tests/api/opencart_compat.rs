@@ -124,11 +124,8 @@ async fn login3(app: &TestApp, username: &str, key: &str) -> String {
 
 /// The order as `GET /api/v1/orders/{id}` shows it to `shop`'s setup user.
 async fn order_v1(app: &TestApp, shop: &Shop) -> Value {
-    app.get(&format!("/api/v1/orders/{}", shop.order), &shop.setup)
+    app.get_json(&format!("/api/v1/orders/{}", shop.order), &shop.setup)
         .await
-        .json()
-        .await
-        .expect("json")
 }
 
 #[tokio::test]

@@ -44,20 +44,12 @@ async fn an_order_copies_name_and_price_totals_exactly_and_takes_stock() {
     assert_eq!(order["total"], "269.70");
     assert_eq!(order["lines"][0]["name"], "Desk lamp");
     assert_eq!(order["lines"][0]["price"], "89.90");
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 7);
 
     let fetched: Value = app
-        .get(&format!("/api/v1/orders/{}", order["id"]), &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/orders/{}", order["id"]), &key)
+        .await;
     assert_eq!(fetched["history"][0]["status"], "Pending");
 }
 
@@ -78,12 +70,7 @@ async fn an_order_for_more_than_the_stock_is_409_and_changes_nothing() {
             .expect("message")
             .contains("LAMP")
     );
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 2);
 }
 
@@ -114,12 +101,7 @@ async fn concurrent_orders_for_the_last_items_never_oversell() {
         17,
         "{statuses:?}"
     );
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 0);
 }
 
@@ -155,12 +137,7 @@ async fn a_status_update_adds_history_and_canceling_returns_the_stock() {
         .await
         .expect("json");
     assert_eq!(canceled["status"], "Canceled");
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 5, "canceling put the goods back");
 
     let (status, _) = error_of(
@@ -210,18 +187,10 @@ async fn concurrent_status_changes_of_one_order_each_apply_in_turn() {
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
 
     let order: Value = app
-        .get(&format!("/api/v1/orders/{}", order["id"]), &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/orders/{}", order["id"]), &key)
+        .await;
     assert_eq!(order["history"].as_array().expect("history").len(), 25);
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     let held = if order["status"] == "Canceled" { 0 } else { 1 };
     assert_eq!(
         lamp["quantity"],
@@ -244,33 +213,13 @@ async fn orders_filter_by_status_and_customer() {
     )
     .await;
 
-    let pending: Value = app
-        .get("/api/v1/orders?status=Pending", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let pending: Value = app.get_json("/api/v1/orders?status=Pending", &key).await;
     assert_eq!(pending["data"].as_array().expect("data").len(), 2);
-    let processing: Value = app
-        .get("/api/v1/orders?status=2", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let processing: Value = app.get_json("/api/v1/orders?status=2", &key).await;
     assert_eq!(processing["data"][0]["id"], 2);
-    let others: Value = app
-        .get("/api/v1/orders?customer_id=999", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let others: Value = app.get_json("/api/v1/orders?customer_id=999", &key).await;
     assert_eq!(others["data"], json!([]));
-    let statuses: Value = app
-        .get("/api/v1/order-statuses", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let statuses: Value = app.get_json("/api/v1/order-statuses", &key).await;
     assert!(
         statuses["data"]
             .as_array()
@@ -297,19 +246,9 @@ async fn a_retried_order_with_the_same_idempotency_key_is_not_placed_twice() {
         assert_eq!(response.status(), 201);
     }
 
-    let orders: Value = app
-        .get("/api/v1/orders", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let orders: Value = app.get_json("/api/v1/orders", &key).await;
     assert_eq!(orders["data"].as_array().expect("data").len(), 1);
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 9);
 }
 
@@ -356,12 +295,7 @@ async fn customers_are_created_listed_and_patched() {
         .expect("json");
     assert_eq!(patched["name"], "Grace Hopper");
     assert_eq!(patched["email"], "grace@example.com");
-    let list: Value = app
-        .get("/api/v1/customers", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/customers", &key).await;
     assert_eq!(list["data"].as_array().expect("data").len(), 1);
 }
 
@@ -383,12 +317,7 @@ async fn an_order_shows_its_newest_hundred_history_entries() {
         assert_eq!(response.status(), 201);
     }
 
-    let order: Value = app
-        .get("/api/v1/orders/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let order: Value = app.get_json("/api/v1/orders/1", &key).await;
     let history = order["history"].as_array().expect("history");
     assert_eq!(history.len(), 100);
     assert_eq!(
@@ -436,11 +365,8 @@ async fn orders_and_bulk_stock_updates_on_shared_products_never_deadlock_or_over
     );
     for sku in ["LAMP", "SHADE"] {
         let page: Value = app
-            .get(&format!("/api/v1/products?sku={sku}"), &key)
-            .await
-            .json()
-            .await
-            .expect("json");
+            .get_json(&format!("/api/v1/products?sku={sku}"), &key)
+            .await;
         assert_eq!(page["data"][0]["quantity"], 0, "{sku}");
     }
 
@@ -465,11 +391,8 @@ async fn orders_and_bulk_stock_updates_on_shared_products_never_deadlock_or_over
     }
     for sku in ["LAMP", "SHADE"] {
         let page: Value = app
-            .get(&format!("/api/v1/products?sku={sku}"), &key)
-            .await
-            .json()
-            .await
-            .expect("json");
+            .get_json(&format!("/api/v1/products?sku={sku}"), &key)
+            .await;
         let quantity = page["data"][0]["quantity"].as_i64().expect("quantity");
         assert!((0..=3).contains(&quantity), "{sku}: {quantity}");
     }
@@ -500,18 +423,8 @@ async fn concurrent_retries_with_one_idempotency_key_place_one_order() {
         "{statuses:?}"
     );
 
-    let orders: Value = app
-        .get("/api/v1/orders", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let orders: Value = app.get_json("/api/v1/orders", &key).await;
     assert_eq!(orders["data"].as_array().expect("data").len(), 1);
-    let lamp: Value = app
-        .get("/api/v1/products/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 9);
 }

@@ -50,7 +50,7 @@ async fn a_product_is_created_read_and_patched_with_exact_money() {
     assert_eq!(patched["quantity"], 0);
     assert_eq!(patched["name"], "Mug", "fields not sent stay as they are");
 
-    let fetched: Value = app.get(&location, &key).await.json().await.expect("json");
+    let fetched: Value = app.get_json(&location, &key).await;
     assert_eq!(fetched, patched);
 
     // `null` clears nothing a product must have: refused, and the product stays as it was.
@@ -63,7 +63,7 @@ async fn a_product_is_created_read_and_patched_with_exact_money() {
         );
         assert_eq!(error["error"]["details"][0]["field"], field);
     }
-    let fetched: Value = app.get(&location, &key).await.json().await.expect("json");
+    let fetched: Value = app.get_json(&location, &key).await;
     assert_eq!(fetched, patched);
     // A description may be empty: `null` empties it.
     let emptied: Value = patch(json!({"description": null}))
@@ -84,7 +84,7 @@ async fn lists_page_with_an_opaque_cursor_until_next_is_null() {
     let mut skus = Vec::new();
     let mut path = "/api/v1/products?limit=3".to_owned();
     loop {
-        let page: Value = app.get(&path, &key).await.json().await.expect("json");
+        let page: Value = app.get_json(&path, &key).await;
         skus.extend(
             page["data"]
                 .as_array()
@@ -115,26 +115,13 @@ async fn products_filter_by_sku_status_and_update_time() {
         .await
         .expect("patch");
 
-    let by_sku: Value = app
-        .get("/api/v1/products?sku=SKU-001", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let by_sku: Value = app.get_json("/api/v1/products?sku=SKU-001", &key).await;
     assert_eq!(by_sku["data"].as_array().expect("data").len(), 1);
-    let disabled: Value = app
-        .get("/api/v1/products?status=disabled", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let disabled: Value = app.get_json("/api/v1/products?status=disabled", &key).await;
     assert_eq!(disabled["data"][0]["sku"], "SKU-001");
     let future: Value = app
-        .get("/api/v1/products?updated_since=2999-01-01T00:00:00Z", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/products?updated_since=2999-01-01T00:00:00Z", &key)
+        .await;
     assert_eq!(future["data"], json!([]));
     let (status, _) = error_of(
         app.get("/api/v1/products?updated_since=yesterday", &key)
@@ -167,12 +154,7 @@ async fn bulk_stock_update_is_all_or_nothing() {
     let (status, body) = error_of(partial).await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["details"][0]["field"], "items[1].sku");
-    let untouched: Value = app
-        .get("/api/v1/products/3", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let untouched: Value = app.get_json("/api/v1/products/3", &key).await;
     assert_eq!(untouched["quantity"], 5, "nothing changed");
 
     let duplicate = app
@@ -231,12 +213,7 @@ async fn concurrent_bulk_updates_of_the_same_products_each_apply_whole() {
         assert_eq!(answered, skus, "in the order of the items");
     }
 
-    let page: Value = app
-        .get("/api/v1/products?limit=10", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let page: Value = app.get_json("/api/v1/products?limit=10", &key).await;
     let quantities: Vec<i64> = page["data"]
         .as_array()
         .expect("data")
@@ -274,12 +251,7 @@ async fn a_retried_post_with_the_same_idempotency_key_changes_nothing() {
         .await
         .expect("reuse");
     assert_eq!(different.status(), 422);
-    let list: Value = app
-        .get("/api/v1/products", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json("/api/v1/products", &key).await;
     assert_eq!(list["data"].as_array().expect("data").len(), 1);
 }
 
@@ -334,12 +306,7 @@ async fn a_malformed_idempotency_key_is_refused_on_every_post_public_ones_too() 
             "{body}"
         );
     }
-    let products: Value = app
-        .get("/api/v1/products", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let products: Value = app.get_json("/api/v1/products", &key).await;
     assert_eq!(products["data"], json!([]), "nothing was created");
     // A well-formed key on a public POST is accepted (there is no caller to remember it for).
     let login = app
@@ -458,12 +425,7 @@ async fn a_customer_phone_is_removed_with_null_and_kept_when_absent() {
             "{body}"
         );
     }
-    let unchanged: Value = app
-        .get("/api/v1/customers/1", &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let unchanged: Value = app.get_json("/api/v1/customers/1", &key).await;
     assert_eq!(unchanged["name"], "Hedy Lamarr");
     assert_eq!(unchanged["email"], "hedy@example.com");
 }
@@ -517,7 +479,7 @@ async fn updated_at_moves_only_when_a_value_changes() {
         let app = &app;
         let key = &key;
         async move {
-            let body: Value = app.get(path, key).await.json().await.expect("json");
+            let body: Value = app.get_json(path, key).await;
             body["updated_at"].clone()
         }
     };
@@ -567,11 +529,8 @@ async fn updated_at_moves_only_when_a_value_changes() {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("time");
     let listed: Value = app
-        .get(&format!("/api/v1/products?updated_since={since}"), &key)
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(&format!("/api/v1/products?updated_since={since}"), &key)
+        .await;
     assert_eq!(listed["data"], json!([]), "{listed}");
 
     // Each field that changes moves it.

@@ -185,12 +185,7 @@ async fn a_session_ends_when_its_key_expires() {
         })
         .await;
     let token = app.login("expiring", &key).await;
-    let me: serde_json::Value = app
-        .get("/api/v1/me", &token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let me: serde_json::Value = app.get_json("/api/v1/me", &token).await;
     assert_eq!(
         me["session"]["expires_at"], me["key_expires_at"],
         "a session never outlives its key"
