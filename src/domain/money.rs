@@ -110,16 +110,49 @@ impl<'de> Deserialize<'de> for Money {
         let text = raw.get();
         let literal = if text.starts_with('"') {
             serde_json::from_str::<String>(text).map_err(D::Error::custom)?
-        } else if text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        {
-            text.to_owned()
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            // A number, as JSON's grammar (checked by the parser) writes it: `1e2` is 100.
+            without_exponent(text).map_err(D::Error::custom)?
         } else {
             return Err(D::Error::custom(MoneyError::Format));
         };
         literal.parse().map_err(D::Error::custom)
     }
+}
+
+/// A JSON number's literal with its exponent applied to the digits: `1.5e3` → `1500`,
+/// `25E-2` → `0.25`. Exact, as no float is involved.
+fn without_exponent(number: &str) -> Result<String, MoneyError> {
+    let Some((mantissa, exponent)) = number.split_once(['e', 'E']) else {
+        return Ok(number.to_owned());
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.bytes().all(|b| b == b'0') {
+        return Ok("0".to_owned());
+    }
+    // Past these bounds no amount of cents can come out.
+    let exponent: i64 = exponent.parse().map_err(|_| MoneyError::Format)?;
+    if exponent > 40 {
+        return Err(MoneyError::TooLarge);
+    }
+    if exponent < -40 {
+        return Err(MoneyError::Precision);
+    }
+    let point = i64::try_from(whole.len()).map_err(|_| MoneyError::TooLarge)? + exponent;
+    let plain = match usize::try_from(point) {
+        Err(_) => format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize)),
+        Ok(point) if point >= digits.len() => {
+            format!("{digits}{}", "0".repeat(point - digits.len()))
+        }
+        Ok(0) => format!("0.{digits}"),
+        Ok(point) => format!("{}.{}", &digits[..point], &digits[point..]),
+    };
+    Ok(format!("{sign}{plain}"))
 }
 
 impl utoipa::PartialSchema for Money {
@@ -163,7 +196,24 @@ mod tests {
         let m: Money = serde_json::from_str("\"0.30\"").expect("string");
         assert_eq!(m.cents(), 30);
         assert!(serde_json::from_str::<Money>("19.999999999999999999").is_err());
-        assert!(serde_json::from_str::<Money>("1e2").is_err());
+        for (exponent, cents) in [("1e2", 10000), ("1E0", 100), ("0.10e1", 100), ("25e-2", 25)] {
+            let m: Money = serde_json::from_str(exponent).expect(exponent);
+            assert_eq!(m.cents(), cents, "{exponent}");
+        }
+        for (number, cents) in [
+            ("1.5e+3", 150_000),
+            ("-0e5", 0),
+            ("0.0000e-99", 0),
+            ("19990e-3", 1999),
+        ] {
+            let m: Money = serde_json::from_str(number).expect(number);
+            assert_eq!(m.cents(), cents, "{number}");
+        }
+        assert!(serde_json::from_str::<Money>("1e-3").is_err());
+        assert!(serde_json::from_str::<Money>("1e99").is_err());
+        assert!(serde_json::from_str::<Money>("-1e2").is_err());
+        // A string stays a plain decimal.
+        assert!(serde_json::from_str::<Money>("\"1e2\"").is_err());
         assert!(serde_json::from_str::<Money>("true").is_err());
     }
 

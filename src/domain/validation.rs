@@ -133,25 +133,47 @@ impl Errors {
     }
 }
 
-/// Trims `text` and checks its length in characters.
+/// Trims `text` and checks its length in characters: text of several lines, such as a
+/// description or a comment, with the line breaks of every system (`\r\n` from Windows).
 pub fn text(value: &str, min: usize, max: usize) -> Result<String, String> {
+    checked(value, min, max, |c| matches!(c, '\n' | '\r' | '\t')).map_err(|error| {
+        error.unwrap_or_else(|| {
+            "must not contain control characters other than line breaks and tabs".to_owned()
+        })
+    })
+}
+
+/// Like [`text`], for a name: one line, no line break or tab.
+pub fn line(value: &str, min: usize, max: usize) -> Result<String, String> {
+    checked(value, min, max, |_| false).map_err(|error| {
+        error.unwrap_or_else(|| "must be one line, without control characters".to_owned())
+    })
+}
+
+fn checked(
+    value: &str,
+    min: usize,
+    max: usize,
+    allowed_control: impl Fn(char) -> bool,
+) -> Result<String, Option<String>> {
+    // `Err(None)`: a control character, which the caller words.
     let trimmed = value.trim();
     let len = trimmed.chars().count();
     if len < min {
-        return Err(if min == 1 {
+        return Err(Some(if min == 1 {
             "must not be empty".to_owned()
         } else {
             format!("must be at least {min} characters")
-        });
+        }));
     }
     if len > max {
-        return Err(format!("must be at most {max} characters"));
+        return Err(Some(format!("must be at most {max} characters")));
     }
     if trimmed
         .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
+        .any(|c| c.is_control() && !allowed_control(c))
     {
-        return Err("must not contain control characters".to_owned());
+        return Err(None);
     }
     Ok(trimmed.to_owned())
 }

@@ -274,6 +274,13 @@ fn plain_types(message: &str) -> String {
     ] {
         text = text.replace(rust, json);
     }
+    // An integer past 2^64 was read as a float: "number `1e+20`" for the digits sent.
+    if text.contains("invalid type: number `")
+        && text.contains("e+")
+        && let Some(at) = text.find(", expected ")
+    {
+        text = format!("is too large{}", &text[at..]);
+    }
     // "expected struct ProductInput with 6 elements", "expected struct StockUpdate": the
     // program's own names mean nothing to a client.
     if let Some(at) = text.find("expected struct ") {
@@ -304,6 +311,25 @@ mod tests {
         assert_eq!(
             plain_types("invalid type: floating point `1e20`, expected u32"),
             "invalid type: number `1e20`, expected a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn an_integer_past_any_integer_type_is_too_large_not_a_float() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Count {
+            #[allow(dead_code)]
+            n: i64,
+        }
+        let error = parse_json::<Count>(br#"{"n": 99999999999999999999}"#).expect_err("refused");
+        assert_eq!(
+            error.details()[0].message,
+            "is too large, expected an integer"
+        );
+        let error = parse_json::<Count>(br#"{"n": 2.5}"#).expect_err("refused");
+        assert_eq!(
+            error.details()[0].message,
+            "invalid type: number `2.5`, expected an integer"
         );
     }
 

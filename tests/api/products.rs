@@ -552,3 +552,123 @@ async fn updated_at_moves_only_when_a_value_changes() {
     stock("SKU-001", 6).await;
     assert_ne!(read("/api/v1/products/2").await, before);
 }
+
+#[tokio::test]
+async fn what_other_systems_write_is_read_as_they_mean_it_and_wrong_values_are_named() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user(
+            "erp",
+            &["products:write", "orders:write", "customers:write"],
+        )
+        .await;
+    let send =
+        |method: Method, path: &str, body: Value| app.bearer(method, path, &key).json(&body).send();
+
+    // Windows line breaks in a description; an exponent in a JSON number, read exactly.
+    let response = send(
+        Method::POST,
+        "/api/v1/products",
+        json!({
+            "sku": "RUG", "name": "Rug", "price": 1.5e2, "quantity": 3,
+            "description": "<p>Wool</p>\r\n<p>Hand-made</p>"
+        }),
+    )
+    .await
+    .expect("post");
+    assert_eq!(response.status(), 201);
+    let rug: Value = response.json().await.expect("json");
+    assert_eq!(rug["price"], "150.00");
+    assert_eq!(rug["description"], "<p>Wool</p>\r\n<p>Hand-made</p>");
+    let raw = app
+        .bearer(Method::PATCH, "/api/v1/products/1", &key)
+        .header("content-type", "application/json")
+        .body(r#"{"price": 1999e-2}"#)
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(raw.json::<Value>().await.expect("json")["price"], "19.99");
+
+    let customer = send(
+        Method::POST,
+        "/api/v1/customers",
+        json!({"name": "Ada", "email": "ada@example.com"}),
+    )
+    .await
+    .expect("post");
+    assert_eq!(customer.status(), 201);
+    let order = |currency: &str| json!({"customer_id": 1, "currency": currency, "lines": [{"sku": "RUG", "quantity": 1}]});
+    let long_local = format!("{}@example.com", "a".repeat(65));
+    for (method, path, body, field) in [
+        // A name is one line.
+        (
+            Method::PATCH,
+            "/api/v1/products/1",
+            json!({"name": "Rug\r\nWool"}),
+            "name",
+        ),
+        // A value of the wrong type is that field's error, not broken JSON.
+        (
+            Method::PATCH,
+            "/api/v1/products/1",
+            json!({"status": 1}),
+            "status",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/products/1",
+            json!({"status": true}),
+            "status",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/products/1",
+            json!({"quantity": 1e20}),
+            "quantity",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/products/1",
+            json!({"price": 1e-3}),
+            "price",
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders/1/history",
+            json!({"status": 9_223_372_036_854_775_808_u64}),
+            "status",
+        ),
+        // A currency is one ISO 4217 lists; a phone number has digits; an email's local
+        // part fits RFC 5321.
+        (Method::POST, "/api/v1/orders", order("ABC"), "currency"),
+        (Method::POST, "/api/v1/orders", order("usd"), "currency"),
+        (
+            Method::PATCH,
+            "/api/v1/customers/1",
+            json!({"phone": "()()()"}),
+            "phone",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/customers/1",
+            json!({"email": long_local}),
+            "email",
+        ),
+    ] {
+        let response = send(method, path, body.clone()).await.expect("send");
+        let (status, error) = error_of(response).await;
+        assert_eq!(status, 422, "{body}: {error}");
+        assert_eq!(error["error"]["details"][0]["field"], field, "{body}");
+    }
+    let order = send(
+        Method::POST,
+        "/api/v1/orders",
+        json!({
+            "customer_id": 1, "currency": "JPY",
+            "lines": [{"sku": "RUG", "quantity": 1}], "comment": "Leave at the door\r\nthanks"
+        }),
+    )
+    .await
+    .expect("post");
+    assert_eq!(order.status(), 201);
+}

@@ -1,7 +1,7 @@
 //! Customers and their validation.
 
 use crate::domain::ids::CustomerId;
-use crate::domain::validation::{Errors, FieldError, not_null, present, text};
+use crate::domain::validation::{Errors, FieldError, line, not_null, present};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -48,7 +48,8 @@ pub fn email(value: &str) -> Result<String, String> {
     let value = value.trim();
     let valid = value.len() <= 254
         && value.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
+            // RFC 5321's limit on the part before the @.
+            (1..=64).contains(&local.len())
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
@@ -68,8 +69,11 @@ pub fn phone(value: &str) -> Result<String, String> {
         || !value
             .chars()
             .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        || value.chars().filter(char::is_ascii_digit).count() < 3
     {
-        return Err("must be up to 32 digits, spaces and + - ( ) .".to_owned());
+        return Err(
+            "must be up to 32 digits, spaces and + - ( ) ., with at least 3 digits".to_owned(),
+        );
     }
     Ok(value.to_owned())
 }
@@ -77,7 +81,7 @@ pub fn phone(value: &str) -> Result<String, String> {
 impl CustomerInput {
     pub fn validate(self) -> Result<CustomerInput, Vec<FieldError>> {
         let mut errors = Errors::new();
-        let name = errors.check("name", text(&self.name, 1, 255));
+        let name = errors.check("name", line(&self.name, 1, 255));
         let email = errors.check("email", email(&self.email));
         let phone = match self
             .phone
@@ -100,7 +104,7 @@ impl CustomerPatch {
     pub fn validate(mut self) -> Result<CustomerPatch, Vec<FieldError>> {
         let mut errors = Errors::new();
         if let Some(v) = &self.name {
-            self.name = errors.check("name", text(v, 1, 255));
+            self.name = errors.check("name", line(v, 1, 255));
         }
         if let Some(v) = &self.email {
             self.email = errors.check("email", email(v));

@@ -99,7 +99,7 @@ impl OrderInput {
     pub fn validate(self) -> Result<NewOrder, Vec<FieldError>> {
         let mut errors = Errors::new();
         let currency = self.currency.trim().to_owned();
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        if iso_currency::Currency::from_code(&currency).is_none() {
             errors.add(
                 "currency",
                 "must be a three-letter ISO 4217 code such as USD",
@@ -166,8 +166,8 @@ impl<'de> Deserialize<'de> for StatusRef {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusRef, E> {
                 i64::try_from(v)
-                    .map(|v| StatusRef::Id(OrderStatusId(v)))
-                    .map_err(E::custom)
+                    .map(|id| StatusRef::Id(OrderStatusId(id)))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusRef, E> {
                 Ok(match v.trim().parse::<i64>() {

@@ -4,7 +4,7 @@ use super::{MAX_BULK_ITEMS, MAX_QUANTITY};
 use crate::domain::api_user::text_enum;
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
-use crate::domain::validation::{Errors, FieldError, empty_if_null, not_null, objects, text};
+use crate::domain::validation::{Errors, FieldError, empty_if_null, line, not_null, objects, text};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -105,7 +105,7 @@ impl ProductInput {
     pub fn validate(self) -> Result<NewProduct, Vec<FieldError>> {
         let mut errors = Errors::new();
         let sku = errors.check("sku", sku(&self.sku));
-        let name = errors.check("name", text(&self.name, 1, 255));
+        let name = errors.check("name", line(&self.name, 1, 255));
         let description = errors.check(
             "description",
             text(self.description.as_deref().unwrap_or(""), 0, 10_000),
@@ -129,7 +129,7 @@ impl ProductPatch {
             self.sku = errors.check("sku", sku(v));
         }
         if let Some(v) = &self.name {
-            self.name = errors.check("name", text(v, 1, 255));
+            self.name = errors.check("name", line(v, 1, 255));
         }
         if let Some(v) = &self.description {
             self.description = errors.check("description", text(v, 0, 10_000));
