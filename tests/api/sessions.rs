@@ -1,7 +1,7 @@
 //! Sessions: idle timeout (sliding), absolute lifetime, revocation, and the events that end
 //! them. Time moves through the app's clock, never by sleeping.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Settings, spawn_app, spawn_app_with};
 use keyward::credentials::{CreateApiUser, KeySource};
 use keyward::domain::admin::Actor;
 use keyward::domain::api_user::Status;
@@ -147,6 +147,87 @@ async fn disabling_the_user_ends_its_sessions_for_good() {
         "re-enabling does not revive sessions"
     );
     assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // Logins refused after each disable count as failures: a user per round, and room for
+    // them from one address.
+    let app = Arc::new(
+        spawn_app_with(Settings {
+            login_failures_per_ip: 1000,
+            ..Settings::default()
+        })
+        .await,
+    );
+    // Logins run while the user is disabled, in rounds: each token answered before the
+    // disable was must be ended by it, also when its session reached the database after it.
+    for round in 0..8 {
+        let username = format!("racing{round}");
+        let key = app
+            .api_user_with(CreateApiUser {
+                username: username.clone(),
+                ips: vec!["127.0.0.1".into()],
+                rate_limit_per_minute: Some(1_000_000),
+                ..CreateApiUser::default()
+            })
+            .await;
+        let disabled = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let logins: Vec<_> = (0..4)
+            .map(|_| {
+                let (app, username, key) = (app.clone(), username.clone(), key.clone());
+                let (disabled, answered) = (disabled.clone(), answered.clone());
+                tokio::spawn(async move {
+                    let mut answered_before = Vec::new();
+                    while !disabled.load(Ordering::SeqCst) {
+                        let response = app
+                            .request(reqwest::Method::POST, "/api/v1/login")
+                            .json(&serde_json::json!({"username": username, "key": key}))
+                            .send()
+                            .await
+                            .expect("login");
+                        answered.fetch_add(1, Ordering::SeqCst);
+                        if response.status() == 200 && !disabled.load(Ordering::SeqCst) {
+                            let body: serde_json::Value = response.json().await.expect("json");
+                            answered_before
+                                .push(body["api_token"].as_str().expect("token").to_owned());
+                        }
+                    }
+                    answered_before
+                })
+            })
+            .collect();
+        // The disable comes while logins are under way, some already answered.
+        while answered.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        app.credentials
+            .set_status(&Actor::system(), &username, Status::Disabled)
+            .await
+            .expect("disable");
+        disabled.store(true, Ordering::SeqCst);
+        let mut tokens = Vec::new();
+        for login in logins {
+            tokens.extend(login.await.expect("task"));
+        }
+        assert!(!tokens.is_empty(), "round {round}: no login was answered");
+        app.credentials
+            .set_status(&Actor::system(), &username, Status::Enabled)
+            .await
+            .expect("enable");
+        for token in &tokens {
+            let me = app.get("/api/v1/me", token).await;
+            assert_eq!(
+                me.status(),
+                401,
+                "round {round}: a token answered before the disable outlived it: {}",
+                me.text().await.unwrap_or_default()
+            );
+        }
+    }
 }
 
 #[tokio::test]

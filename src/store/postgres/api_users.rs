@@ -254,6 +254,17 @@ impl ApiUserStore for PgStore {
         audit: &AuditEntry,
     ) -> Result<()> {
         let mut tx = self.begin_credentials().await?;
+        if changes.status == Some(Status::Disabled) {
+            // Locked `FOR UPDATE` before it changes: a new session's insert reads the row
+            // `FOR KEY SHARE` (which a last use's plain `UPDATE` does not wait for), and would
+            // not wait for a lock taken after this transaction's own update of the row. A
+            // login's session is then either committed before the sessions' revocation below,
+            // which sees it, or checked against the disabled row once this one commits.
+            sqlx::query("SELECT 1 FROM api_users WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
         touch_user(&mut tx, id, now).await?;
         sqlx::query(
             "UPDATE api_users SET description = coalesce($1, description), environment = coalesce($2, environment), \

@@ -14,8 +14,10 @@ use sqlx::query::QueryScalar;
 use time::OffsetDateTime;
 
 /// New sessions in one statement, a column per array. Only sessions whose key still belongs
-/// to their user are written, and never over a taken number; the statement returns the
-/// numbers written.
+/// to their user, and whose user is enabled, are written, and never over a taken number; the
+/// statement returns the numbers written. The user's row is read `FOR KEY SHARE`, which a
+/// disable's `FOR UPDATE` waits for and makes wait (see `update_api_user` in `api_users.rs`), so a
+/// session is either written before the disable ends every session, or not at all.
 pub(super) fn insert_sessions(
     sessions: &[NewSession],
 ) -> QueryScalar<'static, Postgres, i64, PgArguments> {
@@ -23,11 +25,14 @@ pub(super) fn insert_sessions(
     sqlx::query_scalar(
         "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, ip, created_at, \
          last_seen_at, idle_timeout_s, expires_at) \
-         SELECT id, user_id, key_id, hash, ip, created, created, idle, expires \
+         SELECT s.id, s.user_id, s.key_id, s.hash, s.ip, s.created, s.created, s.idle, s.expires \
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], \
                      $6::bigint[], $7::bigint[], $8::bigint[]) \
               AS s (id, user_id, key_id, hash, ip, created, idle, expires) \
-         WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id AND k.api_user_id = s.user_id) \
+         JOIN api_keys k ON k.id = s.key_id AND k.api_user_id = s.user_id \
+         JOIN api_users u ON u.id = s.user_id \
+         WHERE u.status = 'enabled' \
+         FOR KEY SHARE OF u \
          ON CONFLICT DO NOTHING \
          RETURNING id",
     )

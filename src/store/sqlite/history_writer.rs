@@ -20,12 +20,15 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::runtime::Handle;
 
-/// A login's session, written only while its key still belongs to its user and never over a
-/// taken number.
+/// A login's session, written only while its key still belongs to its user and the user is
+/// enabled, and never over a taken number. A login checked just before its user was disabled
+/// is left out when it reaches the file after the disable, which ended every session before
+/// it: written, it would come back to life when the user is enabled again.
 const INSERT_SESSION: &str = "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, \
      ip, created_at, last_seen_at, idle_timeout_s, expires_at) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8 \
-     WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = ?3 AND k.api_user_id = ?2) \
+     WHERE EXISTS (SELECT 1 FROM api_keys k JOIN api_users u ON u.id = k.api_user_id \
+                   WHERE k.id = ?3 AND k.api_user_id = ?2 AND u.status = 'enabled') \
      ON CONFLICT DO NOTHING";
 
 pub(super) struct SqliteHistoryWriter {

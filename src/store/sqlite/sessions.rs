@@ -41,8 +41,9 @@ pub(super) fn insert_sessions(
          SELECT value ->> 0, value ->> 1, value ->> 2, unhex(value ->> 3), value ->> 4, \
                 value ->> 5, value ->> 5, value ->> 6, value ->> 7 \
          FROM jsonb_each(jsonb(?)) \
-         WHERE EXISTS (SELECT 1 FROM api_keys k \
-                       WHERE k.id = value ->> 2 AND k.api_user_id = value ->> 1) \
+         WHERE EXISTS (SELECT 1 FROM api_keys k JOIN api_users u ON u.id = k.api_user_id \
+                       WHERE k.id = value ->> 2 AND k.api_user_id = value ->> 1 \
+                       AND u.status = 'enabled') \
          ON CONFLICT DO NOTHING \
          RETURNING id",
     )
