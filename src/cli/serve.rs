@@ -32,7 +32,7 @@ pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), Cl
     crate::telemetry::init(config.log_format, &config.log_level);
     let mut app = App::build(&config, Arc::new(SystemClock))
         .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+        .map_err(|e| CliError::Failed(crate::telemetry::error_chain(&e)))?;
     let base = format!("http://{}", app.local_addr());
     let metrics = match config.metrics_listen {
         MetricsListen::Main => Some(format!("{base}/metrics")),

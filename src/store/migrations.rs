@@ -53,7 +53,13 @@ pub(super) async fn status<C: Migrate + Send + ?Sized>(
     migrator: &Migrator,
     conn: &mut C,
 ) -> Result<MigrationStatus> {
-    conn.ensure_migrations_table(&migrator.table_name).await?;
+    // Under the migrators' lock (PostgreSQL's advisory lock; nothing on SQLite, whose write
+    // lock serves): two processes creating the table at once collide in PostgreSQL's catalog
+    // ("duplicate key value violates unique constraint pg_type_typname_nsp_index").
+    conn.lock().await?;
+    let ensured = conn.ensure_migrations_table(&migrator.table_name).await;
+    conn.unlock().await?;
+    ensured?;
     let applied: HashSet<i64> = conn
         .list_applied_migrations(&migrator.table_name)
         .await?
