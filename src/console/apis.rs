@@ -5,25 +5,31 @@ use super::Form;
 use super::chart::usage_chart;
 use super::session::{Manager, Signed};
 use super::view::{
-    Fields, ScopeRow, ago, ip_summary, ip_warning, key_state, last_use, scope_grid, when,
+    FieldErrors, Fields, ScopeRow, ago, calls, ip_summary, ip_warning, key_state, last_use,
+    scope_grid, ticked, when,
 };
 use super::{ConsoleError, Frame, page};
+use super::{Path, Query};
 use crate::credentials::{
-    Change, CreateApiUser, KeySource, NewExpiry, ServiceError, UpdateApiUser, grace_choice,
+    Change, CreateApiUser, Credentials, KeySource, NewExpiry, Roll, ServiceError, UpdateApiUser,
+    grace_choice,
 };
-use crate::domain::api_key::DEFAULT_KEY_LEN;
-use crate::domain::api_user::{ApiUser, DEFAULT_RATE_LIMIT, Environment, Status};
+use crate::domain::api_key::{DEFAULT_KEY_LEN, MAX_KEY_LEN, MIN_KEY_LEN};
+use crate::domain::api_user::{
+    ApiUser, DEFAULT_RATE_LIMIT, Environment, KeyInfo, MAX_RATE_LIMIT, Status,
+};
 use crate::domain::duration::HumanDuration;
-use crate::domain::ids::SessionId;
+use crate::domain::ids::{ApiKeyId, SessionId};
 use crate::domain::scope::Scopes;
 use crate::domain::validation::FieldError;
 use crate::http::AppState;
+use crate::store::StoreError;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 /// Messages after a redirect, by code: a query string never carries text to the page.
 pub fn flash(code: Option<&str>) -> Option<&'static str> {
@@ -35,8 +41,11 @@ pub fn flash(code: Option<&str>) -> Option<&'static str> {
             "Disabled: the key is refused from the next request on, and its sessions are ended."
         }
         "ip_added" => "Address added: it may call from the next request on.",
+        "ip_listed" => "That address is already on the list: nothing was changed.",
+        "my_ip_listed" => "Your address is on the IP list below: Save to keep it.",
         "ip_removed" => "Address removed: it is refused from the next request on.",
         "revoked" => "Sessions ended.",
+        "none_open" => "No session was open: nothing was changed.",
         "deleted" => "Deleted. Its keys and sessions are gone; its history is kept.",
         "admin_created" => "Admin user created.",
         "admin_saved" => "Admin user saved.",
@@ -132,6 +141,7 @@ struct FormValues {
     expires: String,
     key_length: String,
     management: bool,
+    add_my_ip: bool,
 }
 
 #[derive(Template)]
@@ -140,18 +150,9 @@ struct NewPage {
     frame: Frame,
     form: FormValues,
     scopes: Vec<ScopeRow>,
-    errors: Vec<FieldError>,
+    errors: FieldErrors,
     my_ip: String,
     environments: Vec<&'static str>,
-}
-
-impl NewPage {
-    fn error(&self, field: &str) -> Option<&str> {
-        self.errors
-            .iter()
-            .find(|e| e.field == field || e.field.starts_with(&format!("{field}[")))
-            .map(|e| e.message.as_str())
-    }
 }
 
 fn environments() -> Vec<&'static str> {
@@ -169,6 +170,7 @@ pub async fn new(Manager(signed): Manager) -> Response {
         expires: String::new(),
         key_length: DEFAULT_KEY_LEN.to_string(),
         management: false,
+        add_my_ip: false,
     };
     let my_ip = signed.ip.to_string();
     let management = signed.role().manages_admins();
@@ -176,7 +178,7 @@ pub async fn new(Manager(signed): Manager) -> Response {
         frame: Frame::new(&signed, "apis"),
         form,
         scopes: scope_grid(&Scopes::empty(), management),
-        errors: Vec::new(),
+        errors: FieldErrors::new(Vec::new()),
         my_ip,
         environments: environments(),
     })
@@ -190,22 +192,62 @@ fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_number<T: std::str::FromStr>(
+/// A whole number in `range` (`what` it counts), or none and the error that says which.
+fn parse_number<T>(
     field: &str,
     text: &str,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
     errors: &mut Vec<FieldError>,
-) -> Option<T> {
+) -> Option<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
     if text.is_empty() {
         return None;
     }
-    let parsed = text.parse().ok();
+    let parsed = text.parse().ok().filter(|n| range.contains(n));
     if parsed.is_none() {
         errors.push(FieldError {
             field: field.to_owned(),
-            message: "must be a whole number".to_owned(),
+            message: format!(
+                "must be a whole number from {} to {}{what}",
+                range.start(),
+                range.end()
+            ),
         });
     }
     parsed
+}
+
+fn parse_rate_limit(fields: &Fields, errors: &mut Vec<FieldError>) -> Option<u32> {
+    parse_number(
+        "rate_limit_per_minute",
+        &fields.get("rate_limit"),
+        1..=MAX_RATE_LIMIT,
+        " calls per minute",
+        errors,
+    )
+}
+
+/// One of a list's choices (an environment, a status); empty is none, anything else not on
+/// the list is an error, never silently replaced.
+fn parse_choice<T>(field: &str, fields: &Fields, errors: &mut Vec<FieldError>) -> Option<T>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    let text = fields.get(field);
+    if text.is_empty() {
+        return None;
+    }
+    text.parse()
+        .map_err(|message| {
+            errors.push(FieldError {
+                field: field.to_owned(),
+                message,
+            });
+        })
+        .ok()
 }
 
 fn parse_expiry(text: &str, errors: &mut Vec<FieldError>) -> Option<Duration> {
@@ -224,6 +266,17 @@ fn parse_expiry(text: &str, errors: &mut Vec<FieldError>) -> Option<Duration> {
     }
 }
 
+/// The field errors of a change the store refused (a username taken), if it was that.
+fn conflict(error: ServiceError) -> Result<Vec<FieldError>, ServiceError> {
+    match error {
+        ServiceError::Invalid(found) => Ok(found),
+        ServiceError::Store(StoreError::Conflict { details, .. }) if !details.is_empty() => {
+            Ok(details)
+        }
+        other => Err(other),
+    }
+}
+
 pub async fn create(
     State(state): State<AppState>,
     Manager(signed): Manager,
@@ -232,33 +285,30 @@ pub async fn create(
     let fields = Fields(fields);
     let mut errors = Vec::new();
     let mut ips = lines(&fields.get("ips"));
-    if fields.checked("add_my_ip") && !ips.contains(&signed.ip.to_string()) {
+    let add_my_ip = fields.checked("add_my_ip");
+    if add_my_ip && !ips.contains(&signed.ip.to_string()) {
         ips.push(signed.ip.to_string());
     }
     let management = fields.checked("management");
     let request = CreateApiUser {
         username: fields.get("username"),
         description: fields.get("description"),
-        environment: fields
-            .get("environment")
-            .parse()
+        environment: parse_choice("environment", &fields, &mut errors)
             .unwrap_or(Environment::Production),
-        status: if fields.get("status") == "disabled" {
-            Status::Disabled
-        } else {
-            Status::Enabled
-        },
+        status: parse_choice("status", &fields, &mut errors).unwrap_or(Status::Enabled),
         scopes: fields.all("scope"),
         ips: ips.clone(),
-        rate_limit_per_minute: parse_number(
-            "rate_limit_per_minute",
-            &fields.get("rate_limit"),
-            &mut errors,
-        ),
+        rate_limit_per_minute: parse_rate_limit(&fields, &mut errors),
         management,
         key: KeySource::Generate {
-            length: parse_number("key_length", &fields.get("key_length"), &mut errors)
-                .unwrap_or(DEFAULT_KEY_LEN),
+            length: parse_number(
+                "key_length",
+                &fields.get("key_length"),
+                MIN_KEY_LEN..=MAX_KEY_LEN,
+                " characters",
+                &mut errors,
+            )
+            .unwrap_or(DEFAULT_KEY_LEN),
         },
         expires_in: parse_expiry(&fields.get("expires"), &mut errors)
             .map_or(NewExpiry::AsBefore, NewExpiry::In),
@@ -266,9 +316,12 @@ pub async fn create(
     let result = if errors.is_empty() {
         state.credentials.create(&signed.actor(), request).await
     } else {
-        Err(ServiceError::Invalid(Vec::new()))
+        // Every field's error at once: the form's own and the service's.
+        Err(ServiceError::Invalid(
+            Credentials::new_user(&request).err().unwrap_or_default(),
+        ))
     };
-    match result {
+    match result.map_err(conflict) {
         Ok(issued) => Ok(key_once(
             &signed,
             &issued.user,
@@ -277,9 +330,8 @@ pub async fn create(
             &issued.stopped_now,
             &state,
         )),
-        Err(ServiceError::Invalid(mut found)) => {
+        Err(Ok(mut found)) => {
             errors.append(&mut found);
-            let scopes = Scopes::parse(fields.all("scope")).unwrap_or_default();
             let form = FormValues {
                 username: fields.get("username"),
                 description: fields.get("description"),
@@ -290,18 +342,19 @@ pub async fn create(
                 expires: fields.get("expires"),
                 key_length: fields.get("key_length"),
                 management,
+                add_my_ip,
             };
             let page = page(NewPage {
                 frame: Frame::new(&signed, "apis"),
                 form,
-                scopes: scope_grid(&scopes, signed.role().manages_admins()),
-                errors,
+                scopes: scope_grid(&ticked(&fields), signed.role().manages_admins()),
+                errors: FieldErrors::new(errors),
                 my_ip: signed.ip.to_string(),
                 environments: environments(),
             });
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
-        Err(other) => Err(other.into()),
+        Err(Err(other)) => Err(other.into()),
     }
 }
 
@@ -347,15 +400,43 @@ fn key_once(
 
 struct KeyRow {
     hint: String,
-    state: &'static str,
+    /// "live", "in grace until …", "revoked: rolled", "expired".
+    state: String,
+    live: bool,
     created: String,
+    /// When it stops or stopped: a revoked key's own expiry no longer counts.
     expires: String,
-    reason: String,
+}
+
+impl KeyRow {
+    fn new(key: &KeyInfo, current: Option<ApiKeyId>, now: OffsetDateTime) -> Self {
+        let live = key.is_live(now);
+        let state = match key.state(now) {
+            "live" if Some(key.id) != current => format!("in grace until {}", when(key.expires_at)),
+            "revoked" => match &key.revoked_reason {
+                Some(reason) => format!("revoked: {reason}"),
+                None => "revoked".to_owned(),
+            },
+            other => other.to_owned(),
+        };
+        let expires = match (key.revoked_at, key.expires_at) {
+            (Some(at), _) => format!("stopped {}", when(Some(at))),
+            (None, Some(at)) => when(Some(at)),
+            (None, None) => "—".to_owned(),
+        };
+        Self {
+            hint: key.hint.clone(),
+            state,
+            live,
+            created: when(Some(key.created_at)),
+            expires,
+        }
+    }
 }
 
 struct SuggestionRow {
     ip: String,
-    calls: i64,
+    calls: String,
     last: String,
 }
 
@@ -366,30 +447,92 @@ struct ShowPage {
     user: ApiUser,
     enabled: bool,
     environments: Vec<&'static str>,
+    /// The settings form's values: as stored, or as typed when a change was refused.
+    form: EditValues,
     scopes: Vec<ScopeRow>,
     ips: Vec<String>,
-    ips_text: String,
+    /// The "Add an address or block" field, as typed when it was refused.
+    rule: String,
     my_ip: String,
     my_ip_allowed: bool,
     keys: Vec<KeyRow>,
+    /// The id of the key a roll replaces, so the form rolls that key or nothing.
+    current_key: String,
     last_used: String,
     last_used_ago: String,
     last_ip: Option<String>,
     chart: String,
-    calls_7d: i64,
+    calls_7d: String,
     refused_7d: i64,
     suggestions: Vec<SuggestionRow>,
     warnings: Vec<&'static str>,
-    errors: Vec<FieldError>,
+    errors: FieldErrors,
     tab: &'static str,
+    /// Why a role that manages API users cannot change this one (a management key).
+    locked: Option<String>,
+}
+
+/// The frame of an API user's pages, and why the viewer may not change this user though
+/// their role manages API users: its forms are then shown disabled, with the reason.
+fn user_frame(signed: &Signed, user: &ApiUser, done: Option<&str>) -> (Frame, Option<String>) {
+    let mut frame = Frame::new(signed, "apis").with_flash(flash(done));
+    let locked = match signed.actor().authority.may_change(user, Change::Settings) {
+        Err(ServiceError::Forbidden(why)) if frame.can_manage => Some(why),
+        _ => None,
+    };
+    if locked.is_some() {
+        frame.can_manage = false;
+    }
+    (frame, locked)
+}
+
+/// The values of an API user's settings form.
+struct EditValues {
+    description: String,
+    environment: String,
+    rate_limit: String,
+    ips: String,
+    scopes: Scopes,
+    management: bool,
+}
+
+impl EditValues {
+    fn stored(user: &ApiUser) -> Self {
+        Self {
+            description: user.description.clone(),
+            environment: user.environment.to_string(),
+            rate_limit: user.rate_limit_per_minute.to_string(),
+            ips: user
+                .ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            scopes: user.scopes,
+            management: user.management,
+        }
+    }
+
+    fn typed(fields: &Fields) -> Self {
+        Self {
+            description: fields.get("description"),
+            environment: fields.get("environment"),
+            rate_limit: fields.get("rate_limit"),
+            ips: lines(&fields.get("ips")).join("\n"),
+            scopes: ticked(fields),
+            management: fields.checked("management"),
+        }
+    }
 }
 
 impl ShowPage {
-    fn error(&self, field: &str) -> Option<&str> {
-        self.errors
-            .iter()
-            .find(|e| e.field == field || e.field.starts_with(&format!("{field}[")))
-            .map(|e| e.message.as_str())
+    /// Shows the settings form as typed, not as stored.
+    fn keep(&mut self, typed: EditValues) {
+        self.scopes = scope_grid(
+            &typed.scopes,
+            self.user.management || self.user.scopes.has_management(),
+        );
+        self.form = typed;
     }
 }
 
@@ -410,43 +553,35 @@ async fn show_page(
     let week_ago = now - Duration::days(7);
     let usage = state.db.usage_hourly(user.id, week_ago).await?;
     let suggestions = state.db.refused_ips(user.id, week_ago, 10).await?;
+    let current = user.current_key(now).map(|k| k.id);
     let keys = user
         .keys
         .iter()
-        .map(|k| KeyRow {
-            hint: k.hint.clone(),
-            state: k.state(now),
-            created: when(Some(k.created_at)),
-            expires: k
-                .expires_at
-                .map_or_else(|| "—".to_owned(), |t| when(Some(t))),
-            reason: k.revoked_reason.clone().unwrap_or_default(),
-        })
+        .map(|k| KeyRow::new(k, current, now))
         .collect();
     let my_ip = signed.ip;
+    let (frame, locked) = user_frame(signed, &user, done);
     Ok(ShowPage {
-        frame: Frame::new(signed, "apis").with_flash(flash(done)),
+        frame,
+        locked,
         enabled: user.status == Status::Enabled,
         environments: environments(),
+        form: EditValues::stored(&user),
         scopes: scope_grid(
             &user.scopes,
             user.management || user.scopes.has_management(),
         ),
         ips: user.ips.iter().map(ToString::to_string).collect(),
-        ips_text: user
-            .ips
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        rule: String::new(),
         my_ip: my_ip.to_string(),
         my_ip_allowed: crate::domain::ip_rule::allows(&user.ips, my_ip),
         keys,
+        current_key: current.map(|id| id.to_string()).unwrap_or_default(),
         last_used: when(last_use(&user, state.auth.usage()).0),
         last_used_ago: ago(last_use(&user, state.auth.usage()).0, now),
         last_ip: last_use(&user, state.auth.usage()).1,
         chart: usage_chart(&usage, now),
-        calls_7d: usage.iter().map(|h| h.ok + h.refused).sum(),
+        calls_7d: calls(usage.iter().map(|h| h.ok + h.refused).sum()),
         refused_7d: usage.iter().map(|h| h.refused).sum(),
         suggestions: suggestions
             .into_iter()
@@ -456,12 +591,12 @@ async fn show_page(
             })
             .map(|s| SuggestionRow {
                 ip: s.ip,
-                calls: s.calls,
+                calls: calls(s.calls),
                 last: ago(Some(s.last_at), now),
             })
             .collect(),
         warnings: user.warnings(now),
-        errors,
+        errors: FieldErrors::new(errors),
         tab: "settings",
         user,
     })
@@ -501,15 +636,20 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// Re-renders the user's page with the errors of a refused change.
+/// Re-renders the user's page with the errors of a refused change, and what was typed
+/// (`keep`).
 async fn refused(
     state: &AppState,
     signed: &Signed,
     username: &str,
     errors: Vec<FieldError>,
+    keep: impl FnOnce(&mut ShowPage),
 ) -> Response {
     match show_page(state, signed, username, errors, None).await {
-        Ok(show) => (StatusCode::UNPROCESSABLE_ENTITY, page(show)).into_response(),
+        Ok(mut show) => {
+            keep(&mut show);
+            (StatusCode::UNPROCESSABLE_ENTITY, page(show)).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -521,32 +661,66 @@ pub async fn update(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
     let fields = Fields(fields);
+    let typed = EditValues::typed(&fields);
+    if fields.checked("add_my_ip") {
+        return add_my_ip(&state, &signed, &username, typed).await;
+    }
     let mut errors = Vec::new();
     let update = UpdateApiUser {
         description: Some(fields.get("description")),
-        environment: fields.get("environment").parse().ok(),
+        environment: parse_choice("environment", &fields, &mut errors),
         status: None,
         scopes: Some(fields.all("scope")),
         ips: Some(lines(&fields.get("ips"))),
-        rate_limit_per_minute: parse_number(
-            "rate_limit_per_minute",
-            &fields.get("rate_limit"),
-            &mut errors,
-        ),
+        rate_limit_per_minute: parse_rate_limit(&fields, &mut errors),
         management: Some(fields.checked("management")),
     };
-    if !errors.is_empty() {
-        return Ok(refused(&state, &signed, &username, errors).await);
-    }
-    match state
-        .credentials
-        .update(&signed.actor(), &username, update)
-        .await
-    {
+    let result = if errors.is_empty() {
+        state
+            .credentials
+            .update(&signed.actor(), &username, update)
+            .await
+    } else {
+        // Every field's error at once: the form's own and the service's.
+        let user = state
+            .credentials
+            .changeable(&signed.actor(), &username, Change::Settings)
+            .await?;
+        Err(ServiceError::Invalid(
+            Credentials::changes(&user, &update)
+                .err()
+                .unwrap_or_default(),
+        ))
+    };
+    match result {
         Ok(_) => Ok(back(&username, "saved")),
-        Err(ServiceError::Invalid(errors)) => Ok(refused(&state, &signed, &username, errors).await),
+        Err(ServiceError::Invalid(mut found)) => {
+            errors.append(&mut found);
+            Ok(refused(&state, &signed, &username, errors, |show| show.keep(typed)).await)
+        }
         Err(other) => Err(other.into()),
     }
+}
+
+/// "Add my IP" on the settings form without JavaScript: the form again, as typed, with the
+/// viewer's address (as the server sees it) added to the list and nothing saved yet, as the
+/// script does in the page.
+async fn add_my_ip(
+    state: &AppState,
+    signed: &Signed,
+    username: &str,
+    mut typed: EditValues,
+) -> Result<Response, ConsoleError> {
+    let mine = signed.ip.to_string();
+    if !typed.ips.lines().any(|rule| rule == mine) {
+        if !typed.ips.is_empty() {
+            typed.ips.push('\n');
+        }
+        typed.ips.push_str(&mine);
+    }
+    let mut show = show_page(state, signed, username, Vec::new(), Some("my_ip_listed")).await?;
+    show.keep(typed);
+    Ok(page(show))
 }
 
 pub async fn roll(
@@ -572,21 +746,28 @@ pub async fn roll(
         });
         NewExpiry::AsBefore
     });
+    let Ok(seen) = seen_key(&fields.get("current_key")) else {
+        return Err(ConsoleError::BadRequest(
+            "The form does not say which key it rolls: reload the page and roll from there."
+                .to_owned(),
+        ));
+    };
     if !errors.is_empty() {
-        return Ok(refused(&state, &signed, &username, errors).await);
+        return Ok(refused(&state, &signed, &username, errors, |_| ()).await);
     }
     match state
         .credentials
-        .rotate(
+        .rotate_seen(
             &signed.actor(),
             &username,
+            seen,
             grace,
             KeySource::default(),
             expires,
         )
         .await
     {
-        Ok(issued) => Ok(key_once(
+        Ok(Roll::Issued(issued)) => Ok(key_once(
             &signed,
             &issued.user,
             issued.key.expose(),
@@ -594,8 +775,64 @@ pub async fn roll(
             &issued.stopped_now,
             &state,
         )),
-        Err(ServiceError::Invalid(errors)) => Ok(refused(&state, &signed, &username, errors).await),
+        Ok(Roll::AlreadyRolled(user)) => Ok((
+            StatusCode::CONFLICT,
+            page(AlreadyRolledPage::new(
+                &signed,
+                &user,
+                seen,
+                state.clock.now(),
+            )),
+        )
+            .into_response()),
+        Err(ServiceError::Invalid(errors)) => {
+            Ok(refused(&state, &signed, &username, errors, |_| ()).await)
+        }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The roll form's `current_key`: the id of the key the page showed as current, or empty
+/// when it showed none.
+fn seen_key(field: &str) -> Result<Option<ApiKeyId>, std::num::ParseIntError> {
+    if field.is_empty() {
+        Ok(None)
+    } else {
+        field.parse().map(|id| Some(ApiKeyId(id)))
+    }
+}
+
+/// A roll form sent for a key that is no longer current: nothing was rolled.
+#[derive(Template)]
+#[template(path = "console/api_rolled_already.html")]
+struct AlreadyRolledPage {
+    frame: Frame,
+    username: String,
+    seen: Option<String>,
+    current: Option<(String, String)>,
+    in_grace: Vec<(String, String)>,
+}
+
+impl AlreadyRolledPage {
+    fn new(signed: &Signed, user: &ApiUser, seen: Option<ApiKeyId>, now: OffsetDateTime) -> Self {
+        let current = user.current_key(now);
+        Self {
+            frame: Frame::new(signed, "apis"),
+            username: user.username.clone(),
+            seen: seen.and_then(|id| {
+                user.keys
+                    .iter()
+                    .find(|k| k.id == id)
+                    .map(|k| k.hint.clone())
+            }),
+            current: current.map(|k| (k.hint.clone(), when(Some(k.created_at)))),
+            in_grace: user
+                .keys
+                .iter()
+                .filter(|k| k.is_live(now) && Some(k.id) != current.map(|c| c.id))
+                .map(|k| (k.hint.clone(), when(k.expires_at)))
+                .collect(),
+        }
     }
 }
 
@@ -641,16 +878,11 @@ pub async fn add_ip(
         .add_ip(&signed.actor(), &username, &form.rule)
         .await
     {
-        Ok(_) => Ok(back(&username, "ip_added")),
+        Ok((_, true)) => Ok(back(&username, "ip_added")),
+        Ok((_, false)) => Ok(back(&username, "ip_listed")),
         Err(ServiceError::Invalid(errors)) => {
-            let errors = errors
-                .into_iter()
-                .map(|e| FieldError {
-                    field: "ips".to_owned(),
-                    ..e
-                })
-                .collect();
-            Ok(refused(&state, &signed, &username, errors).await)
+            let rule = form.rule.trim().to_owned();
+            Ok(refused(&state, &signed, &username, errors, |show| show.rule = rule).await)
         }
         Err(other) => Err(other.into()),
     }
@@ -684,6 +916,7 @@ struct SessionsPage {
     username: String,
     sessions: Vec<SessionRow>,
     tab: &'static str,
+    locked: Option<String>,
 }
 
 pub async fn sessions(
@@ -693,6 +926,8 @@ pub async fn sessions(
     Query(query): Query<DoneQuery>,
 ) -> Result<Response, ConsoleError> {
     let now = state.clock.now();
+    let user = state.credentials.get(&username).await?;
+    let (frame, locked) = user_frame(&signed, &user, query.done.as_deref());
     let sessions = state
         .credentials
         .sessions(&username, true)
@@ -706,12 +941,12 @@ pub async fn sessions(
             expires: when(Some(s.expires_at)),
         })
         .collect();
-    let frame = Frame::new(&signed, "apis").with_flash(flash(query.done.as_deref()));
     Ok(page(SessionsPage {
         frame,
         username,
         sessions,
         tab: "sessions",
+        locked,
     }))
 }
 
@@ -726,13 +961,23 @@ pub async fn revoke_sessions(
     Path(username): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, ConsoleError> {
-    state
+    let ended = match state
         .credentials
         .revoke_sessions(&signed.actor(), &username, form.session.map(SessionId))
-        .await?;
+        .await
+    {
+        Err(ServiceError::NoSuchSession { .. }) => {
+            return Err(ConsoleError::Gone(
+                "That session has ended already (revoked, or expired): nothing was changed."
+                    .to_owned(),
+            ));
+        }
+        other => other?,
+    };
     Ok(Redirect::to(&format!(
-        "/admin/apis/{}/sessions?done=revoked",
-        urlencode(&username)
+        "/admin/apis/{}/sessions?done={}",
+        urlencode(&username),
+        if ended == 0 { "none_open" } else { "revoked" }
     ))
     .into_response())
 }
@@ -746,7 +991,7 @@ struct DeletePage {
     last_ip: String,
     used_recently: bool,
     open_sessions: usize,
-    calls_24h: i64,
+    calls_24h: String,
 }
 
 pub async fn confirm_delete(
@@ -776,7 +1021,7 @@ pub async fn confirm_delete(
         used_recently: answered_24h > 0
             || last_used_at.is_some_and(|t| t > now - Duration::hours(24)),
         open_sessions,
-        calls_24h,
+        calls_24h: calls(calls_24h),
         username,
     }))
 }
@@ -786,6 +1031,11 @@ pub async fn delete(
     Manager(signed): Manager,
     Path(username): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    state.credentials.delete(&signed.actor(), &username).await?;
-    Ok(Redirect::to("/admin/apis?done=deleted").into_response())
+    match state.credentials.delete(&signed.actor(), &username).await {
+        Ok(_) => Ok(Redirect::to("/admin/apis?done=deleted").into_response()),
+        Err(ServiceError::NoSuchUser(_)) => Err(ConsoleError::Gone(format!(
+            "There is no API user named {username}: it was deleted already (or never made), so nothing was deleted now."
+        ))),
+        Err(other) => Err(other.into()),
+    }
 }

@@ -22,12 +22,13 @@ pub fn usage_chart(usage: &[UsageHour], now: OffsetDateTime) -> String {
             *bucket = (hour.ok, hour.refused);
         }
     }
-    let peak = buckets
+    let busiest = buckets
         .iter()
         .map(|(ok, refused)| ok + refused)
         .max()
-        .unwrap_or(0)
-        .max(1);
+        .unwrap_or(0);
+    // Bars are drawn against the busiest hour; a week without calls has none to draw.
+    let peak = busiest.max(1);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {}\" role=\"img\" \
          aria-label=\"Calls per hour over the last 7 days\">",
@@ -77,9 +78,14 @@ pub fn usage_chart(usage: &[UsageHour], now: OffsetDateTime) -> String {
             date.day()
         );
     }
+    let peak_label = match busiest {
+        0 => "no calls".to_owned(),
+        1 => "peak 1 call/h".to_owned(),
+        n => format!("peak {n} calls/h"),
+    };
     let _ = write!(
         svg,
-        "<text x=\"4\" y=\"12\" font-size=\"11\" fill=\"#5d6677\">peak {peak} calls/h</text></svg>"
+        "<text x=\"4\" y=\"12\" font-size=\"11\" fill=\"#5d6677\">{peak_label}</text></svg>"
     );
     svg
 }
@@ -101,6 +107,13 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<title>10 ok, 5 refused</title>").count(), 2);
         assert!(svg.contains("peak 15 calls/h"));
+        assert!(usage_chart(&[], now).contains(">no calls</text>"));
+        let one = [UsageHour {
+            hour,
+            ok: 1,
+            refused: 0,
+        }];
+        assert!(usage_chart(&one, now).contains(">peak 1 call/h</text>"));
         assert!(!svg.contains('&') && !svg.contains("script"));
         // The current hour is the last slot.
         let last_x = (HOURS - 1) * BAR;

@@ -4,12 +4,14 @@
 use super::session::Signed;
 use super::view::{ago, precise};
 use super::{ConsoleError, Frame};
+use super::{Path, Query};
 use crate::domain::history::{HistoryQuery, HistoryRecord, Outcome};
 use crate::domain::ip_rule;
+use crate::domain::username::Username;
 use crate::http::AppState;
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -35,6 +37,15 @@ impl Filters {
     fn query(&self, limit: u32) -> Result<HistoryQuery, ConsoleError> {
         let query = HistoryQuery::filtered(&self.outcome, &self.ip, &self.from, &self.to)
             .map_err(ConsoleError::BadRequest)?;
+        if let (Some(from), Some(to)) = (query.from, query.to)
+            && from > to
+        {
+            return Err(ConsoleError::BadRequest(format!(
+                "From ({}) is later than To ({}): no call can match. Swap the dates.",
+                self.from.trim(),
+                self.to.trim()
+            )));
+        }
         Ok(HistoryQuery {
             before_id: self.before,
             limit,
@@ -69,7 +80,7 @@ struct Row {
 
 struct Suggestion {
     ip: String,
-    calls: i64,
+    calls: String,
     last: String,
 }
 
@@ -161,7 +172,7 @@ async fn load(
         })
         .map(|s| Suggestion {
             ip: s.ip,
-            calls: s.calls,
+            calls: super::view::calls(s.calls),
             last: ago(Some(s.last_at), now),
         })
         .collect();
@@ -191,14 +202,21 @@ async fn load(
     })
 }
 
+/// Only a name that can be a username has a history (kept when its user is deleted):
+/// anything else (`%00`, `..%2f`, a quote meant for a header) is not found.
+fn history_name(username: &str) -> Result<Username, ConsoleError> {
+    Username::parse(username).map_err(|_| ConsoleError::NotFound)
+}
+
 pub async fn page(
     State(state): State<AppState>,
     signed: Signed,
     Path(username): Path<String>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, ConsoleError> {
+    let username = history_name(&username)?;
     Ok(super::page(
-        load(&state, &signed, &username, filters).await?,
+        load(&state, &signed, username.as_str(), filters).await?,
     ))
 }
 
@@ -210,11 +228,13 @@ pub async fn csv(
     Path(username): Path<String>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, ConsoleError> {
+    let username = history_name(&username)?.as_str().to_owned();
     let query = filters.query(1000)?;
     let header_row = "date_added,date_modified,call,ip,status,outcome,duration_ms,username,key_hint,session_id,request_id,api_user_id\n";
     let credentials = state.credentials.clone();
     let name = username.clone();
     let stream = futures_stream(credentials, name, query, header_row);
+    // A username is `A-Z a-z 0-9 . _ -`: nothing in it can end the quoted name or the header.
     let filename = format!("keyward-history-{username}.csv");
     Ok((
         [

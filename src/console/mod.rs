@@ -197,6 +197,9 @@ pub enum ConsoleError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// Not found, and why, such as a form sent again for something it removed.
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     BadRequest(String),
     /// A form that could not be read, with the status axum gives it (400, 413, 415, 422).
@@ -230,6 +233,59 @@ where
     }
 }
 
+/// A query string, as `axum::extract::Query` reads it; one it cannot read (`before=abc`) is
+/// refused with a console page naming the parameter, not axum's plain text.
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ConsoleError::BadRequest(format!(
+                    "This page's address has a parameter that cannot be read ({detail}). \
+                     Use the page's own links and filters."
+                ))
+            })
+    }
+}
+
+/// The parts of a path, as `axum::extract::Path` reads them; a part it cannot read (an id
+/// that is no number) names nothing there is.
+pub struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|_| ConsoleError::NotFound)
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/error.html")]
 struct ErrorPage {
@@ -253,6 +309,7 @@ impl IntoResponse for ConsoleError {
                 "This form was not sent from a current console page. Reload the page and try again.".to_owned(),
             ),
             Self::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_owned()),
+            Self::Gone(message) => (StatusCode::NOT_FOUND, "Not found", message.clone()),
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, "Bad request", message.clone()),
             Self::Unreadable(status, message) => (*status, "Bad request", message.clone()),
             Self::Unavailable => (

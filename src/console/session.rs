@@ -7,9 +7,9 @@ use crate::domain::admin::{AdminSession, NewAdminSession, Role};
 use crate::domain::secret::{Secret, SecretHash, random_base62};
 use crate::http::AppState;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, KeyInit, Mac};
@@ -263,7 +263,12 @@ pub async fn login(
                 "Too many failed sign-ins from this address or for this user. Try again in {} s.",
                 wait.0
             );
-            return Ok(retry(message, &form.username));
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(RETRY_AFTER, wait.0.to_string())],
+                retry(message, &form.username),
+            )
+                .into_response());
         }
     };
     let admin = state

@@ -3,6 +3,7 @@
 use crate::domain::api_user::ApiUser;
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::{Scope, Scopes};
+use crate::domain::validation::FieldError;
 use time::OffsetDateTime;
 
 /// `2026-11-23 14:05 UTC`, or "never".
@@ -48,6 +49,15 @@ pub fn ago(t: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
     }
 }
 
+/// "1 call", "2 calls", "no calls".
+pub fn calls(n: i64) -> String {
+    match n {
+        0 => "no calls".to_owned(),
+        1 => "1 call".to_owned(),
+        n => format!("{n} calls"),
+    }
+}
+
 /// The name/value pairs of a posted form, which may repeat a name (checkboxes).
 pub struct Fields(pub Vec<(String, String)>);
 
@@ -73,6 +83,17 @@ impl Fields {
             .iter()
             .any(|(k, v)| k == name && (v == "on" || v == "true" || v == "1"))
     }
+}
+
+/// The scopes ticked on a posted form; one the grid does not know is left out.
+pub fn ticked(fields: &Fields) -> Scopes {
+    let mut scopes = Scopes::empty();
+    for scope in fields.all("scope") {
+        if let Ok(scope) = scope.parse::<Scope>() {
+            scopes.insert(scope);
+        }
+    }
+    scopes
 }
 
 /// One resource's row in the permissions grid.
@@ -141,4 +162,80 @@ pub fn last_use(
     usage: &crate::auth::UsageTracker,
 ) -> (Option<OffsetDateTime>, Option<String>) {
     usage.last_use(user)
+}
+
+/// A field's name as the form shows it (`Rate limit`, `IP rule 2`), with its place on the
+/// form, for messages that speak of what the admin sees rather than of internal names.
+fn label(field: &str) -> (usize, String) {
+    if let Some(index) = field
+        .strip_prefix("ips[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|i| i.parse::<usize>().ok())
+    {
+        return (8, format!("IP rule {}", index + 1));
+    }
+    let (place, name) = match field {
+        "username" => (0, "API username"),
+        "description" => (1, "Description"),
+        "environment" => (2, "Environment"),
+        "status" => (3, "Status"),
+        "rate_limit_per_minute" => (4, "Rate limit"),
+        "expires" => (5, "Key expires"),
+        "key_length" => (6, "Key length"),
+        "grace" => (6, "Grace period"),
+        "ips" => (7, "IP list"),
+        "rule" => (7, "Address or block"),
+        "scopes" => (9, "Permissions"),
+        "management" => (10, "Management key"),
+        other => (11, other),
+    };
+    (place, name.to_owned())
+}
+
+/// A form's field errors, in the order of the form, with the labels it shows.
+pub struct FieldErrors(Vec<(String, String, String)>);
+
+impl FieldErrors {
+    pub fn new(errors: Vec<FieldError>) -> Self {
+        let mut labelled: Vec<_> = errors
+            .into_iter()
+            .map(|e| (label(&e.field), e.field, e.message))
+            .collect();
+        labelled.sort_by_key(|((place, _), _, _)| *place);
+        Self(
+            labelled
+                .into_iter()
+                .map(|((_, label), field, message)| (field, label, message))
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(label, message)` of every error, for the summary above a form.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(_, label, message)| (label.as_str(), message.as_str()))
+    }
+
+    /// The message under one field: its own, and those of its items (`ips[1]`), named.
+    pub fn of(&self, field: &str) -> Option<String> {
+        let item = format!("{field}[");
+        let messages: Vec<String> = self
+            .0
+            .iter()
+            .filter_map(|(name, label, message)| {
+                if name == field {
+                    Some(message.clone())
+                } else {
+                    name.starts_with(&item)
+                        .then(|| format!("{label}: {message}"))
+                }
+            })
+            .collect();
+        (!messages.is_empty()).then(|| messages.join(" "))
+    }
 }

@@ -23,11 +23,11 @@ use crate::domain::api_user::{
 };
 use crate::domain::catalog::PageRequest;
 use crate::domain::history::{HistoryQuery, HistoryRecord};
-use crate::domain::ids::SessionId;
+use crate::domain::ids::{ApiKeyId, SessionId};
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
 use crate::domain::username::Username;
-use crate::domain::validation::Errors;
+use crate::domain::validation::{Errors, FieldError};
 use crate::store::{Db, RetireOld};
 use requests::{check_description, check_management, check_rate_limit, parse_rules};
 use serde_json::json;
@@ -37,11 +37,27 @@ use time::{Duration, OffsetDateTime};
 pub struct Credentials {
     db: Db,
     clock: SharedClock,
+    /// Rolls of a key seen as current, one at a time in this process (see
+    /// [`Credentials::rotate_seen`]).
+    rolls: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What a roll of the key a caller saw as current did.
+#[derive(Debug)]
+pub enum Roll {
+    Issued(IssuedKey),
+    /// The key the caller saw is no longer the current one (another roll came first, or the
+    /// same form was sent again): nothing was rolled.
+    AlreadyRolled(ApiUser),
 }
 
 impl Credentials {
     pub fn new(db: Db, clock: SharedClock) -> Self {
-        Self { db, clock }
+        Self {
+            db,
+            clock,
+            rolls: Default::default(),
+        }
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -83,8 +99,9 @@ impl Credentials {
         Ok((key, stored))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(username = %request.username))]
-    pub async fn create(&self, actor: &Actor, request: CreateApiUser) -> Result<IssuedKey> {
+    /// The API user `request` asks for, or every field that is wrong with it (all at once,
+    /// so a form can show them together). Its key is checked when it is made.
+    pub fn new_user(request: &CreateApiUser) -> std::result::Result<NewApiUser, Vec<FieldError>> {
         let mut errors = Errors::new();
         let username = errors.check("username", Username::parse(request.username.trim()));
         let description = check_description(&mut errors, &request.description);
@@ -95,12 +112,31 @@ impl Credentials {
         let ips = parse_rules(&mut errors, "ips", &request.ips);
         let rate_limit = request.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT);
         check_rate_limit(&mut errors, rate_limit);
-        let username = match (errors.finish(), username) {
-            (Ok(()), Some(username)) => username,
-            (Err(details), _) => return Err(ServiceError::Invalid(details)),
-            (Ok(()), None) => return Err(ServiceError::invalid("username", "is required")),
-        };
-        actor.authority.may_grant(&scopes, request.management)?;
+        match (errors.finish(), username) {
+            (Ok(()), Some(username)) => Ok(NewApiUser {
+                username,
+                description,
+                environment: request.environment,
+                status: request.status,
+                scopes,
+                rate_limit_per_minute: rate_limit,
+                management: request.management,
+                ips,
+            }),
+            (Err(details), _) => Err(details),
+            (Ok(()), None) => Err(vec![FieldError {
+                field: "username".to_owned(),
+                message: "is required".to_owned(),
+            }]),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(username = %request.username))]
+    pub async fn create(&self, actor: &Actor, request: CreateApiUser) -> Result<IssuedKey> {
+        let user = Self::new_user(&request).map_err(ServiceError::Invalid)?;
+        actor
+            .authority
+            .may_grant(&user.scopes, request.management)?;
         let expires_in = match request.expires_in {
             NewExpiry::In(duration) => Some(duration),
             NewExpiry::Never | NewExpiry::AsBefore => None,
@@ -111,16 +147,6 @@ impl Credentials {
             &mut stored,
             request.expires_in != NewExpiry::AsBefore,
         )?;
-        let user = NewApiUser {
-            username,
-            description,
-            environment: request.environment,
-            status: request.status,
-            scopes,
-            rate_limit_per_minute: rate_limit,
-            management: request.management,
-            ips,
-        };
         let audit = self.audit(
             actor,
             "api_user.create",
@@ -194,6 +220,41 @@ impl Credentials {
         Ok(user)
     }
 
+    /// The changes `update` asks of `user`, or every field that is wrong with them (all at
+    /// once, so a form can show them together).
+    pub fn changes(
+        user: &ApiUser,
+        update: &UpdateApiUser,
+    ) -> std::result::Result<ApiUserChanges, Vec<FieldError>> {
+        let mut errors = Errors::new();
+        let description = update
+            .description
+            .as_deref()
+            .map(|d| check_description(&mut errors, d));
+        let scopes = match &update.scopes {
+            Some(list) => errors.check("scopes", Scopes::parse(list)),
+            None => None,
+        };
+        let management = update.management.unwrap_or(user.management);
+        check_management(&mut errors, &scopes.unwrap_or(user.scopes), management);
+        let ips = update
+            .ips
+            .as_ref()
+            .map(|rules| parse_rules(&mut errors, "ips", rules));
+        if let Some(limit) = update.rate_limit_per_minute {
+            check_rate_limit(&mut errors, limit);
+        }
+        errors.into_result(|| ApiUserChanges {
+            description,
+            environment: update.environment,
+            status: update.status,
+            scopes,
+            rate_limit_per_minute: update.rate_limit_per_minute,
+            management: update.management,
+            ips,
+        })
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn update(
         &self,
@@ -214,39 +275,13 @@ impl Credentials {
         if let Some(status) = update.status {
             actor.authority.may_change(&user, Change::Status(status))?;
         }
-        let mut errors = Errors::new();
-        let description = update
-            .description
-            .as_deref()
-            .map(|d| check_description(&mut errors, d));
-        let scopes = match &update.scopes {
-            Some(list) => errors.check("scopes", Scopes::parse(list)),
-            None => None,
-        };
-        let management = update.management.unwrap_or(user.management);
-        check_management(&mut errors, &scopes.unwrap_or(user.scopes), management);
-        let ips = update
-            .ips
-            .as_ref()
-            .map(|rules| parse_rules(&mut errors, "ips", rules));
-        if let Some(limit) = update.rate_limit_per_minute {
-            check_rate_limit(&mut errors, limit);
+        let changes = Self::changes(&user, &update).map_err(ServiceError::Invalid)?;
+        if changes.scopes.is_some() || update.management == Some(true) {
+            actor.authority.may_grant(
+                &changes.scopes.unwrap_or_default(),
+                update.management == Some(true),
+            )?;
         }
-        errors.finish().map_err(ServiceError::Invalid)?;
-        if scopes.is_some() || update.management == Some(true) {
-            actor
-                .authority
-                .may_grant(&scopes.unwrap_or_default(), update.management == Some(true))?;
-        }
-        let changes = ApiUserChanges {
-            description,
-            environment: update.environment,
-            status: update.status,
-            scopes,
-            rate_limit_per_minute: update.rate_limit_per_minute,
-            management: update.management,
-            ips,
-        };
         let mut details = serde_json::Map::new();
         let mut note =
             |field: &str, before: serde_json::Value, after: Option<serde_json::Value>| {
@@ -429,6 +464,29 @@ impl Credentials {
             key: plain,
             stopped_now: rolled.stopped_now,
         })
+    }
+
+    /// [`Credentials::rotate`], only while `seen` (none: no live key) is still the current
+    /// key: a form sent twice, or two admins rolling at once, roll once and keep the grace
+    /// the first roll gave.
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
+    pub async fn rotate_seen(
+        &self,
+        actor: &Actor,
+        username: &str,
+        seen: Option<ApiKeyId>,
+        grace: Duration,
+        key: KeySource,
+        expiry: NewExpiry,
+    ) -> Result<Roll> {
+        let _one_at_a_time = self.rolls.lock().await;
+        let user = self.changeable(actor, username, Change::Rotate).await?;
+        if user.current_key(self.clock.now()).map(|k| k.id) != seen {
+            return Ok(Roll::AlreadyRolled(user));
+        }
+        self.rotate(actor, username, grace, key, expiry)
+            .await
+            .map(Roll::Issued)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]

@@ -206,8 +206,13 @@ async fn a_change_on_one_node_holds_on_every_node_within_a_second() {
     assert_within_promise("an enable made from the CLI", &took);
 
     // The key rolled on node A without a grace period: the old key stops everywhere.
+    let current_key = crate::console::field_of(&console.html(page).await, "current_key");
     let response = console
-        .submit(page, "/admin/apis/erp/roll", &[("grace", "0")])
+        .submit(
+            page,
+            "/admin/apis/erp/roll",
+            &[("grace", "0"), ("current_key", &current_key)],
+        )
         .await;
     assert_eq!(response.status(), 200, "the new key is shown once");
     let since = Instant::now();

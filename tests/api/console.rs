@@ -9,15 +9,29 @@ use reqwest::{Client, Response, StatusCode};
 
 /// A browser-like client: keeps cookies, does not follow redirects.
 pub struct Console {
-    client: Client,
-    base: String,
+    pub client: Client,
+    pub base: String,
 }
 
 pub fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
+    field_of(html, "csrf")
+}
+
+/// The value of the first hidden field named `name` on a page.
+pub fn field_of(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_default()
+        .to_owned()
+}
+
+/// The key shown once on a page.
+pub fn shown_key(html: &str) -> String {
+    html.split("id=\"new-key\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the key")
         .to_owned()
 }
 
@@ -147,15 +161,19 @@ async fn a_wrong_password_is_refused_and_repeated_failures_are_throttled() {
     let right = console.sign_in("admin", "test-admin-password").await;
     assert_eq!(
         right.status(),
-        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
         "even the right password waits"
     );
+    let wait: u64 = right.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(wait >= 1);
+    let page = right.text().await.expect("html");
     assert!(
-        right
-            .text()
-            .await
-            .expect("html")
-            .contains("Too many failed sign-ins")
+        page.contains("Too many failed sign-ins") && page.contains("name=\"csrf\""),
+        "the same page, to try again"
     );
 }
 
@@ -293,13 +311,7 @@ async fn a_created_key_is_shown_once_works_and_is_never_shown_again() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let html = response.text().await.expect("html");
-    let key = html
-        .split("id=\"new-key\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("the key")
-        .to_owned();
+    let key = shown_key(&response.text().await.expect("html"));
     assert!(key.starts_with("kw_"));
 
     assert_eq!(app.get("/api/v1/orders", &key).await.status(), 200);
@@ -586,4 +598,512 @@ async fn a_new_password_signs_the_admin_out_and_the_last_administrator_stays() {
         .update(&Actor::system(), "admin", Some(Role::Viewer), None)
         .await;
     assert!(last.is_err(), "the last administrator cannot be demoted");
+}
+
+/// The roll form of `username`'s page, as a browser sends it.
+async fn roll_form(console: &Console, username: &str, grace: &str) -> Vec<(&'static str, String)> {
+    let page = console.html(&format!("/admin/apis/{username}")).await;
+    vec![
+        ("csrf", csrf_of(&page)),
+        ("current_key", field_of(&page, "current_key")),
+        ("grace", grace.to_owned()),
+    ]
+}
+
+async fn post_owned(console: &Console, path: &str, form: &[(&'static str, String)]) -> Response {
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    console.post(path, &form).await
+}
+
+#[tokio::test]
+async fn a_roll_sent_again_rolls_nothing_and_the_old_key_keeps_its_grace() {
+    let app = spawn_app().await;
+    let old = app.api_user("resent", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+    let form = roll_form(&console, "resent", "24h").await;
+
+    let first = post_owned(&console, "/admin/apis/resent/roll", &form).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let new = shown_key(&first.text().await.expect("html"));
+    // The browser's reload of the "Key rolled" page sends the same form again.
+    let again = post_owned(&console, "/admin/apis/resent/roll", &form).await;
+
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let page = again.text().await.expect("html");
+    assert!(page.contains("Key already rolled"), "{page}");
+    assert!(page.contains("Nothing was rolled now"), "{page}");
+    assert!(
+        page.contains("keeps working until"),
+        "the grace is shown: {page}"
+    );
+    assert!(page.contains("href=\"/admin/apis/resent\""), "a link back");
+    assert!(!page.contains(&new), "the new key is not shown again");
+    assert_eq!(
+        app.get("/api/v1/me", &old).await.status(),
+        200,
+        "still in grace"
+    );
+    assert_eq!(app.get("/api/v1/me", &new).await.status(), 200);
+    let user = app.credentials.get("resent").await.expect("user");
+    assert_eq!(user.keys.len(), 2, "one roll, one new key");
+}
+
+#[tokio::test]
+async fn two_admins_rolling_at_once_roll_once() {
+    let app = spawn_app().await;
+    let old = app.api_user("raced", &[]).await;
+    let one = admin_with_role(&app, "one", Role::Administrator).await;
+    let two = admin_with_role(&app, "two", Role::Administrator).await;
+    let (form_one, form_two) = (
+        roll_form(&one, "raced", "1h").await,
+        roll_form(&two, "raced", "1h").await,
+    );
+
+    let (a, b) = tokio::join!(
+        post_owned(&one, "/admin/apis/raced/roll", &form_one),
+        post_owned(&two, "/admin/apis/raced/roll", &form_two),
+    );
+
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    assert_eq!(app.get("/api/v1/me", &old).await.status(), 200, "in grace");
+    let user = app.credentials.get("raced").await.expect("user");
+    assert_eq!(user.keys.len(), 2);
+}
+
+#[tokio::test]
+async fn deleting_twice_or_ending_an_ended_session_says_it_is_done_already() {
+    let app = spawn_app().await;
+    let key = app.api_user("twice", &[]).await;
+    let token = app.login("twice", &key).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+    let page = console.html("/admin/apis/twice/sessions").await;
+    let session = field_of(&page, "session");
+    let csrf = csrf_of(&page);
+    let end = [("csrf", csrf.as_str()), ("session", session.as_str())];
+
+    assert_eq!(
+        console
+            .post("/admin/apis/twice/sessions", &end)
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let ended_again = console.post("/admin/apis/twice/sessions", &end).await;
+    assert_eq!(ended_again.status(), StatusCode::NOT_FOUND);
+    assert!(
+        ended_again
+            .text()
+            .await
+            .expect("html")
+            .contains("ended already")
+    );
+    let none_open = console
+        .post("/admin/apis/twice/sessions", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(
+        none_open.headers()["location"],
+        "/admin/apis/twice/sessions?done=none_open"
+    );
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 401);
+
+    let delete = [("csrf", csrf.as_str())];
+    let first = console.post("/admin/apis/twice/delete", &delete).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let again = console.post("/admin/apis/twice/delete", &delete).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert!(
+        again
+            .text()
+            .await
+            .expect("html")
+            .contains("deleted already")
+    );
+}
+
+/// Submits a form the console must refuse (422) and gives back the page it answers with.
+async fn refused_page(console: &Console, page: &str, path: &str, form: &[(&str, &str)]) -> String {
+    let response = console.submit(page, path, form).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{path}"
+    );
+    response.text().await.expect("html")
+}
+
+#[tokio::test]
+async fn a_refused_edit_keeps_what_was_typed_with_each_error_under_its_field() {
+    let app = spawn_app().await;
+    app.api_user("edited", &["orders:read"]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let html = refused_page(
+        &console,
+        "/admin/apis/edited",
+        "/admin/apis/edited",
+        &[
+            ("description", "Typed, not stored"),
+            ("environment", "staging"),
+            ("rate_limit", "-5"),
+            ("ips", "192.0.2.1\nnot-an-ip"),
+            ("scope", "products:write"),
+        ],
+    )
+    .await;
+    assert!(html.contains("value=\"Typed, not stored\""), "{html}");
+    assert!(
+        html.contains("<option value=\"staging\" selected>"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"-5\""), "{html}");
+    assert!(html.contains("192.0.2.1\nnot-an-ip</textarea>"), "{html}");
+    assert!(html.contains("value=\"products:write\" checked"), "{html}");
+    assert!(!html.contains("value=\"orders:read\" checked"), "{html}");
+    // Both errors at once, by the names the form shows, the range said.
+    assert!(
+        html.contains("<strong>Rate limit</strong>: must be a whole number from 1 to 1000000"),
+        "{html}"
+    );
+    assert!(html.contains("<strong>IP rule 2</strong>"), "{html}");
+    assert!(!html.contains("rate_limit_per_minute") && !html.contains("ips[1]"));
+    let user = app.credentials.get("edited").await.expect("user");
+    assert_eq!(user.description, "", "nothing saved");
+    assert_eq!(user.environment.as_str(), "production");
+}
+
+#[tokio::test]
+async fn every_field_error_of_add_new_comes_at_once_by_its_label() {
+    let app = spawn_app().await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let html = refused_page(
+        &console,
+        "/admin/apis/new",
+        "/admin/apis",
+        &[
+            ("username", "x"),
+            ("description", "kept"),
+            ("rate_limit", "-5"),
+            ("key_length", "12"),
+            ("environment", "bogus"),
+            ("ips", "192.0.2.1\n300.1.1.1\nnope"),
+        ],
+    )
+    .await;
+    for expected in [
+        "<strong>API username</strong>: ",
+        "<strong>Environment</strong>: `bogus` is not one of production, staging, development",
+        "<strong>Rate limit</strong>: must be a whole number from 1 to 1000000 calls per minute",
+        "<strong>Key length</strong>: must be a whole number from 64 to 256 characters",
+        "<strong>IP rule 2</strong>: ",
+        "<strong>IP rule 3</strong>: ",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    assert!(html.contains("value=\"kept\"") && html.contains("value=\"-5\""));
+    assert!(app.credentials.list(None).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_environment_is_refused_on_create_and_on_edit() {
+    let app = spawn_app().await;
+    app.api_user("staged", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let created = refused_page(
+        &console,
+        "/admin/apis/new",
+        "/admin/apis",
+        &[("username", "bogus-env"), ("environment", "bogus")],
+    )
+    .await;
+    assert!(created.contains("`bogus` is not one of"));
+    assert!(app.credentials.get("bogus-env").await.is_err());
+    let edited = refused_page(
+        &console,
+        "/admin/apis/staged",
+        "/admin/apis/staged",
+        &[
+            ("environment", "bogus"),
+            ("description", "not saved"),
+            ("ips", "127.0.0.1"),
+        ],
+    )
+    .await;
+    assert!(edited.contains("`bogus` is not one of"));
+    assert_eq!(
+        app.credentials
+            .get("staged")
+            .await
+            .expect("user")
+            .description,
+        ""
+    );
+}
+
+#[tokio::test]
+async fn a_taken_username_comes_back_under_its_field_with_the_form_kept() {
+    let app = spawn_app().await;
+    app.api_user("taken", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let html = refused_page(
+        &console,
+        "/admin/apis/new",
+        "/admin/apis",
+        &[
+            ("username", "taken"),
+            ("description", "Second try"),
+            ("ips", "192.0.2.7"),
+            ("scope", "orders:read"),
+        ],
+    )
+    .await;
+    assert!(html.contains("<strong>API username</strong>"), "{html}");
+    let under_field = html
+        .split("id=\"username\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .unwrap_or_default();
+    assert!(under_field.contains("field-error"), "{under_field}");
+    assert!(html.contains("value=\"Second try\"") && html.contains("192.0.2.7</textarea>"));
+    assert!(html.contains("value=\"orders:read\" checked"));
+    assert!(!html.contains("id=\"new-key\""), "no key");
+}
+
+#[tokio::test]
+async fn add_my_ip_works_without_javascript_on_an_api_users_page() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Settings {
+        trusted_proxies: vec!["127.0.0.1/32"],
+        ..Default::default()
+    })
+    .await;
+    app.api_user("roaming", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+    let page = console.html("/admin/apis/roaming").await;
+    assert!(
+        page.contains("type=\"submit\" name=\"add_my_ip\""),
+        "a real button"
+    );
+
+    // The viewer's address as the server reads it (a trusted proxy's header), not as sent.
+    let response = console
+        .client
+        .post(format!("{}/admin/apis/roaming", console.base))
+        .header("X-Forwarded-For", "203.0.113.50")
+        .form(&[
+            ("csrf", csrf_of(&page).as_str()),
+            ("description", "typed"),
+            ("ips", "127.0.0.1"),
+            ("add_my_ip", "on"),
+        ])
+        .send()
+        .await
+        .expect("post");
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("127.0.0.1\n203.0.113.50</textarea>"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"typed\"") && html.contains("Save to keep it"));
+    let user = app.credentials.get("roaming").await.expect("user");
+    assert_eq!(user.ips.len(), 2, "nothing saved until Save");
+    assert_eq!(user.description, "");
+}
+
+#[tokio::test]
+async fn a_refused_address_stays_in_its_field_and_a_listed_one_is_said_so() {
+    let app = spawn_app().await;
+    app.api_user("listed", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let html = refused_page(
+        &console,
+        "/admin/apis/listed",
+        "/admin/apis/listed/ips",
+        &[("rule", "10.0.0.5/8")],
+    )
+    .await;
+    assert!(
+        html.contains("name=\"rule\" value=\"10.0.0.5/8\""),
+        "{html}"
+    );
+    assert!(html.contains("<strong>Address or block</strong>"), "{html}");
+
+    let again = console
+        .submit(
+            "/admin/apis/listed",
+            "/admin/apis/listed/ips",
+            &[("rule", "127.0.0.1")],
+        )
+        .await;
+    assert_eq!(
+        again.headers()["location"],
+        "/admin/apis/listed?done=ip_listed"
+    );
+    assert!(
+        console
+            .html("/admin/apis/listed?done=ip_listed")
+            .await
+            .contains("already on the list")
+    );
+}
+
+#[tokio::test]
+async fn a_history_name_that_cannot_be_a_username_is_not_found_and_the_csv_name_is_safe() {
+    let app = spawn_app().await;
+    let key = app.api_user("exported.v2", &[]).await;
+    app.get("/api/v1/me", &key).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    for path in [
+        "/admin/apis/a%22%3B%20filename%3Devil.html/history.csv",
+        "/admin/apis/a%0D%0AX-Evil:%201/history.csv",
+        "/admin/apis/a%00b/history",
+        "/admin/apis/..%2f..%2fadmin/history",
+        "/admin/apis/xy/history",
+    ] {
+        let response = console.get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(response.headers().get("content-disposition").is_none());
+    }
+    let csv = console.get("/admin/apis/exported.v2/history.csv").await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert_eq!(
+        csv.headers()["content-disposition"],
+        "attachment; filename=\"keyward-history-exported.v2.csv\""
+    );
+}
+
+#[tokio::test]
+async fn a_history_filter_that_cannot_be_read_gets_a_console_page_naming_it() {
+    let app = spawn_app().await;
+    app.api_user("filtered", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let response = console.get("/admin/apis/filtered/history?before=abc").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let page = response.text().await.expect("html");
+    assert!(page.contains("<html") && page.contains("before"), "{page}");
+    assert!(!page.contains("Failed to deserialize"), "{page}");
+    let list = console.get("/admin/audit?before=lots").await;
+    assert_eq!(list.status(), StatusCode::BAD_REQUEST);
+    assert!(list.text().await.expect("html").contains("<html"));
+    assert_eq!(
+        console.get("/admin/webhooks/not-a-number").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let swapped = console
+        .get("/admin/apis/filtered/history?from=2026-12-01&to=2026-11-01")
+        .await;
+    assert_eq!(swapped.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        swapped
+            .text()
+            .await
+            .expect("html")
+            .contains("From (2026-12-01) is later than To (2026-11-01)")
+    );
+}
+
+#[tokio::test]
+async fn an_older_history_page_links_back_to_the_newest() {
+    let app = spawn_app().await;
+    let key = app.api_user("busy", &[]).await;
+    for _ in 0..51 {
+        app.get("/api/v1/me", &key).await;
+    }
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+
+    let first = console.html("/admin/apis/busy/history").await;
+    assert!(!first.contains("id=\"newest\""));
+    let older = first
+        .split("href=\"")
+        .find_map(|rest| {
+            let link = rest.split('"').next()?;
+            link.contains("before=").then(|| link.replace("&#38;", "&"))
+        })
+        .expect("an Older link");
+    let second = console
+        .html(&format!("/admin/apis/busy/history{older}"))
+        .await;
+    assert!(second.contains("id=\"newest\""), "{second}");
+}
+
+#[tokio::test]
+async fn an_api_manager_sees_a_management_keys_forms_disabled_with_the_reason() {
+    let app = spawn_app().await;
+    app.api_user_with(keyward::credentials::CreateApiUser {
+        username: "provisioner".into(),
+        ips: vec!["127.0.0.1".into()],
+        scopes: vec!["api_users:read".into()],
+        management: true,
+        ..Default::default()
+    })
+    .await;
+    let manager = admin_with_role(&app, "ops", Role::ApiManager).await;
+
+    let page = manager.html("/admin/apis/provisioner").await;
+    assert!(page.contains("id=\"locked\""), "{page}");
+    assert!(page.contains("changed only by administrators"));
+    for control in [
+        "id=\"disable\"",
+        "id=\"roll\"",
+        "id=\"add-ip-form\"",
+        "id=\"save-settings\"",
+    ] {
+        assert!(!page.contains(control), "{control} shown");
+    }
+    assert!(
+        page.contains(
+            "id=\"description\" name=\"description\" value=\"\" maxlength=\"255\" disabled"
+        )
+    );
+    let sessions = manager.html("/admin/apis/provisioner/sessions").await;
+    assert!(sessions.contains("id=\"locked\""));
+    // An administrator still has them.
+    let admin = admin_with_role(&app, "owner", Role::Administrator).await;
+    assert!(
+        admin
+            .html("/admin/apis/provisioner")
+            .await
+            .contains("id=\"roll\"")
+    );
+}
+
+#[tokio::test]
+async fn keys_say_when_their_grace_ends_and_counts_read_in_words() {
+    let app = spawn_app().await;
+    app.api_user("graced", &[]).await;
+    let console = admin_with_role(&app, "owner", Role::Administrator).await;
+    let quiet = console.html("/admin/apis/graced").await;
+    assert!(quiet.contains(">no calls</text>"), "{quiet}");
+    assert!(quiet.contains("no calls, 0 refused"), "{quiet}");
+
+    let form = roll_form(&console, "graced", "1h").await;
+    assert_eq!(
+        post_owned(&console, "/admin/apis/graced/roll", &form)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let page = console.html("/admin/apis/graced").await;
+    assert!(page.contains("in grace until "), "{page}");
+    // Rolled again without grace: the key in grace stops now, and its old date is gone.
+    let form = roll_form(&console, "graced", "0").await;
+    post_owned(&console, "/admin/apis/graced/roll", &form).await;
+    let page = console.html("/admin/apis/graced").await;
+    let keys = page
+        .split("id=\"keys\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .expect("the keys");
+    assert!(!keys.contains("in grace"), "{keys}");
+    assert_eq!(keys.matches("stopped ").count(), 2, "{keys}");
+    assert_eq!(keys.matches("revoked: rolled").count(), 2, "{keys}");
 }

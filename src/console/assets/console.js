@@ -46,13 +46,15 @@
   }
   document.querySelectorAll("textarea[data-ip-rules]").forEach(function (list) {
     var report = document.getElementById(list.getAttribute("data-ip-rules"));
-    function check() {
+    // On load, the server's own message (a refused save) stays until the list is edited.
+    function check(event) {
       var lines = list.value.split(/\r?\n/).map(function (l) { return l.trim(); }).filter(Boolean);
       var bad = lines.filter(function (l) { return !validRule(l); });
       var messages = [];
       if (bad.length) messages.push("Not an address, CIDR block, a.b.c.* wildcard or *: " + bad.join(", "));
       if (lines.indexOf("*") !== -1) messages.push("* allows every address on the internet.");
       if (!lines.length) messages.push("An empty list allows no address: the key cannot be used.");
+      if (!event && !messages.length) return;
       list.classList.toggle("invalid", bad.length > 0);
       if (report) report.textContent = messages.join(" ");
     }
