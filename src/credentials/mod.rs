@@ -28,7 +28,7 @@ use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
 use crate::domain::username::Username;
 use crate::domain::validation::{Errors, FieldError};
-use crate::store::{Db, RetireOld};
+use crate::store::{Db, Replacing, RetireOld, StoreError};
 use requests::{check_description, check_management, check_rate_limit, parse_rules};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -37,9 +37,6 @@ use time::{Duration, OffsetDateTime};
 pub struct Credentials {
     db: Db,
     clock: SharedClock,
-    /// Rolls of a key seen as current, one at a time in this process (see
-    /// [`Credentials::rotate_seen`]).
-    rolls: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What a roll of the key a caller saw as current did.
@@ -53,11 +50,7 @@ pub enum Roll {
 
 impl Credentials {
     pub fn new(db: Db, clock: SharedClock) -> Self {
-        Self {
-            db,
-            clock,
-            rolls: Default::default(),
-        }
+        Self { db, clock }
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -411,6 +404,45 @@ impl Credentials {
         key: KeySource,
         expiry: NewExpiry,
     ) -> Result<IssuedKey> {
+        match self
+            .roll(actor, username, Replacing::Current, grace, key, expiry)
+            .await?
+        {
+            Roll::Issued(issued) => Ok(issued),
+            // A roll of whichever key is current always finds it.
+            Roll::AlreadyRolled(_) => Err(ServiceError::Store(StoreError::Conflict {
+                message: "the key was rolled meanwhile".to_owned(),
+                details: Vec::new(),
+            })),
+        }
+    }
+
+    /// [`Credentials::rotate`], only while `seen` (none: no live key) is still the current
+    /// key, as the store's transaction finds it: a form sent twice, or two admins rolling at
+    /// once on any nodes, roll once and keep the grace the first roll gave.
+    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
+    pub async fn rotate_seen(
+        &self,
+        actor: &Actor,
+        username: &str,
+        seen: Option<ApiKeyId>,
+        grace: Duration,
+        key: KeySource,
+        expiry: NewExpiry,
+    ) -> Result<Roll> {
+        self.roll(actor, username, Replacing::Seen(seen), grace, key, expiry)
+            .await
+    }
+
+    async fn roll(
+        &self,
+        actor: &Actor,
+        username: &str,
+        replacing: Replacing,
+        grace: Duration,
+        key: KeySource,
+        expiry: NewExpiry,
+    ) -> Result<Roll> {
         let user = self.changeable(actor, username, Change::Rotate).await?;
         if grace < Duration::ZERO {
             return Err(ServiceError::invalid("grace", "must not be negative"));
@@ -457,36 +489,17 @@ impl Credentials {
         );
         let rolled = self
             .db
-            .roll_key(user.id, &stored, retire, now, &audit)
+            .roll_key(user.id, &stored, replacing, retire, now, &audit)
             .await?;
-        Ok(IssuedKey {
-            user: self.get(username).await?,
-            key: plain,
-            stopped_now: rolled.stopped_now,
+        let user = self.get(username).await?;
+        Ok(match rolled {
+            Some(rolled) => Roll::Issued(IssuedKey {
+                user,
+                key: plain,
+                stopped_now: rolled.stopped_now,
+            }),
+            None => Roll::AlreadyRolled(user),
         })
-    }
-
-    /// [`Credentials::rotate`], only while `seen` (none: no live key) is still the current
-    /// key: a form sent twice, or two admins rolling at once, roll once and keep the grace
-    /// the first roll gave.
-    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn rotate_seen(
-        &self,
-        actor: &Actor,
-        username: &str,
-        seen: Option<ApiKeyId>,
-        grace: Duration,
-        key: KeySource,
-        expiry: NewExpiry,
-    ) -> Result<Roll> {
-        let _one_at_a_time = self.rolls.lock().await;
-        let user = self.changeable(actor, username, Change::Rotate).await?;
-        if user.current_key(self.clock.now()).map(|k| k.id) != seen {
-            return Ok(Roll::AlreadyRolled(user));
-        }
-        self.rotate(actor, username, grace, key, expiry)
-            .await
-            .map(Roll::Issued)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]

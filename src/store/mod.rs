@@ -191,6 +191,26 @@ pub enum RetireOld {
     At(OffsetDateTime),
 }
 
+/// Which live key a roll replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacing {
+    /// Whichever is current when the roll's transaction runs.
+    Current,
+    /// Only the key a caller saw as current (`None`: none was live). When another roll came
+    /// first (or the same form was sent twice), the roll changes nothing.
+    Seen(Option<ApiKeyId>),
+}
+
+impl Replacing {
+    /// Whether a roll replacing `self` may replace `current`, the key its transaction found.
+    pub fn allows(self, current: Option<i64>) -> bool {
+        match self {
+            Replacing::Current => true,
+            Replacing::Seen(seen) => seen.map(|key| key.0) == current,
+        }
+    }
+}
+
 /// What a roll did to the keys it found live, as its transaction saw them (two rolls at once
 /// each see the other's key when they come second).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,15 +267,17 @@ pub trait ApiUserStore {
     /// Deletes the user, its keys, IP rules and sessions; its history stays.
     async fn delete_api_user(&self, id: ApiUserId, audit: &AuditEntry) -> Result<()>;
     /// Issues a new key; the live keys it replaces stop `retire`. The audit entry is written
-    /// with the `old_key_hint` of the key it found current.
+    /// with the `old_key_hint` of the key it found current. `None`, with nothing changed,
+    /// when the current key is not the one `replacing` names.
     async fn roll_key(
         &self,
         id: ApiUserId,
         key: &NewKey,
+        replacing: Replacing,
         retire: RetireOld,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<RolledKey>;
+    ) -> Result<Option<RolledKey>>;
     /// Revokes one key and ends the sessions made with it; returns how many were open.
     async fn revoke_key(
         &self,

@@ -23,7 +23,7 @@ use keyward::domain::webhook::{
     NewWebhook, Recipients, SecretRoll, WebhookUrl,
 };
 use keyward::store::{
-    Db, HistoryWriter, IdempotencyClaim, RetireOld, StoreError, StoredResponse, Usage,
+    Db, HistoryWriter, IdempotencyClaim, Replacing, RetireOld, StoreError, StoredResponse, Usage,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -445,16 +445,31 @@ async fn api_users(db: &Db) -> ApiUserId {
 
     // A roll with grace, then one without: at most two live keys, sessions end with theirs.
     let grace = NOW + time::Duration::hours(1);
-    let second = db
+    // A roll of a key that is not the current one (a form sent twice) changes nothing.
+    let stale = db
         .roll_key(
             user,
-            &key("kw_second-key-ijkl", None),
-            RetireOld::At(grace),
+            &key("kw_stale-key-qrst", None),
+            Replacing::Seen(Some(ApiKeyId(first.id.0 + 1000))),
+            RetireOld::Now,
             NOW,
             &audit("roll"),
         )
         .await
         .expect("roll");
+    assert!(stale.is_none(), "{stale:?}");
+    let second = db
+        .roll_key(
+            user,
+            &key("kw_second-key-ijkl", None),
+            Replacing::Seen(Some(first.id)),
+            RetireOld::At(grace),
+            NOW,
+            &audit("roll"),
+        )
+        .await
+        .expect("roll")
+        .expect("the key seen was current");
     let stored = db
         .api_user("Inventory-Sync")
         .await
@@ -1620,6 +1635,7 @@ async fn webhooks(db: &Db, user: ApiUserId) {
     db.roll_key(
         user,
         &key("kw_expiring-key-mnop", Some(NOW + Duration::days(3))),
+        Replacing::Current,
         RetireOld::Now,
         NOW,
         &audit("roll"),

@@ -12,7 +12,7 @@ use crate::domain::ip_rule::IpRule;
 use crate::store::rows::api_users::{
     KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow, parse_rule, parse_rules,
 };
-use crate::store::{ApiUserStore, Result, RetireOld, RolledKey, StoreError};
+use crate::store::{ApiUserStore, Replacing, Result, RetireOld, RolledKey, StoreError};
 use async_trait::async_trait;
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -314,10 +314,11 @@ impl ApiUserStore for PgStore {
         &self,
         id: ApiUserId,
         key: &NewKey,
+        replacing: Replacing,
         retire: RetireOld,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> Result<RolledKey> {
+    ) -> Result<Option<RolledKey>> {
         let mut tx = self.begin_credentials().await?;
         touch_user(&mut tx, id, now).await?;
         let live: Vec<(i64, Option<i64>, String)> = sqlx::query_as(
@@ -328,6 +329,10 @@ impl ApiUserStore for PgStore {
         .bind(ts(now))
         .fetch_all(&mut *tx)
         .await?;
+        if !replacing.allows(live.first().map(|(key_id, _, _)| *key_id)) {
+            // Dropped unfinished, the transaction changes nothing.
+            return Ok(None);
+        }
         let old_hint = live.first().map(|(_, _, hint)| hint.clone());
         let mut stopped_now = Vec::new();
         for (index, (key_id, expires_at, hint)) in live.into_iter().enumerate() {
@@ -366,11 +371,11 @@ impl ApiUserStore for PgStore {
         let new_id = insert_key(&mut tx, id.0, key, now).await?;
         insert_audit(&mut tx, &RolledKey::audit_of(audit, old_hint.as_deref())).await?;
         self.commit_credentials(tx).await?;
-        Ok(RolledKey {
+        Ok(Some(RolledKey {
             id: new_id,
             old_hint,
             stopped_now,
-        })
+        }))
     }
 
     async fn revoke_key(
