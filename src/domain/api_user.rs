@@ -131,6 +131,12 @@ pub fn ip_warnings(ips: &[IpRule]) -> Vec<&'static str> {
     if ips.iter().any(IpRule::is_any) {
         warnings.push("`*` allows every address on the internet.");
     }
+    if ips.iter().any(IpRule::admits_all_ipv4) {
+        warnings.push("`0.0.0.0/0` allows every IPv4 address on the internet.");
+    }
+    if ips.iter().any(IpRule::admits_all_ipv6) {
+        warnings.push("`::/0` allows every IPv6 address on the internet.");
+    }
     warnings
 }
 

@@ -71,6 +71,16 @@ impl IpRule {
     pub fn is_any(&self) -> bool {
         matches!(self, Self::Any)
     }
+
+    /// Whether the rule admits every IPv4 address (`0.0.0.0/0`): `*` in all but its name.
+    pub fn admits_all_ipv4(&self) -> bool {
+        matches!(self, Self::Net(IpNet::V4(net)) if net.prefix_len() == 0)
+    }
+
+    /// Whether the rule admits every IPv6 address (`::/0`).
+    pub fn admits_all_ipv6(&self) -> bool {
+        matches!(self, Self::Net(IpNet::V6(net)) if net.prefix_len() == 0)
+    }
 }
 
 /// Whether any rule of `rules` admits `ip`. An empty list admits nobody.

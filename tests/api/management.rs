@@ -614,6 +614,24 @@ async fn ip_rules_are_listed_added_removed_and_replaced_with_the_consoles_checks
         emptied["warnings"][0],
         "The IP list is empty: no address may use this key."
     );
+
+    // A block of every address of a family is `*` by another name, and warned of as such.
+    let (status, open) = call(
+        &app,
+        Method::PUT,
+        ips,
+        &manager,
+        Some(json!({"ips": ["0.0.0.0/0", "::/0"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        open["warnings"],
+        json!([
+            "`0.0.0.0/0` allows every IPv4 address on the internet.",
+            "`::/0` allows every IPv6 address on the internet."
+        ])
+    );
 }
 
 #[tokio::test]

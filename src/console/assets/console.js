@@ -53,6 +53,9 @@
       var messages = [];
       if (bad.length) messages.push("Not an address, CIDR block, a.b.c.* wildcard or *: " + bad.join(", "));
       if (lines.indexOf("*") !== -1) messages.push("* allows every address on the internet.");
+      if (lines.some(function (l) { return /\/0$/.test(l); })) {
+        messages.push("A block ending in /0 allows every address of its kind on the internet.");
+      }
       if (!lines.length) messages.push("An empty list allows no address: the key cannot be used.");
       if (!event && !messages.length) return;
       list.classList.toggle("invalid", bad.length > 0);
