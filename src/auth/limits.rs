@@ -7,6 +7,7 @@ use crate::domain::ids::ApiUserId;
 use crate::store::{Db, StoreError};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 type UserLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type FailureLimiter<K> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// Where a caller stands against its limit, for the `RateLimit-*` headers and `/me`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -168,12 +171,10 @@ impl AddressLimit {
 /// locks): a burst of parallel guesses cannot all pass the check before the first failure is
 /// counted.
 pub struct LoginThrottle {
-    by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    by_user: DefaultKeyedRateLimiter<String>,
+    by_ip: FailureLimiter<IpAddr>,
+    by_user: FailureLimiter<String>,
     blocked_ips: Mutex<HashMap<IpAddr, Instant>>,
     blocked_users: Mutex<HashMap<String, Instant>>,
-    /// Whether a single failure blocks (a limit of 1): the address's, the username's.
-    one_strike: (bool, bool),
     ip_stripes: Vec<tokio::sync::Mutex<()>>,
     user_stripes: Vec<tokio::sync::Mutex<()>>,
     /// Attempts refused for being throttled (a metric).
@@ -208,19 +209,11 @@ fn stripe<K: Hash + ?Sized>(key: &K) -> usize {
 
 impl LoginThrottle {
     pub fn new(failures_per_ip: u32, failures_per_user: u32) -> Self {
-        // A failure that finds no cell left blocks: with n - 1 cells, the n-th failure of a
-        // minute blocks the next attempt (a limit of 1, which has no such quota, blocks after
-        // every failure: see `failed`).
-        let quota = |n: u32| {
-            Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(n.saturating_sub(1)).unwrap_or(NonZeroU32::MIN))
-        };
         Self {
-            by_ip: RateLimiter::keyed(quota(failures_per_ip)),
-            by_user: RateLimiter::keyed(quota(failures_per_user)),
+            by_ip: failure_limiter(failures_per_ip),
+            by_user: failure_limiter(failures_per_user),
             blocked_ips: Mutex::default(),
             blocked_users: Mutex::default(),
-            one_strike: (failures_per_ip <= 1, failures_per_user <= 1),
             ip_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             user_stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             refused: metrics::Counter::noop(),
@@ -267,7 +260,7 @@ impl LoginThrottle {
 
     /// After a failed login.
     pub fn failed(&self, ip: IpAddr, username: &str) {
-        if let Some(wait) = spent(&self.by_ip, &ip, self.one_strike.0) {
+        if let Some(wait) = spent(&self.by_ip, &ip) {
             block(&self.blocked_ips, ip, wait);
         }
         // A name that cannot be a username can never log in: the address limit covers it.
@@ -275,7 +268,7 @@ impl LoginThrottle {
             return;
         }
         let username = username.to_owned();
-        if let Some(wait) = spent(&self.by_user, &username, self.one_strike.1) {
+        if let Some(wait) = spent(&self.by_user, &username) {
             block(&self.blocked_users, username, wait);
         }
     }
@@ -296,18 +289,27 @@ impl LoginThrottle {
     }
 }
 
+/// `n` failures a minute, one back every minute / n: the failure that takes the last one
+/// blocks the next attempt until one is back, so no attempt is ever made past the allowance
+/// (n in a fresh minute, then one per minute / n).
+fn failure_limiter<K: Hash + Eq + Clone>(n: u32) -> FailureLimiter<K> {
+    RateLimiter::keyed(Quota::per_minute(
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+    ))
+    .with_middleware::<StateInformationMiddleware>()
+}
+
 /// Counts a failure for `key`: how long it is blocked, if this failure spent its allowance.
-fn spent<K: Hash + Eq + Clone>(
-    limiter: &DefaultKeyedRateLimiter<K>,
-    key: &K,
-    one_strike: bool,
-) -> Option<Duration> {
+fn spent<K: Hash + Eq + Clone>(limiter: &FailureLimiter<K>, key: &K) -> Option<Duration> {
     let now = limiter.clock().now();
     match limiter.check_key(key) {
+        // The last cell: blocked until the next one is back.
+        Ok(state) if state.remaining_burst_capacity() == 0 => {
+            Some(state.quota().replenish_interval())
+        }
+        Ok(_) => None,
+        // Failures counted while blocked elsewhere (by the other key) find none.
         Err(not_until) => Some(not_until.wait_time_from(now)),
-        // A minute's allowance of one failure, spent at once.
-        Ok(()) if one_strike => Some(Duration::from_secs(60)),
-        Ok(()) => None,
     }
 }
 
@@ -416,5 +418,29 @@ mod tests {
         let blocked = throttle.check(other, "erp").expect_err("the username");
         assert!((1..=60).contains(&blocked.0), "{}", blocked.0);
         assert!(throttle.check(ip, "another").is_err(), "the address");
+    }
+
+    #[test]
+    fn past_its_allowance_a_username_gets_one_attempt_per_cell_back_never_two() {
+        // 600 a minute: a failure back every 100 ms.
+        let throttle = LoginThrottle::new(100_000, 600);
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        for _ in 0..600 {
+            assert!(throttle.check(ip, "erp").is_ok());
+            throttle.failed(ip, "erp");
+        }
+        assert!(throttle.check(ip, "erp").is_err(), "the allowance is spent");
+        for round in 0..3 {
+            std::thread::sleep(Duration::from_millis(120));
+            assert!(
+                throttle.check(ip, "erp").is_ok(),
+                "round {round}: a cell is back"
+            );
+            throttle.failed(ip, "erp");
+            assert!(
+                throttle.check(ip, "erp").is_err(),
+                "round {round}: the attempt that took it blocks the next"
+            );
+        }
     }
 }
