@@ -167,7 +167,11 @@ async fn execute(
         }
         WebhookCommand::RollSecret { id, grace } => {
             let grace = grace.map_or(time::Duration::ZERO, |g| g.0);
-            out.secret_rolled(&webhooks.roll_secret(actor, WebhookId(id), grace).await?);
+            out.secret_rolled(
+                &webhooks
+                    .roll_secret(actor, WebhookId(id), grace, None)
+                    .await?,
+            );
         }
         WebhookCommand::Test { id } => {
             let event = webhooks.send_test(actor, WebhookId(id)).await?;

@@ -202,6 +202,9 @@ pub enum ConsoleError {
     Gone(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A change refused because what the form was made from changed meanwhile.
+    #[error("{0}")]
+    Conflict(String),
     /// A form that could not be read, with the status axum gives it (400, 413, 415, 422).
     #[error("{1}")]
     Unreadable(StatusCode, String),
@@ -311,6 +314,7 @@ impl IntoResponse for ConsoleError {
             Self::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is nothing here.".to_owned()),
             Self::Gone(message) => (StatusCode::NOT_FOUND, "Not found", message.clone()),
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, "Bad request", message.clone()),
+            Self::Conflict(message) => (StatusCode::CONFLICT, "Changed meanwhile", message.clone()),
             Self::Unreadable(status, message) => (*status, "Bad request", message.clone()),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -13,6 +13,7 @@ use crate::domain::duration::{DurationError, HumanDuration};
 use crate::domain::ids::{DeliveryId, WebhookId};
 use crate::domain::webhook::{DeliveryQuery, DeliveryState, EventType, Webhook};
 use crate::http::AppState;
+use crate::store::StoreError;
 use crate::webhooks::{AddWebhook, CreatedWebhook, WebhookError};
 use askama::Template;
 use axum::extract::State;
@@ -330,6 +331,9 @@ pub async fn send_test(
 pub struct RollForm {
     /// How long the old secret keeps signing: 0, or a duration such as 24h.
     grace: String,
+    /// The hint of the secret the page showed: sent again, or after another admin's roll,
+    /// the form rolls nothing.
+    current_secret: String,
 }
 
 /// Rolls the endpoint's secret and answers with the new one, once, as [`create`] does.
@@ -345,8 +349,19 @@ pub async fn roll_secret(
         .map_err(|e: DurationError| ConsoleError::BadRequest(e.to_string()))?;
     let rolled = state
         .webhooks
-        .roll_secret(&signed.actor(), WebhookId(id), grace.0)
-        .await?;
+        .roll_secret(
+            &signed.actor(),
+            WebhookId(id),
+            grace.0,
+            Some(form.current_secret),
+        )
+        .await
+        .map_err(|error| match error {
+            WebhookError::Store(StoreError::Conflict { message, .. }) => {
+                ConsoleError::Conflict(message)
+            }
+            other => other.into(),
+        })?;
     let old = match &rolled.webhook.previous_secret {
         Some(previous) => format!(
             "The old secret ({}) signs every delivery beside the new one until {}: put the new one in the receiver before then.",

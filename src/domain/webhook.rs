@@ -270,6 +270,9 @@ pub struct SecretRoll {
     pub secret_hint: String,
     /// `None`: the replaced secret stops at once.
     pub previous_until: Option<OffsetDateTime>,
+    /// The hint of the secret the caller saw as current, if it names one: when another is
+    /// current (the same form sent twice, two admins at once), the roll changes nothing.
+    pub replacing: Option<String>,
 }
 
 /// A new endpoint, validated, with its sealed secret.

@@ -191,6 +191,23 @@ pub enum RetireOld {
     At(OffsetDateTime),
 }
 
+/// Refuses a webhook secret's roll made from a page that showed another secret (`seen`, its
+/// hint) than the current one; a webhook that is gone is not found.
+fn webhook_roll_replaces(current: Option<&str>, seen: &str) -> Result<()> {
+    match current {
+        None => Err(StoreError::NotFound),
+        Some(current) if current != seen => Err(StoreError::Conflict {
+            message: format!(
+                "The signing secret was rolled meanwhile (this form sent again, or another \
+                 admin): it is now {current}, and nothing was changed. Roll again from the \
+                 endpoint's page if another secret is still wanted."
+            ),
+            details: Vec::new(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Which live key a roll replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replacing {

@@ -176,13 +176,15 @@ impl Webhooks {
     /// Gives the endpoint a new signing secret, shown once. The one it replaces keeps signing
     /// deliveries beside it for `grace` (at most [`MAX_ROLL_GRACE`]), so the receiver can take
     /// the new one without refusing a delivery meanwhile; with no grace it stops at once, and
-    /// so does a secret still kept from an earlier roll.
+    /// so does a secret still kept from an earlier roll. With `replacing` (the hint of the
+    /// secret a page showed), only while that secret is still the current one.
     #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     pub async fn roll_secret(
         &self,
         actor: &Actor,
         id: WebhookId,
         grace: time::Duration,
+        replacing: Option<String>,
     ) -> Result<CreatedWebhook> {
         let webhook = self.get(id).await?;
         let invalid_grace = |message: String| {
@@ -225,6 +227,7 @@ impl Webhooks {
             sealed_secret: key.seal(secret.expose())?,
             secret_hint: secret.hint(),
             previous_until: (grace > time::Duration::ZERO).then(|| now + grace),
+            replacing,
         };
         let audit = actor.audit(
             now,

@@ -1325,6 +1325,7 @@ async fn webhooks(db: &Db, user: ApiUserId) {
         sealed_secret: vec![sealed],
         secret_hint: hint.to_owned(),
         previous_until,
+        replacing: None,
     };
     let until = NOW + Duration::hours(24);
     db.roll_webhook_secret(

@@ -703,9 +703,8 @@ async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
     );
 
     // Rolled with a day's grace: the new secret once, the old one still signing beside it.
-    let rolled = admin
-        .submit(&page, &format!("{page}/roll"), &[("grace", "24h")])
-        .await;
+    let roll = [("grace", "24h"), ("current_secret", &webhook.secret_hint)];
+    let rolled = admin.submit(&page, &format!("{page}/roll"), &roll).await;
     assert_eq!(rolled.status(), StatusCode::OK);
     let html = rolled.text().await.expect("html");
     let new_secret = shown_secret(&html);
@@ -722,8 +721,38 @@ async fn administrators_manage_webhooks_in_the_console_and_viewers_only_look() {
         .pop()
         .expect("second");
     assert!(test.signed_with(&new_secret) && test.signed_with(&secret));
+    // The same form sent again (a reload of the page with the new secret) rolls nothing: the
+    // receiver's secret keeps its day.
+    let again = admin.submit(&page, &format!("{page}/roll"), &roll).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let html = again.text().await.expect("html");
+    assert!(
+        html.contains("rolled meanwhile") && !html.contains(&new_secret),
+        "{html}"
+    );
+    app.webhooks
+        .send_test(&Actor::system(), webhook.id)
+        .await
+        .expect("test");
+    let test = receiver
+        .wait_for("webhook.test", 3)
+        .await
+        .pop()
+        .expect("third");
+    assert!(test.signed_with(&new_secret) && test.signed_with(&secret));
+    let current = app
+        .webhooks
+        .list()
+        .await
+        .expect("list")
+        .remove(0)
+        .secret_hint;
     let bad = admin
-        .submit(&page, &format!("{page}/roll"), &[("grace", "8d")])
+        .submit(
+            &page,
+            &format!("{page}/roll"),
+            &[("grace", "8d"), ("current_secret", &current)],
+        )
         .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     settle(&app).await;

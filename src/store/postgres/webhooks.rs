@@ -143,10 +143,14 @@ impl WebhookStore for PgStore {
         let mut tx = self.begin().await?;
         // The replaced secret is read inside the transaction that replaces it, the row locked
         // first: two rolls at once take turns, so neither keeps a secret the other replaced.
-        sqlx::query("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT secret_hint FROM webhooks WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(seen) = &roll.replacing {
+            super::super::webhook_roll_replaces(current.as_deref(), seen)?;
+        }
         match roll.previous_until {
             Some(until) => sqlx::query(
                 "INSERT INTO webhook_previous_secrets (webhook_id, sealed_secret, secret_hint, expires_at) \

@@ -142,6 +142,14 @@ impl WebhookStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         // The replaced secret is read inside the transaction that replaces it (SQLite writes
         // one transaction at a time).
+        if let Some(seen) = &roll.replacing {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT secret_hint FROM webhooks WHERE id = ?")
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            super::super::webhook_roll_replaces(current.as_deref(), seen)?;
+        }
         match roll.previous_until {
             Some(until) => sqlx::query(
                 "INSERT INTO webhook_previous_secrets (webhook_id, sealed_secret, secret_hint, expires_at) \
