@@ -576,7 +576,14 @@ async fn show_page(
         my_ip: my_ip.to_string(),
         my_ip_allowed: crate::domain::ip_rule::allows(&user.ips, my_ip),
         keys,
-        current_key: current.map(|id| id.to_string()).unwrap_or_default(),
+        // The newest key, live or not: a roll is refused only when another key came since.
+        current_key: user
+            .keys
+            .iter()
+            .map(|k| k.id)
+            .max()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         last_used: when(last_use(&user, state.auth.usage()).0),
         last_used_ago: ago(last_use(&user, state.auth.usage()).0, now),
         last_ip: last_use(&user, state.auth.usage()).1,
@@ -792,8 +799,8 @@ pub async fn roll(
     }
 }
 
-/// The roll form's `current_key`: the id of the key the page showed as current, or empty
-/// when it showed none.
+/// The roll form's `current_key`: the id of the newest key the page showed, or empty when it
+/// showed none.
 fn seen_key(field: &str) -> Result<Option<ApiKeyId>, std::num::ParseIntError> {
     if field.is_empty() {
         Ok(None)

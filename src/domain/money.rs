@@ -131,19 +131,30 @@ fn without_exponent(number: &str) -> Result<String, MoneyError> {
         None => ("", mantissa),
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The significant digits, and where the decimal point falls among them.
     let digits = format!("{whole}{fraction}");
-    if digits.bytes().all(|b| b == b'0') {
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    let digits = digits.trim_matches('0');
+    if digits.is_empty() {
         return Ok("0".to_owned());
     }
-    // Past these bounds no amount of cents can come out.
-    let exponent: i64 = exponent.parse().map_err(|_| MoneyError::Format)?;
-    if exponent > 40 {
+    let exponent: i64 = match exponent.parse() {
+        Ok(exponent) => exponent,
+        // Past any i64, the amount is far too large or far too precise.
+        Err(_) if exponent.starts_with('-') => return Err(MoneyError::Precision),
+        Err(_) => return Err(MoneyError::TooLarge),
+    };
+    let position = |n: usize| i64::try_from(n).map_err(|_| MoneyError::TooLarge);
+    let point = (position(whole.len())? - position(leading)?).saturating_add(exponent);
+    let count = position(digits.len())?;
+    // More whole digits than any amount has, or more decimals than cents: refused here, before
+    // a string of that many zeros is made.
+    if point > 15 {
         return Err(MoneyError::TooLarge);
     }
-    if exponent < -40 {
+    if count - point > 2 {
         return Err(MoneyError::Precision);
     }
-    let point = i64::try_from(whole.len()).map_err(|_| MoneyError::TooLarge)? + exponent;
     let plain = match usize::try_from(point) {
         Err(_) => format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize)),
         Ok(point) if point >= digits.len() => {
@@ -209,7 +220,16 @@ mod tests {
             let m: Money = serde_json::from_str(number).expect(number);
             assert_eq!(m.cents(), cents, "{number}");
         }
+        for (exotic, cents) in [
+            ("0.000000000000000000000000000000000000000000001e45", 100),
+            ("1000000000000000000000000000000000000000000000e-45", 100),
+        ] {
+            let m: Money = serde_json::from_str(exotic).expect(exotic);
+            assert_eq!(m.cents(), cents, "{exotic}");
+        }
         assert!(serde_json::from_str::<Money>("1e-3").is_err());
+        assert!(serde_json::from_str::<Money>("1e-99999999999999999999").is_err());
+        assert!(serde_json::from_str::<Money>("1e99999999999999999999").is_err());
         assert!(serde_json::from_str::<Money>("1e99").is_err());
         assert!(serde_json::from_str::<Money>("-1e2").is_err());
         // A string stays a plain decimal.

@@ -213,17 +213,20 @@ fn webhook_roll_replaces(current: Option<&str>, seen: &str) -> Result<()> {
 pub enum Replacing {
     /// Whichever is current when the roll's transaction runs.
     Current,
-    /// Only the key a caller saw as current (`None`: none was live). When another roll came
-    /// first (or the same form was sent twice), the roll changes nothing.
+    /// Only while the user's newest key, live or not, is the one a caller saw (`None`: it had
+    /// none). Keys are only ever added, so another key means another roll came first (or the
+    /// same form was sent twice), and the roll changes nothing; a key that merely expired or
+    /// was revoked meanwhile is still rolled.
     Seen(Option<ApiKeyId>),
 }
 
 impl Replacing {
-    /// Whether a roll replacing `self` may replace `current`, the key its transaction found.
-    pub fn allows(self, current: Option<i64>) -> bool {
+    /// Whether a roll replacing `self` may go ahead, `newest` being the user's newest key as
+    /// its transaction found it.
+    pub fn allows(self, newest: Option<i64>) -> bool {
         match self {
             Replacing::Current => true,
-            Replacing::Seen(seen) => seen.map(|key| key.0) == current,
+            Replacing::Seen(seen) => seen.map(|key| key.0) == newest,
         }
     }
 }

@@ -239,6 +239,25 @@ async fn an_admin_creates_uses_disables_rolls_and_deletes_a_key_in_the_browser()
     browser.go("/admin/apis/inventory-sync").await;
     browser.submit("#enable", "#disable").await;
 
+    // Enter in a settings field saves them, and adds no address to the list.
+    let ips_before = app
+        .credentials
+        .get("inventory-sync")
+        .await
+        .expect("user")
+        .ips;
+    browser.fill("#description", "Stock sync\u{E007}").await;
+    let mut saved = app.credentials.get("inventory-sync").await.expect("user");
+    for _ in 0..100 {
+        if saved.description == "Stock sync" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        saved = app.credentials.get("inventory-sync").await.expect("user");
+    }
+    assert_eq!(saved.description, "Stock sync", "Enter saved the form");
+    assert_eq!(saved.ips, ips_before);
+
     // Roll with no grace: a new key, the old one refused.
     browser
         .client

@@ -1724,6 +1724,41 @@ async fn webhooks(db: &Db, user: ApiUserId) {
 /// write-ahead log must not grow while batches follow each other without a pause (a
 /// checkpoint beside a busy writer never reaches the log's end, so the writer restarts it).
 #[tokio::test]
+async fn a_roll_from_a_page_showing_a_key_revoked_since_still_rolls_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, _database) = test_database(dir.path()).await;
+    let db = keyward::store::connect(&url, &Default::default())
+        .await
+        .expect("connect");
+    let user = api_users(&db).await;
+    let shown = db
+        .auth_key(&SecretHash::of("kw_second-key-ijkl"))
+        .await
+        .expect("read")
+        .expect("key");
+    // Revoked after the page showed it (a leak report, say): only a newer key would mean
+    // that another roll came first.
+    db.revoke_key(shown.id, "leaked", NOW, &audit("revoke"))
+        .await
+        .expect("revoke");
+    let rolled = db
+        .roll_key(
+            user,
+            &key("kw_after-leak-uvwx", None),
+            Replacing::Seen(Some(shown.id)),
+            RetireOld::Now,
+            NOW,
+            &audit("roll"),
+        )
+        .await
+        .expect("roll");
+    assert!(
+        rolled.is_some(),
+        "the key shown is the newest, though revoked"
+    );
+}
+
+#[tokio::test]
 async fn a_busy_history_writer_keeps_the_write_ahead_log_short() {
     // SQLite's log, on either backend's run.
     let dir = tempfile::tempdir().expect("dir");

@@ -255,11 +255,11 @@ impl ApiUserStore for PgStore {
     ) -> Result<()> {
         let mut tx = self.begin_credentials().await?;
         if changes.status == Some(Status::Disabled) {
-            // Locked `FOR UPDATE` before it changes: a new session's insert reads the row
-            // `FOR KEY SHARE` (which a last use's plain `UPDATE` does not wait for), and would
-            // not wait for a lock taken after this transaction's own update of the row. A
-            // login's session is then either committed before the sessions' revocation below,
-            // which sees it, or checked against the disabled row once this one commits.
+            // Locked `FOR UPDATE` first: a new session's insert reads the row `FOR KEY SHARE`
+            // (which a last use's plain `UPDATE` does not wait for, nor this transaction's own
+            // update alone), so it waits for this lock. A login's session is then either
+            // committed before the lock is granted, and the sessions' revocation below sees
+            // it, or checked against the disabled row once this transaction commits.
             sqlx::query("SELECT 1 FROM api_users WHERE id = $1 FOR UPDATE")
                 .bind(id.0)
                 .execute(&mut *tx)
@@ -329,7 +329,12 @@ impl ApiUserStore for PgStore {
         .bind(ts(now))
         .fetch_all(&mut *tx)
         .await?;
-        if !replacing.allows(live.first().map(|(key_id, _, _)| *key_id)) {
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT max(id) FROM api_keys WHERE api_user_id = $1")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !replacing.allows(newest) {
             // Dropped unfinished, the transaction changes nothing.
             return Ok(None);
         }

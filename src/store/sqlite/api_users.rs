@@ -312,7 +312,12 @@ impl ApiUserStore for SqliteStore {
         .bind(ts(now))
         .fetch_all(&mut *tx)
         .await?;
-        if !replacing.allows(live.first().map(|(key_id, _, _)| *key_id)) {
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT max(id) FROM api_keys WHERE api_user_id = ?")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !replacing.allows(newest) {
             // Dropped unfinished, the transaction changes nothing.
             return Ok(None);
         }
