@@ -230,13 +230,21 @@ impl ApiError {
     }
 
     /// The call ran, but its history row could not be written, so its answer is withheld.
-    pub fn history_unavailable() -> Self {
+    /// `changed_nothing`: a read, a refusal, or a login (whose session is written with its
+    /// row) — the advice to check before retrying is for the other calls.
+    pub fn history_unavailable(changed_nothing: bool) -> Self {
+        let message = if changed_nothing {
+            "The call could not be recorded in the API history, so its answer was withheld. \
+             Nothing was changed: retry shortly."
+        } else {
+            "The call could not be recorded in the API history, so its answer was withheld. It may \
+             have taken effect: retry with the same Idempotency-Key, or check before retrying."
+        };
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             Outcome::Unavailable,
-            "The call could not be recorded in the API history, so its answer was withheld. It may \
-             have taken effect: retry with the same Idempotency-Key, or check before retrying.",
+            message,
         )
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }

@@ -136,6 +136,11 @@ async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
     let (status, body) = error_of(response).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "unavailable");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Nothing was changed"),
+        "a read is told it changed nothing: {message}"
+    );
     // Reads still answer, but no call can be recorded: not ready.
     let ready = || async {
         let response = app.request(reqwest::Method::GET, "/readyz").send().await;
