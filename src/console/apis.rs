@@ -21,7 +21,7 @@ use crate::domain::api_user::{
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{ApiKeyId, SessionId};
 use crate::domain::scope::Scopes;
-use crate::domain::validation::FieldError;
+use crate::domain::validation::{Errors, FieldError};
 use crate::http::AppState;
 use crate::store::StoreError;
 use askama::Template;
@@ -198,7 +198,7 @@ fn parse_number<T>(
     text: &str,
     range: std::ops::RangeInclusive<T>,
     what: &str,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Errors,
 ) -> Option<T>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
@@ -207,20 +207,19 @@ where
         return None;
     }
     let parsed = text.parse().ok().filter(|n| range.contains(n));
-    if parsed.is_none() {
-        errors.push(FieldError {
-            field: field.to_owned(),
-            message: format!(
+    errors.check(
+        field,
+        parsed.ok_or_else(|| {
+            format!(
                 "must be a whole number from {} to {}{what}",
                 range.start(),
                 range.end()
-            ),
-        });
-    }
-    parsed
+            )
+        }),
+    )
 }
 
-fn parse_rate_limit(fields: &Fields, errors: &mut Vec<FieldError>) -> Option<u32> {
+fn parse_rate_limit(fields: &Fields, errors: &mut Errors) -> Option<u32> {
     parse_number(
         "rate_limit_per_minute",
         &fields.get("rate_limit"),
@@ -232,7 +231,7 @@ fn parse_rate_limit(fields: &Fields, errors: &mut Vec<FieldError>) -> Option<u32
 
 /// One of a list's choices (an environment, a status); empty is none, anything else not on
 /// the list is an error, never silently replaced.
-fn parse_choice<T>(field: &str, fields: &Fields, errors: &mut Vec<FieldError>) -> Option<T>
+fn parse_choice<T>(field: &str, fields: &Fields, errors: &mut Errors) -> Option<T>
 where
     T: std::str::FromStr<Err = String>,
 {
@@ -240,30 +239,16 @@ where
     if text.is_empty() {
         return None;
     }
-    text.parse()
-        .map_err(|message| {
-            errors.push(FieldError {
-                field: field.to_owned(),
-                message,
-            });
-        })
-        .ok()
+    errors.check(field, text.parse())
 }
 
-fn parse_expiry(text: &str, errors: &mut Vec<FieldError>) -> Option<Duration> {
+fn parse_expiry(text: &str, errors: &mut Errors) -> Option<Duration> {
     if text.is_empty() {
         return None;
     }
-    match text.parse::<HumanDuration>() {
-        Ok(d) => Some(d.0),
-        Err(e) => {
-            errors.push(FieldError {
-                field: "expires".to_owned(),
-                message: e.to_string(),
-            });
-            None
-        }
-    }
+    errors
+        .check("expires", text.parse::<HumanDuration>())
+        .map(|d| d.0)
 }
 
 /// The field errors of a change the store refused (a username taken), if it was that.
@@ -283,7 +268,7 @@ pub async fn create(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
     let fields = Fields(fields);
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let mut ips = lines(&fields.get("ips"));
     let add_my_ip = fields.checked("add_my_ip");
     if add_my_ip && !ips.contains(&signed.ip.to_string()) {
@@ -330,8 +315,8 @@ pub async fn create(
             &issued.stopped_now,
             &state,
         )),
-        Err(Ok(mut found)) => {
-            errors.append(&mut found);
+        Err(Ok(found)) => {
+            errors.extend(found);
             let form = FormValues {
                 username: fields.get("username"),
                 description: fields.get("description"),
@@ -348,7 +333,7 @@ pub async fn create(
                 frame: Frame::new(&signed, "apis"),
                 form,
                 scopes: scope_grid(&ticked(&fields), signed.role().manages_admins()),
-                errors: FieldErrors::new(errors),
+                errors: FieldErrors::new(errors.into_vec()),
                 my_ip: signed.ip.to_string(),
                 environments: environments(),
             });
@@ -672,7 +657,7 @@ pub async fn update(
     if fields.checked("add_my_ip") {
         return add_my_ip(&state, &signed, &username, typed).await;
     }
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let update = UpdateApiUser {
         description: Some(fields.get("description")),
         environment: parse_choice("environment", &fields, &mut errors),
@@ -701,8 +686,9 @@ pub async fn update(
     };
     match result {
         Ok(_) => Ok(back(&username, "saved")),
-        Err(ServiceError::Invalid(mut found)) => {
-            errors.append(&mut found);
+        Err(ServiceError::Invalid(found)) => {
+            errors.extend(found);
+            let errors = errors.into_vec();
             Ok(refused(&state, &signed, &username, errors, |show| show.keep(typed)).await)
         }
         Err(other) => Err(other.into()),
@@ -737,22 +723,21 @@ pub async fn roll(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ConsoleError> {
     let fields = Fields(fields);
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let grace = match grace_choice(&fields.get("grace")) {
         Ok(grace) => grace,
-        Err(ServiceError::Invalid(mut found)) => {
-            errors.append(&mut found);
+        Err(ServiceError::Invalid(found)) => {
+            errors.extend(found);
             Duration::ZERO
         }
         Err(other) => return Err(other.into()),
     };
-    let expires = NewExpiry::from_field(Some(&fields.get("expires"))).unwrap_or_else(|message| {
-        errors.push(FieldError {
-            field: "expires".to_owned(),
-            message,
-        });
-        NewExpiry::AsBefore
-    });
+    let expires = errors
+        .check(
+            "expires",
+            NewExpiry::from_field(Some(&fields.get("expires"))),
+        )
+        .unwrap_or(NewExpiry::AsBefore);
     let Ok(seen) = seen_key(&fields.get("current_key")) else {
         return Err(ConsoleError::BadRequest(
             "The form does not say which key it rolls: reload the page and roll from there."
@@ -760,7 +745,7 @@ pub async fn roll(
         ));
     };
     if !errors.is_empty() {
-        return Ok(refused(&state, &signed, &username, errors, |_| ()).await);
+        return Ok(refused(&state, &signed, &username, errors.into_vec(), |_| ()).await);
     }
     match state
         .credentials

@@ -217,75 +217,44 @@ pub enum ConsoleError {
 /// A form's body, as `axum::Form` reads it; one it cannot read (a field missing or of the
 /// wrong kind, a body that is not a form) is refused with a console page naming what is
 /// wrong, not axum's plain text.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Form), rejection(ConsoleError))]
 pub struct Form<T>(pub T);
 
-impl<T, S> axum::extract::FromRequest<S> for Form<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ConsoleError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Form::<T>::from_request(request, state)
-            .await
-            .map(|axum::Form(value)| Self(value))
-            .map_err(|rejection| {
-                ConsoleError::Unreadable(rejection.status(), rejection.body_text())
-            })
+impl From<axum::extract::rejection::FormRejection> for ConsoleError {
+    fn from(rejection: axum::extract::rejection::FormRejection) -> Self {
+        Self::Unreadable(rejection.status(), rejection.body_text())
     }
 }
 
 /// A query string, as `axum::extract::Query` reads it; one it cannot read (`before=abc`) is
 /// refused with a console page naming the parameter, not axum's plain text.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ConsoleError))]
 pub struct Query<T>(pub T);
 
-impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ConsoleError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|rejection| {
-                let text = rejection.body_text();
-                let detail = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                ConsoleError::BadRequest(format!(
-                    "This page's address has a parameter that cannot be read ({detail}). \
-                     Use the page's own links and filters."
-                ))
-            })
+impl From<axum::extract::rejection::QueryRejection> for ConsoleError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        Self::BadRequest(format!(
+            "This page's address has a parameter that cannot be read ({detail}). \
+             Use the page's own links and filters."
+        ))
     }
 }
 
 /// The parts of a path, as `axum::extract::Path` reads them; a part it cannot read (an id
 /// that is no number) names nothing there is.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ConsoleError))]
 pub struct Path<T>(pub T);
 
-impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ConsoleError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| Self(value))
-            .map_err(|_| ConsoleError::NotFound)
+impl From<axum::extract::rejection::PathRejection> for ConsoleError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        Self::NotFound
     }
 }
 

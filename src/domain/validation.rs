@@ -128,6 +128,15 @@ impl Errors {
         self.0.is_empty()
     }
 
+    /// Adds errors found elsewhere (by a service, or a store).
+    pub fn extend(&mut self, found: Vec<FieldError>) {
+        self.0.extend(found);
+    }
+
+    pub fn into_vec(self) -> Vec<FieldError> {
+        self.0
+    }
+
     pub fn finish(self) -> Result<(), Vec<FieldError>> {
         self.into_result(|| ())
     }

@@ -211,19 +211,22 @@ impl Call {
             .unwrap_or_else(|| outcome_of(response.status()));
         let status = response.status().as_u16();
         let session = response.extensions_mut().remove::<PendingSession>();
-        // A read, a refusal (4xx), or a login, whose one change is written with its row:
-        // nothing changed if the row is not written.
-        let changed_nothing =
-            self.method.is_safe() || session.is_some() || (400..500).contains(&status);
+        let login = session.is_some();
         let (entry, target) = self.entry(info, status, outcome);
         self.uncounted = Some((target, outcome, status));
         let (response, outcome) = match self.state.recorder.record(entry, session).await {
             Ok(()) => (response, outcome),
             // An answer without its history row would break the audit trail: withhold it.
-            Err(_) => (
-                (self.state.render)(ApiError::history_unavailable(changed_nothing)),
-                Outcome::Unavailable,
-            ),
+            Err(_) => {
+                // A read, a refusal (4xx), or a login, whose one change is written with its
+                // row: nothing changed if the row is not written.
+                let changed_nothing =
+                    self.method.is_safe() || login || (400..500).contains(&status);
+                (
+                    (self.state.render)(ApiError::history_unavailable(changed_nothing)),
+                    Outcome::Unavailable,
+                )
+            }
         };
         self.uncounted = None;
         self.count(target, outcome, response.status().as_u16());
