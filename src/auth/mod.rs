@@ -297,9 +297,10 @@ impl Authenticator {
             }
             return Ok((user, found));
         }
-        // Refused: find out, for the history only, whom the caller meant.
+        // Refused: find out, for the history only, whom the caller meant, by a lookup that
+        // takes as long for a username that exists as for one that does not.
         let named = match username.filter(|name| Username::parse(name).is_ok()) {
-            Some(name) => self.db.auth_user_by_name(name).await?,
+            Some(name) => self.db.api_user_id_by_name(name).await?,
             None => None,
         };
         let outcome = match (&shape, username, &named) {
@@ -312,8 +313,9 @@ impl Authenticator {
         // A hint only of what has a key's shape: anything else may be another system's secret.
         let hint = matches!(shape, Ok(_) | Err(KeyError::Checksum))
             .then(|| Arc::from(api_key::hint(key.expose())));
-        let error = ApiError::unauthorized(outcome);
-        Err(Refusal::new(error).about(named.as_ref(), username, hint))
+        let mut refusal = Refusal::new(ApiError::unauthorized(outcome)).about(None, username, hint);
+        refusal.info.api_user_id = named;
+        Err(refusal)
     }
 
     async fn check_token(

@@ -328,7 +328,9 @@ pub trait ApiUserStore {
 #[async_trait]
 pub trait AuthStore {
     async fn auth_user(&self, id: ApiUserId) -> Result<Option<AuthUser>>;
-    async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>>;
+    /// The user of that name: one lookup in the names' index, which costs the same whether or
+    /// not there is one, so a refused call's time does not tell whether its username exists.
+    async fn api_user_id_by_name(&self, username: &str) -> Result<Option<ApiUserId>>;
     async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>>;
     async fn auth_key_by_id(&self, id: ApiKeyId) -> Result<Option<AuthKey>>;
 

@@ -363,12 +363,13 @@ async fn api_users(db: &Db) -> ApiUserId {
         .expect("the next page");
     assert!(after.is_empty());
 
-    let auth = db
-        .auth_user_by_name("Inventory-Sync")
+    let named = db
+        .api_user_id_by_name("Inventory-Sync")
         .await
-        .expect("read")
-        .expect("user");
-    assert_eq!(auth.id, user);
+        .expect("read");
+    assert_eq!(named, Some(user));
+    let unknown = db.api_user_id_by_name("Nobody").await.expect("read");
+    assert_eq!(unknown, None);
     assert!(db.auth_user(user).await.expect("read").is_some());
     let first = db
         .auth_key(&SecretHash::of("kw_first-key-abcd"))

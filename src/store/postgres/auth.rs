@@ -25,15 +25,12 @@ impl AuthStore for PgStore {
         Ok(Some(row.into_auth(ips)?))
     }
 
-    async fn auth_user_by_name(&self, username: &str) -> Result<Option<AuthUser>> {
+    async fn api_user_id_by_name(&self, username: &str) -> Result<Option<ApiUserId>> {
         let id: Option<i64> = sqlx::query_scalar("SELECT id FROM api_users WHERE username = $1")
             .bind(username)
             .fetch_optional(&self.pool)
             .await?;
-        match id {
-            Some(id) => self.auth_user(ApiUserId(id)).await,
-            None => Ok(None),
-        }
+        Ok(id.map(ApiUserId))
     }
 
     async fn auth_key(&self, hash: &SecretHash) -> Result<Option<AuthKey>> {
