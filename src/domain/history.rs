@@ -192,27 +192,66 @@ pub struct HistoryEntry {
     pub request_id: String,
 }
 
+/// A login's session that its batch did not write, and why. A session is written only while
+/// its key still belongs to its user and the user is enabled: a login checked just before a
+/// disable, a delete or a roll, whose session reached the database after it, is refused after
+/// all, as it would have been a moment later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeftOut {
+    pub session: SessionId,
+    /// `DisabledUser`, `UnknownUser` or `RevokedKey` for a login refused after all (401);
+    /// `Unavailable` for a session whose number or token was taken meanwhile (503).
+    pub outcome: Outcome,
+}
+
+/// What a store reads of a left-out session's user, after the batch's insert, to tell why:
+/// the user's status, and whether the key is still one of the user's. `$1` is the user and
+/// `$2` the key, in the order both dialects number them.
+pub const LEFT_OUT_SQL: &str = "SELECT u.status, EXISTS (SELECT 1 FROM api_keys k \
+     WHERE k.api_user_id = $1 AND k.id = $2) FROM api_users u WHERE u.id = $1";
+
+impl LeftOut {
+    /// Why `session` was left out, from what [`LEFT_OUT_SQL`] found: no user, or its status
+    /// and whether the key is still the user's.
+    pub fn because(session: SessionId, user: Option<(&str, bool)>) -> Self {
+        let outcome = match user {
+            None => Outcome::UnknownUser,
+            Some((_, false)) => Outcome::RevokedKey,
+            Some(("enabled", true)) => Outcome::Unavailable,
+            Some(_) => Outcome::DisabledUser,
+        };
+        Self { session, outcome }
+    }
+
+    /// What the login is answered: 401 for a login refused after all, 503 otherwise.
+    pub fn status(self) -> u16 {
+        if self.outcome == Outcome::Unavailable {
+            503
+        } else {
+            401
+        }
+    }
+}
+
 /// The rows of a batch as they are kept once its new sessions were written: the row of a login
-/// whose session was left out (its user deleted meanwhile) says what that login was answered —
-/// 503, `unavailable` — and names no session.
+/// whose session was left out says what that login was answered and why, and names no session.
 pub fn settle_logins<'a>(
     rows: &'a [HistoryEntry],
-    sessions: &[super::api_user::NewSession],
-    written: &[SessionId],
+    left_out: &[LeftOut],
 ) -> std::borrow::Cow<'a, [HistoryEntry]> {
-    let left_out =
-        |id: SessionId| !written.contains(&id) && sessions.iter().any(|session| session.id == id);
-    if written.len() == sessions.len() || !rows.iter().any(|r| r.session_id.is_some_and(left_out)) {
+    let why =
+        |id: Option<SessionId>| id.and_then(|id| left_out.iter().find(|left| left.session == id));
+    if left_out.is_empty() || !rows.iter().any(|row| why(row.session_id).is_some()) {
         return std::borrow::Cow::Borrowed(rows);
     }
-    let settled = rows.iter().map(|row| match row.session_id {
-        Some(id) if left_out(id) => HistoryEntry {
-            status: 503,
-            outcome: Outcome::Unavailable,
+    let settled = rows.iter().map(|row| match why(row.session_id) {
+        Some(left) => HistoryEntry {
+            status: left.status(),
+            outcome: left.outcome,
             session_id: None,
             ..row.clone()
         },
-        _ => row.clone(),
+        None => row.clone(),
     });
     std::borrow::Cow::Owned(settled.collect())
 }

@@ -2,7 +2,7 @@
 //! credentials: `/api/v1` and the OpenCart-compatible `/index.php`. It is also where a panic
 //! in a call is caught and answered.
 
-use super::{PendingSession, Recorder};
+use super::{PendingSession, RecordError, Recorder};
 use crate::auth::ClientIp;
 use crate::clock::SharedClock;
 use crate::domain::history::{HistoryEntry, Outcome};
@@ -216,6 +216,13 @@ impl Call {
         self.uncounted = Some((target, outcome, status));
         let (response, outcome) = match self.state.recorder.record(entry, session).await {
             Ok(()) => (response, outcome),
+            // A login checked just before its user was disabled or deleted, or its key
+            // replaced, whose session reached the database after that: refused after all,
+            // with the reason its row was written with.
+            Err(RecordError::SessionLeftOut(left)) if left.status() == 401 => (
+                (self.state.render)(ApiError::unauthorized(left.outcome)),
+                left.outcome,
+            ),
             // An answer without its history row would break the audit trail: withhold it.
             Err(_) => {
                 // A read, a refusal (4xx), or a login, whose one change is written with its

@@ -11,7 +11,7 @@ mod layer;
 pub use layer::{CallInfo, CallSlot, HistoryState, Run, record, record_calls};
 
 use crate::domain::api_user::NewSession;
-use crate::domain::history::HistoryEntry;
+use crate::domain::history::{HistoryEntry, LeftOut, settle_logins};
 use crate::domain::ids::SessionId;
 use crate::store::{Db, HistoryWriter, StoreError};
 use crate::telemetry::metrics::HistoryFigures;
@@ -22,9 +22,15 @@ use tokio::sync::{mpsc, oneshot};
 
 const MAX_BATCH: usize = 4096;
 
+/// Why a call's row was not written as it was handed in.
 #[derive(Debug, thiserror::Error)]
-#[error("the history could not be written")]
-pub struct RecordError;
+pub enum RecordError {
+    #[error("the history could not be written")]
+    Unwritten,
+    /// A login whose session was left out: its row was written saying so (see [`LeftOut`]).
+    #[error("the login's session was left out ({})", .0.outcome)]
+    SessionLeftOut(LeftOut),
+}
 
 /// Looks at each batch of rows the writer has just committed, off the requests' path: the
 /// alerts' detector counts refusals this way without a query of its own.
@@ -125,9 +131,9 @@ impl Recorder {
         self.pending.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Message::Row(entry, session, done)).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
-            return Err(RecordError);
+            return Err(RecordError::Unwritten);
         }
-        wait.await.unwrap_or(Err(RecordError))
+        wait.await.unwrap_or(Err(RecordError::Unwritten))
     }
 
     /// Writes `entry` without waiting: for a call whose client is gone.
@@ -219,7 +225,7 @@ impl Batch {
     fn answer(
         &mut self,
         books: &Books,
-        result: Result<Vec<SessionId>, RecordError>,
+        result: Result<Vec<LeftOut>, RecordError>,
         elapsed: Duration,
     ) {
         books.commit_time.record(elapsed.as_secs_f64());
@@ -237,18 +243,20 @@ impl Batch {
             stats.failures.fetch_add(1, Ordering::Relaxed);
         }
         books.pending.fetch_sub(self.rows.len(), Ordering::Relaxed);
+        let left_out = result.as_deref().unwrap_or_default();
         for (done, session) in self.waiters.drain(..) {
-            let _ = done.send(match (&result, session) {
-                // A login whose session was left out (its user deleted meanwhile) gets no
-                // token: it is answered as if its row had failed.
-                (Ok(written), Some(session)) if !written.contains(&session) => Err(RecordError),
-                (Ok(_), _) => Ok(()),
-                (Err(_), _) => Err(RecordError),
+            let left = session.and_then(|id| left_out.iter().find(|left| left.session == id));
+            let _ = done.send(match (&result, left) {
+                // A login whose session was left out gets no token.
+                (Ok(_), Some(left)) => Err(RecordError::SessionLeftOut(*left)),
+                (Ok(_), None) => Ok(()),
+                (Err(_), _) => Err(RecordError::Unwritten),
             });
         }
-        // After the answers are released: the requests never wait for this.
+        // After the answers are released: the requests never wait for this. A left-out
+        // login's row as it was written.
         if let Some(observer) = &books.observer {
-            observer.observe(&self.rows);
+            observer.observe(&settle_logins(&self.rows, left_out));
         }
         self.rows.clear();
         self.sessions.clear();
@@ -278,11 +286,11 @@ fn write_on_thread(
         let mut retry = Retry::default();
         let result = loop {
             match writer.append(&batch.rows, &batch.sessions) {
-                Ok(written) => break Ok(written),
+                Ok(left_out) => break Ok(left_out),
                 Err(error) if retry.again(&error, batch.rows.len()) => {
                     std::thread::sleep(RETRY_AFTER);
                 }
-                Err(_) => break Err(RecordError),
+                Err(_) => break Err(RecordError::Unwritten),
             }
         };
         batch.answer(&books, result, started.elapsed());
@@ -311,11 +319,11 @@ async fn write_as_task(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, books: 
         let mut retry = Retry::default();
         let result = loop {
             match db.append_history(&batch.rows, &batch.sessions).await {
-                Ok(written) => break Ok(written),
+                Ok(left_out) => break Ok(left_out),
                 Err(error) if retry.again(&error, batch.rows.len()) => {
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
-                Err(_) => break Err(RecordError),
+                Err(_) => break Err(RecordError::Unwritten),
             }
         };
         batch.answer(&books, result, started.elapsed());

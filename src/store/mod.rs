@@ -28,7 +28,9 @@ use crate::domain::catalog::{
     Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order,
     OrderFilter, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, StockItem,
 };
-use crate::domain::history::{HistoryEntry, HistoryQuery, HistoryRecord, RefusedIp, UsageHour};
+use crate::domain::history::{
+    HistoryEntry, HistoryQuery, HistoryRecord, LeftOut, RefusedIp, UsageHour,
+};
 use crate::domain::ids::{
     AdminUserId, ApiKeyId, ApiUserId, CustomerId, DeliveryId, OrderId, ProductId, SessionId,
     WebhookId,
@@ -388,7 +390,7 @@ pub trait SessionStore {
 /// methods block: call them from that thread (or `spawn_blocking`), never from a task.
 pub trait HistoryWriter: Send {
     /// Writes `rows` and `sessions` in one transaction: see [`HistoryStore::append_history`].
-    fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<SessionId>>;
+    fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<LeftOut>>;
     /// The calls of the batch just committed are answered: work that no call should wait for
     /// (SQLite's checkpoints) may run now, before the next batch.
     fn answered(&mut self) {}
@@ -412,13 +414,14 @@ pub trait HistoryStore {
     /// history row are committed together. The store may keep what it needs for the next
     /// batch (SQLite keeps its write connection for a moment) until
     /// [`HistoryStore::history_idle`].
-    /// Returns the sessions written: one whose key is gone by then (its user deleted meanwhile)
-    /// or whose number is taken is left out rather than failing the batch's rows.
+    /// Returns the sessions left out, and why: one whose user was disabled or deleted
+    /// meanwhile, whose key is no longer the user's, or whose number is taken is left out
+    /// rather than failing the batch's rows, and its login's row says so (see [`LeftOut`]).
     async fn append_history(
         &self,
         rows: &[HistoryEntry],
         sessions: &[NewSession],
-    ) -> Result<Vec<SessionId>>;
+    ) -> Result<Vec<LeftOut>>;
     /// No rows are waiting, or the writer is gone: let go of whatever `append_history` kept.
     /// Synchronous, so the writer can call it as it unwinds.
     fn history_idle(&self) {}

@@ -40,6 +40,7 @@ pub struct TestApp {
 pub struct Settings {
     pub trusted_proxies: Vec<&'static str>,
     pub login_failures_per_ip: u32,
+    pub login_failures_per_username: u32,
     pub request_timeout: &'static str,
     pub metrics_listen: &'static str,
     /// A database URL of the test's own instead of a fresh file (or PostgreSQL database).
@@ -51,6 +52,7 @@ impl Default for Settings {
         Self {
             trusted_proxies: Vec::new(),
             login_failures_per_ip: 20,
+            login_failures_per_username: 10,
             request_timeout: "30s",
             metrics_listen: "main",
             database_url: None,
@@ -82,6 +84,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
                 .collect(),
         ),
         login_failures_per_ip: Some(settings.login_failures_per_ip),
+        login_failures_per_username: Some(settings.login_failures_per_username),
         request_timeout: Some(settings.request_timeout.parse().expect("duration")),
         metrics_listen: Some(settings.metrics_listen.parse().expect("metrics_listen")),
         ..Overrides::default()

@@ -154,10 +154,11 @@ async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     // Logins refused after each disable count as failures: a user per round, and room for
-    // them from one address.
+    // them from one address and for one name.
     let app = Arc::new(
         spawn_app_with(Settings {
             login_failures_per_ip: 1000,
+            login_failures_per_username: 1000,
             ..Settings::default()
         })
         .await,
@@ -190,7 +191,15 @@ async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
                             .await
                             .expect("login");
                         answered.fetch_add(1, Ordering::SeqCst);
-                        if response.status() == 200 && !disabled.load(Ordering::SeqCst) {
+                        // Before the disable, or refused after it as a disabled user's login
+                        // is: never "unavailable".
+                        let status = response.status();
+                        assert!(
+                            status == 200 || status == 401,
+                            "a login around the disable answered {status}: {}",
+                            response.text().await.unwrap_or_default()
+                        );
+                        if status == 200 && !disabled.load(Ordering::SeqCst) {
                             let body: serde_json::Value = response.json().await.expect("json");
                             answered_before
                                 .push(body["api_token"].as_str().expect("token").to_owned());

@@ -11,7 +11,7 @@ use keyward::domain::catalog::{
     CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, OrderFilter, PageRequest,
     ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
 };
-use keyward::domain::history::{HistoryEntry, HistoryQuery, Outcome, OutcomeFilter};
+use keyward::domain::history::{HistoryEntry, HistoryQuery, LeftOut, Outcome, OutcomeFilter};
 use keyward::domain::ids::{ApiKeyId, ApiUserId, CustomerId, SessionId};
 use keyward::domain::ip_rule::IpRule;
 use keyward::domain::money::Money;
@@ -89,21 +89,74 @@ async fn every_store_method_keeps_the_same_story_on_this_backend() {
     migrations(&db).await;
     webhooks(&db, user).await;
 
-    // Deleting the user deletes its sessions with its keys.
     let key = db
         .auth_key(&SecretHash::of("kw_second-key-ijkl"))
         .await
         .expect("read")
         .expect("key");
-    let last = db.reserve_session_ids(1).await.expect("reserve")[0];
-    let written = append(
+    let last = db.reserve_session_ids(2).await.expect("reserve");
+    // A login checked before its user was disabled, whose session is written after the
+    // disable, is refused after all: no session, and its row says why.
+    let set_status = |status| {
+        let db = &db;
+        async move {
+            let changes = ApiUserChanges {
+                status: Some(status),
+                ..ApiUserChanges::default()
+            };
+            db.update_api_user(user, &changes, NOW, &audit("status"))
+                .await
+                .expect("status");
+        }
+    };
+    set_status(Status::Disabled).await;
+    let late = HistoryEntry {
+        call: "POST /api/v1/login (late)".to_owned(),
+        session_id: Some(last[0]),
+        ..call(Some(user), Outcome::Ok, "127.0.0.1", NOW)
+    };
+    let left_out = append(
         &db,
-        vec![],
-        vec![login_session(user, key.id, last, "kwt_last")],
+        vec![late],
+        vec![login_session(user, key.id, last[0], "kwt_late")],
     )
     .await
     .expect("the batch");
-    assert_eq!(written, vec![last]);
+    assert_eq!(
+        left_out,
+        vec![LeftOut {
+            session: last[0],
+            outcome: Outcome::DisabledUser
+        }]
+    );
+    assert!(db.session_by_id(last[0]).await.expect("read").is_none());
+    let rows = db
+        .history(&HistoryQuery {
+            limit: 1000,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    let late = rows
+        .iter()
+        .find(|r| r.call == "POST /api/v1/login (late)")
+        .expect("the login's row");
+    assert_eq!(
+        (late.status, late.outcome.as_str(), late.session_id),
+        (401, "disabled_user", None)
+    );
+    set_status(Status::Enabled).await;
+
+    // Deleting the user deletes its sessions with its keys.
+    let left_out = append(
+        &db,
+        vec![],
+        vec![login_session(user, key.id, last[1], "kwt_last")],
+    )
+    .await
+    .expect("the batch");
+    assert_eq!(left_out, vec![]);
+    let last = last[1];
     db.delete_api_user(user, &audit("delete"))
         .await
         .expect("delete");
@@ -543,11 +596,11 @@ async fn append(
     db: &Db,
     rows: Vec<HistoryEntry>,
     sessions: Vec<NewSession>,
-) -> Result<Vec<SessionId>, StoreError> {
+) -> Result<Vec<LeftOut>, StoreError> {
     let mut writer = StoryWriter::new(db);
-    let written = writer.append(rows, sessions).await;
+    let left_out = writer.append(rows, sessions).await;
     writer.idle().await;
-    written
+    left_out
 }
 
 /// A server's history writer, kept from one batch to the next as the server keeps it.
@@ -568,17 +621,17 @@ impl<'a> StoryWriter<'a> {
         &mut self,
         rows: Vec<HistoryEntry>,
         sessions: Vec<NewSession>,
-    ) -> Result<Vec<SessionId>, StoreError> {
+    ) -> Result<Vec<LeftOut>, StoreError> {
         match self.own.take() {
             Some(mut writer) => {
-                let (writer, written) = tokio::task::spawn_blocking(move || {
-                    let written = writer.append(&rows, &sessions);
-                    (writer, written)
+                let (writer, left_out) = tokio::task::spawn_blocking(move || {
+                    let left_out = writer.append(&rows, &sessions);
+                    (writer, left_out)
                 })
                 .await
                 .expect("the writer's thread");
                 self.own = Some(writer);
-                written
+                left_out
             }
             None => self.db.append_history(&rows, &sessions).await,
         }
@@ -617,17 +670,19 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     let new_session = |id: SessionId, token: &str| login_session(user, key.id, id, token);
     // Numbers are reserved before their sessions are written, and never given twice.
     let ids = db.reserve_session_ids(2).await.expect("reserve");
-    let more = db.reserve_session_ids(3).await.expect("reserve");
-    assert_eq!((ids.len(), more.len()), (2, 3));
+    let more = db.reserve_session_ids(4).await.expect("reserve");
+    assert_eq!((ids.len(), more.len()), (2, 4));
     assert!(ids.iter().max() < more.iter().min(), "{ids:?} {more:?}");
     let (one, two) = (ids[0], ids[1]);
     assert!(one != two);
 
-    // Sessions are written with the history rows of their logins. One whose key is gone by
-    // then (its user deleted meanwhile), or whose number is taken, is left out instead of
-    // failing the batch.
+    // Sessions are written with the history rows of their logins. One whose user is gone by
+    // then (deleted meanwhile), whose key is no longer its user's, or whose number is taken, is
+    // left out instead of failing the batch.
     let mut orphan = new_session(more[0], "kwt_orphan");
     orphan.api_user_id = ApiUserId(i64::MAX);
+    let mut keyless = new_session(more[3], "kwt_keyless");
+    keyless.api_key_id = ApiKeyId(i64::MAX);
     // Their rows dated long ago, to be pruned before the history's own story.
     let long_ago = NOW - time::Duration::days(400);
     let login = |session: SessionId, name: &str| HistoryEntry {
@@ -635,24 +690,44 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
         session_id: Some(session),
         ..call(Some(user), Outcome::Ok, "127.0.0.1", long_ago)
     };
-    let mut written = append(
+    let left_out = append(
         db,
-        vec![login(more[0], "orphan"), login(one, "one")],
+        vec![
+            login(more[0], "orphan"),
+            login(more[3], "keyless"),
+            login(one, "one"),
+        ],
         vec![
             orphan,
+            keyless,
             new_session(one, "kwt_one"),
             new_session(two, "kwt_two"),
         ],
     )
     .await
     .expect("the batch");
-    let again = append(db, vec![], vec![new_session(two, "kwt_again")])
-        .await
-        .expect("the batch");
-    written.sort();
-    assert_eq!((written, again), (vec![one, two], vec![]));
+    let again = append(
+        db,
+        vec![login(two, "again")],
+        vec![new_session(two, "kwt_again")],
+    )
+    .await
+    .expect("the batch");
+    let left = |session, outcome| LeftOut { session, outcome };
+    assert_eq!(
+        (left_out, again),
+        (
+            vec![
+                left(more[0], Outcome::UnknownUser),
+                left(more[3], Outcome::RevokedKey)
+            ],
+            vec![left(two, Outcome::Unavailable)]
+        )
+    );
     assert!(db.session_by_id(more[0]).await.expect("read").is_none());
-    // The login whose session was left out was answered 503, and its row says so.
+    assert!(db.session_by_id(more[3]).await.expect("read").is_none());
+    // A login refused after all was answered 401, one whose number was taken 503, and their
+    // rows say so.
     let logins = db
         .history(&HistoryQuery {
             limit: 1000,
@@ -668,7 +743,9 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
             .expect("the login's row");
         (row.status, row.outcome.clone(), row.session_id)
     };
-    assert_eq!(row("orphan"), (503, "unavailable".to_owned(), None));
+    assert_eq!(row("orphan"), (401, "unknown_user".to_owned(), None));
+    assert_eq!(row("keyless"), (401, "revoked_key".to_owned(), None));
+    assert_eq!(row("again"), (503, "unavailable".to_owned(), None));
     assert_eq!(row("one"), (200, "ok".to_owned(), Some(one)));
     db.prune_history(long_ago + time::Duration::days(1), &|_| {})
         .await
@@ -723,14 +800,14 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
         .expect("user");
     let first = stored.keys.iter().find(|k| k.id != key.id).expect("first");
     let three = more[1];
-    let written = append(
+    let left_out = append(
         db,
         vec![],
         vec![login_session(user, first.id, three, "kwt_3")],
     )
     .await
     .expect("the batch");
-    assert_eq!(written, vec![three]);
+    assert_eq!(left_out, vec![]);
     let ended = db
         .revoke_key(first.id, "leaked", NOW, &audit("revoke"))
         .await

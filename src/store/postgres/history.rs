@@ -4,11 +4,12 @@ use super::sessions::insert_sessions;
 use super::{PgStore, from_ts, ts};
 use crate::domain::api_user::NewSession;
 use crate::domain::history::{
-    HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
-    settle_logins,
+    HistoryEntry, HistoryQuery, HistoryRecord, LeftOut, OutcomeFilter, RefusedIp, UsageHour,
+    request_time, settle_logins,
 };
-use crate::domain::ids::{ApiUserId, SessionId};
+use crate::domain::ids::ApiUserId;
 use crate::store::rows::history::HistoryRow;
+use crate::store::rows::sessions::left_out;
 use crate::store::{HistoryStore, Result};
 use async_trait::async_trait;
 use sqlx::postgres::PgArguments;
@@ -52,23 +53,19 @@ impl HistoryStore for PgStore {
         &self,
         rows: &[HistoryEntry],
         sessions: &[NewSession],
-    ) -> Result<Vec<SessionId>> {
+    ) -> Result<Vec<LeftOut>> {
         if sessions.is_empty() {
             self.insert_history(rows).await?;
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let written: Vec<SessionId> = insert_sessions(sessions)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(SessionId)
-            .collect();
-        insert_batch(&settle_logins(rows, sessions, &written))
+        let written: Vec<i64> = insert_sessions(sessions).fetch_all(&mut *tx).await?;
+        let left_out = left_out::<Postgres>(&mut *tx, sessions, &written).await?;
+        insert_batch(&settle_logins(rows, &left_out))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(written)
+        Ok(left_out)
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {

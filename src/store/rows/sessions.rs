@@ -1,6 +1,7 @@
 //! Rows of API sessions.
 
-use crate::domain::api_user::SessionRecord;
+use crate::domain::api_user::{NewSession, SessionRecord};
+use crate::domain::history::{LEFT_OUT_SQL, LeftOut};
 use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
 use crate::domain::secret::SecretHash;
 use crate::store::columns::{from_ts, from_ts_opt};
@@ -40,4 +41,33 @@ impl SessionRow {
             revoked_at: from_ts_opt(self.revoked_at),
         })
     }
+}
+
+/// Why each of `sessions` that a batch's insert did not write (`written` lists those it did)
+/// was left out, read in the batch's transaction on `conn`: see [`LeftOut`].
+pub(crate) async fn left_out<DB>(
+    conn: &mut DB::Connection,
+    sessions: &[NewSession],
+    written: &[i64],
+) -> Result<Vec<LeftOut>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String, bool): FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let mut left_out = Vec::new();
+    for session in sessions.iter().filter(|s| !written.contains(&s.id.0)) {
+        let user: Option<(String, bool)> = sqlx::query_as(LEFT_OUT_SQL)
+            .bind(session.api_user_id.0)
+            .bind(session.api_key_id.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+        left_out.push(LeftOut::because(
+            session.id,
+            user.as_ref().map(|(status, key)| (status.as_str(), *key)),
+        ));
+    }
+    Ok(left_out)
 }

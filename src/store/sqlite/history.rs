@@ -3,11 +3,12 @@ use super::sessions::insert_sessions;
 use super::{SqliteStore, from_ts, ts};
 use crate::domain::api_user::NewSession;
 use crate::domain::history::{
-    HistoryEntry, HistoryQuery, HistoryRecord, OutcomeFilter, RefusedIp, UsageHour, request_time,
-    settle_logins,
+    HistoryEntry, HistoryQuery, HistoryRecord, LeftOut, OutcomeFilter, RefusedIp, UsageHour,
+    request_time, settle_logins,
 };
-use crate::domain::ids::{ApiUserId, SessionId};
+use crate::domain::ids::ApiUserId;
 use crate::store::rows::history::HistoryRow;
+use crate::store::rows::sessions::left_out;
 use crate::store::{HistoryStore, HistoryWriter, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
@@ -132,7 +133,7 @@ impl HistoryStore for SqliteStore {
         &self,
         rows: &[HistoryEntry],
         sessions: &[NewSession],
-    ) -> Result<Vec<SessionId>> {
+    ) -> Result<Vec<LeftOut>> {
         let mut held = self.history.lock().await;
         let statements = insert_batch(rows).and_then(|insert| {
             let sessions = (!sessions.is_empty())
@@ -169,19 +170,15 @@ impl HistoryStore for SqliteStore {
             Some(session_insert) => {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                    let written: Vec<SessionId> = session_insert
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .into_iter()
-                        .map(SessionId)
-                        .collect();
-                    let insert = match settle_logins(rows, sessions, &written) {
+                    let written: Vec<i64> = session_insert.fetch_all(&mut *tx).await?;
+                    let left_out = left_out::<Sqlite>(&mut *tx, sessions, &written).await?;
+                    let insert = match settle_logins(rows, &left_out) {
                         std::borrow::Cow::Borrowed(_) => insert,
                         std::borrow::Cow::Owned(settled) => insert_batch(&settled)?,
                     };
                     insert.execute(&mut *tx).await?;
                     tx.commit().await?;
-                    Ok::<_, StoreError>(written)
+                    Ok::<_, StoreError>(left_out)
                 }
                 .await
             }

@@ -11,10 +11,9 @@ use super::history::{COLUMN_COUNT, HOLD, VALUES_MAX, VALUES_SQL};
 use super::ts;
 use super::{BUSY_TIMEOUT, PRAGMAS};
 use crate::domain::api_user::NewSession;
-use crate::domain::history::{HistoryEntry, settle_logins};
-use crate::domain::ids::SessionId;
+use crate::domain::history::{HistoryEntry, LEFT_OUT_SQL, LeftOut, settle_logins};
 use crate::store::{HistoryWriter, Result, StoreError};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +22,7 @@ use tokio::runtime::Handle;
 /// A login's session, written only while its key still belongs to its user and the user is
 /// enabled, and never over a taken number. A login checked just before its user was disabled
 /// is left out when it reaches the file after the disable, which ended every session before
-/// it: written, it would come back to life when the user is enabled again.
+/// it: written, it would come back to life when the user is enabled again (see [`LeftOut`]).
 const INSERT_SESSION: &str = "INSERT INTO api_sessions (id, api_user_id, api_key_id, token_hash, \
      ip, created_at, last_seen_at, idle_timeout_s, expires_at) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8 \
@@ -94,7 +93,7 @@ impl SqliteHistoryWriter {
 }
 
 impl HistoryWriter for SqliteHistoryWriter {
-    fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<SessionId>> {
+    fn append(&mut self, rows: &[HistoryEntry], sessions: &[NewSession]) -> Result<Vec<LeftOut>> {
         self.keep_turn()?;
         write_batch(&self.conn, rows, sessions).map_err(|error| {
             // Let the process's other writers through while the writer waits to retry.
@@ -126,7 +125,7 @@ fn write_batch(
     conn: &Connection,
     rows: &[HistoryEntry],
     sessions: &[NewSession],
-) -> rusqlite::Result<Vec<SessionId>> {
+) -> rusqlite::Result<Vec<LeftOut>> {
     if !conn.is_autocommit() {
         // A previous batch whose rollback failed too: its transaction goes first.
         conn.execute_batch("ROLLBACK")?;
@@ -147,8 +146,8 @@ fn insert_sessions_and_rows(
     conn: &Connection,
     rows: &[HistoryEntry],
     sessions: &[NewSession],
-) -> rusqlite::Result<Vec<SessionId>> {
-    let mut written = Vec::with_capacity(sessions.len());
+) -> rusqlite::Result<Vec<LeftOut>> {
+    let mut left_out = Vec::new();
     if !sessions.is_empty() {
         let mut insert = conn.prepare_cached(INSERT_SESSION)?;
         for s in sessions {
@@ -162,16 +161,31 @@ fn insert_sessions_and_rows(
                 s.idle_timeout_s,
                 ts(s.expires_at),
             ])?;
-            if inserted == 1 {
-                written.push(s.id);
+            if inserted == 0 {
+                left_out.push(why_left_out(conn, s)?);
             }
         }
     }
-    let rows = settle_logins(rows, sessions, &written);
+    let rows = settle_logins(rows, &left_out);
     for chunk in rows.chunks(VALUES_MAX) {
         insert_rows(conn, chunk)?;
     }
-    Ok(written)
+    Ok(left_out)
+}
+
+/// Why `session` was not written, read in the batch's transaction.
+fn why_left_out(conn: &Connection, session: &NewSession) -> rusqlite::Result<LeftOut> {
+    let user: Option<(String, bool)> = conn
+        .prepare_cached(LEFT_OUT_SQL)?
+        .query_row(
+            rusqlite::params![session.api_user_id.0, session.api_key_id.0],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(LeftOut::because(
+        session.id,
+        user.as_ref().map(|(status, key)| (status.as_str(), *key)),
+    ))
 }
 
 /// Up to [`VALUES_MAX`] rows in one prepared statement, bound value by value.
