@@ -45,7 +45,9 @@ pub async fn read_body<S: Send + Sync>(
     let bytes = Bytes::from_request(request, state)
         .await
         .map_err(body_rejection)?;
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let first = without_bom(&bytes)
+        .iter()
+        .find(|b| !b.is_ascii_whitespace());
     let body = if kind == BodyKind::Form && !matches!(first, Some(b'{' | b'[')) {
         Body::Form
     } else {
@@ -56,6 +58,7 @@ pub async fn read_body<S: Send + Sync>(
 
 /// Parses `bytes` as `T`, reporting syntax errors as 400 and type errors as 422 on the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = without_bom(bytes);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let Object(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -65,6 +68,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|error| json_error(".", error, bytes))?;
     Ok(value)
+}
+
+/// `bytes` without the byte order mark Windows tools put before a JSON file's text: RFC 8259
+/// (8.1) lets a parser ignore it, and refusing it helps nobody.
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 fn json_error(path: &str, error: serde_json::Error, bytes: &[u8]) -> ApiError {

@@ -589,6 +589,23 @@ async fn what_other_systems_write_is_read_as_they_mean_it_and_wrong_values_are_n
         .await
         .expect("patch");
     assert_eq!(raw.json::<Value>().await.expect("json")["price"], "19.99");
+    // A byte order mark before the JSON, as Notepad saves a file for `curl -d @file`, whether
+    // labelled JSON or, as `curl -d` labels it, a form.
+    for (content_type, quantity) in [
+        ("application/json", 4),
+        ("application/x-www-form-urlencoded", 5),
+    ] {
+        let marked = app
+            .bearer(Method::PATCH, "/api/v1/products/1", &key)
+            .header("content-type", content_type)
+            .body(format!("\u{feff}{{\"quantity\": {quantity}}}"))
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(marked.status(), 200, "{content_type}");
+        let product: Value = marked.json().await.expect("json");
+        assert_eq!(product["quantity"], quantity, "{content_type}");
+    }
 
     let customer = send(
         Method::POST,
