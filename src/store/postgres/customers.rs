@@ -74,7 +74,7 @@ impl CustomerStore for PgStore {
              phone = CASE WHEN $3 THEN $4 ELSE phone END, \
              updated_at = CASE WHEN coalesce($1, name) IS DISTINCT FROM name \
              OR coalesce($2, email) IS DISTINCT FROM email \
-             OR ($3 AND $4 IS DISTINCT FROM phone) THEN $5 ELSE updated_at END \
+             OR ($3 AND $4 IS DISTINCT FROM phone) THEN greatest(updated_at, $5) ELSE updated_at END \
              WHERE id = $6 RETURNING {CUSTOMER_COLUMNS}"
         )))
         .bind(&patch.name)

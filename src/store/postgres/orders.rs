@@ -103,7 +103,7 @@ async fn move_stock(
     let ids: Vec<i64> = take.keys().copied().collect();
     lock_products(&mut *conn, ids.clone()).await?;
     let taken: Vec<i64> = sqlx::query_scalar(
-        "UPDATE products p SET quantity = p.quantity - w.quantity, updated_at = $3 \
+        "UPDATE products p SET quantity = p.quantity - w.quantity, updated_at = greatest(p.updated_at, $3) \
          FROM unnest($1::bigint[], $2::bigint[]) AS w (id, quantity) \
          WHERE p.id = w.id AND p.quantity >= w.quantity RETURNING p.id",
     )
@@ -146,7 +146,8 @@ async fn return_stock(conn: &mut PgConnection, order: i64, now: OffsetDateTime) 
             .await?;
     lock_products(&mut *conn, ids).await?;
     sqlx::query(
-        "UPDATE products SET quantity = products.quantity + l.quantity, updated_at = $1 \
+        "UPDATE products SET quantity = products.quantity + l.quantity, \
+         updated_at = greatest(products.updated_at, $1) \
          FROM (SELECT product_id, sum(quantity)::bigint AS quantity FROM order_lines \
                WHERE order_id = $2 GROUP BY product_id) AS l \
          WHERE products.id = l.product_id",
@@ -388,7 +389,7 @@ impl OrderStore for PgStore {
             }
             _ => {}
         }
-        sqlx::query("UPDATE orders SET order_status_id = $1, updated_at = $2 WHERE id = $3")
+        sqlx::query("UPDATE orders SET order_status_id = $1, updated_at = greatest(updated_at, $2) WHERE id = $3")
             .bind(status)
             .bind(ts(now))
             .bind(id.0)

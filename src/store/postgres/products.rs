@@ -92,7 +92,7 @@ impl ProductStore for PgStore {
              OR coalesce($3, description) IS DISTINCT FROM description \
              OR coalesce($4, price) IS DISTINCT FROM price \
              OR coalesce($5, quantity) IS DISTINCT FROM quantity \
-             OR coalesce($6, status) IS DISTINCT FROM status THEN $7 ELSE updated_at END \
+             OR coalesce($6, status) IS DISTINCT FROM status THEN greatest(updated_at, $7) ELSE updated_at END \
              WHERE id = $8 RETURNING {PRODUCT_COLUMNS}"
         )))
         .bind(&patch.sku)
@@ -162,7 +162,7 @@ async fn update_all_or_none(
              JOIN unnest($1::text[], $2::bigint[]) AS i (sku, quantity) ON t.sku = i.sku \
              ORDER BY t.id FOR NO KEY UPDATE OF t) \
          UPDATE products p SET quantity = item.quantity, \
-         updated_at = CASE WHEN p.quantity IS DISTINCT FROM item.quantity THEN $3 ELSE p.updated_at END \
+         updated_at = CASE WHEN p.quantity IS DISTINCT FROM item.quantity THEN greatest(p.updated_at, $3) ELSE p.updated_at END \
          FROM item \
          WHERE p.id = item.id AND (SELECT count(*) FROM item) = cardinality($1::text[]) \
          RETURNING {PRODUCT_COLUMNS_OF_P}"

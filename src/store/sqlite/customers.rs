@@ -46,7 +46,7 @@ impl CustomerStore for SqliteStore {
         customer: &CustomerInput,
         now: OffsetDateTime,
     ) -> Result<Customer> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let id = sqlx::query(
             "INSERT INTO customers (name, email, phone, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -70,7 +70,7 @@ impl CustomerStore for SqliteStore {
         patch: &CustomerPatch,
         now: OffsetDateTime,
     ) -> Result<Customer> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let updated = sqlx::query(
             // `updated_at` moves only when a value does (see the products').
             "UPDATE customers SET name = coalesce(?1, name), email = coalesce(?2, email), \

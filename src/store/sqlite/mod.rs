@@ -34,7 +34,9 @@ use sqlx::sqlite::{
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 pub struct SqliteStore {
     read: SqlitePool,
@@ -51,6 +53,8 @@ pub struct SqliteStore {
     /// history writer's own connection.
     file: Option<PathBuf>,
     sync_full: bool,
+    /// The newest `updated_at` a catalog write was given (see `begin_stamped`).
+    last_stamp: AtomicI64,
 }
 
 /// What every connection to the file is set to, sqlx's and the history writer's own.
@@ -133,6 +137,7 @@ impl SqliteStore {
             history: tokio::sync::Mutex::new(None),
             file: (!in_memory).then(|| base.get_filename().to_owned()),
             sync_full: options.sync_full,
+            last_stamp: AtomicI64::new(i64::MIN),
             checkpointer: background_checkpoints
                 .then(|| Arc::new(checkpoint::Checkpointer::start(base))),
         })
@@ -140,6 +145,20 @@ impl SqliteStore {
 
     async fn begin_write(&self) -> Result<WriteTx> {
         self.gate.begin(&self.write).await
+    }
+
+    /// A write of the catalog (products, customers, orders), and the time to stamp its rows'
+    /// `updated_at` with: `now`, or the stamp of the write committed before it if the clock
+    /// is behind that. Taken once the write is this one's turn, so stamps follow the order of
+    /// the commits: a sync that asks for what changed since the newest `updated_at` it has seen
+    /// never misses a write committed after it looked.
+    async fn begin_stamped(&self, now: OffsetDateTime) -> Result<(WriteTx, OffsetDateTime)> {
+        let tx = self.begin_write().await?;
+        let stamp = self
+            .last_stamp
+            .fetch_max(ts(now), Ordering::SeqCst)
+            .max(ts(now));
+        Ok((tx, from_ts(stamp)))
     }
 
     /// The write connection, for a statement that is a transaction of its own.

@@ -213,7 +213,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn create_order(&self, order: &NewOrder, now: OffsetDateTime) -> Result<Order> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let mut errors = Errors::new();
         match customer_in(&mut tx, order.customer_id.0).await {
             Ok(_) => {}
@@ -322,7 +322,7 @@ impl OrderStore for SqliteStore {
         entry: &NewOrderHistory,
         now: OffsetDateTime,
     ) -> Result<Order> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let current: (i64, bool) = sqlx::query_as(
             "SELECT o.order_status_id, s.holds_stock FROM orders o JOIN order_statuses s ON s.id = o.order_status_id \
              WHERE o.id = ?",

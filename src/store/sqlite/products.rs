@@ -62,7 +62,7 @@ impl ProductStore for SqliteStore {
     }
 
     async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let id = sqlx::query(
             "INSERT INTO products (sku, name, description, price, quantity, status, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -90,7 +90,7 @@ impl ProductStore for SqliteStore {
         patch: &ProductPatch,
         now: OffsetDateTime,
     ) -> Result<Product> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let updated = sqlx::query(
             // `updated_at` moves only when a value does: a sync that sends what is already
             // there is no change for those that list products `updated_since`.
@@ -126,7 +126,7 @@ impl ProductStore for SqliteStore {
         // One statement for the whole list, the items as a JSON array; the products are read
         // back after the commit, so the single writer is held for the update alone.
         let json = serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.begin_write().await?;
+        let (mut tx, now) = self.begin_stamped(now).await?;
         let updated = sqlx::query(
             "UPDATE products SET quantity = item.quantity, \
              updated_at = CASE WHEN products.quantity IS NOT item.quantity THEN ?2 ELSE updated_at END \
