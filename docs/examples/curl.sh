@@ -143,13 +143,9 @@ customer="$(REFUSAL_OK=conflict call POST /api/v1/customers "$CUSTOMER" "$(idemp
 if [ "$status" -eq 2 ]; then
   how=found
   customer=""
-  path="/api/v1/customers?limit=100"
-  while [ -z "$customer" ] && [ -n "$path" ]; do
-    page="$(call GET "$path")"
-    customer="$(jq -c --arg email "$email" '.data[] | select(.email | ascii_downcase == $email)' <<<"$page")"
-    next="$(jq -r '.next // empty' <<<"$page")"
-    path="${next:+/api/v1/customers?limit=100&after=$next}"
-  done
+  # Emails are unique whatever their case, and so is the filter.
+  page="$(call GET "/api/v1/customers?email=$(jq -rn --arg email "$email" '$email | @uri')")"
+  customer="$(jq -c '.data[0] // empty' <<<"$page")"
   [ -n "$customer" ] || { echo "Error: no customer has the email $email" >&2; exit 1; }
 elif [ "$status" -ne 0 ]; then
   exit "$status"

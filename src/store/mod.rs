@@ -25,8 +25,8 @@ use crate::domain::api_user::{
     SessionRecord,
 };
 use crate::domain::catalog::{
-    Customer, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, Order,
-    OrderFilter, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, StockItem,
+    Customer, CustomerFilter, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct,
+    Order, OrderFilter, OrderStatus, PageRequest, Product, ProductFilter, ProductPatch, StockItem,
 };
 use crate::domain::history::{
     HistoryEntry, HistoryQuery, HistoryRecord, LeftOut, RefusedIp, UsageHour,
@@ -522,7 +522,7 @@ pub trait ProductStore {
 
 #[async_trait]
 pub trait CustomerStore {
-    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>>;
+    async fn customers(&self, filter: &CustomerFilter, page: PageRequest) -> Result<Vec<Customer>>;
     async fn customer(&self, id: CustomerId) -> Result<Option<Customer>>;
     async fn create_customer(
         &self,

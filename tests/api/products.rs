@@ -326,17 +326,13 @@ async fn unknown_query_parameters_and_missing_fields_are_named() {
         .api_user("strict", &["products:write", "customers:write"])
         .await;
 
-    let (status, body) = error_of(
-        app.get("/api/v1/customers?email=ada@example.com", &key)
-            .await,
-    )
-    .await;
+    let (status, body) = error_of(app.get("/api/v1/customers?phone=555", &key).await).await;
     assert_eq!(status, 400);
     assert!(
         body["error"]["message"]
             .as_str()
             .expect("message")
-            .contains("email"),
+            .contains("phone"),
         "{body}"
     );
 
@@ -428,6 +424,44 @@ async fn a_customer_phone_is_removed_with_null_and_kept_when_absent() {
     let unchanged: Value = app.get_json("/api/v1/customers/1", &key).await;
     assert_eq!(unchanged["name"], "Hedy Lamarr");
     assert_eq!(unchanged["email"], "hedy@example.com");
+}
+
+#[tokio::test]
+async fn a_customer_is_found_by_email_whatever_its_case() {
+    let app = spawn_app().await;
+    let key = app.api_user("crm", &["customers:write"]).await;
+    for (name, email) in [("Ada", "Ada@Example.com"), ("Bob", "bob@example.com")] {
+        let created = app
+            .post(
+                "/api/v1/customers",
+                &key,
+                &json!({"name": name, "email": email}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let names = |page: Value| {
+        page["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|c| c["name"].as_str().expect("name").to_owned())
+            .collect::<Vec<_>>()
+    };
+    // "Find or create" in one call: the email as the integration has it, in any case.
+    let found: Value = app
+        .get_json("/api/v1/customers?email=ada%40example.COM", &key)
+        .await;
+    assert_eq!(
+        (names(found.clone()), &found["next"]),
+        (vec!["Ada".to_owned()], &Value::Null)
+    );
+    let missing: Value = app
+        .get_json("/api/v1/customers?email=carol%40example.com", &key)
+        .await;
+    assert_eq!(names(missing), Vec::<String>::new());
+    let every: Value = app.get_json("/api/v1/customers", &key).await;
+    assert_eq!(names(every), vec!["Ada", "Bob"]);
 }
 
 #[tokio::test]

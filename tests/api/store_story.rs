@@ -8,8 +8,9 @@ use keyward::domain::api_user::{
     ApiUserChanges, Environment, NewApiUser, NewKey, NewSession, Status,
 };
 use keyward::domain::catalog::{
-    CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct, OrderFilter, PageRequest,
-    ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef, StockItem,
+    CustomerFilter, CustomerInput, CustomerPatch, NewOrder, NewOrderHistory, NewProduct,
+    OrderFilter, PageRequest, ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef,
+    StockItem,
 };
 use keyward::domain::history::{HistoryEntry, HistoryQuery, LeftOut, Outcome, OutcomeFilter};
 use keyward::domain::ids::{ApiKeyId, ApiUserId, CustomerId, SessionId};
@@ -1287,16 +1288,29 @@ async fn catalog(db: &Db) {
         .await
         .expect("patch");
     assert_eq!(patched.phone, None);
+    let page = PageRequest {
+        after: None,
+        limit: 10,
+    };
+    let every = CustomerFilter::default();
     assert_eq!(
-        db.customers(PageRequest {
-            after: None,
-            limit: 10
-        })
-        .await
-        .expect("customers")
-        .len(),
+        db.customers(&every, page).await.expect("customers").len(),
         1
     );
+    // Found by email as emails are unique: case aside.
+    let by_email = |email: &str| CustomerFilter {
+        email: Some(email.to_owned()),
+    };
+    let found = db
+        .customers(&by_email("ADA@Example.com"), page)
+        .await
+        .expect("customers");
+    assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ada.id]);
+    let none = db
+        .customers(&by_email("bob@example.com"), page)
+        .await
+        .expect("customers");
+    assert!(none.is_empty());
     assert!(db.customer(CustomerId(999)).await.expect("read").is_none());
 
     assert_eq!(db.order_statuses().await.expect("statuses").len(), 14);

@@ -148,12 +148,9 @@ async function findOrCreateCustomer() {
   } catch (error) {
     if (!(error instanceof ApiError) || error.code !== 'conflict') throw error; // 409: the email is taken
     how = 'found';
-    let after = null;
-    do {
-      const page = await call('GET', '/api/v1/customers', { params: { limit: 100, after } });
-      customer = page.data.find((c) => c.email.toLowerCase() === CUSTOMER.email);
-      after = page.next;
-    } while (!customer && after !== null);
+    // Emails are unique whatever their case, and so is the filter.
+    const page = await call('GET', '/api/v1/customers', { params: { email: CUSTOMER.email } });
+    [customer] = page.data;
     if (!customer) throw error;
   }
   console.log(`Customer: #${customer.id} ${customer.name} <${customer.email}> (${how})`);

@@ -175,18 +175,9 @@ function find_or_create_customer() {
 			throw $error;
 		}
 		$how = 'found';
-		$customer = null;
-		$after = null;
-		do {
-			$params = ['limit' => 100] + ($after !== null ? ['after' => $after] : []);
-			$page = call('GET', '/api/v1/customers', null, $params);
-			foreach ($page['data'] as $candidate) {
-				if (strtolower($candidate['email']) === CUSTOMER['email']) {
-					$customer = $candidate;
-				}
-			}
-			$after = $page['next'];
-		} while ($customer === null && $after !== null);
+		// Emails are unique whatever their case, and so is the filter.
+		$page = call('GET', '/api/v1/customers', null, ['email' => CUSTOMER['email']]);
+		$customer = $page['data'][0] ?? null;
 		if ($customer === null) {
 			throw $error;
 		}

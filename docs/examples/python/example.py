@@ -129,13 +129,11 @@ def find_or_create_customer():
     except ApiError as error:
         if error.code != "conflict":  # 409: a customer has this email already
             raise
-        customer, after = None, None
-        while customer is None:
-            page = call("GET", "/api/v1/customers", params={"limit": 100, **({"after": after} if after else {})})
-            customer = next((c for c in page["data"] if c["email"].lower() == CUSTOMER["email"]), None)
-            after = page["next"]
-            if customer is None and after is None:
-                raise
+        # Emails are unique whatever their case, and so is the filter.
+        page = call("GET", "/api/v1/customers", params={"email": CUSTOMER["email"]})
+        if not page["data"]:
+            raise
+        customer = page["data"][0]
         how = "found"
     print(f"Customer: #{customer['id']} {customer['name']} <{customer['email']}> ({how})")
     return customer

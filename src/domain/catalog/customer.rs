@@ -18,6 +18,13 @@ pub struct Customer {
     pub updated_at: OffsetDateTime,
 }
 
+/// Which customers a list holds.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// Only the customer with this email, compared as emails are kept unique: case aside.
+    pub email: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {

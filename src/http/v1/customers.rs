@@ -1,5 +1,5 @@
 use crate::auth::Caller;
-use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, Page};
+use crate::domain::catalog::{Customer, CustomerFilter, CustomerInput, CustomerPatch, Page};
 use crate::domain::ids::CustomerId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
@@ -15,6 +15,9 @@ use utoipa::IntoParams;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerQuery {
+    /// Only the customer with this email, case aside (emails are unique so): "find or create"
+    /// in one call.
+    email: Option<String>,
     /// Page size, 1–1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
@@ -22,7 +25,7 @@ pub struct CustomerQuery {
     after: Option<String>,
 }
 
-/// Lists customers, oldest first, a page at a time.
+/// Lists customers, oldest first, a page at a time; or finds one by email.
 #[utoipa::path(
     get,
     path = "/customers",
@@ -39,7 +42,11 @@ pub async fn list(
     Query(query): Query<CustomerQuery>,
 ) -> Result<axum::Json<Page<Customer>>, ApiError> {
     let request = page_request(query.limit, query.after.as_deref())?;
-    let customers = state.db.customers(request).await?;
+    let filter = CustomerFilter {
+        // As a customer's email is kept: without the blanks around it.
+        email: query.email.map(|email| email.trim().to_owned()),
+    };
+    let customers = state.db.customers(&filter, request).await?;
     Ok(axum::Json(page(customers, request, |c| c.id.0)))
 }
 

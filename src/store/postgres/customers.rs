@@ -1,12 +1,12 @@
 //! Customers.
 
 use super::{PgStore, ts, unique_violation};
-use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, PageRequest};
+use crate::domain::catalog::{Customer, CustomerFilter, CustomerInput, CustomerPatch, PageRequest};
 use crate::domain::ids::CustomerId;
 use crate::store::rows::customers::{CUSTOMER_COLUMNS, CustomerRow};
 use crate::store::{CustomerStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
 /// Emails are unique whatever their case (an index on `lower(email)`).
@@ -25,14 +25,22 @@ pub(super) async fn customer_in(conn: &mut PgConnection, id: i64) -> Result<Cust
 
 #[async_trait]
 impl CustomerStore for PgStore {
-    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
-        let rows: Vec<CustomerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
-        )))
-        .bind(page.after.unwrap_or(0))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
-        .await?;
+    async fn customers(&self, filter: &CustomerFilter, page: PageRequest) -> Result<Vec<Customer>> {
+        let mut select = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > "
+        ));
+        select.push_bind(page.after.unwrap_or(0));
+        if let Some(email) = &filter.email {
+            // Through the unique index on `lower(email)`.
+            select
+                .push(" AND lower(email) = lower(")
+                .push_bind(email.clone())
+                .push(")");
+        }
+        select
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit));
+        let rows: Vec<CustomerRow> = select.build_query_as().fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Customer::from).collect())
     }
 

@@ -1,12 +1,12 @@
 //! Customers.
 
 use super::{SqliteStore, ts, unique_violation};
-use crate::domain::catalog::{Customer, CustomerInput, CustomerPatch, PageRequest};
+use crate::domain::catalog::{Customer, CustomerFilter, CustomerInput, CustomerPatch, PageRequest};
 use crate::domain::ids::CustomerId;
 use crate::store::rows::customers::CustomerRow;
 use crate::store::{CustomerStore, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
 pub(super) async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<Customer> {
@@ -22,14 +22,19 @@ pub(super) async fn customer_in(conn: &mut SqliteConnection, id: i64) -> Result<
 
 #[async_trait]
 impl CustomerStore for SqliteStore {
-    async fn customers(&self, page: PageRequest) -> Result<Vec<Customer>> {
-        let rows: Vec<CustomerRow> = sqlx::query_as(
-            "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(page.after.unwrap_or(0))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.read)
-        .await?;
+    async fn customers(&self, filter: &CustomerFilter, page: PageRequest) -> Result<Vec<Customer>> {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT id, name, email, phone, created_at, updated_at FROM customers WHERE id > ",
+        );
+        select.push_bind(page.after.unwrap_or(0));
+        if let Some(email) = &filter.email {
+            // The column compares without case (`COLLATE NOCASE`), in its unique index.
+            select.push(" AND email = ").push_bind(email.clone());
+        }
+        select
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(page.limit));
+        let rows: Vec<CustomerRow> = select.build_query_as().fetch_all(&self.read).await?;
         Ok(rows.into_iter().map(Customer::from).collect())
     }
 
