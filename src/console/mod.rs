@@ -33,6 +33,21 @@ pub struct ConsoleSettings {
     pub throttle: LoginThrottle,
 }
 
+/// A NUL in a page's query (`%00`) can be no filter's value, and PostgreSQL refuses one in any
+/// text: the page is refused (400) before a handler reads it.
+async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request
+        .uri()
+        .query()
+        .and_then(crate::http::extract::nul_in_query)
+        .is_some()
+    {
+        return ConsoleError::BadRequest("A filter holds a NUL character (%00).".to_owned())
+            .into_response();
+    }
+    next.run(request).await
+}
+
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/admin", get(|| async { Redirect::to("/admin/apis") }))
@@ -78,6 +93,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/admin/assets/console.js", get(js))
         .fallback(|| async { ConsoleError::NotFound })
         .layer(from_fn_with_state(state.clone(), session::csrf_guard))
+        .layer(axum::middleware::from_fn(refuse_nul))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ConsoleError::Internal.into_response()
         }))

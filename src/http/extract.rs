@@ -236,6 +236,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(pair) = parts.uri.query().and_then(nul_in_query) {
+            let name = pair.split('=').next().unwrap_or_default();
+            let name = if query_field(&format!("{name}: ")) == "query" {
+                "query"
+            } else {
+                name
+            };
+            return Err(ApiError::bad_request(
+                "Bad query parameter: it holds a NUL character (%00).",
+            )
+            .on_field(name, "holds a NUL character (%00)"));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
@@ -246,6 +258,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                     .on_field(query_field(text), text)
             })
     }
+}
+
+/// The parameter (`name=value`) of `query` that holds a NUL (`%00`): the value of no filter,
+/// and a text PostgreSQL refuses.
+pub fn nul_in_query(query: &str) -> Option<&str> {
+    query.split('&').find(|pair| pair.contains("%00"))
 }
 
 /// Path parameters; a malformed id is a 404, as it can match nothing.

@@ -552,6 +552,9 @@ async fn absurd_history_filters_are_refused_not_crashed_on() {
         "from=yesterday",
         "outcome=nonsense",
         "before=-1",
+        // A NUL, which PostgreSQL refuses in any text.
+        "ip=%00",
+        "outcome=%00",
     ] {
         let status = console
             .get(&format!("/admin/apis/filtered/history?{query}"))
@@ -569,6 +572,13 @@ async fn absurd_history_filters_are_refused_not_crashed_on() {
             .status(),
         StatusCode::BAD_REQUEST
     );
+    for page in ["/admin/apis?q=%00", "/admin/apis/filtered/history?ip=%00"] {
+        assert_eq!(
+            console.get(page).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{page}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -205,6 +205,8 @@ async fn injection_strings_in_filters_and_paths_change_nothing() {
         "\"; DROP TABLE products; --",
         "1; DELETE FROM api_history",
         "%00",
+        // A real NUL, which PostgreSQL refuses in any text.
+        "\0",
         "../../../../etc/passwd",
         "<script>alert(1)</script>",
         "${jndi:ldap://x}",
@@ -218,6 +220,7 @@ async fn injection_strings_in_filters_and_paths_change_nothing() {
             format!("/api/v1/products?updated_since={encoded}"),
             format!("/api/v1/orders?status={encoded}"),
             format!("/api/v1/orders?customer_id={encoded}"),
+            format!("/api/v1/customers?email={encoded}"),
             format!("/api/v1/products/{encoded}"),
             format!("/api/v1/orders/{encoded}/history"),
             format!("/api/v1/customers/{encoded}"),
