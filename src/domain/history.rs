@@ -190,46 +190,30 @@ pub struct HistoryEntry {
     pub date_added: OffsetDateTime,
     pub date_modified: OffsetDateTime,
     pub request_id: String,
+    /// What a login is answered, and its row says, should its session be left out as refused
+    /// (see [`LeftOut`]): its entry's status for a refused login, 401, or the OpenCart
+    /// entry's 200.
+    pub refused_status: u16,
 }
 
 /// A login's session that its batch did not write, and why. A session is written only while
 /// its key still belongs to its user and the user is enabled: a login checked just before a
-/// disable, a delete or a roll, whose session reached the database after it, is refused after
-/// all, as it would have been a moment later.
+/// disable or a delete, whose session reached the database after it, is refused after all, as
+/// it would have been a moment later. (A roll or a revoke keeps the key's row: such a login
+/// gets its session, which its key's state refuses at its first use.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeftOut {
     pub session: SessionId,
-    /// `DisabledUser`, `UnknownUser` or `RevokedKey` for a login refused after all (401);
-    /// `Unavailable` for a session whose number or token was taken meanwhile (503).
+    /// `DisabledUser` or `UnknownUser` for a login refused after all (`RevokedKey` should its
+    /// key's row be gone); `Unavailable` for a session whose number or token was taken
+    /// meanwhile (503).
     pub outcome: Outcome,
 }
 
-/// What a store reads of a left-out session's user, after the batch's insert, to tell why:
-/// the user's status, and whether the key is still one of the user's. `$1` is the user and
-/// `$2` the key, in the order both dialects number them.
-pub const LEFT_OUT_SQL: &str = "SELECT u.status, EXISTS (SELECT 1 FROM api_keys k \
-     WHERE k.api_user_id = $1 AND k.id = $2) FROM api_users u WHERE u.id = $1";
-
 impl LeftOut {
-    /// Why `session` was left out, from what [`LEFT_OUT_SQL`] found: no user, or its status
-    /// and whether the key is still the user's.
-    pub fn because(session: SessionId, user: Option<(&str, bool)>) -> Self {
-        let outcome = match user {
-            None => Outcome::UnknownUser,
-            Some((_, false)) => Outcome::RevokedKey,
-            Some(("enabled", true)) => Outcome::Unavailable,
-            Some(_) => Outcome::DisabledUser,
-        };
-        Self { session, outcome }
-    }
-
-    /// What the login is answered: 401 for a login refused after all, 503 otherwise.
-    pub fn status(self) -> u16 {
-        if self.outcome == Outcome::Unavailable {
-            503
-        } else {
-            401
-        }
+    /// Whether the login is refused after all, rather than unanswerable (503).
+    pub fn refused(self) -> bool {
+        self.outcome != Outcome::Unavailable
     }
 }
 
@@ -246,7 +230,11 @@ pub fn settle_logins<'a>(
     }
     let settled = rows.iter().map(|row| match why(row.session_id) {
         Some(left) => HistoryEntry {
-            status: left.status(),
+            status: if left.refused() {
+                row.refused_status
+            } else {
+                503
+            },
             outcome: left.outcome,
             session_id: None,
             ..row.clone()

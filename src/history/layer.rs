@@ -66,6 +66,8 @@ pub struct HistoryState {
     pub render: fn(ApiError) -> Response,
     /// Every call is counted where its history row is made, with the same outcome.
     pub metrics: Arc<CallMetrics>,
+    /// The status `render` gives a refused login (see [`HistoryEntry::refused_status`]).
+    pub refused_status: u16,
 }
 
 /// The history layer of the OpenCart-compatible entry.
@@ -187,6 +189,7 @@ impl Call {
             request_id: self
                 .request_id
                 .map_or_else(String::new, |id| id.as_str().to_owned()),
+            refused_status: self.state.refused_status,
         };
         (entry, target)
     }
@@ -216,10 +219,10 @@ impl Call {
         self.uncounted = Some((target, outcome, status));
         let (response, outcome) = match self.state.recorder.record(entry, session).await {
             Ok(()) => (response, outcome),
-            // A login checked just before its user was disabled or deleted, or its key
-            // replaced, whose session reached the database after that: refused after all,
-            // with the reason its row was written with.
-            Err(RecordError::SessionLeftOut(left)) if left.status() == 401 => (
+            // A login checked just before its user was disabled or deleted, whose session
+            // reached the database after that: refused after all, as its entry refuses a
+            // login, with the reason its row was written with.
+            Err(RecordError::SessionLeftOut(left)) if left.refused() => (
                 (self.state.render)(ApiError::unauthorized(left.outcome)),
                 left.outcome,
             ),

@@ -16,6 +16,7 @@ use crate::auth::{AuthState, Authenticator, TrustedProxies};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::credentials::admins::Admins;
+use crate::domain::history::Outcome;
 use crate::history::{HistoryState, Recorder};
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
@@ -96,6 +97,9 @@ pub fn router(state: AppState, proxies: TrustedProxies) -> Result<api::Entry, Ro
             timeout: state.limits.request_timeout,
             render,
             metrics: calls.clone(),
+            refused_status: render(ApiError::unauthorized(Outcome::DisabledUser))
+                .status()
+                .as_u16(),
         })
     };
     let handlers = handlers

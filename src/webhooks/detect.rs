@@ -178,6 +178,7 @@ mod tests {
             date_added: at,
             date_modified: at,
             request_id: String::new(),
+            refused_status: 401,
         }
     }
 

@@ -151,6 +151,25 @@ async fn disabling_the_user_ends_its_sessions_for_good() {
 
 #[tokio::test]
 async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
+    logins_racing_a_disable(Entry::Api).await;
+}
+
+#[tokio::test]
+async fn an_opencart_login_racing_a_disable_is_refused_as_opencart_refuses_one() {
+    logins_racing_a_disable(Entry::OpenCart).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Entry {
+    Api,
+    OpenCart,
+}
+
+/// Logins through `entry` while their user is disabled, in rounds: each token answered before
+/// the disable was must be ended by it, also when its session reached the database after it,
+/// and a login refused after its check is refused as any other: `/api/v1`'s 401, or OpenCart's
+/// 200 with "Incorrect API Key", and its history row says what was answered.
+async fn logins_racing_a_disable(entry: Entry) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     // Logins refused after each disable count as failures: a user per round, and room for
@@ -163,8 +182,6 @@ async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
         })
         .await,
     );
-    // Logins run while the user is disabled, in rounds: each token answered before the
-    // disable was must be ended by it, also when its session reached the database after it.
     for round in 0..8 {
         let username = format!("racing{round}");
         let key = app
@@ -184,25 +201,38 @@ async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
                 tokio::spawn(async move {
                     let mut answered_before = Vec::new();
                     while !disabled.load(Ordering::SeqCst) {
-                        let response = app
-                            .request(reqwest::Method::POST, "/api/v1/login")
-                            .json(&serde_json::json!({"username": username, "key": key}))
-                            .send()
-                            .await
-                            .expect("login");
+                        let request = match entry {
+                            Entry::Api => app
+                                .request(reqwest::Method::POST, "/api/v1/login")
+                                .json(&serde_json::json!({"username": username, "key": key})),
+                            Entry::OpenCart => app
+                                .request(
+                                    reqwest::Method::POST,
+                                    "/index.php?route=api/account/login",
+                                )
+                                .form(&[("username", username.as_str()), ("key", key.as_str())]),
+                        };
+                        let response = request.send().await.expect("login");
                         answered.fetch_add(1, Ordering::SeqCst);
+                        let status = response.status();
+                        let body: serde_json::Value = response.json().await.expect("json");
+                        let token = body["api_token"].as_str().map(str::to_owned);
                         // Before the disable, or refused after it as a disabled user's login
                         // is: never "unavailable".
-                        let status = response.status();
+                        let refused = match entry {
+                            Entry::Api => status == 401,
+                            Entry::OpenCart => {
+                                status == 200 && body["error"] == "Warning: Incorrect API Key!"
+                            }
+                        };
                         assert!(
-                            status == 200 || status == 401,
-                            "a login around the disable answered {status}: {}",
-                            response.text().await.unwrap_or_default()
+                            (status == 200 && token.is_some()) || refused,
+                            "a login around the disable answered {status}: {body}"
                         );
-                        if status == 200 && !disabled.load(Ordering::SeqCst) {
-                            let body: serde_json::Value = response.json().await.expect("json");
-                            answered_before
-                                .push(body["api_token"].as_str().expect("token").to_owned());
+                        if let Some(token) = token
+                            && !disabled.load(Ordering::SeqCst)
+                        {
+                            answered_before.push(token);
                         }
                     }
                     answered_before
@@ -235,6 +265,16 @@ async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
                 "round {round}: a token answered before the disable outlived it: {}",
                 me.text().await.unwrap_or_default()
             );
+        }
+        // Every login's row says what it was answered.
+        let answers = match entry {
+            Entry::Api => [200, 401],
+            Entry::OpenCart => [200, 200],
+        };
+        for row in app.history(&username).await {
+            if row.call.contains("login") {
+                assert!(answers.contains(&row.status), "{row:?}");
+            }
         }
     }
 }

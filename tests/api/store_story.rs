@@ -68,6 +68,7 @@ fn call(user: Option<ApiUserId>, outcome: Outcome, ip: &str, at: OffsetDateTime)
         date_added: at,
         date_modified: at + time::Duration::milliseconds(2),
         request_id: format!("req-{}", at.unix_timestamp_nanos()),
+        refused_status: 401,
     }
 }
 

@@ -100,7 +100,13 @@ pub fn error(error: ApiError, route: Route, ip: IpAddr) -> Response {
 /// An error with no route to word it for (the history layer's timeout, a panic): its status,
 /// OpenCart's string shape.
 pub fn plain(error: ApiError) -> Response {
-    let body = json!({ "error": warning(error.message()) });
+    // A login refused after its check, as its user was disabled (see `LeftOut`): worded as
+    // every refused login, so clients that log in again on this exact text keep working.
+    let body = if error.status() == StatusCode::UNAUTHORIZED {
+        json!({ "error": ERROR_KEY })
+    } else {
+        json!({ "error": warning(error.message()) })
+    };
     respond(kept_status(error.status()), body, &error)
 }
 

@@ -1,7 +1,7 @@
 //! Rows of API sessions.
 
-use crate::domain::api_user::{NewSession, SessionRecord};
-use crate::domain::history::{LEFT_OUT_SQL, LeftOut};
+use crate::domain::api_user::{NewSession, SessionRecord, Status};
+use crate::domain::history::{LeftOut, Outcome};
 use crate::domain::ids::{ApiKeyId, ApiUserId, SessionId};
 use crate::domain::secret::SecretHash;
 use crate::store::columns::{from_ts, from_ts_opt};
@@ -43,6 +43,25 @@ impl SessionRow {
     }
 }
 
+/// What a store reads of a left-out session's user, after the batch's insert, to tell why: the
+/// user's status, and whether the key is still one of the user's. SQLite numbers `$N`
+/// parameters in the order they first appear and sqlx binds `$N` to the N-th argument: they
+/// must appear in order.
+pub(crate) const LEFT_OUT_SQL: &str = "SELECT u.status, EXISTS (SELECT 1 FROM api_keys k \
+     WHERE k.api_user_id = $1 AND k.id = $2) FROM api_users u WHERE u.id = $1";
+
+/// Why `session` was left out, from what [`LEFT_OUT_SQL`] found: no user, or its status and
+/// whether the key is still one of its keys.
+pub(crate) fn left_out_because(session: SessionId, user: Option<(String, bool)>) -> LeftOut {
+    let outcome = match user {
+        None => Outcome::UnknownUser,
+        Some((_, false)) => Outcome::RevokedKey,
+        Some((status, true)) if status == Status::Enabled.as_str() => Outcome::Unavailable,
+        Some(_) => Outcome::DisabledUser,
+    };
+    LeftOut { session, outcome }
+}
+
 /// Why each of `sessions` that a batch's insert did not write (`written` lists those it did)
 /// was left out, read in the batch's transaction on `conn`: see [`LeftOut`].
 pub(crate) async fn left_out<DB>(
@@ -64,10 +83,7 @@ where
             .bind(session.api_key_id.0)
             .fetch_optional(&mut *conn)
             .await?;
-        left_out.push(LeftOut::because(
-            session.id,
-            user.as_ref().map(|(status, key)| (status.as_str(), *key)),
-        ));
+        left_out.push(left_out_because(session.id, user));
     }
     Ok(left_out)
 }

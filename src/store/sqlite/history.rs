@@ -160,7 +160,7 @@ impl HistoryStore for SqliteStore {
                 &mut held.insert(Held { conn, since }).conn
             }
         };
-        let written = match session_insert {
+        let left_out = match session_insert {
             // Alone, the insert is its own transaction: one round trip.
             None => insert
                 .execute(&mut **conn)
@@ -183,7 +183,7 @@ impl HistoryStore for SqliteStore {
                 .await
             }
         };
-        written.inspect_err(|_| {
+        left_out.inspect_err(|_| {
             held.take();
         })
     }

@@ -11,7 +11,8 @@ use super::history::{COLUMN_COUNT, HOLD, VALUES_MAX, VALUES_SQL};
 use super::ts;
 use super::{BUSY_TIMEOUT, PRAGMAS};
 use crate::domain::api_user::NewSession;
-use crate::domain::history::{HistoryEntry, LEFT_OUT_SQL, LeftOut, settle_logins};
+use crate::domain::history::{HistoryEntry, LeftOut, settle_logins};
+use crate::store::rows::sessions::{LEFT_OUT_SQL, left_out_because};
 use crate::store::{HistoryWriter, Result, StoreError};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
@@ -131,15 +132,15 @@ fn write_batch(
         conn.execute_batch("ROLLBACK")?;
     }
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let written = insert_sessions_and_rows(conn, rows, sessions)
-        .and_then(|written| conn.prepare_cached("COMMIT")?.execute([]).map(|_| written));
-    if written.is_err() && !conn.is_autocommit() {
+    let left_out = insert_sessions_and_rows(conn, rows, sessions)
+        .and_then(|left_out| conn.prepare_cached("COMMIT")?.execute([]).map(|_| left_out));
+    if left_out.is_err() && !conn.is_autocommit() {
         // A failed COMMIT (busy) leaves the transaction open as well.
         if let Err(error) = conn.execute_batch("ROLLBACK") {
             tracing::error!(%error, "history batch could not be rolled back");
         }
     }
-    written
+    left_out
 }
 
 fn insert_sessions_and_rows(
@@ -182,10 +183,7 @@ fn why_left_out(conn: &Connection, session: &NewSession) -> rusqlite::Result<Lef
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    Ok(LeftOut::because(
-        session.id,
-        user.as_ref().map(|(status, key)| (status.as_str(), *key)),
-    ))
+    Ok(left_out_because(session.id, user))
 }
 
 /// Up to [`VALUES_MAX`] rows in one prepared statement, bound value by value.

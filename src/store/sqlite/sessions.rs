@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 
 /// New sessions in one statement, read from one JSONB array: a single round trip to SQLite's
 /// thread however many logins the batch holds. Only sessions whose key still belongs to their
-/// user are written, and never over a taken number; the statement returns the numbers written.
+/// user, and whose user is enabled, are written, and never over a taken number; the statement
+/// returns the numbers written.
 pub(super) fn insert_sessions(
     sessions: &[NewSession],
 ) -> Result<QueryScalar<'static, Sqlite, i64, SqliteArguments>> {
