@@ -13,7 +13,7 @@ use crate::domain::catalog::{
 use crate::domain::ids::{CustomerId, OrderId};
 use crate::domain::money::Money;
 use crate::store::{Db, StoreError};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 pub const DEMO_USER: &str = "demo";
 
@@ -107,7 +107,7 @@ const ORDER_PATHS: &[&[&str]] = &[
 
 /// Fills an empty store with products, customers and orders. Returns false when the store
 /// already had products (a second `--demo` start leaves it alone).
-pub async fn seed_store(db: &Db, now: time::OffsetDateTime) -> Result<bool, StoreError> {
+pub async fn seed_store(db: &Db, now: OffsetDateTime) -> Result<bool, StoreError> {
     let existing = db
         .products(
             &ProductFilter::default(),
@@ -154,42 +154,60 @@ pub async fn seed_store(db: &Db, now: time::OffsetDateTime) -> Result<bool, Stor
     }
     // Orders take products with stock to spare, so every one of them can be placed.
     let orderable: Vec<&str> = PRODUCTS.iter().filter(|p| p.3 >= 10).map(|p| p.0).collect();
-    for i in 0..25usize {
-        let customer = customers[i % customers.len()];
-        let lines = (0..1 + i % 3)
-            .map(|j| {
-                let sku = orderable[(i * 7 + j * 3) % orderable.len()];
-                (ProductRef::Sku(sku.to_owned()), 1 + (i + j) as i64 % 2)
-            })
-            .collect::<Vec<_>>();
-        let placed = now - Duration::days(12) + Duration::hours(i as i64 * 9);
-        let order = NewOrder {
-            customer_id: CustomerId(customer.0),
-            currency: "USD".to_owned(),
-            lines,
-            comment: String::new(),
-        };
-        let created = match db.create_order(&order, placed).await {
-            Ok(created) => created,
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        for (step, status) in ORDER_PATHS[i % ORDER_PATHS.len()].iter().enumerate() {
-            let entry = NewOrderHistory {
-                status: StatusRef::Name((*status).to_owned()),
-                comment: if *status == "Shipped" {
-                    format!("Tracking number 1Z{:08}", 4_700_000 + i)
-                } else {
-                    String::new()
-                },
-                notify: *status == "Shipped",
-            };
-            db.add_order_history(
-                OrderId(created.id.0),
-                &entry,
-                placed + Duration::hours(step as i64 * 20 + 4),
-            )
-            .await?;
+    // Placed and moved along in the order of their dates, as a store would have: the store
+    // stamps `updated_at` so that it never goes back (see `begin_stamped`).
+    let placed = |i: usize| now - Duration::days(12) + Duration::hours(i as i64 * 9);
+    let paths = |i: usize| ORDER_PATHS[i % ORDER_PATHS.len()];
+    let mut events: Vec<(OffsetDateTime, usize, Option<usize>)> = (0..25usize)
+        .flat_map(|i| {
+            let steps = (0..paths(i).len()).map(move |step| {
+                (
+                    placed(i) + Duration::hours(step as i64 * 20 + 4),
+                    i,
+                    Some(step),
+                )
+            });
+            std::iter::once((placed(i), i, None)).chain(steps)
+        })
+        .collect();
+    events.sort_by_key(|&(at, i, step)| (at, i, step.map_or(0, |s| s + 1)));
+    let mut created: Vec<Option<OrderId>> = vec![None; 25];
+    for (at, i, step) in events {
+        match step {
+            None => {
+                let customer = customers[i % customers.len()];
+                let lines = (0..1 + i % 3)
+                    .map(|j| {
+                        let sku = orderable[(i * 7 + j * 3) % orderable.len()];
+                        (ProductRef::Sku(sku.to_owned()), 1 + (i + j) as i64 % 2)
+                    })
+                    .collect::<Vec<_>>();
+                let order = NewOrder {
+                    customer_id: CustomerId(customer.0),
+                    currency: "USD".to_owned(),
+                    lines,
+                    comment: String::new(),
+                };
+                match db.create_order(&order, at).await {
+                    Ok(order) => created[i] = Some(OrderId(order.id.0)),
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(step) => {
+                let Some(id) = created[i] else { continue };
+                let status = paths(i)[step];
+                let entry = NewOrderHistory {
+                    status: StatusRef::Name(status.to_owned()),
+                    comment: if status == "Shipped" {
+                        format!("Tracking number 1Z{:08}", 4_700_000 + i)
+                    } else {
+                        String::new()
+                    },
+                    notify: status == "Shipped",
+                };
+                db.add_order_history(id, &entry, at).await?;
+            }
         }
     }
     Ok(true)

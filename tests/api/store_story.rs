@@ -270,6 +270,21 @@ async fn a_write_never_moves_updated_at_back_whatever_its_clock_says() {
         assert_eq!(vase.updated_at, late);
     }
     db.close().await;
+
+    // The same after a restart, whose clock is behind what the database holds.
+    let db = keyward::store::connect(&url, &Default::default())
+        .await
+        .expect("connect again");
+    let set = db.set_stock(&stock(3), early).await.expect("stock");
+    assert_eq!((set[0].quantity, set[0].updated_at), (3, late));
+    if !url.starts_with("postgres") {
+        let cup = db
+            .create_product(&product("CUP"), early)
+            .await
+            .expect("cup");
+        assert_eq!(cup.updated_at, late);
+    }
+    db.close().await;
 }
 
 async fn admins(db: &Db) {

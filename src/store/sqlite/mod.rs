@@ -148,17 +148,35 @@ impl SqliteStore {
     }
 
     /// A write of the catalog (products, customers, orders), and the time to stamp its rows'
-    /// `updated_at` with: `now`, or the stamp of the write committed before it if the clock
-    /// is behind that. Taken once the write is this one's turn, so stamps follow the order of
-    /// the commits: a sync that asks for what changed since the newest `updated_at` it has seen
+    /// `updated_at` with: `now`, or the newest stamp already in the file if the clock is behind
+    /// that. Taken once the write is this one's turn, so stamps follow the order of the
+    /// commits: a sync that asks for what changed since the newest `updated_at` it has seen
     /// never misses a write committed after it looked.
     async fn begin_stamped(&self, now: OffsetDateTime) -> Result<(WriteTx, OffsetDateTime)> {
-        let tx = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
+        if self.last_stamp.load(Ordering::SeqCst) == i64::MIN {
+            // This process's first catalog write, or the first since an import: what the file
+            // holds was written before this process started, perhaps with another clock.
+            let newest: Option<i64> = sqlx::query_scalar(
+                "SELECT max(newest) FROM (SELECT max(updated_at) AS newest FROM products \
+                 UNION ALL SELECT max(updated_at) FROM customers \
+                 UNION ALL SELECT max(updated_at) FROM orders)",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            self.last_stamp
+                .fetch_max(newest.unwrap_or(i64::MIN), Ordering::SeqCst);
+        }
         let stamp = self
             .last_stamp
             .fetch_max(ts(now), Ordering::SeqCst)
             .max(ts(now));
         Ok((tx, from_ts(stamp)))
+    }
+
+    /// Makes the next catalog write read the newest stamp from the file again.
+    fn forget_stamps(&self) {
+        self.last_stamp.store(i64::MIN, Ordering::SeqCst);
     }
 
     /// The write connection, for a statement that is a transaction of its own.

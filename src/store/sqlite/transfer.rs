@@ -72,6 +72,8 @@ impl TransferStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         self.commit_credentials(tx).await?;
+        // The imported rows keep their stamps: the next catalog write reads the newest.
+        self.forget_stamps();
         Ok(total)
     }
 }
