@@ -151,12 +151,19 @@ async fn disabling_the_user_ends_its_sessions_for_good() {
 
 #[tokio::test]
 async fn a_login_answered_before_a_disable_answered_never_outlives_it() {
-    logins_racing_a_disable(Entry::Api).await;
+    logins_racing_a_disable(Entry::Api, None).await;
 }
 
 #[tokio::test]
 async fn an_opencart_login_racing_a_disable_is_refused_as_opencart_refuses_one() {
-    logins_racing_a_disable(Entry::OpenCart).await;
+    logins_racing_a_disable(Entry::OpenCart, None).await;
+}
+
+/// The same with a database in memory, whose history is written through the store's async
+/// methods rather than a writer thread of its own.
+#[tokio::test]
+async fn a_login_racing_a_disable_is_refused_with_a_database_in_memory_too() {
+    logins_racing_a_disable(Entry::Api, Some("sqlite::memory:")).await;
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -169,7 +176,7 @@ enum Entry {
 /// the disable was must be ended by it, also when its session reached the database after it,
 /// and a login refused after its check is refused as any other: `/api/v1`'s 401, or OpenCart's
 /// 200 with "Incorrect API Key", and its history row says what was answered.
-async fn logins_racing_a_disable(entry: Entry) {
+async fn logins_racing_a_disable(entry: Entry, database_url: Option<&'static str>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     // Logins refused after each disable count as failures: a user per round, and room for
@@ -178,6 +185,7 @@ async fn logins_racing_a_disable(entry: Entry) {
         spawn_app_with(Settings {
             login_failures_per_ip: 1000,
             login_failures_per_username: 1000,
+            database_url,
             ..Settings::default()
         })
         .await,

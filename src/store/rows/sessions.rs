@@ -77,6 +77,10 @@ where
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
     let mut left_out = Vec::new();
+    if written.len() == sessions.len() {
+        // Every one written, as nearly always: no search through a large batch of logins.
+        return Ok(left_out);
+    }
     for session in sessions.iter().filter(|s| !written.contains(&s.id.0)) {
         let user: Option<(String, bool)> = sqlx::query_as(LEFT_OUT_SQL)
             .bind(session.api_user_id.0)
