@@ -220,13 +220,14 @@ fn query_field(text: &str) -> &str {
         return rest.split('`').next().unwrap_or("query");
     }
     match text.split_once(": ") {
-        Some((name, _))
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-        {
-            name
-        }
+        Some((name, _)) if is_parameter_name(name) => name,
         _ => "query",
     }
+}
+
+/// Whether `name` reads as one of the API's parameter names, so an error may name it.
+fn is_parameter_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Query parameters; a bad one is a 400 naming it.
@@ -238,10 +239,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(pair) = parts.uri.query().and_then(nul_in_query) {
             let name = pair.split('=').next().unwrap_or_default();
-            let name = if query_field(&format!("{name}: ")) == "query" {
-                "query"
-            } else {
+            let name = if is_parameter_name(name) {
                 name
+            } else {
+                "query"
             };
             return Err(ApiError::bad_request(
                 "Bad query parameter: it holds a NUL character (%00).",
