@@ -12,7 +12,9 @@ use keyward::domain::catalog::{
     OrderFilter, PageRequest, ProductFilter, ProductPatch, ProductRef, ProductStatus, StatusRef,
     StockItem,
 };
-use keyward::domain::history::{HistoryEntry, HistoryQuery, LeftOut, Outcome, OutcomeFilter};
+use keyward::domain::history::{
+    HistoryEntry, HistoryQuery, HistoryRecord, LeftOut, Outcome, OutcomeFilter,
+};
 use keyward::domain::ids::{ApiKeyId, ApiUserId, CustomerId, SessionId};
 use keyward::domain::ip_rule::IpRule;
 use keyward::domain::money::Money;
@@ -132,13 +134,7 @@ async fn every_store_method_keeps_the_same_story_on_this_backend() {
         }]
     );
     assert!(db.session_by_id(last[0]).await.expect("read").is_none());
-    let rows = db
-        .history(&HistoryQuery {
-            limit: 1000,
-            ..HistoryQuery::default()
-        })
-        .await
-        .expect("history");
+    let rows = every_row(&db).await;
     let late = rows
         .iter()
         .find(|r| r.call == "POST /api/v1/login (late)")
@@ -285,6 +281,15 @@ async fn a_write_never_moves_updated_at_back_whatever_its_clock_says() {
         assert_eq!(cup.updated_at, late);
     }
     db.close().await;
+}
+
+/// Every history row the story wrote (fewer than 1,000), newest first.
+async fn every_row(db: &Db) -> Vec<HistoryRecord> {
+    let all = HistoryQuery {
+        limit: 1000,
+        ..HistoryQuery::default()
+    };
+    db.history(&all).await.expect("history")
 }
 
 async fn admins(db: &Db) {
@@ -846,13 +851,7 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
     assert!(db.session_by_id(more[3]).await.expect("read").is_none());
     // A login refused after all was answered 401, one whose number was taken 503, and their
     // rows say so.
-    let logins = db
-        .history(&HistoryQuery {
-            limit: 1000,
-            ..HistoryQuery::default()
-        })
-        .await
-        .expect("history");
+    let logins = every_row(db).await;
     let row = |name: &str| {
         let call = format!("POST /api/v1/login ({name})");
         let row = logins
@@ -871,13 +870,7 @@ async fn sessions(db: &Db, url: &str, user: ApiUserId) {
 
     // Rows and sessions are one transaction: a batch whose rows cannot be written leaves no
     // session behind either.
-    let count_rows = || async {
-        let all = HistoryQuery {
-            limit: 1000,
-            ..HistoryQuery::default()
-        };
-        db.history(&all).await.expect("history").len()
-    };
+    let count_rows = || async { every_row(db).await.len() };
     let rows_before = count_rows().await;
     let mut refused = call(Some(user), Outcome::Ok, "127.0.0.1", NOW);
     refused.call = "refused by the story".to_owned();
