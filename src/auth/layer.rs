@@ -14,6 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::idempotency::idempotent_posts;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, Ipv4Addr};
@@ -117,6 +118,22 @@ pub async fn admit(
     Ok(caller)
 }
 
+/// `response`, an answer given before the call's checks (a route or method the API does not
+/// have, a body too large), with what its history row needs to name whose credentials the call
+/// carried (see [`Authenticator::identify`]). The answer is the same whoever sends it.
+pub async fn answered_before_checks(
+    state: &AuthState,
+    request: &Parts,
+    mut response: Response,
+) -> Response {
+    let info = match presented(&request.headers, request.uri.query()) {
+        Ok(credentials) => state.app.auth.identify(&credentials).await,
+        Err(_) => CallInfo::default(),
+    };
+    response.extensions_mut().insert(info);
+    response
+}
+
 /// The `RateLimit-*` headers of an admitted call's answer.
 pub fn add_rate_headers(response: &mut Response, rate: RateState) {
     let headers = response.headers_mut();
@@ -138,7 +155,10 @@ pub async fn pipeline(
         // `Idempotency-Key` is still refused.
         Some(Access::Public) => handled(state, route, request, handlers).await,
         // Undeclared means refused: no handler runs without a declared access.
-        None => undeclared(&state.policy, request.method(), route),
+        None => {
+            let refusal = undeclared(&state.policy, request.method(), route);
+            answered_before_checks(state, &request.into_parts().0, refusal).await
+        }
         Some(Access::Authenticated(need)) => {
             let ip = request
                 .extensions()

@@ -14,7 +14,7 @@ mod usage;
 
 pub use client_ip::{ClientIp, ForwardedHeader, TrustedProxies, resolve_client_ip};
 pub use headers::{HeaderProblem, Presented, has_secret_param, presented};
-pub use layer::{AuthState, add_rate_headers, admit, pipeline};
+pub use layer::{AuthState, add_rate_headers, admit, answered_before_checks, pipeline};
 pub use limits::{AddressLimit, LoginThrottle, RateLimits, RateState, RetryAfter};
 pub use usage::UsageTracker;
 
@@ -261,6 +261,37 @@ impl Authenticator {
             ip,
             rate,
         })
+    }
+
+    /// Whose credentials a call carries, for the history row of an answer given before the
+    /// checks (a route or method the API does not have, a body too large): the API user and key
+    /// when they are valid, else what a refusal would name. Nothing else is checked or spent:
+    /// no IP rule, scope or rate limit, and the call keeps no session alive.
+    pub async fn identify(&self, presented: &Presented) -> CallInfo {
+        if self.cache.ensure_fresh().await.is_err() {
+            return CallInfo::default();
+        }
+        let now = self.clock.now();
+        let found = match presented {
+            Presented::Key { username, key } => self
+                .check_key(username.as_deref(), key, now)
+                .await
+                .map(|(user, key)| (user, key, None)),
+            Presented::Token(token) => self
+                .check_token(token, now)
+                .await
+                .map(|(user, session)| (user, session.key.clone(), Some(session.record.id))),
+        };
+        match found {
+            Ok((user, key, session_id)) => CallInfo {
+                api_user_id: Some(user.id),
+                username: Some(user.username.clone()),
+                key_hint: Some(key.hint.clone()),
+                session_id,
+                route: None,
+            },
+            Err(refusal) => refusal.info,
+        }
     }
 
     async fn check_key(

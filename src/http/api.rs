@@ -10,7 +10,7 @@
 use super::error::ApiError;
 use super::{request_id, request_span};
 use crate::auth::policy::Policy;
-use crate::auth::{AuthState, TrustedProxies};
+use crate::auth::{AuthState, TrustedProxies, answered_before_checks};
 use crate::history::{HistoryState, Run};
 use axum::Router;
 use axum::body::Body;
@@ -122,17 +122,19 @@ impl Api {
     /// The auth pipeline on the call's route, then its handler.
     async fn checked(self: Arc<Self>, route: Option<Arc<str>>, request: Request) -> Response {
         let Some(route) = route else {
-            return ApiError::not_found("API route").into_response();
+            let refusal = ApiError::not_found("API route").into_response();
+            return answered_before_checks(&self.auth, &request.into_parts().0, refusal).await;
         };
         let most = self.auth.app.limits.max_body_bytes;
         if declared_length(&request).is_some_and(|length| length > most as u64) {
             // Refused before any of it is read: waiting for a body this size only ends in the
             // request's timeout, and nothing could have been done with it.
-            return ApiError::unacceptable(
+            let refusal = ApiError::unacceptable(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("The body is too large: at most {most} bytes."),
             )
             .into_response();
+            return answered_before_checks(&self.auth, &request.into_parts().0, refusal).await;
         }
         let handlers = Handlers(self.handlers.clone());
         crate::auth::pipeline(&self.auth, &route, request, handlers).await

@@ -93,6 +93,76 @@ async fn refused_calls_are_recorded_including_unknown_usernames_and_unmatched_ro
     assert_eq!(rows[2].outcome, "malformed_credentials");
 }
 
+/// A route or method the API does not have, or a body over the limit, is answered before the
+/// call's checks, the same whoever sends it; the row still names whose credentials it carried,
+/// so the API user's own history lists it.
+#[tokio::test]
+async fn calls_answered_before_their_checks_are_in_the_history_of_the_user_who_made_them() {
+    let app = spawn_app().await;
+    let key = app
+        .api_user("erp", &["products:read", "products:write"])
+        .await;
+    let token = app.login("erp", &key).await;
+    let remaining =
+        |me: serde_json::Value| me["rate_limit"]["remaining"].as_u64().expect("remaining");
+    let allowance = remaining(app.get_json("/api/v1/me", &key).await);
+    let before = app.history("erp").await.len();
+
+    let by_key = app
+        .bearer(Method::DELETE, "/api/v1/products/1", &key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(by_key.status(), 405);
+    let by_token = app
+        .request(Method::GET, "/api/v1/product")
+        .header("X-Api-Token", &token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(by_token.status(), 404);
+    let by_basic = app
+        .request(Method::POST, "/api/v1/products")
+        .basic_auth("erp", Some(&key))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 1024 * 1024 + 1])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(by_basic.status(), 413);
+    // A wrong key gets the same answer; its row names the user it claimed to be, as a 401's
+    // does, without a key.
+    let wrong = app
+        .request(Method::DELETE, "/api/v1/products/1")
+        .basic_auth("erp", Some("kw_not_the_key"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status(), 405);
+
+    let rows = app.history("erp").await;
+    let new: Vec<_> = rows[..rows.len() - before]
+        .iter()
+        .map(|r| {
+            let hint = r.key_hint.as_deref().is_some_and(|h| h.starts_with("kw_…"));
+            (r.call.as_str(), r.status, hint, r.session_id.is_some())
+        })
+        .collect();
+    assert_eq!(
+        new,
+        [
+            ("DELETE /api/v1/products/{id}", 405, false, false),
+            ("POST /api/v1/products", 413, true, false),
+            ("GET /api/v1/product", 404, true, true),
+            ("DELETE /api/v1/products/{id}", 405, true, false),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.username.as_deref() == Some("erp")));
+
+    // Naming the caller spends none of its allowance: only the call to `/me` does.
+    assert!(remaining(app.get_json("/api/v1/me", &key).await) >= allowance - 1);
+}
+
 #[tokio::test]
 async fn history_can_be_filtered_by_outcome() {
     let app = spawn_app().await;
