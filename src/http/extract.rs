@@ -72,7 +72,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// `bytes` without the byte order mark Windows tools put before a JSON file's text: RFC 8259
 /// (8.1) lets a parser ignore it, and refusing it helps nobody.
-fn without_bom(bytes: &[u8]) -> &[u8] {
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 

@@ -382,6 +382,17 @@ async fn rotating_without_grace_stops_the_old_key_at_once() {
     assert_eq!(app.last_outcome().await, "revoked_key");
     assert_eq!(app.get("/api/v1/me", new).await.status(), 200);
     assert_eq!(rotated["api_user"]["keys"][1]["state"], "revoked");
+
+    // A file saved by Notepad holds a byte order mark even when it is empty: still no body.
+    let response = app
+        .bearer(Method::POST, "/api/v1/api-users/erp/rotate", &manager)
+        .header("content-type", "application/json")
+        .body("\u{feff}\r\n")
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.get("/api/v1/me", new).await.status(), 401);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use crate::domain::api_user::{Environment, Status};
 use crate::domain::catalog::Page;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{Json, Path, Query, parse_json};
+use crate::http::extract::{Json, Path, Query, parse_json, without_bom};
 use crate::http::idempotency::OneTimeSecret;
 use crate::http::pagination::{page, page_request};
 use axum::body::Bytes;
@@ -263,7 +263,7 @@ pub async fn rotate(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // `curl -X POST …/rotate` with no body rolls with the defaults.
-    let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let body: RotateBody = if without_bom(&body).iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
     } else {
         parse_json(&body)?
