@@ -31,6 +31,7 @@ pub struct Filters {
     #[serde(default)]
     to: String,
     before: Option<i64>,
+    after: Option<i64>,
 }
 
 impl Filters {
@@ -48,6 +49,7 @@ impl Filters {
         }
         Ok(HistoryQuery {
             before_id: self.before,
+            after_id: self.after,
             limit,
             ..query
         })
@@ -93,6 +95,7 @@ struct HistoryPage {
     outcomes: Vec<(&'static str, &'static str)>,
     rows: Vec<Row>,
     next: Option<String>,
+    newer: Option<String>,
     first_page: Option<String>,
     csv: String,
     suggestions: Vec<Suggestion>,
@@ -120,16 +123,21 @@ async fn load(
         Err(crate::credentials::ServiceError::NoSuchUser(_)) => (None, Vec::new()),
         Err(other) => return Err(other.into()),
     };
-    let records = state
+    let mut records = state
         .credentials
         .history(username, filters.query(PAGE + 1)?)
         .await?;
     let elapsed_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0);
     let now = state.clock.now();
+    // One row more than a page tells whether there is another page that way: older, or for a
+    // page read upwards ("Newer"), newer, whose extra row comes first.
     let more = records.len() > PAGE as usize;
+    if more && filters.after.is_some() {
+        records.remove(0);
+    }
+    records.truncate(PAGE as usize);
     let rows: Vec<Row> = records
         .iter()
-        .take(PAGE as usize)
         .map(|r| Row {
             added: precise(r.date_added),
             modified: precise(r.date_modified),
@@ -147,14 +155,22 @@ async fn load(
         })
         .collect();
     let keep = filters.keep();
-    let next = more
-        .then(|| {
-            records
-                .get(PAGE as usize - 1)
-                .map(|r| format!("?{keep}&before={}", r.id))
-        })
-        .flatten();
-    let first_page = filters.before.map(|_| format!("?{keep}"));
+    // A page reached by "Older" has newer rows, and one reached by "Newer" older rows.
+    let (older, newer) = match (filters.before, filters.after) {
+        (_, Some(_)) => (true, more),
+        (Some(_), None) => (more, true),
+        (None, None) => (more, false),
+    };
+    let next = records
+        .last()
+        .filter(|_| older)
+        .map(|r| format!("?{keep}&before={}", r.id));
+    let newer = records
+        .first()
+        .filter(|_| newer)
+        .map(|r| format!("?{keep}&after={}", r.id));
+    let paged = filters.before.is_some() || filters.after.is_some();
+    let first_page = paged.then(|| format!("?{keep}"));
     let refused = match user_id {
         Some(id) => {
             state
@@ -195,6 +211,7 @@ async fn load(
         outcomes,
         rows,
         next,
+        newer,
         first_page,
         suggestions,
         tab: "history",
@@ -229,7 +246,11 @@ pub async fn csv(
     Query(filters): Query<Filters>,
 ) -> Result<Response, ConsoleError> {
     let username = history_name(&username)?.as_str().to_owned();
-    let query = filters.query(1000)?;
+    // The export runs from `before` (or the newest row) to the oldest, in slices read downwards.
+    let query = HistoryQuery {
+        after_id: None,
+        ..filters.query(1000)?
+    };
     let header_row = "date_added,date_modified,call,ip,status,outcome,duration_ms,username,key_hint,session_id,request_id,api_user_id\n";
     let credentials = state.credentials.clone();
     let name = username.clone();

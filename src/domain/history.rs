@@ -305,6 +305,9 @@ pub struct HistoryQuery {
     pub to: Option<OffsetDateTime>,
     /// Keyset pagination: rows with an id below this one (newest first).
     pub before_id: Option<i64>,
+    /// Keyset pagination backwards: the `limit` rows just above this id, the oldest of those
+    /// newer than it, still listed newest first (a page "Newer" than the one it ends).
+    pub after_id: Option<i64>,
     pub limit: u32,
 }
 
@@ -317,6 +320,7 @@ impl HistoryQuery {
             || self.from.is_some()
             || self.to.is_some()
             || self.before_id.is_some()
+            || self.after_id.is_some()
     }
 
     /// The filters of the console's History tab and of the Management API, as typed: an

@@ -1022,27 +1022,60 @@ async fn a_history_filter_that_cannot_be_read_gets_a_console_page_naming_it() {
 }
 
 #[tokio::test]
-async fn an_older_history_page_links_back_to_the_newest() {
+async fn history_pages_go_older_and_newer_and_back_to_the_newest() {
     let app = spawn_app().await;
     let key = app.api_user("busy", &[]).await;
-    for _ in 0..51 {
+    for _ in 0..120 {
         app.get("/api/v1/me", &key).await;
     }
     let console = admin_with_role(&app, "owner", Role::Administrator).await;
+    // A page's request ids, newest first, and its links by id.
+    let page = |html: String| {
+        let ids: Vec<String> = html
+            .split("title=\"request id\">")
+            .skip(1)
+            .filter_map(|rest| rest.split('<').next().map(str::to_owned))
+            .collect();
+        let link = |id: &str| {
+            let anchor = format!("id=\"{id}\"");
+            html.split("<a ")
+                .find(|a| a.contains(&anchor))
+                .and_then(|a| a.split("href=\"").nth(1)?.split('"').next())
+                .map(|href| href.replace("&#38;", "&"))
+        };
+        (ids, link("older"), link("newer"), link("newest"))
+    };
+    let visit = async |query: &str| {
+        page(
+            console
+                .html(&format!("/admin/apis/busy/history{query}"))
+                .await,
+        )
+    };
 
-    let first = console.html("/admin/apis/busy/history").await;
-    assert!(!first.contains("id=\"newest\""));
-    let older = first
-        .split("href=\"")
-        .find_map(|rest| {
-            let link = rest.split('"').next()?;
-            link.contains("before=").then(|| link.replace("&#38;", "&"))
-        })
-        .expect("an Older link");
-    let second = console
-        .html(&format!("/admin/apis/busy/history{older}"))
-        .await;
-    assert!(second.contains("id=\"newest\""), "{second}");
+    let (newest, older, newer, first) = visit("").await;
+    assert_eq!(newest.len(), 50);
+    assert_eq!(
+        (newer, first),
+        (None, None),
+        "the first page has nothing newer"
+    );
+    let (middle, older, newer, first) = visit(&older.expect("Older")).await;
+    assert_eq!(middle.len(), 50);
+    assert!(newer.is_some() && first.is_some());
+    let (oldest, older, back, _) = visit(&older.expect("Older")).await;
+    assert_eq!(oldest.len(), 20);
+    assert_eq!(older, None, "nothing is older than the first call");
+    let all: std::collections::HashSet<_> = newest.iter().chain(&middle).chain(&oldest).collect();
+    assert_eq!(all.len(), 120, "each call on one page");
+
+    // Newer goes back through the same pages.
+    let (again, _, newer, _) = visit(&back.expect("Newer")).await;
+    assert_eq!(again, middle);
+    let (top, older, newer, first) = visit(&newer.expect("Newer")).await;
+    assert_eq!(top, newest);
+    assert_eq!(newer, None, "nothing is newer than the newest call");
+    assert!(older.is_some() && first.is_some());
 }
 
 #[tokio::test]

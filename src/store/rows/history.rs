@@ -1,6 +1,6 @@
 //! Rows of the API history.
 
-use crate::domain::history::HistoryRecord;
+use crate::domain::history::{HistoryQuery, HistoryRecord};
 use crate::domain::ids::{ApiUserId, SessionId};
 use crate::store::columns::from_ts;
 use sqlx::FromRow;
@@ -39,5 +39,15 @@ impl From<HistoryRow> for HistoryRecord {
             duration_ms: (row.date_modified - row.date_added) as f64 / 1000.0,
             request_id: row.request_id,
         }
+    }
+}
+
+/// A page of `query`'s rows as read, newest first: a page read upwards from its `after_id`
+/// came oldest first.
+pub(crate) fn newest_first(rows: Vec<HistoryRow>, query: &HistoryQuery) -> Vec<HistoryRecord> {
+    let records = rows.into_iter().map(HistoryRecord::from);
+    match query.after_id {
+        Some(_) => records.rev().collect(),
+        None => records.collect(),
     }
 }

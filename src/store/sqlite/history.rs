@@ -7,7 +7,7 @@ use crate::domain::history::{
     request_time, settle_logins,
 };
 use crate::domain::ids::ApiUserId;
-use crate::store::rows::history::HistoryRow;
+use crate::store::rows::history::{HistoryRow, newest_first};
 use crate::store::rows::sessions::left_out;
 use crate::store::{HistoryStore, HistoryWriter, Result, StoreError};
 use async_trait::async_trait;
@@ -262,11 +262,19 @@ impl HistoryStore for SqliteStore {
         if let Some(before) = query.before_id {
             select.push(" AND id < ").push_bind(before);
         }
+        if let Some(after) = query.after_id {
+            select.push(" AND id > ").push_bind(after);
+        }
+        let order = match query.after_id {
+            // The rows nearest the id, read upwards along the same index, then turned over.
+            Some(_) => " ORDER BY id LIMIT ",
+            None => " ORDER BY id DESC LIMIT ",
+        };
         select
-            .push(" ORDER BY id DESC LIMIT ")
+            .push(order)
             .push_bind(i64::from(query.limit.clamp(1, 10_000)));
         let rows: Vec<HistoryRow> = select.build_query_as().fetch_all(&self.read).await?;
-        Ok(rows.into_iter().map(HistoryRecord::from).collect())
+        Ok(newest_first(rows, query))
     }
 
     async fn usage_hourly(&self, id: ApiUserId, since: OffsetDateTime) -> Result<Vec<UsageHour>> {
