@@ -6,7 +6,7 @@ use super::api::Handlers;
 use super::error::ApiError;
 use super::request_id;
 use crate::auth::Caller;
-use crate::domain::ids::ApiUserId;
+use crate::store::claims::IdempotentRun;
 use crate::store::{IdempotencyClaim, StoredResponse};
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
@@ -26,7 +26,8 @@ const SECRET_WITHHELD: &str = "This request already ran with this Idempotency-Ke
      which is shown once and never kept: if that answer was lost, look the API user up and roll \
      its key again.";
 
-/// Responses are small JSON documents; a larger one is passed on without being stored.
+/// Responses are small JSON documents. A larger answer is not stored: its client gets a 500, and
+/// its retries the 409 of a change that took effect without an answer.
 const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
 
 /// Runs `request` on through `handlers`; a POST with an `Idempotency-Key` from a caller is
@@ -77,18 +78,38 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
     hasher.update([0]);
     hasher.update(&bytes);
     let fingerprint = hasher.finalize();
-    let user = caller.user.id;
+    let run = IdempotentRun::new(caller.user.id, &key);
+    let now = state.clock.now();
+    // A run cut off before any change (the process stopped) is abandoned once it would have
+    // timed out: its client has had its 503 by then, and its retry runs it.
+    let patience = state.limits.request_timeout;
+    let abandoned_before = now - patience;
 
     match state
         .db
-        .claim_idempotency(user, &key, &fingerprint, state.clock.now())
+        .claim_idempotency(&run, &fingerprint, now, abandoned_before)
         .await
     {
         Err(error) => ApiError::from(error).into_response(),
         Ok(IdempotencyClaim::Replay(stored)) => replay(stored),
-        Ok(IdempotencyClaim::InProgress) => ApiError::conflict(
-            "A request with this Idempotency-Key is still being processed, or was cut off without \
-             an answer; check the outcome before retrying with a new key.",
+        Ok(IdempotencyClaim::InProgress { claimed_at }) => {
+            let wait = (claimed_at + patience - now).whole_seconds().max(0) + 1;
+            let mut response = ApiError::conflict(
+                "A request with this Idempotency-Key is still being processed. Retry with the \
+                 same key after `Retry-After` seconds: its answer then, or, if it was cut off \
+                 before it changed anything, the request run once.",
+                Vec::new(),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            response
+        }
+        Ok(IdempotencyClaim::Applied) => ApiError::conflict(
+            "A request with this Idempotency-Key took effect, but its answer was lost (the server \
+             stopped, or could not read the result back). It is not run again: look the result \
+             up instead.",
             Vec::new(),
         )
         .into_response(),
@@ -101,18 +122,19 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
             // The change and its record run in a task of their own: a timeout or a client that
             // hangs up cannot separate them.
             let request = Request::from_parts(parts, Body::from(bytes));
-            let run = run_and_remember(state.clone(), user, key, handlers, request);
-            request_id::spawn(run)
+            let remember = run_and_remember(state.clone(), run.clone(), handlers, request);
+            request_id::spawn(run.scope(remember))
                 .await
                 .unwrap_or_else(|_| ApiError::internal().into_response())
         }
     }
 }
 
+/// Runs the request within its claim's scope, whose write transactions mark the claim applied,
+/// then stores its answer, or lets the key go after a refusal that changed nothing.
 async fn run_and_remember(
     state: AppState,
-    user: ApiUserId,
-    key: String,
+    run: IdempotentRun,
     handlers: Handlers,
     request: Request,
 ) -> Response {
@@ -121,7 +143,7 @@ async fn run_and_remember(
     let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
         Ok(body) => body,
         Err(_) => {
-            let _ = state.db.release_idempotency(user, &key).await;
+            let _ = state.db.release_idempotency(&run).await;
             return ApiError::internal().into_response();
         }
     };
@@ -135,7 +157,7 @@ async fn run_and_remember(
             location: None,
             body: Vec::new(),
         };
-        state.db.complete_idempotency(user, &key, &stored).await
+        state.db.complete_idempotency(&run, &stored).await
     } else if parts.status.is_success() {
         let header = |name| {
             parts
@@ -150,9 +172,9 @@ async fn run_and_remember(
             location: header(header::LOCATION),
             body: body.to_vec(),
         };
-        state.db.complete_idempotency(user, &key, &stored).await
+        state.db.complete_idempotency(&run, &stored).await
     } else {
-        state.db.release_idempotency(user, &key).await
+        state.db.release_idempotency(&run).await
     };
     if let Err(error) = outcome {
         tracing::error!(

@@ -5,6 +5,7 @@
 //! customers, orders, idempotency) so each part reads on its own and each backend implements
 //! it file by file; `Store` is all of them, held as `Arc<dyn Store>`.
 
+pub mod claims;
 mod columns;
 mod error;
 pub mod migrations;
@@ -42,6 +43,7 @@ use crate::domain::webhook::{
     NewWebhook, Recipients, SecretRoll, Webhook, WebhookTarget,
 };
 use async_trait::async_trait;
+use claims::IdempotentRun;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -486,13 +488,17 @@ pub trait AdminStore {
 /// The result of claiming an idempotency key.
 #[derive(Debug, Clone)]
 pub enum IdempotencyClaim {
-    /// First use: run the request, then `complete_idempotency`.
+    /// First use, a key past its day, or a claim abandoned before any change: run the request
+    /// within `IdempotentRun::scope`, then `complete_idempotency`.
     Claimed,
     /// The same request already ran: send this answer again.
     Replay(StoredResponse),
-    /// The first request with this key is still running, or died without an answer (its
-    /// outcome is unknown, so it is never run again).
-    InProgress,
+    /// The first request with this key is still running, or was cut off before any change and
+    /// may be taken over once its claim, made at `claimed_at`, is abandoned.
+    InProgress { claimed_at: OffsetDateTime },
+    /// The first request's change committed, but its answer was never stored (the process
+    /// stopped in between, or the answer could not be read back): it is never run again.
+    Applied,
     /// The key was used with a different request.
     Mismatch,
 }
@@ -555,20 +561,23 @@ pub trait OrderStore {
 /// Remembered answers of POSTs sent with an `Idempotency-Key`.
 #[async_trait]
 pub trait IdempotencyStore {
+    /// Claims `run`'s key for it, unless the key is live: a claim made before
+    /// `abandoned_before` that no change marked applied counts as dead and is taken over.
     async fn claim_idempotency(
         &self,
-        api_user: ApiUserId,
-        key: &str,
+        run: &IdempotentRun,
         fingerprint: &[u8],
         now: OffsetDateTime,
+        abandoned_before: OffsetDateTime,
     ) -> Result<IdempotencyClaim>;
+    /// Stores the answer of `run`, if its claim is still its own.
     async fn complete_idempotency(
         &self,
-        api_user: ApiUserId,
-        key: &str,
+        run: &IdempotentRun,
         response: &StoredResponse,
     ) -> Result<()>;
-    async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()>;
+    /// Lets the key be used again after a refusal, if `run` still holds it and changed nothing.
+    async fn release_idempotency(&self, run: &IdempotentRun) -> Result<()>;
 }
 
 /// Calls taken from an API user's rate-limit bucket shared by the servers on one database.

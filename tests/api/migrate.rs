@@ -266,9 +266,9 @@ async fn a_session_made_before_the_sessions_table_was_rebuilt_still_works_and_en
     assert!(versions(&upgrade["pending"]).is_empty(), "{upgrade}");
     let applied = versions(&upgrade["applied"]);
     if url.starts_with("postgres") {
-        assert_eq!(applied, [10], "{upgrade}");
+        assert_eq!(applied, [10, 11], "{upgrade}");
     } else {
-        assert_eq!(applied, [8, 9, 10], "the copy: {upgrade}");
+        assert_eq!(applied, [8, 9, 10, 11], "the copy: {upgrade}");
     }
 
     let node = Node::start(dir.path(), &url, "warn").await;
@@ -300,5 +300,74 @@ async fn a_session_made_before_the_sessions_table_was_rebuilt_still_works_and_en
     // Numbers reserved before the rebuild are never given out after it.
     let fresh = node.login("after", &user_after(&cli).await).await;
     assert!(session_number(&fresh) > 5000, "{}", session_number(&fresh));
+    node.stop().await;
+}
+
+/// An `Idempotency-Key` claimed by a binary from before claims were marked, and left without an
+/// answer (its server stopped): whether its change committed is unknown, so after the upgrade
+/// its retries are told it may have taken effect, and it is never run again.
+#[tokio::test]
+async fn a_claim_left_unanswered_before_claims_were_marked_is_never_run_again() {
+    use keyward::domain::api_key::ApiKey;
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().expect("dir");
+    let (url, _database) = test_database(dir.path()).await;
+    let generated = ApiKey::generate(64).expect("a key");
+    let body = serde_json::json!({"name": "Ada", "email": "ada@example.com"});
+    let fingerprint = Sha256::new()
+        .chain_update("POST\0/api/v1/customers\0")
+        .chain_update(serde_json::to_vec(&body).expect("json"))
+        .finalize();
+    let postgres = url.starts_with("postgres");
+    let bytes = |raw: &[u8]| {
+        let hex = hex::encode(raw);
+        if postgres {
+            format!("decode('{hex}', 'hex')")
+        } else {
+            format!("X'{hex}'")
+        }
+    };
+    // An hour ago: well past `request_timeout`, well within the key's day.
+    let claimed_at =
+        (time::OffsetDateTime::now_utc() - time::Duration::hours(1)).unix_timestamp() * 1_000_000;
+    let setup = format!(
+        "INSERT INTO api_users (username, environment, status, scopes, rate_limit_per_minute, \
+         created_at, updated_at) VALUES ('before', 'production', 'enabled', 'customers:write', 60, 0, 0); \
+         INSERT INTO api_ip_rules (api_user_id, rule, created_at) \
+         SELECT id, '127.0.0.1', 0 FROM api_users; \
+         INSERT INTO api_keys (api_user_id, key_hash, hint, created_at) \
+         SELECT id, {key_hash}, '{hint}', 0 FROM api_users; \
+         INSERT INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at) \
+         SELECT id, 'customer-ada', {fingerprint}, {claimed_at} FROM api_users",
+        key_hash = bytes(generated.hash().as_bytes()),
+        hint = generated.hint(),
+        fingerprint = bytes(&fingerprint),
+    );
+    at_version(&url, 10, setup, "SELECT count(*) FROM idempotency_keys").await;
+    let cli = |args: &'static [&'static str]| cli_at(&url, dir.path().into(), args, None);
+    let upgrade = stdout_json(&cli(&["migrate", "--json"]).await);
+    assert_eq!(versions(&upgrade["applied"]), [11], "{upgrade}");
+
+    let node = Node::start(dir.path(), &url, "warn").await;
+    let retry = reqwest::Client::new()
+        .post(node.url("/api/v1/customers"))
+        .bearer_auth(generated.expose())
+        .header("Idempotency-Key", "customer-ada")
+        .json(&body)
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(retry.status(), 409);
+    let error: Value = retry.json().await.expect("json");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(message.contains("took effect"), "{message}");
+    let customers = reqwest::Client::new()
+        .get(node.url("/api/v1/customers"))
+        .bearer_auth(generated.expose())
+        .send()
+        .await
+        .expect("list");
+    let customers: Value = customers.json().await.expect("json");
+    assert_eq!(customers["data"], serde_json::json!([]), "not run again");
     node.stop().await;
 }

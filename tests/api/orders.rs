@@ -252,6 +252,59 @@ async fn a_retried_order_with_the_same_idempotency_key_is_not_placed_twice() {
     assert_eq!(lamp["quantity"], 9);
 }
 
+/// A process stopped (`kill -9`) after claiming an order's `Idempotency-Key` and before
+/// placing it leaves the claim behind. Its retry waits until the first run would have timed
+/// out, then places the order, once.
+#[tokio::test]
+async fn an_order_cut_off_before_it_was_placed_is_placed_by_its_retry_once() {
+    use keyward::clock::Clock;
+    use sha2::{Digest, Sha256};
+    let app = spawn_app().await;
+    let (key, customer) = store_with_stock(&app, 10).await;
+    let body = json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]});
+    let user = app.history("shop").await[0].api_user_id.expect("the user");
+    // The claim the stopped process left: the same request, as the server fingerprints it.
+    let fingerprint = Sha256::new()
+        .chain_update("POST\0/api/v1/orders\0")
+        .chain_update(serde_json::to_vec(&body).expect("json"))
+        .finalize();
+    let now = app.clock.now();
+    let dead = keyward::store::claims::IdempotentRun::new(user, "order-77");
+    app.db
+        .claim_idempotency(&dead, &fingerprint, now, now)
+        .await
+        .expect("claimed");
+    let order = || {
+        app.bearer(Method::POST, "/api/v1/orders", &key)
+            .header("Idempotency-Key", "order-77")
+            .json(&body)
+            .send()
+    };
+
+    let waiting = order().await.expect("order");
+    let retry_after: i64 = waiting.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert_eq!(waiting.status(), 409);
+    assert!((1..=31).contains(&retry_after), "{retry_after}");
+    let orders: Value = app.get_json("/api/v1/orders", &key).await;
+    assert!(orders["data"].as_array().expect("data").is_empty());
+
+    app.clock.advance(time::Duration::seconds(31));
+    let placed = order().await.expect("order");
+    assert_eq!(placed.status(), 201);
+    assert!(placed.headers().get("idempotent-replayed").is_none());
+    let again = order().await.expect("order");
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let orders: Value = app.get_json("/api/v1/orders", &key).await;
+    assert_eq!(orders["data"].as_array().expect("data").len(), 1);
+    let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
+    assert_eq!(lamp["quantity"], 9);
+}
+
 #[tokio::test]
 async fn customers_are_created_listed_and_patched() {
     let app = spawn_app().await;

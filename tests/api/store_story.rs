@@ -25,6 +25,7 @@ use keyward::domain::webhook::{
     AlertClaim, AttemptResult, DeliveryQuery, DeliveryState, EventType, EventTypes, NewEvent,
     NewWebhook, Recipients, SecretRoll, WebhookUrl,
 };
+use keyward::store::claims::IdempotentRun;
 use keyward::store::{
     Db, HistoryWriter, IdempotencyClaim, Replacing, RetireOld, StoreError, StoredResponse, Usage,
 };
@@ -1385,51 +1386,156 @@ async fn catalog(db: &Db) {
 }
 
 async fn idempotency(db: &Db, user: ApiUserId) {
-    let claim = |fingerprint: &'static [u8], at| db.claim_idempotency(user, "k-1", fingerprint, at);
+    let patience = time::Duration::seconds(30);
+    let claim = |run: &IdempotentRun, fingerprint: &'static [u8], at: OffsetDateTime| {
+        let run = run.clone();
+        async move {
+            db.claim_idempotency(&run, fingerprint, at, at - patience)
+                .await
+        }
+    };
+    let first = IdempotentRun::new(user, "k-1");
     assert!(matches!(
-        claim(b"body", NOW).await,
+        claim(&first, b"body", NOW).await,
         Ok(IdempotencyClaim::Claimed)
     ));
+    let retry = IdempotentRun::new(user, "k-1");
     assert!(matches!(
-        claim(b"body", NOW).await,
-        Ok(IdempotencyClaim::InProgress)
+        claim(&retry, b"body", NOW).await,
+        Ok(IdempotencyClaim::InProgress { claimed_at }) if claimed_at == NOW
     ));
-    db.complete_idempotency(
-        user,
-        "k-1",
-        &StoredResponse {
-            status: 201,
-            content_type: Some("application/json".to_owned()),
-            location: Some("/api/v1/orders/1".to_owned()),
-            body: b"{}".to_vec(),
-        },
-    )
-    .await
-    .expect("complete");
-    db.release_idempotency(user, "k-1")
+    let answer = StoredResponse {
+        status: 201,
+        content_type: Some("application/json".to_owned()),
+        location: Some("/api/v1/orders/1".to_owned()),
+        body: b"{}".to_vec(),
+    };
+    // Only the run holding the claim stores its answer.
+    db.complete_idempotency(&retry, &answer)
+        .await
+        .expect("complete");
+    assert!(matches!(
+        claim(&retry, b"body", NOW).await,
+        Ok(IdempotencyClaim::InProgress { .. })
+    ));
+    db.complete_idempotency(&first, &answer)
+        .await
+        .expect("complete");
+    db.release_idempotency(&first)
         .await
         .expect("a completed key stays");
-    match claim(b"body", NOW).await {
+    match claim(&retry, b"body", NOW).await {
         Ok(IdempotencyClaim::Replay(stored)) => {
             assert_eq!((stored.status, stored.body.as_slice()), (201, &b"{}"[..]));
         }
         other => panic!("a replay, not {other:?}"),
     }
     assert!(matches!(
-        claim(b"other", NOW).await,
+        claim(&retry, b"other", NOW).await,
         Ok(IdempotencyClaim::Mismatch)
     ));
     // Past its day the key may be used again.
     let tomorrow = NOW + time::Duration::hours(25);
     assert!(matches!(
-        claim(b"other", tomorrow).await,
+        claim(&retry, b"other", tomorrow).await,
         Ok(IdempotencyClaim::Claimed)
     ));
-    db.release_idempotency(user, "k-1").await.expect("release");
+    db.release_idempotency(&retry).await.expect("release");
     assert!(matches!(
-        claim(b"body", tomorrow).await,
+        claim(&first, b"body", tomorrow).await,
         Ok(IdempotencyClaim::Claimed)
     ));
+
+    // A run cut off before any change (its process stopped) holds its key until it would have
+    // timed out; then a retry takes it over, and the first run's writes, should it still be
+    // at work, are refused and change nothing.
+    let cut = IdempotentRun::new(user, "k-2");
+    let retry = IdempotentRun::new(user, "k-2");
+    assert!(matches!(
+        claim(&cut, b"body", NOW).await,
+        Ok(IdempotencyClaim::Claimed)
+    ));
+    assert!(matches!(
+        claim(&retry, b"body", NOW + patience).await,
+        Ok(IdempotencyClaim::InProgress { .. })
+    ));
+    let later = NOW + patience + time::Duration::seconds(1);
+    assert!(matches!(
+        claim(&retry, b"body", later).await,
+        Ok(IdempotencyClaim::Claimed)
+    ));
+    let grace = CustomerInput {
+        name: "Grace".to_owned(),
+        email: "grace@example.com".to_owned(),
+        phone: None,
+    };
+    match cut.clone().scope(db.create_customer(&grace, NOW)).await {
+        Err(StoreError::Conflict { message, .. }) => {
+            assert!(message.contains("took this request over"))
+        }
+        other => panic!("refused, not {other:?}"),
+    }
+    let by_email = CustomerFilter {
+        email: Some(grace.email.clone()),
+    };
+    let page = PageRequest {
+        after: None,
+        limit: 10,
+    };
+    let found = db.customers(&by_email, page).await.expect("customers");
+    assert!(found.is_empty(), "the cut-off run changed nothing");
+    db.release_idempotency(&cut).await.expect("release");
+    assert!(
+        matches!(
+            claim(&cut, b"body", later).await,
+            Ok(IdempotencyClaim::InProgress { .. })
+        ),
+        "the retry's claim stays"
+    );
+
+    // A refusal leaves the claim unmarked, so its key may be used again.
+    let unknown = [StockItem {
+        sku: "NO-SUCH-SKU".to_owned(),
+        quantity: 1,
+    }];
+    assert!(
+        retry
+            .clone()
+            .scope(db.set_stock(&unknown, later))
+            .await
+            .is_err()
+    );
+    db.release_idempotency(&retry).await.expect("release");
+    let again = IdempotentRun::new(user, "k-2");
+    assert!(matches!(
+        claim(&again, b"body", later).await,
+        Ok(IdempotencyClaim::Claimed)
+    ));
+
+    // A run whose change committed is never run again, even when its answer was lost.
+    again
+        .clone()
+        .scope(db.create_customer(&grace, later))
+        .await
+        .expect("created");
+    db.release_idempotency(&again).await.expect("release");
+    // Its answer may still be on its way to the store until it would have timed out.
+    assert!(matches!(
+        claim(&retry, b"body", later).await,
+        Ok(IdempotencyClaim::InProgress { .. })
+    ));
+    let much_later = later + patience * 10;
+    assert!(matches!(
+        claim(&retry, b"body", much_later).await,
+        Ok(IdempotencyClaim::Applied)
+    ));
+    assert_eq!(
+        db.customers(&by_email, page)
+            .await
+            .expect("customers")
+            .len(),
+        1
+    );
 }
 
 /// Shared buckets where servers share the database; none where one server owns it.

@@ -128,7 +128,8 @@ fn add_common_errors(operation: &mut utoipa::openapi::path::Operation) {
     if has_body && !is_login {
         codes.push((
             "409",
-            "An `Idempotency-Key` request is still running, or a conflict with the store",
+            "An `Idempotency-Key` request is still running (retry after `Retry-After`) or took \
+             effect without an answer, or a conflict with the store",
         ));
     }
     let error =

@@ -57,6 +57,8 @@ impl CustomerStore for PgStore {
         customer: &CustomerInput,
         now: OffsetDateTime,
     ) -> Result<Customer> {
+        // A transaction of its own, whose beginning marks an idempotent request's claim.
+        let mut tx = self.begin().await?;
         let row: CustomerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO customers (name, email, phone, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) RETURNING {CUSTOMER_COLUMNS}"
@@ -65,9 +67,10 @@ impl CustomerStore for PgStore {
         .bind(&customer.email)
         .bind(&customer.phone)
         .bind(ts(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "email", EMAIL_TAKEN))?;
+        tx.commit().await?;
         Ok(row.into())
     }
 

@@ -1,7 +1,7 @@
 //! Remembered answers for `Idempotency-Key`.
 
 use super::{PgStore, ts};
-use crate::domain::ids::ApiUserId;
+use crate::store::claims::IdempotentRun;
 use crate::store::rows::idempotency::{IDEMPOTENCY_COLUMNS, IDEMPOTENCY_TTL, IdempotencyRow};
 use crate::store::{IdempotencyClaim, IdempotencyStore, Result, StoredResponse};
 use async_trait::async_trait;
@@ -11,29 +11,37 @@ use time::OffsetDateTime;
 impl IdempotencyStore for PgStore {
     async fn claim_idempotency(
         &self,
-        api_user: ApiUserId,
-        key: &str,
+        run: &IdempotentRun,
         fingerprint: &[u8],
         now: OffsetDateTime,
+        abandoned_before: OffsetDateTime,
     ) -> Result<IdempotencyClaim> {
-        // A claim is one upsert: a new key is inserted, a key past its day is taken over, and
-        // anything else is left alone. Two nodes claiming the same key at once meet on its
-        // primary key, and only one of them gets a row back.
+        // A claim is one upsert: a new key is inserted, a key past its day or abandoned before
+        // any change is taken over, and anything else is left alone. Two nodes claiming the
+        // same key at once meet on its primary key, and only one of them gets a row back; a
+        // change marking the claim holds the row's lock, and the upsert then finds it applied.
         for _ in 0..3 {
             let claimed: Option<bool> = sqlx::query_scalar(
-                "INSERT INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at) \
-                 VALUES ($1, $2, $3, $4) \
+                "INSERT INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at, claim) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (api_user_id, idem_key) DO UPDATE \
                      SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+                         claim = excluded.claim, applied = false, \
                          status = NULL, content_type = NULL, location = NULL, body = NULL \
-                     WHERE idempotency_keys.created_at <= $5 \
+                     WHERE idempotency_keys.created_at <= $6 \
+                        OR (idempotency_keys.status IS NULL AND NOT idempotency_keys.applied \
+                            AND idempotency_keys.claim IS NOT NULL \
+                            AND idempotency_keys.fingerprint = excluded.fingerprint \
+                            AND idempotency_keys.created_at < $7) \
                  RETURNING true",
             )
-            .bind(api_user.0)
-            .bind(key)
+            .bind(run.api_user.0)
+            .bind(&*run.key)
             .bind(fingerprint)
             .bind(ts(now))
+            .bind(run.token)
             .bind(ts(now - IDEMPOTENCY_TTL))
+            .bind(ts(abandoned_before))
             .fetch_optional(&self.pool)
             .await?;
             if claimed.is_some() {
@@ -43,47 +51,50 @@ impl IdempotencyStore for PgStore {
                 "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys \
                  WHERE api_user_id = $1 AND idem_key = $2"
             )))
-            .bind(api_user.0)
-            .bind(key)
+            .bind(run.api_user.0)
+            .bind(&*run.key)
             .fetch_optional(&self.pool)
             .await?;
-            return Ok(match existing {
-                // Released or purged in between: claim again.
-                None => continue,
-                Some(row) => row.claim(fingerprint),
-            });
+            // Released, purged or abandoned in between: claim again.
+            if let Some(found) =
+                existing.and_then(|row| row.judge(fingerprint, now, abandoned_before))
+            {
+                return Ok(found);
+            }
         }
         // The key keeps coming and going: another request is busy with it.
-        Ok(IdempotencyClaim::InProgress)
+        Ok(IdempotencyClaim::InProgress { claimed_at: now })
     }
 
     async fn complete_idempotency(
         &self,
-        api_user: ApiUserId,
-        key: &str,
+        run: &IdempotentRun,
         response: &StoredResponse,
     ) -> Result<()> {
         sqlx::query(
             "UPDATE idempotency_keys SET status = $1, content_type = $2, location = $3, body = $4 \
-             WHERE api_user_id = $5 AND idem_key = $6",
+             WHERE api_user_id = $5 AND idem_key = $6 AND claim = $7",
         )
         .bind(i32::from(response.status))
         .bind(&response.content_type)
         .bind(&response.location)
         .bind(&response.body)
-        .bind(api_user.0)
-        .bind(key)
+        .bind(run.api_user.0)
+        .bind(&*run.key)
+        .bind(run.token)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()> {
+    async fn release_idempotency(&self, run: &IdempotentRun) -> Result<()> {
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE api_user_id = $1 AND idem_key = $2 AND status IS NULL",
+            "DELETE FROM idempotency_keys WHERE api_user_id = $1 AND idem_key = $2 AND claim = $3 \
+             AND status IS NULL AND NOT applied",
         )
-        .bind(api_user.0)
-        .bind(key)
+        .bind(run.api_user.0)
+        .bind(&*run.key)
+        .bind(run.token)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -20,10 +20,10 @@ mod transfer;
 mod webhooks;
 
 use super::migrations::{self, MigrationStatus};
-use super::{ConnectOptions, Result, Store, StoreError};
+use super::{ConnectOptions, Result, Store, StoreError, claims};
 use async_trait::async_trait;
 use listener::ChangeFeed;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -97,8 +97,12 @@ impl PgStore {
         })
     }
 
+    /// A transaction. Begun by an idempotent request, it first marks the request's claim
+    /// applied, so the mark commits with the change or not at all (see `store::claims`).
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        let mut tx = self.pool.begin().await?;
+        mark_applied(&mut tx).await?;
+        Ok(tx)
     }
 
     /// Begins a transaction that changes credentials. It takes the change log's lock before
@@ -109,6 +113,7 @@ impl PgStore {
         sqlx::query("SELECT keyward_lock_credentials()")
             .execute(&mut *tx)
             .await?;
+        mark_applied(&mut tx).await?;
         Ok(tx)
     }
 
@@ -118,6 +123,23 @@ impl PgStore {
         self.feed.moved();
         Ok(())
     }
+}
+
+/// Marks the claim of the idempotent request this task runs, if any, as applied by `tx`; the
+/// row stays locked until `tx` ends, so a retry cannot take the claim over meanwhile.
+async fn mark_applied(tx: &mut PgConnection) -> Result<()> {
+    if let Some(run) = claims::running() {
+        let marked = sqlx::query(claims::MARK_APPLIED_POSTGRES)
+            .bind(run.api_user.0)
+            .bind(&*run.key)
+            .bind(run.token)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            return Err(claims::taken_over());
+        }
+    }
+    Ok(())
 }
 
 /// Names the database without the password the URL may carry.

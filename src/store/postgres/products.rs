@@ -7,7 +7,7 @@ use crate::domain::catalog::{
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
 use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow, refuse_unknown_skus};
-use crate::store::{ProductStore, Result, StoreError};
+use crate::store::{ProductStore, Result, StoreError, claims};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::collections::HashMap;
@@ -60,6 +60,8 @@ impl ProductStore for PgStore {
     }
 
     async fn create_product(&self, product: &NewProduct, now: OffsetDateTime) -> Result<Product> {
+        // A transaction of its own, whose beginning marks an idempotent request's claim.
+        let mut tx = self.begin().await?;
         let row: ProductRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO products (sku, name, description, price, quantity, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {PRODUCT_COLUMNS}"
@@ -71,9 +73,10 @@ impl ProductStore for PgStore {
         .bind(product.quantity)
         .bind(product.status.as_str())
         .bind(ts(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?;
+        tx.commit().await?;
         row.into_product()
     }
 
@@ -114,7 +117,19 @@ impl ProductStore for PgStore {
         let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
         // A few tries, for SKUs renamed or created between the update and the look-up below.
         for _ in 0..3 {
-            let updated = update_all_or_none(&self.pool, &skus, &quantities, now).await?;
+            let updated = match claims::running() {
+                None => update_all_or_none(&self.pool, &skus, &quantities, now).await?,
+                // An idempotent request's update commits with its claim's mark, and only when
+                // it changed every product: a refusal must leave the claim unmarked.
+                Some(_) => {
+                    let mut tx = self.begin().await?;
+                    let updated = update_all_or_none(&mut *tx, &skus, &quantities, now).await?;
+                    if updated.len() == items.len() {
+                        tx.commit().await?;
+                    }
+                    updated
+                }
+            };
             if updated.len() == items.len() {
                 let mut by_sku: HashMap<String, Product> = HashMap::with_capacity(updated.len());
                 for row in updated {
@@ -150,8 +165,8 @@ impl ProductStore for PgStore {
 /// the statement alone and not across round trips. It changes every product or, when a SKU
 /// is unknown, none (fewer rows come back). The products are locked in id order, as orders
 /// lock them, so concurrent bulk updates and orders never wait for each other in a circle.
-async fn update_all_or_none(
-    pool: &sqlx::PgPool,
+async fn update_all_or_none<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
     skus: &[&str],
     quantities: &[i64],
     now: OffsetDateTime,
@@ -170,6 +185,6 @@ async fn update_all_or_none(
     .bind(skus)
     .bind(quantities)
     .bind(ts(now))
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?)
 }

@@ -1,7 +1,8 @@
-//! Remembered answers for `Idempotency-Key`.
+//! Remembered answers for `Idempotency-Key`. Every write goes through the one writer, so a
+//! claim's read and its write are one step.
 
 use super::{SqliteStore, ts};
-use crate::domain::ids::ApiUserId;
+use crate::store::claims::IdempotentRun;
 use crate::store::rows::idempotency::{IDEMPOTENCY_COLUMNS, IdempotencyRow};
 use crate::store::{IdempotencyClaim, IdempotencyStore, Result, StoredResponse};
 use async_trait::async_trait;
@@ -11,35 +12,32 @@ use time::OffsetDateTime;
 impl IdempotencyStore for SqliteStore {
     async fn claim_idempotency(
         &self,
-        api_user: ApiUserId,
-        key: &str,
+        run: &IdempotentRun,
         fingerprint: &[u8],
         now: OffsetDateTime,
+        abandoned_before: OffsetDateTime,
     ) -> Result<IdempotencyClaim> {
         let mut tx = self.begin_write().await?;
         let existing: Option<IdempotencyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ?"
         )))
-        .bind(api_user.0)
-        .bind(key)
+        .bind(run.api_user.0)
+        .bind(&*run.key)
         .fetch_optional(&mut *tx)
         .await?;
-        let claim = match existing {
-            // Past its day, a key may be used again.
-            Some(row) if row.expired(now) => None,
-            Some(row) => Some(row.claim(fingerprint)),
-            None => None,
-        };
-        if let Some(claim) = claim {
-            return Ok(claim);
+        if let Some(found) = existing.and_then(|row| row.judge(fingerprint, now, abandoned_before))
+        {
+            return Ok(found);
         }
         sqlx::query(
-            "INSERT OR REPLACE INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO idempotency_keys (api_user_id, idem_key, fingerprint, created_at, claim) \
+             VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(api_user.0)
-        .bind(key)
+        .bind(run.api_user.0)
+        .bind(&*run.key)
         .bind(fingerprint)
         .bind(ts(now))
+        .bind(run.token)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -48,28 +46,35 @@ impl IdempotencyStore for SqliteStore {
 
     async fn complete_idempotency(
         &self,
-        api_user: ApiUserId,
-        key: &str,
+        run: &IdempotentRun,
         response: &StoredResponse,
     ) -> Result<()> {
-        sqlx::query("UPDATE idempotency_keys SET status = ?, content_type = ?, location = ?, body = ? WHERE api_user_id = ? AND idem_key = ?")
-            .bind(i64::from(response.status))
-            .bind(&response.content_type)
-            .bind(&response.location)
-            .bind(&response.body)
-            .bind(api_user.0)
-            .bind(key)
-            .execute(&mut *self.write_connection().await?)
-            .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = ?, content_type = ?, location = ?, body = ? \
+             WHERE api_user_id = ? AND idem_key = ? AND claim = ?",
+        )
+        .bind(i64::from(response.status))
+        .bind(&response.content_type)
+        .bind(&response.location)
+        .bind(&response.body)
+        .bind(run.api_user.0)
+        .bind(&*run.key)
+        .bind(run.token)
+        .execute(&mut *self.write_connection().await?)
+        .await?;
         Ok(())
     }
 
-    async fn release_idempotency(&self, api_user: ApiUserId, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ? AND status IS NULL")
-            .bind(api_user.0)
-            .bind(key)
-            .execute(&mut *self.write_connection().await?)
-            .await?;
+    async fn release_idempotency(&self, run: &IdempotentRun) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE api_user_id = ? AND idem_key = ? AND claim = ? \
+             AND status IS NULL AND NOT applied",
+        )
+        .bind(run.api_user.0)
+        .bind(&*run.key)
+        .bind(run.token)
+        .execute(&mut *self.write_connection().await?)
+        .await?;
         Ok(())
     }
 }

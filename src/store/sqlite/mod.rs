@@ -24,7 +24,7 @@ mod transfer;
 mod webhooks;
 
 use super::migrations::{self, MigrationStatus, OnOpen};
-use super::{ConnectOptions, Result, Store, StoreError};
+use super::{ConnectOptions, Result, Store, StoreError, claims};
 use async_trait::async_trait;
 use gate::{WriteConnection, WriteGate, WriteTx};
 use signal::Signal;
@@ -143,8 +143,22 @@ impl SqliteStore {
         })
     }
 
+    /// A write transaction. Begun by an idempotent request, it first marks the request's claim
+    /// applied, so the mark commits with the change or not at all (see `store::claims`).
     async fn begin_write(&self) -> Result<WriteTx> {
-        self.gate.begin(&self.write).await
+        let mut tx = self.gate.begin(&self.write).await?;
+        if let Some(run) = claims::running() {
+            let marked = sqlx::query(claims::MARK_APPLIED_SQLITE)
+                .bind(run.api_user.0)
+                .bind(&*run.key)
+                .bind(run.token)
+                .execute(&mut *tx)
+                .await?;
+            if marked.rows_affected() == 0 {
+                return Err(claims::taken_over());
+            }
+        }
+        Ok(tx)
     }
 
     /// A write of the catalog (products, customers, orders), and the time to stamp its rows'
