@@ -6,6 +6,7 @@ use super::api::Handlers;
 use super::error::ApiError;
 use super::request_id;
 use crate::auth::Caller;
+use crate::domain::validation::FieldError;
 use crate::store::claims::IdempotentRun;
 use crate::store::{IdempotencyClaim, StoredResponse};
 use axum::body::{Body, to_bytes};
@@ -94,25 +95,26 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
         Ok(IdempotencyClaim::Replay(stored)) => replay(stored),
         Ok(IdempotencyClaim::InProgress { claimed_at }) => {
             let wait = (claimed_at + patience - now).whole_seconds().max(0) + 1;
-            let mut response = ApiError::conflict(
+            let error = ApiError::conflict(
                 "A request with this Idempotency-Key is still being processed. Retry with the \
                  same key after `Retry-After` seconds: its answer then, or, if it was cut off \
                  before it changed anything, the request run once.",
-                Vec::new(),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-            response
+                vec![key_detail("is still being processed")],
+            );
+            with_retry_after(error, wait)
         }
-        Ok(IdempotencyClaim::Applied) => ApiError::conflict(
-            "A request with this Idempotency-Key took effect, but its answer was lost (the server \
-             stopped, or could not read the result back). It is not run again: look the result \
-             up instead.",
-            Vec::new(),
-        )
-        .into_response(),
+        // Perhaps never to be stored (the server stopped, or could not store it), perhaps
+        // still on its way (a server held up past `request_timeout`): no way to tell.
+        Ok(IdempotencyClaim::Applied) => with_retry_after(
+            ApiError::conflict(
+                "A request with this Idempotency-Key took effect, but its answer has not been \
+                 stored: the server stopped, could not read the result back or store it, or is \
+                 still at work past `request_timeout`. It is not run again. Retry with the same \
+                 key later to get its answer if it comes, or look the result up.",
+                vec![key_detail("took effect without a stored answer")],
+            ),
+            patience.as_secs().max(1) as i64,
+        ),
         Ok(IdempotencyClaim::Mismatch) => ApiError::invalid_field(
             "Idempotency-Key",
             "was already used with a different request in the last 24 hours; use a new key",
@@ -183,6 +185,23 @@ async fn run_and_remember(
         );
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// A detail naming the header, so a client tells the kinds of 409 apart without reading the
+/// message.
+fn key_detail(message: &str) -> FieldError {
+    FieldError {
+        field: "Idempotency-Key".to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn with_retry_after(error: ApiError, seconds: i64) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 fn replay(stored: StoredResponse) -> Response {

@@ -358,9 +358,15 @@ async fn a_claim_left_unanswered_before_claims_were_marked_is_never_run_again() 
         .await
         .expect("retry");
     assert_eq!(retry.status(), 409);
+    // Its answer might yet come, were its server only held up: a retry later is worth it.
+    assert!(retry.headers().contains_key("retry-after"));
     let error: Value = retry.json().await.expect("json");
     let message = error["error"]["message"].as_str().expect("message");
     assert!(message.contains("took effect"), "{message}");
+    assert_eq!(
+        error["error"]["details"][0]["message"],
+        "took effect without a stored answer"
+    );
     let customers = reqwest::Client::new()
         .get(node.url("/api/v1/customers"))
         .bearer_auth(generated.expose())

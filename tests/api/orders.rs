@@ -287,8 +287,13 @@ async fn an_order_cut_off_before_it_was_placed_is_placed_by_its_retry_once() {
         .expect("ascii")
         .parse()
         .expect("seconds");
-    assert_eq!(waiting.status(), 409);
     assert!((1..=31).contains(&retry_after), "{retry_after}");
+    let (status, error) = error_of(waiting).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        error["error"]["details"][0],
+        json!({"field": "Idempotency-Key", "message": "is still being processed"})
+    );
     let orders: Value = app.get_json("/api/v1/orders", &key).await;
     assert!(orders["data"].as_array().expect("data").is_empty());
 
