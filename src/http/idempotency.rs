@@ -105,16 +105,27 @@ pub async fn idempotent_posts(state: &AppState, request: Request, handlers: Hand
         }
         // Perhaps never to be stored (the server stopped, or could not store it), perhaps
         // still on its way (a server held up past `request_timeout`): no way to tell.
-        Ok(IdempotencyClaim::Applied) => with_retry_after(
-            ApiError::conflict(
-                "A request with this Idempotency-Key took effect, but its answer has not been \
-                 stored: the server stopped, could not read the result back or store it, or is \
-                 still at work past `request_timeout`. It is not run again. Retry with the same \
-                 key later to get its answer if it comes, or look the result up.",
+        Ok(IdempotencyClaim::Applied { location }) => {
+            let look = if location.is_some() {
+                "or read what it made, at `Location`"
+            } else {
+                "or look the result up"
+            };
+            let error = ApiError::conflict(
+                format!(
+                    "A request with this Idempotency-Key took effect, but its answer has not \
+                     been stored: the server stopped, could not read the result back or store \
+                     it, or is still at work past `request_timeout`. It is not run again. Retry \
+                     with the same key later to get its answer if it comes, {look}."
+                ),
                 vec![key_detail("took effect without a stored answer")],
-            ),
-            patience.as_secs().max(1) as i64,
-        ),
+            );
+            let mut response = with_retry_after(error, patience.as_secs().max(1) as i64);
+            if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
         Ok(IdempotencyClaim::Mismatch) => ApiError::invalid_field(
             "Idempotency-Key",
             "was already used with a different request in the last 24 hours; use a new key",

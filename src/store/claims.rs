@@ -59,3 +59,30 @@ pub(crate) const MARK_APPLIED_SQLITE: &str = "UPDATE idempotency_keys SET applie
      WHERE api_user_id = ? AND idem_key = ? AND claim = ?";
 pub(crate) const MARK_APPLIED_POSTGRES: &str = "UPDATE idempotency_keys SET applied = true \
      WHERE api_user_id = $1 AND idem_key = $2 AND claim = $3";
+
+/// What an idempotent request made, noted on its claim in the same transaction, so that a
+/// retry told the request took effect without an answer learns where to look.
+#[derive(Debug, Clone, Copy)]
+pub enum Created {
+    Product,
+    Customer,
+    Order,
+}
+
+impl Created {
+    /// The API's address of the one made with `id`: the `Location` of its `201`.
+    pub fn location(self, id: i64) -> String {
+        let collection = match self {
+            Self::Product => "products",
+            Self::Customer => "customers",
+            Self::Order => "orders",
+        };
+        format!("/api/v1/{collection}/{id}")
+    }
+}
+
+/// The note of what a run made, in the dialects' words.
+pub(crate) const NOTE_CREATED_SQLITE: &str = "UPDATE idempotency_keys SET location = ? \
+     WHERE api_user_id = ? AND idem_key = ? AND claim = ?";
+pub(crate) const NOTE_CREATED_POSTGRES: &str = "UPDATE idempotency_keys SET location = $1 \
+     WHERE api_user_id = $2 AND idem_key = $3 AND claim = $4";

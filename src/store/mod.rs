@@ -498,7 +498,8 @@ pub enum IdempotencyClaim {
     InProgress { claimed_at: OffsetDateTime },
     /// The first request's change committed, but its answer was never stored (the process
     /// stopped in between, or the answer could not be read back): it is never run again.
-    Applied,
+    /// `location` names what it made, when it made one thing (`claims::Created`).
+    Applied { location: Option<String> },
     /// The key was used with a different request.
     Mismatch,
 }

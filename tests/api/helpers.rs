@@ -414,6 +414,17 @@ pub fn stdout_json(output: &Output) -> Value {
 }
 
 /// Reads an error body and checks its shape.
+/// What the server fingerprints a `POST` of `body` to `path` by, for an `Idempotency-Key`: the
+/// method, the path and the body's bytes as `reqwest`'s `.json` sends them.
+pub fn post_fingerprint(path: &str, body: &Value) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::new()
+        .chain_update(format!("POST\0{path}\0"))
+        .chain_update(serde_json::to_vec(body).expect("json"))
+        .finalize()
+        .to_vec()
+}
+
 pub async fn error_of(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let request_id = response

@@ -309,15 +309,11 @@ async fn a_session_made_before_the_sessions_table_was_rebuilt_still_works_and_en
 #[tokio::test]
 async fn a_claim_left_unanswered_before_claims_were_marked_is_never_run_again() {
     use keyward::domain::api_key::ApiKey;
-    use sha2::{Digest, Sha256};
     let dir = tempfile::tempdir().expect("dir");
     let (url, _database) = test_database(dir.path()).await;
     let generated = ApiKey::generate(64).expect("a key");
     let body = serde_json::json!({"name": "Ada", "email": "ada@example.com"});
-    let fingerprint = Sha256::new()
-        .chain_update("POST\0/api/v1/customers\0")
-        .chain_update(serde_json::to_vec(&body).expect("json"))
-        .finalize();
+    let fingerprint = crate::helpers::post_fingerprint("/api/v1/customers", &body);
     let postgres = url.starts_with("postgres");
     let bytes = |raw: &[u8]| {
         let hex = hex::encode(raw);

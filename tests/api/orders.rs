@@ -258,16 +258,12 @@ async fn a_retried_order_with_the_same_idempotency_key_is_not_placed_twice() {
 #[tokio::test]
 async fn an_order_cut_off_before_it_was_placed_is_placed_by_its_retry_once() {
     use keyward::clock::Clock;
-    use sha2::{Digest, Sha256};
     let app = spawn_app().await;
     let (key, customer) = store_with_stock(&app, 10).await;
     let body = json!({"customer_id": customer, "currency": "USD", "lines": [{"sku": "LAMP", "quantity": 1}]});
     let user = app.history("shop").await[0].api_user_id.expect("the user");
     // The claim the stopped process left: the same request, as the server fingerprints it.
-    let fingerprint = Sha256::new()
-        .chain_update("POST\0/api/v1/orders\0")
-        .chain_update(serde_json::to_vec(&body).expect("json"))
-        .finalize();
+    let fingerprint = crate::helpers::post_fingerprint("/api/v1/orders", &body);
     let now = app.clock.now();
     let dead = keyward::store::claims::IdempotentRun::new(user, "order-77");
     app.db
@@ -308,6 +304,68 @@ async fn an_order_cut_off_before_it_was_placed_is_placed_by_its_retry_once() {
     assert_eq!(orders["data"].as_array().expect("data").len(), 1);
     let lamp: Value = app.get_json("/api/v1/products/1", &key).await;
     assert_eq!(lamp["quantity"], 9);
+}
+
+/// A process stopped after its customer was made and before the answer was stored: the
+/// retries are told so, with where the customer is, and it is not made twice.
+#[tokio::test]
+async fn a_customer_made_without_a_stored_answer_is_named_to_its_retries() {
+    use keyward::clock::Clock;
+    use keyward::domain::catalog::CustomerInput;
+    use keyward::store::claims::IdempotentRun;
+    let app = spawn_app().await;
+    let key = app.api_user("crm", &["customers:write"]).await;
+    assert_eq!(app.get("/api/v1/customers", &key).await.status(), 200);
+    let user = app.history("crm").await[0].api_user_id.expect("the user");
+    let body = json!({"name": "Grace", "email": "grace@example.com"});
+    let fingerprint = crate::helpers::post_fingerprint("/api/v1/customers", &body);
+    // What the stopped process did: claimed the key, made the customer, and no more.
+    let now = app.clock.now();
+    let dead = IdempotentRun::new(user, "grace-1");
+    app.db
+        .claim_idempotency(&dead, &fingerprint, now, now)
+        .await
+        .expect("claimed");
+    let grace = CustomerInput {
+        name: "Grace".to_owned(),
+        email: "grace@example.com".to_owned(),
+        phone: None,
+    };
+    let made = dead
+        .scope(app.db.create_customer(&grace, now))
+        .await
+        .expect("made");
+    let retry = || {
+        app.bearer(Method::POST, "/api/v1/customers", &key)
+            .header("Idempotency-Key", "grace-1")
+            .json(&body)
+            .send()
+    };
+
+    // Until the first run would have timed out, its answer may still come.
+    let (status, error) = error_of(retry().await.expect("retry")).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        error["error"]["details"][0]["message"],
+        "is still being processed"
+    );
+    app.clock.advance(time::Duration::seconds(31));
+    let told = retry().await.expect("retry");
+    assert_eq!(told.status(), 409);
+    let location = told.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(location, format!("/api/v1/customers/{}", made.id.0));
+    let (_, error) = error_of(told).await;
+    assert_eq!(
+        error["error"]["details"][0]["message"],
+        "took effect without a stored answer"
+    );
+    let customer: Value = app.get_json(&location, &key).await;
+    assert_eq!(customer["email"], "grace@example.com");
+    let list: Value = app.get_json("/api/v1/customers", &key).await;
+    assert_eq!(list["data"].as_array().expect("data").len(), 1, "made once");
 }
 
 #[tokio::test]

@@ -1512,8 +1512,9 @@ async fn idempotency(db: &Db, user: ApiUserId) {
         Ok(IdempotencyClaim::Claimed)
     ));
 
-    // A run whose change committed is never run again, even when its answer was lost.
-    again
+    // A run whose change committed is never run again, even when its answer was lost; what it
+    // made is named.
+    let made = again
         .clone()
         .scope(db.create_customer(&grace, later))
         .await
@@ -1525,10 +1526,12 @@ async fn idempotency(db: &Db, user: ApiUserId) {
         Ok(IdempotencyClaim::InProgress { .. })
     ));
     let much_later = later + patience * 10;
-    assert!(matches!(
-        claim(&retry, b"body", much_later).await,
-        Ok(IdempotencyClaim::Applied)
-    ));
+    match claim(&retry, b"body", much_later).await {
+        Ok(IdempotencyClaim::Applied { location }) => {
+            assert_eq!(location, Some(format!("/api/v1/customers/{}", made.id.0)));
+        }
+        other => panic!("applied, not {other:?}"),
+    }
     assert_eq!(
         db.customers(&by_email, page)
             .await

@@ -5,6 +5,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{page, page_request};
+use crate::store::claims::Created;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -96,7 +97,7 @@ pub async fn create(
         .db
         .create_customer(&customer, state.clock.now())
         .await?;
-    let location = format!("/api/v1/customers/{}", created.id);
+    let location = Created::Customer.location(created.id.0);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

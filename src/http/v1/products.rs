@@ -7,6 +7,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{page, page_request, timestamp};
+use crate::store::claims::Created;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -112,7 +113,7 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let product = input.validate()?;
     let created = state.db.create_product(&product, state.clock.now()).await?;
-    let location = format!("/api/v1/products/{}", created.id);
+    let location = Created::Product.location(created.id.0);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

@@ -1,8 +1,9 @@
 //! Customers.
 
-use super::{PgStore, ts, unique_violation};
+use super::{PgStore, note_created, ts, unique_violation};
 use crate::domain::catalog::{Customer, CustomerFilter, CustomerInput, CustomerPatch, PageRequest};
 use crate::domain::ids::CustomerId;
+use crate::store::claims::Created;
 use crate::store::rows::customers::{CUSTOMER_COLUMNS, CustomerRow};
 use crate::store::{CustomerStore, Result, StoreError};
 use async_trait::async_trait;
@@ -70,8 +71,10 @@ impl CustomerStore for PgStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "email", EMAIL_TAKEN))?;
+        let created: Customer = row.into();
+        note_created(&mut tx, Created::Customer, created.id.0).await?;
         tx.commit().await?;
-        Ok(row.into())
+        Ok(created)
     }
 
     async fn update_customer(

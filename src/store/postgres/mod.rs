@@ -142,6 +142,20 @@ async fn mark_applied(tx: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// Notes on the claim of the idempotent request this task runs, if any, what `tx` made.
+async fn note_created(tx: &mut PgConnection, created: claims::Created, id: i64) -> Result<()> {
+    if let Some(run) = claims::running() {
+        sqlx::query(claims::NOTE_CREATED_POSTGRES)
+            .bind(created.location(id))
+            .bind(run.api_user.0)
+            .bind(&*run.key)
+            .bind(run.token)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Names the database without the password the URL may carry.
 fn open_error(url: &str, error: &sqlx::Error) -> StoreError {
     StoreError::Open(format!(

@@ -5,7 +5,7 @@
 //! row is read at its newest, so `quantity >= wanted` can never oversell.
 
 use super::customers::customer_in;
-use super::{PgStore, ts};
+use super::{PgStore, note_created, ts};
 use crate::domain::catalog::{
     MAX_HISTORY_SHOWN, NewOrder, NewOrderHistory, Order, OrderFilter, OrderHistory, OrderStatus,
     PageRequest, Product, ProductRef, ProductStatus, StatusRef,
@@ -13,6 +13,7 @@ use crate::domain::catalog::{
 use crate::domain::ids::{OrderId, OrderStatusId};
 use crate::domain::money::Money;
 use crate::domain::validation::{Errors, FieldError};
+use crate::store::claims::Created;
 use crate::store::rows::orders::{
     LineRow, ORDER_SELECT, OrderHistoryRow, OrderRow, lines_by_order,
 };
@@ -348,6 +349,7 @@ impl OrderStore for PgStore {
         .execute(&mut *tx)
         .await?;
         let created = order_in(&mut tx, id).await?;
+        note_created(&mut tx, Created::Order, id).await?;
         tx.commit().await?;
         Ok(created)
     }

@@ -1,11 +1,12 @@
 //! Products and their stock.
 
-use super::{PgStore, ts, unique_violation};
+use super::{PgStore, note_created, ts, unique_violation};
 use crate::domain::catalog::{
     NewProduct, PageRequest, Product, ProductFilter, ProductPatch, ProductStatus, StockItem,
 };
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
+use crate::store::claims::Created;
 use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow, refuse_unknown_skus};
 use crate::store::{ProductStore, Result, StoreError, claims};
 use async_trait::async_trait;
@@ -76,8 +77,10 @@ impl ProductStore for PgStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?;
+        let created = row.into_product()?;
+        note_created(&mut tx, Created::Product, created.id.0).await?;
         tx.commit().await?;
-        row.into_product()
+        Ok(created)
     }
 
     async fn update_product(

@@ -56,7 +56,9 @@ impl IdempotencyRow {
             }),
             // Committed, its answer perhaps still being read back and stored.
             None if claimed_at >= abandoned_before => IdempotencyClaim::InProgress { claimed_at },
-            None if self.applied || self.claim.is_none() => IdempotencyClaim::Applied,
+            None if self.applied || self.claim.is_none() => IdempotencyClaim::Applied {
+                location: self.location,
+            },
             None => return None,
         })
     }

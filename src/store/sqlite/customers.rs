@@ -3,6 +3,7 @@
 use super::{SqliteStore, ts, unique_violation};
 use crate::domain::catalog::{Customer, CustomerFilter, CustomerInput, CustomerPatch, PageRequest};
 use crate::domain::ids::CustomerId;
+use crate::store::claims::Created;
 use crate::store::rows::customers::CustomerRow;
 use crate::store::{CustomerStore, Result, StoreError};
 use async_trait::async_trait;
@@ -65,6 +66,7 @@ impl CustomerStore for SqliteStore {
         .map_err(|e| unique_violation(e, "email", "a customer with this email already exists"))?
         .last_insert_rowid();
         let created = customer_in(&mut tx, id).await?;
+        Self::note_created(&mut tx, Created::Customer, id).await?;
         tx.commit().await?;
         Ok(created)
     }

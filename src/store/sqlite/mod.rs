@@ -161,6 +161,20 @@ impl SqliteStore {
         Ok(tx)
     }
 
+    /// Notes on the claim of the idempotent request this task runs, if any, what `tx` made.
+    async fn note_created(tx: &mut WriteTx, created: claims::Created, id: i64) -> Result<()> {
+        if let Some(run) = claims::running() {
+            sqlx::query(claims::NOTE_CREATED_SQLITE)
+                .bind(created.location(id))
+                .bind(run.api_user.0)
+                .bind(&*run.key)
+                .bind(run.token)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A write of the catalog (products, customers, orders), and the time to stamp its rows'
     /// `updated_at` with: `now`, or the newest stamp already in the file if the clock is behind
     /// that. Taken once the write is this one's turn, so stamps follow the order of the

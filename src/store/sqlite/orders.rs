@@ -9,6 +9,7 @@ use crate::domain::catalog::{
 use crate::domain::ids::{OrderId, OrderStatusId};
 use crate::domain::money::Money;
 use crate::domain::validation::{Errors, FieldError};
+use crate::store::claims::Created;
 use crate::store::rows::orders::{
     LineRow, ORDER_SELECT, OrderHistoryRow, OrderRow, lines_by_order,
 };
@@ -312,6 +313,7 @@ impl OrderStore for SqliteStore {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
+        Self::note_created(&mut tx, Created::Order, id).await?;
         tx.commit().await?;
         self.order_after_write(id).await
     }

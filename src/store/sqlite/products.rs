@@ -6,6 +6,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::ProductId;
 use crate::domain::money::Money;
+use crate::store::claims::Created;
 use crate::store::rows::products::{PRODUCT_COLUMNS, ProductRow, refuse_unknown_skus};
 use crate::store::{ProductStore, Result, StoreError};
 use async_trait::async_trait;
@@ -80,6 +81,7 @@ impl ProductStore for SqliteStore {
         .map_err(|e| unique_violation(e, "sku", "a product with this SKU already exists"))?
         .last_insert_rowid();
         let created = product_in(&mut tx, id).await?;
+        Self::note_created(&mut tx, Created::Product, id).await?;
         tx.commit().await?;
         Ok(created)
     }
