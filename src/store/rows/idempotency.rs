@@ -54,7 +54,7 @@ impl IdempotencyRow {
                 location: self.location,
                 body: self.body.unwrap_or_default(),
             }),
-            // Committed, its answer perhaps still being read back and stored.
+            // At work, or committed with its answer still being read back and stored.
             None if claimed_at >= abandoned_before => IdempotencyClaim::InProgress { claimed_at },
             None if self.applied || self.claim.is_none() => IdempotencyClaim::Applied {
                 location: self.location,
