@@ -153,7 +153,7 @@ fn run_of(method: &Method, route: Option<&str>) -> Run {
 }
 
 /// The body's length as its `Content-Length` declares it.
-fn declared_length(request: &Request) -> Option<u64> {
+pub(super) fn declared_length(request: &Request) -> Option<u64> {
     request
         .headers()
         .get(header::CONTENT_LENGTH)?

@@ -101,6 +101,22 @@ async fn a_body_declared_too_large_is_refused_before_it_is_sent() {
         "answered at once, not at the request's timeout"
     );
     assert_eq!(product_count(&app, &key).await, 1);
+
+    // The OpenCart-compatible entry too, a login or an order call.
+    for route in ["api/login", "api/order/history&api_token=x"] {
+        let asked = Instant::now();
+        let answer = raw(
+            &app,
+            format!(
+                "POST /index.php?route={route} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 99999999\r\n\r\nkey=1"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&answer), 413, "{route}: {answer}");
+        assert!(asked.elapsed() < Duration::from_secs(5), "{route}: at once");
+    }
 }
 
 #[tokio::test]

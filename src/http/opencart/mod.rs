@@ -21,7 +21,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::any;
@@ -130,7 +130,19 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             ..CallInfo::default()
         });
     }
-    let mut response = match fields.read_body(request).await {
+    let most = state.limits.max_body_bytes;
+    let too_large = super::api::declared_length(&request).is_some_and(|n| n > most as u64);
+    let read = if too_large {
+        // Refused before any of it is read, as `/api/v1` does: waiting for a body this size
+        // only ends in the request's timeout.
+        Err(ApiError::unacceptable(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The body is too large: at most {most} bytes."),
+        ))
+    } else {
+        fields.read_body(request).await
+    };
+    let mut response = match read {
         Err(error) => reply::error(error, route, ip),
         Ok(()) => match route.need() {
             None => login::login(&state, route, &fields, ip).await,
