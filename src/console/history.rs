@@ -38,15 +38,6 @@ impl Filters {
     fn query(&self, limit: u32) -> Result<HistoryQuery, ConsoleError> {
         let query = HistoryQuery::filtered(&self.outcome, &self.ip, &self.from, &self.to)
             .map_err(ConsoleError::BadRequest)?;
-        if let (Some(from), Some(to)) = (query.from, query.to)
-            && from > to
-        {
-            return Err(ConsoleError::BadRequest(format!(
-                "From ({}) is later than To ({}): no call can match. Swap the dates.",
-                self.from.trim(),
-                self.to.trim()
-            )));
-        }
         Ok(HistoryQuery {
             before_id: self.before,
             after_id: self.after,
@@ -110,6 +101,23 @@ fn describe(record: &HistoryRecord) -> String {
         .map_or_else(|_| record.outcome.clone(), |o| o.describe().to_owned())
 }
 
+/// Whether a row matching `filters` lies before (older than) or after (newer than) a page's
+/// edge.
+async fn any_beyond(
+    state: &AppState,
+    username: &str,
+    filters: &Filters,
+    before_id: Option<i64>,
+    after_id: Option<i64>,
+) -> Result<bool, ConsoleError> {
+    let query = HistoryQuery {
+        before_id,
+        after_id,
+        ..filters.query(1)?
+    };
+    Ok(!state.credentials.history(username, query).await?.is_empty())
+}
+
 async fn load(
     state: &AppState,
     signed: &Signed,
@@ -155,20 +163,27 @@ async fn load(
         })
         .collect();
     let keep = filters.keep();
-    // A page reached by "Older" has newer rows, and one reached by "Newer" older rows.
-    let (older, newer) = match (filters.before, filters.after) {
-        (_, Some(_)) => (true, more),
-        (Some(_), None) => (more, true),
-        (None, None) => (more, false),
+    // The page's extra row tells the way it was read; the other way, one row is looked for
+    // past the page's edge (a cursor typed by hand may start anywhere).
+    let (first, last) = (records.first().map(|r| r.id), records.last().map(|r| r.id));
+    let older = match (filters.after, last) {
+        (None, _) => more,
+        (Some(_), Some(last)) => any_beyond(state, username, &filters, Some(last), None).await?,
+        (Some(_), None) => false,
     };
-    let next = records
-        .last()
+    let newer = match (filters.before, filters.after, first) {
+        (None, None, _) | (_, _, None) => false,
+        (None, Some(_), Some(_)) => more,
+        (Some(_), _, Some(first)) => {
+            any_beyond(state, username, &filters, None, Some(first)).await?
+        }
+    };
+    let next = last
         .filter(|_| older)
-        .map(|r| format!("?{keep}&before={}", r.id));
-    let newer = records
-        .first()
+        .map(|id| format!("?{keep}&before={id}"));
+    let newer = first
         .filter(|_| newer)
-        .map(|r| format!("?{keep}&after={}", r.id));
+        .map(|id| format!("?{keep}&after={id}"));
     let paged = filters.before.is_some() || filters.after.is_some();
     let first_page = paged.then(|| format!("?{keep}"));
     let refused = match user_id {

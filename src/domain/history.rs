@@ -338,11 +338,24 @@ impl HistoryQuery {
                 "`ip` must be an address such as 192.0.2.7 or 2001:db8::1.".to_owned()
             })?)),
         };
+        let (start, end) = (
+            period_end(from, "from", false)?,
+            period_end(to, "to", true)?,
+        );
+        if let (Some(start), Some(end)) = (start, end)
+            && start >= end
+        {
+            return Err(format!(
+                "`from` ({}) is not before `to` ({}): no call can match. Swap them.",
+                from.trim(),
+                to.trim()
+            ));
+        }
         Ok(Self {
             outcome,
             ip,
-            from: period_end(from, "from", false)?,
-            to: period_end(to, "to", true)?,
+            from: start,
+            to: end,
             ..Self::default()
         })
     }

@@ -194,7 +194,7 @@ pub async fn form_data(request: Request, most: usize) -> Result<Vec<(String, Str
     Ok(fields)
 }
 
-fn unsupported() -> ApiError {
+pub fn unsupported() -> ApiError {
     ApiError::unacceptable(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "Send the body as JSON with `Content-Type: application/json`.",

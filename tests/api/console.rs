@@ -1008,17 +1008,19 @@ async fn a_history_filter_that_cannot_be_read_gets_a_console_page_naming_it() {
         StatusCode::NOT_FOUND
     );
 
-    let swapped = console
-        .get("/admin/apis/filtered/history?from=2026-12-01&to=2026-11-01")
+    // A period that ends before it starts, or as it starts (`to` is a whole day, included).
+    for (from, to) in [("2026-12-01", "2026-11-01"), ("2026-12-07", "2026-12-06")] {
+        let swapped = console
+            .get(&format!("/admin/apis/filtered/history?from={from}&to={to}"))
+            .await;
+        assert_eq!(swapped.status(), StatusCode::BAD_REQUEST);
+        let page = swapped.text().await.expect("html");
+        assert!(page.contains(&format!("({from}) is not before")), "{page}");
+    }
+    let one_day = console
+        .get("/admin/apis/filtered/history?from=2026-12-06&to=2026-12-06")
         .await;
-    assert_eq!(swapped.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        swapped
-            .text()
-            .await
-            .expect("html")
-            .contains("From (2026-12-01) is later than To (2026-11-01)")
-    );
+    assert_eq!(one_day.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -1076,6 +1078,23 @@ async fn history_pages_go_older_and_newer_and_back_to_the_newest() {
     assert_eq!(top, newest);
     assert_eq!(newer, None, "nothing is newer than the newest call");
     assert!(older.is_some() && first.is_some());
+
+    // Cursors typed by hand: from the very start, and from past the end.
+    let (start, older, newer, _) = visit("?after=0").await;
+    assert_eq!(
+        start,
+        middle[20..]
+            .iter()
+            .chain(&oldest)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(older, None, "nothing is older than the first call");
+    assert!(newer.is_some());
+    let (end, older, newer, _) = visit("?before=999999999").await;
+    assert_eq!(end, newest);
+    assert_eq!(newer, None, "nothing is newer than the newest call");
+    assert!(older.is_some());
 }
 
 #[tokio::test]

@@ -393,6 +393,24 @@ async fn rotating_without_grace_stops_the_old_key_at_once() {
         .expect("rotate");
     assert_eq!(response.status(), 200);
     assert_eq!(app.get("/api/v1/me", new).await.status(), 401);
+    let newest: Value = response.json().await.expect("json");
+    let newest = newest["key"].as_str().expect("new key");
+
+    // A body is JSON, as on every call: another type is refused and rolls nothing.
+    for (content_type, body) in [
+        ("text/plain", r#"{"grace": "none"}"#),
+        ("application/x-www-form-urlencoded", "grace=1h"),
+    ] {
+        let response = app
+            .bearer(Method::POST, "/api/v1/api-users/erp/rotate", &manager)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("rotate");
+        assert_eq!(response.status(), 415, "{content_type}");
+    }
+    assert_eq!(app.get("/api/v1/me", newest).await.status(), 200);
 }
 
 #[tokio::test]
@@ -880,4 +898,15 @@ async fn deleting_ends_keys_and_sessions_but_keeps_the_history() {
         .map(|r| r["call"].as_str().expect("call"))
         .collect();
     assert_eq!(calls, ["GET /api/v1/me", "POST /api/v1/login"]);
+    // A period that ends before it starts matches nothing: refused, as in the console.
+    let (status, error) = call(
+        &app,
+        Method::GET,
+        "/api/v1/api-users/erp/history?from=2026-12-10&to=2026-12-01",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["details"][0]["field"], "from", "{error}");
 }

@@ -18,10 +18,12 @@ use crate::domain::api_user::{Environment, Status};
 use crate::domain::catalog::Page;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{Json, Path, Query, parse_json, without_bom};
+use crate::http::extract::{
+    Body, Json, Path, Query, parse_json, read_body, unsupported, without_bom,
+};
 use crate::http::idempotency::OneTimeSecret;
 use crate::http::pagination::{page, page_request};
-use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -260,13 +262,17 @@ pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    // `curl -X POST …/rotate` with no body rolls with the defaults.
+    // `curl -X POST …/rotate` with no body rolls with the defaults; a body is JSON, as on
+    // every other call (415 otherwise).
+    let (kind, body) = read_body(request, &()).await?;
     let body: RotateBody = if without_bom(&body).iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
-    } else {
+    } else if kind == Body::Json {
         parse_json(&body)?
+    } else {
+        return Err(unsupported());
     };
     let grace = grace_choice(body.grace.as_deref().unwrap_or("none"))?;
     let key = KeySource::Generate {
