@@ -37,7 +37,7 @@ pub struct Filters {
 impl Filters {
     fn query(&self, limit: u32) -> Result<HistoryQuery, ConsoleError> {
         let query = HistoryQuery::filtered(&self.outcome, &self.ip, &self.from, &self.to)
-            .map_err(ConsoleError::BadRequest)?;
+            .map_err(|error| ConsoleError::BadRequest(error.message))?;
         Ok(HistoryQuery {
             before_id: self.before,
             after_id: self.after,

@@ -326,30 +326,35 @@ impl HistoryQuery {
     /// The filters of the console's History tab and of the Management API, as typed: an
     /// outcome (`ok`, `refused` or a reason), an address, and a period whose ends are dates
     /// (`2026-11-23`, whole days, `to` included) or RFC 3339 times (`to` excluded). Empty
-    /// text filters nothing. The error says which filter is wrong and how to write it.
-    pub fn filtered(outcome: &str, ip: &str, from: &str, to: &str) -> Result<Self, String> {
+    /// text filters nothing. The error names the filter that is wrong and says how to write it.
+    pub fn filtered(outcome: &str, ip: &str, from: &str, to: &str) -> Result<Self, FilterError> {
+        let on = |field| move |message| FilterError { field, message };
         let outcome = match outcome.trim() {
             "" => None,
-            other => Some(other.parse::<OutcomeFilter>()?),
+            other => Some(other.parse::<OutcomeFilter>().map_err(on("outcome"))?),
         };
         let ip = match ip.trim() {
             "" => None,
-            other => Some(stored_address(other.parse().map_err(|_| {
-                "`ip` must be an address such as 192.0.2.7 or 2001:db8::1.".to_owned()
+            other => Some(stored_address(other.parse().map_err(|_| FilterError {
+                field: "ip",
+                message: "`ip` must be an address such as 192.0.2.7 or 2001:db8::1.".to_owned(),
             })?)),
         };
         let (start, end) = (
-            period_end(from, "from", false)?,
-            period_end(to, "to", true)?,
+            period_end(from, "from", false).map_err(on("from"))?,
+            period_end(to, "to", true).map_err(on("to"))?,
         );
         if let (Some(start), Some(end)) = (start, end)
             && start >= end
         {
-            return Err(format!(
-                "`from` ({}) is not before `to` ({}): no call can match. Swap them.",
-                from.trim(),
-                to.trim()
-            ));
+            return Err(FilterError {
+                field: "from",
+                message: format!(
+                    "`from` ({}) is not before `to` ({}): no call can match. Swap them.",
+                    from.trim(),
+                    to.trim()
+                ),
+            });
         }
         Ok(Self {
             outcome,
@@ -359,6 +364,13 @@ impl HistoryQuery {
             ..Self::default()
         })
     }
+}
+
+/// A history filter that cannot be used: which one, and why in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    pub field: &'static str,
+    pub message: String,
 }
 
 /// An address as the history stores it, for a filter to find: `2001:DB8::0:1` is

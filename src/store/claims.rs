@@ -53,11 +53,10 @@ pub(crate) fn taken_over() -> StoreError {
     }
 }
 
-/// The mark of a run's write, in the dialects' words: it changes one row, or none when the
-/// claim is another run's now.
-pub(crate) const MARK_APPLIED_SQLITE: &str = "UPDATE idempotency_keys SET applied = 1 \
-     WHERE api_user_id = ? AND idem_key = ? AND claim = ?";
-pub(crate) const MARK_APPLIED_POSTGRES: &str = "UPDATE idempotency_keys SET applied = true \
+/// The mark of a run's write: it changes one row, or none when the claim is another run's now.
+/// One text for both dialects: SQLite numbers `$N` parameters in the order they first appear,
+/// and sqlx binds `$N` to the N-th argument, so they appear in order.
+pub(crate) const MARK_APPLIED_SQL: &str = "UPDATE idempotency_keys SET applied = true \
      WHERE api_user_id = $1 AND idem_key = $2 AND claim = $3";
 
 /// What an idempotent request made, noted on its claim in the same transaction, so that a
@@ -81,8 +80,6 @@ impl Created {
     }
 }
 
-/// The note of what a run made, in the dialects' words.
-pub(crate) const NOTE_CREATED_SQLITE: &str = "UPDATE idempotency_keys SET location = ? \
-     WHERE api_user_id = ? AND idem_key = ? AND claim = ?";
-pub(crate) const NOTE_CREATED_POSTGRES: &str = "UPDATE idempotency_keys SET location = $1 \
+/// The note of what a run made, in both dialects (see [`MARK_APPLIED_SQL`]).
+pub(crate) const NOTE_CREATED_SQL: &str = "UPDATE idempotency_keys SET location = $1 \
      WHERE api_user_id = $2 AND idem_key = $3 AND claim = $4";

@@ -129,7 +129,7 @@ impl PgStore {
 /// row stays locked until `tx` ends, so a retry cannot take the claim over meanwhile.
 async fn mark_applied(tx: &mut PgConnection) -> Result<()> {
     if let Some(run) = claims::running() {
-        let marked = sqlx::query(claims::MARK_APPLIED_POSTGRES)
+        let marked = sqlx::query(claims::MARK_APPLIED_SQL)
             .bind(run.api_user.0)
             .bind(&*run.key)
             .bind(run.token)
@@ -145,7 +145,7 @@ async fn mark_applied(tx: &mut PgConnection) -> Result<()> {
 /// Notes on the claim of the idempotent request this task runs, if any, what `tx` made.
 async fn note_created(tx: &mut PgConnection, created: claims::Created, id: i64) -> Result<()> {
     if let Some(run) = claims::running() {
-        sqlx::query(claims::NOTE_CREATED_POSTGRES)
+        sqlx::query(claims::NOTE_CREATED_SQL)
             .bind(created.location(id))
             .bind(run.api_user.0)
             .bind(&*run.key)

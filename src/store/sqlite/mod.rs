@@ -148,7 +148,7 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<WriteTx> {
         let mut tx = self.gate.begin(&self.write).await?;
         if let Some(run) = claims::running() {
-            let marked = sqlx::query(claims::MARK_APPLIED_SQLITE)
+            let marked = sqlx::query(claims::MARK_APPLIED_SQL)
                 .bind(run.api_user.0)
                 .bind(&*run.key)
                 .bind(run.token)
@@ -164,7 +164,7 @@ impl SqliteStore {
     /// Notes on the claim of the idempotent request this task runs, if any, what `tx` made.
     async fn note_created(tx: &mut WriteTx, created: claims::Created, id: i64) -> Result<()> {
         if let Some(run) = claims::running() {
-            sqlx::query(claims::NOTE_CREATED_SQLITE)
+            sqlx::query(claims::NOTE_CREATED_SQL)
                 .bind(created.location(id))
                 .bind(run.api_user.0)
                 .bind(&*run.key)

@@ -58,7 +58,9 @@ pub async fn history(
         &text(&filters.from),
         &text(&filters.to),
     )
-    .map_err(filter_error)?;
+    .map_err(|error| {
+        ApiError::bad_request(error.message.clone()).on_field(error.field, error.message)
+    })?;
     // Newest first: the cursor is the last row's id, and the next page lies below it.
     let query = HistoryQuery {
         before_id: request.after,
@@ -68,18 +70,4 @@ pub async fn history(
     let rows = state.credentials.history_of_name(&username, query).await?;
     let rows = rows.into_iter().map(HistoryRow::from).collect();
     Ok(axum::Json(page(rows, request, |r: &HistoryRow| r.id)))
-}
-
-/// A filter's error, whose message begins with the filter's name in backticks, with the name in
-/// its details as every 400 about a parameter has.
-fn filter_error(message: String) -> ApiError {
-    let field = message
-        .strip_prefix('`')
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned);
-    let error = ApiError::bad_request(message.clone());
-    match field {
-        Some(field) => error.on_field(&field, message),
-        None => error,
-    }
 }
