@@ -1,8 +1,10 @@
 //! What can be done to API users, in one place for the CLI, the console and the management
 //! API: each change is validated here, audited, and made in one transaction by the store.
 
+mod activity;
 pub mod admins;
 pub mod authority;
+mod keys;
 mod leaks;
 pub mod password;
 mod requests;
@@ -15,20 +17,18 @@ pub use requests::{
 };
 
 use crate::clock::SharedClock;
-use crate::domain::admin::{Actor, AuditEntry, Authority};
+use crate::domain::admin::{Actor, AuditEntry};
 use crate::domain::api_key::{ApiKey, KeyError};
 use crate::domain::api_user::{
-    ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, NewApiUser, NewKey, SessionRecord,
-    Status,
+    ApiUser, ApiUserChanges, ApiUserSummary, DEFAULT_RATE_LIMIT, NewApiUser, NewKey, Status,
 };
 use crate::domain::catalog::PageRequest;
-use crate::domain::history::{HistoryQuery, HistoryRecord};
-use crate::domain::ids::{ApiKeyId, SessionId};
 use crate::domain::ip_rule::IpRule;
 use crate::domain::scope::Scopes;
 use crate::domain::username::Username;
 use crate::domain::validation::{Errors, FieldError};
-use crate::store::{Db, Replacing, RetireOld, StoreError};
+use crate::store::Db;
+use keys::within_issuer;
 use requests::{check_description, check_management, check_rate_limit, parse_rules};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -393,115 +393,6 @@ impl Credentials {
         Ok(user)
     }
 
-    /// Issues a new key. With a grace period the current key keeps working until it ends (but
-    /// never past its own expiry); without one it stops at once.
-    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn rotate(
-        &self,
-        actor: &Actor,
-        username: &str,
-        grace: Duration,
-        key: KeySource,
-        expiry: NewExpiry,
-    ) -> Result<IssuedKey> {
-        match self
-            .roll(actor, username, Replacing::Current, grace, key, expiry)
-            .await?
-        {
-            Roll::Issued(issued) => Ok(issued),
-            // A roll of whichever key is current always finds it.
-            Roll::AlreadyRolled(_) => Err(ServiceError::Store(StoreError::Conflict {
-                message: "the key was rolled meanwhile".to_owned(),
-                details: Vec::new(),
-            })),
-        }
-    }
-
-    /// [`Credentials::rotate`], only while `seen` (none: no live key) is still the current
-    /// key, as the store's transaction finds it: a form sent twice, or two admins rolling at
-    /// once on any nodes, roll once and keep the grace the first roll gave.
-    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn rotate_seen(
-        &self,
-        actor: &Actor,
-        username: &str,
-        seen: Option<ApiKeyId>,
-        grace: Duration,
-        key: KeySource,
-        expiry: NewExpiry,
-    ) -> Result<Roll> {
-        self.roll(actor, username, Replacing::Seen(seen), grace, key, expiry)
-            .await
-    }
-
-    async fn roll(
-        &self,
-        actor: &Actor,
-        username: &str,
-        replacing: Replacing,
-        grace: Duration,
-        key: KeySource,
-        expiry: NewExpiry,
-    ) -> Result<Roll> {
-        let user = self.changeable(actor, username, Change::Rotate).await?;
-        if grace < Duration::ZERO {
-            return Err(ServiceError::invalid("grace", "must not be negative"));
-        }
-        if grace > requests::MAX_ROLL_GRACE {
-            return Err(ServiceError::invalid(
-                "grace",
-                format!(
-                    "must be at most {} days: a longer grace leaves two keys live for good",
-                    requests::MAX_ROLL_GRACE.whole_days()
-                ),
-            ));
-        }
-        let now = self.clock.now();
-        // The newest key, live or not: a key rolled because it expired or leaked is replaced
-        // by one made to last as long.
-        let newest = user.keys.iter().max_by_key(|k| k.id);
-        let expires_in = match expiry {
-            NewExpiry::AsBefore => newest.and_then(|k| k.expires_at.map(|at| at - k.created_at)),
-            NewExpiry::In(duration) => Some(duration),
-            NewExpiry::Never => None,
-        };
-        let (plain, mut stored) = self.new_key(key, expires_in)?;
-        within_issuer(actor, &mut stored, expiry != NewExpiry::AsBefore)?;
-        let retire = if grace == Duration::ZERO {
-            RetireOld::Now
-        } else {
-            RetireOld::At(now + grace)
-        };
-        // The current key keeps its grace; any older one still in a grace period stops now,
-        // so at most two keys ever live. Which keys those are, the store's transaction says
-        // (and writes the old key's hint in the audit entry): a roll made at the same time may
-        // have replaced the ones read above.
-        let audit = self.audit(
-            actor,
-            "api_user.rotate",
-            username,
-            json!({
-                "old_key_hint": null,
-                "new_key_hint": stored.hint,
-                "grace_seconds": grace.whole_seconds(),
-                "key_expires_at": stored.expires_at.map(crate::clock::rfc3339),
-            }),
-        );
-        let rolled = self
-            .db
-            .roll_key(user.id, &stored, replacing, retire, now, &audit)
-            .await?;
-        let user = self.get(username).await?;
-        Ok(match rolled {
-            Some(rolled) => Roll::Issued(IssuedKey {
-                user,
-                key: plain,
-                stopped_now: rolled.stopped_now,
-            }),
-            None => Roll::AlreadyRolled(user),
-        })
-    }
-
     #[tracing::instrument(level = "debug", skip_all, fields(%username))]
     pub async fn add_ip(
         &self,
@@ -539,126 +430,5 @@ impl Credentials {
             .remove_ip_rule(user.id, &rule, self.clock.now(), &audit)
             .await?;
         Ok((self.get(username).await?, removed))
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn history(&self, username: &str, query: HistoryQuery) -> Result<Vec<HistoryRecord>> {
-        Ok(self.history_known(username, query).await?.0)
-    }
-
-    /// [`Credentials::history`] for a name typed by hand (the CLI, the Management API): a
-    /// name no user has and no call ever presented is most likely mistyped, and is refused as
-    /// an unknown user instead of answered with an empty history that would hide the typo.
-    pub async fn history_of_name(
-        &self,
-        username: &str,
-        query: HistoryQuery,
-    ) -> Result<Vec<HistoryRecord>> {
-        let narrowed = query.narrowed();
-        let (rows, known) = self.history_known(username, query).await?;
-        if rows.is_empty() && !known {
-            // Filtered or paged, an empty answer says nothing of the name's other rows.
-            let any = HistoryQuery {
-                username: Some(username.to_owned()),
-                limit: 1,
-                ..HistoryQuery::default()
-            };
-            if !narrowed || self.db.history(&any).await?.is_empty() {
-                return Err(ServiceError::NoSuchUser(username.to_owned()));
-            }
-        }
-        Ok(rows)
-    }
-
-    /// The rows, and whether `username` is a user's (else it is a name calls presented).
-    async fn history_known(
-        &self,
-        username: &str,
-        mut query: HistoryQuery,
-    ) -> Result<(Vec<HistoryRecord>, bool)> {
-        // A deleted user's history stays: it is found by the username its calls presented.
-        let known = match self.get(username).await {
-            Ok(user) => {
-                query.api_user_id = Some(user.id);
-                true
-            }
-            Err(ServiceError::NoSuchUser(_)) => {
-                query.username = Some(username.to_owned());
-                false
-            }
-            Err(other) => return Err(other),
-        };
-        Ok((self.db.history(&query).await?, known))
-    }
-
-    /// History across all API users, for refusals no user can be tied to.
-    pub async fn all_history(&self, query: HistoryQuery) -> Result<Vec<HistoryRecord>> {
-        Ok(self.db.history(&query).await?)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn sessions(&self, username: &str, active_only: bool) -> Result<Vec<SessionRecord>> {
-        let user = self.get(username).await?;
-        let at = active_only.then(|| self.clock.now());
-        Ok(self.db.sessions(user.id, at).await?)
-    }
-
-    /// Ends one session, or all; returns how many were open.
-    #[tracing::instrument(level = "debug", skip_all, fields(%username))]
-    pub async fn revoke_sessions(
-        &self,
-        actor: &Actor,
-        username: &str,
-        only: Option<SessionId>,
-    ) -> Result<u64> {
-        let user = self.changeable(actor, username, Change::Sessions).await?;
-        let now = self.clock.now();
-        if let Some(id) = only {
-            let open = self.db.sessions(user.id, Some(now)).await?;
-            if !open.iter().any(|s| s.id == id) {
-                return Err(ServiceError::NoSuchSession {
-                    id,
-                    username: username.to_owned(),
-                });
-            }
-        }
-        let audit = self.audit(
-            actor,
-            "api_user.sessions_revoke",
-            username,
-            json!({ "session_id": only, "all": only.is_none() }),
-        );
-        Ok(self
-            .db
-            .revoke_sessions(user.id, only, now, Some(&audit))
-            .await?)
-    }
-}
-
-/// Holds a new key to what `actor` may issue: a management key never issues a key that
-/// outlives its own, so no key it makes keeps its access past the end an administrator gave
-/// it. An expiry asked for beyond that is refused; the default one is cut to it.
-fn within_issuer(actor: &Actor, stored: &mut NewKey, asked: bool) -> Result<()> {
-    let Authority::Key {
-        key_expires_at: Some(limit),
-        ..
-    } = actor.authority
-    else {
-        return Ok(());
-    };
-    match stored.expires_at {
-        Some(at) if at <= limit => Ok(()),
-        _ if asked => Err(ServiceError::invalid(
-            "expires_in",
-            format!(
-                "must end by {}, when the management key making it expires: a management key \
-                 issues no key that outlives its own (an administrator extends it)",
-                crate::clock::rfc3339(limit)
-            ),
-        )),
-        _ => {
-            stored.expires_at = Some(limit);
-            Ok(())
-        }
     }
 }
