@@ -126,7 +126,7 @@ fn read_only() -> ServiceError {
 mod tests {
     use super::*;
     use crate::domain::api_user::Environment;
-    use crate::domain::ids::ApiUserId;
+    use crate::domain::ids::{ApiKeyId, ApiUserId};
     use time::OffsetDateTime;
 
     fn user(id: i64, scopes: &str, management: bool) -> ApiUser {
@@ -151,6 +151,8 @@ mod tests {
     fn key(id: i64, scopes: &str, confirmed: bool) -> Authority {
         Authority::Key {
             id: ApiUserId(id),
+            key: ApiKeyId(id),
+            key_hint: "kw_…test".to_owned(),
             scopes: Scopes::parse([scopes]).expect("scopes"),
             self_lockout_confirmed: confirmed,
             key_expires_at: None,

@@ -25,6 +25,14 @@ impl Credentials {
             .await?
         {
             Roll::Issued(issued) => Ok(issued),
+            Roll::AlreadyRolled(user) if actor.authority.calling_key_of(user.id).is_some() => {
+                Err(ServiceError::Forbidden(
+                    "This key was replaced by a roll and works only until its grace period ends: \
+                     only the current key rolls itself (or an administrator, in the console or \
+                     with the CLI)."
+                        .to_owned(),
+                ))
+            }
             // A roll of whichever key is current always finds it.
             Roll::AlreadyRolled(_) => Err(ServiceError::Store(StoreError::Conflict {
                 message: "the key was rolled meanwhile".to_owned(),
@@ -72,6 +80,13 @@ impl Credentials {
                 ),
             ));
         }
+        // A management key rolling itself rolls only while it is the current key: one replaced
+        // by a roll (in its grace period, perhaps because it leaked) must not replace in turn
+        // the key an administrator just issued.
+        let replacing = match (actor.authority.calling_key_of(user.id), replacing) {
+            (Some(key), Replacing::Current) => Replacing::Seen(Some(key)),
+            (_, replacing) => replacing,
+        };
         let now = self.clock.now();
         // The newest key, live or not: a key rolled because it expired or leaked is replaced
         // by one made to last as long.

@@ -2,7 +2,7 @@
 //! of what they (the CLI, and management keys) changed.
 
 use super::api_user::text_enum;
-use super::ids::{AdminUserId, ApiUserId};
+use super::ids::{AdminUserId, ApiKeyId, ApiUserId};
 use super::scope::Scopes;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -48,12 +48,26 @@ pub enum Authority {
     /// scopes it holds itself.
     Key {
         id: ApiUserId,
+        /// The key making the call (or the key its session was made with), and its hint.
+        key: ApiKeyId,
+        key_hint: String,
         scopes: Scopes,
         /// The request confirmed that the key may disable or delete itself.
         self_lockout_confirmed: bool,
         /// When the key making the call expires: it issues no key that outlives it.
         key_expires_at: Option<OffsetDateTime>,
     },
+}
+
+impl Authority {
+    /// The key making the call, when it is one of `user`'s keys (a management key acting on
+    /// itself).
+    pub fn calling_key_of(&self, user: ApiUserId) -> Option<ApiKeyId> {
+        match self {
+            Authority::Key { id, key, .. } if *id == user => Some(*key),
+            _ => None,
+        }
+    }
 }
 
 impl Actor {
@@ -103,6 +117,7 @@ impl Actor {
     pub fn api_key(
         username: &str,
         id: ApiUserId,
+        (key, key_hint): (ApiKeyId, &str),
         scopes: Scopes,
         ip: String,
         self_lockout_confirmed: bool,
@@ -113,6 +128,8 @@ impl Actor {
             ip: Some(ip),
             authority: Authority::Key {
                 id,
+                key,
+                key_hint: key_hint.to_owned(),
                 scopes,
                 self_lockout_confirmed,
                 key_expires_at,
@@ -128,6 +145,13 @@ impl Actor {
         target: &str,
         details: serde_json::Value,
     ) -> AuditEntry {
+        let mut details = details;
+        // A user's two keys are both live during a roll's grace: say which one acted.
+        if let (Authority::Key { key_hint, .. }, Some(fields)) =
+            (&self.authority, details.as_object_mut())
+        {
+            fields.insert("by_key_hint".to_owned(), key_hint.as_str().into());
+        }
         AuditEntry {
             at,
             actor: self.name.clone(),

@@ -247,10 +247,12 @@ pub struct RolledKey {
 }
 
 impl RolledKey {
-    /// `audit` with the hint of the key the roll replaced, in the roll's own transaction.
-    fn audit_of(audit: &AuditEntry, old_hint: Option<&str>) -> AuditEntry {
+    /// `audit` with the hint of the key the roll replaced and those it stopped at once, as the
+    /// roll's own transaction found them.
+    fn audit_of(audit: &AuditEntry, old_hint: Option<&str>, stopped_now: &[String]) -> AuditEntry {
         let mut audit = audit.clone();
         audit.details["old_key_hint"] = serde_json::json!(old_hint);
+        audit.details["stopped_key_hints"] = serde_json::json!(stopped_now);
         audit
     }
 }

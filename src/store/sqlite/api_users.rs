@@ -355,7 +355,11 @@ impl ApiUserStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let new_id = insert_key(&mut tx, id.0, key, now).await?;
-        insert_audit(&mut tx, &RolledKey::audit_of(audit, old_hint.as_deref())).await?;
+        insert_audit(
+            &mut tx,
+            &RolledKey::audit_of(audit, old_hint.as_deref(), &stopped_now),
+        )
+        .await?;
         self.commit_credentials(tx).await?;
         Ok(Some(RolledKey {
             id: new_id,

@@ -262,6 +262,81 @@ async fn a_management_key_rotates_itself_but_stops_itself_only_when_confirmed() 
     assert_eq!(app.get("/api/v1/api-users", &old).await.status(), 401);
 }
 
+/// An administrator rolls a management key with a grace period (it may have leaked): the old
+/// key keeps working while the automation switches, but it cannot roll in turn and so replace
+/// the key the administrator just issued; the current key can.
+#[tokio::test]
+async fn a_key_replaced_by_a_roll_cannot_replace_the_key_that_replaced_it() {
+    let app = spawn_app().await;
+    let old = provisioner(&app).await;
+    let old_token = app.login(MANAGER, &old).await;
+    let new = app
+        .credentials
+        .rotate(
+            &keyward::domain::admin::Actor::cli(),
+            MANAGER,
+            time::Duration::hours(24),
+            keyward::credentials::KeySource::default(),
+            keyward::credentials::NewExpiry::AsBefore,
+        )
+        .await
+        .expect("the administrator's roll")
+        .key
+        .expose()
+        .to_owned();
+    let path = format!("/api/v1/api-users/{MANAGER}/rotate");
+
+    for (credential, what) in [(&old, "the old key"), (&old_token, "its session")] {
+        for grace in ["none", "7d"] {
+            let (status, body) = call(
+                &app,
+                Method::POST,
+                &path,
+                credential,
+                Some(json!({ "grace": grace })),
+            )
+            .await;
+            assert_eq!(
+                (status, code(&body)),
+                (403, "insufficient_scope"),
+                "{what}: {body}"
+            );
+            let message = body["error"]["message"].as_str().expect("message");
+            assert!(message.contains("replaced by a roll"), "{message}");
+        }
+    }
+    assert_eq!(app.get("/api/v1/me", &new).await.status(), 200);
+    assert_eq!(
+        app.get("/api/v1/me", &old).await.status(),
+        200,
+        "in its grace"
+    );
+    let user = app.credentials.get(MANAGER).await.expect("user");
+    assert_eq!(user.keys.len(), 2, "nothing was rolled");
+    let hint = |index: usize| {
+        let mut keys = user.keys.clone();
+        keys.sort_by_key(|k| k.id);
+        keys[index].hint.clone()
+    };
+    let (old_hint, new_hint) = (hint(0), hint(1));
+
+    // The current key rolls itself; the audit says which key did it and which keys stopped.
+    let (status, body) = call(&app, Method::POST, &path, &new, Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.get("/api/v1/me", &old).await.status(), 401);
+    let audit = audit_of(&app).await;
+    let rolled = audit
+        .iter()
+        .find(|r| r.action == "api_user.rotate" && r.actor == format!("api:{MANAGER}"))
+        .expect("the key's roll");
+    assert_eq!(rolled.details["by_key_hint"], json!(new_hint));
+    assert_eq!(rolled.details["old_key_hint"], json!(new_hint));
+    assert_eq!(
+        rolled.details["stopped_key_hints"],
+        json!([new_hint, old_hint])
+    );
+}
+
 /// The expiry of `username`'s newest key, in whole days from now (rounded).
 async fn newest_key_days(app: &TestApp, username: &str) -> Option<i64> {
     let user = app.credentials.get(username).await.expect("user");

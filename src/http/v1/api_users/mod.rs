@@ -38,6 +38,7 @@ fn actor(caller: &Caller, confirm: Option<&str>) -> Actor {
     Actor::api_key(
         &caller.user.username,
         caller.user.id,
+        (caller.key_id, &caller.key_hint),
         caller.user.scopes,
         caller.ip.to_string(),
         confirm == Some(&*caller.user.username),
