@@ -262,7 +262,7 @@ async fn the_token_mix_up_of_the_write_up_cannot_happen() {
 #[tokio::test]
 async fn order_info_is_shaped_like_opencarts() {
     let app = spawn_app().await;
-    let shop = shop(&app, "shape", &["orders:read"]).await;
+    let shop = shop(&app, "shape", &["orders:read", "customers:read"]).await;
     let (key, order) = (shop.key.clone(), shop.order);
     let token = login3(&app, "shape", &key).await;
 
@@ -295,6 +295,42 @@ async fn order_info_is_shaped_like_opencarts() {
     assert_eq!(product["total"], "269.7000");
     assert_eq!(o["histories"][0]["status"], "Pending");
     assert_eq!(o["histories"][0]["notify"], "0");
+
+    // Without `customers:read`, the order names its customer by id alone, as on `/api/v1`.
+    let orders_only = app.api_user("orders-only", &["orders:read"]).await;
+    let token = login3(&app, "orders-only", &orders_only).await;
+    let (_, body) = json_of(
+        form(
+            &app,
+            &format!("route=api/order/info&api_token={token}&order_id={order}"),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    let o = &body["order"];
+    assert_eq!(
+        o["customer_id"],
+        body_customer_id(&app, &shop.setup, order).await
+    );
+    for field in ["customer", "firstname", "lastname", "email", "telephone"] {
+        assert_eq!(o[field], "", "{field}: {body}");
+    }
+    assert_eq!(
+        o["total"], "269.7000",
+        "the rest of the order is there: {body}"
+    );
+}
+
+/// The order's `customer_id` as `/api/v1` tells it, in OpenCart's string form.
+async fn body_customer_id(app: &TestApp, key: &str, order: i64) -> Value {
+    let order: Value = app
+        .get(&format!("/api/v1/orders/{order}"), key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    json!(order["customer_id"].to_string())
 }
 
 #[tokio::test]
@@ -1010,7 +1046,7 @@ async fn the_logs_never_hold_the_opencart_entrys_tokens_or_keys_even_at_trace_le
 #[ignore = "needs php-cli and php-curl"]
 async fn the_php_opencart_3_example_runs_against_keyward() {
     let app = spawn_app().await;
-    let shop = shop(&app, "php-erp", &["orders:write"]).await;
+    let shop = shop(&app, "php-erp", &["orders:write", "customers:read"]).await;
     let (key, order) = (shop.key.clone(), shop.order);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -7,7 +7,8 @@
 //       php update_order_status.php ORDER_ID ORDER_STATUS_ID [COMMENT]
 //
 // The key comes from the environment, not the command line, where `ps` would show it.
-// Needs php-cli and php-curl.
+// Needs php-cli and php-curl. Its API user needs `orders:write`, and `customers:read` for the
+// order to show its customer's name.
 
 $store = rtrim(getenv('OPENCART_URL') ?: 'http://127.0.0.1:8080', '/');
 $username = getenv('OPENCART_API_USERNAME') ?: 'Default';

@@ -81,10 +81,10 @@ pub async fn revoke_sessions(
         .await
     {
         Err(ServiceError::NoSuchSession { .. }) => {
-            return Err(ConsoleError::Gone(
-                "That session has ended already (revoked, or expired): nothing was changed."
-                    .to_owned(),
-            ));
+            return Err(ConsoleError::Gone(format!(
+                "{username} has no open session with that number: it has ended already \
+                 (revoked, or expired), or it is another API user's. Nothing was changed."
+            )));
         }
         other => other?,
     };

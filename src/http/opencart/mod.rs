@@ -186,7 +186,7 @@ async fn order_call(
     };
     let answer = match route {
         Route::OrderHistory => orders::history(state, fields).await,
-        _ => orders::info(state, fields).await,
+        _ => orders::info(state, fields, &caller).await,
     };
     let mut response = answer.unwrap_or_else(|error| reply::error(error, route, ip));
     add_rate_headers(&mut response, caller.rate);
