@@ -1,6 +1,7 @@
 //! The accept loop: hyper's connection builder with a deadline for reading request headers,
 //! so a client that opens a connection and stalls cannot hold it forever, and a graceful
-//! shutdown that lets in-flight requests finish.
+//! shutdown that lets in-flight requests finish, for as long as `drain` allows: a client that
+//! never reads its answers holds its connection open, and must not hold the stop with it.
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -19,6 +20,7 @@ pub async fn serve<S>(
     router: S,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Drain<impl Future<Output = ()> + Send + 'static>,
 ) -> std::io::Result<()>
 where
     S: tower::Service<
@@ -71,8 +73,23 @@ where
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain.limit) => tracing::warn!(
+            limit_s = drain.limit.as_secs(),
+            "connections still open after the limit (clients not reading their answers): \
+             stopping without them"
+        ),
+        () = drain.cut => tracing::warn!("told again to stop: no longer waiting for open connections"),
+    }
     Ok(())
+}
+
+/// How long a stop waits for open connections: at most `limit`, and no longer once `cut`
+/// resolves (a second signal).
+pub struct Drain<F> {
+    pub limit: Duration,
+    pub cut: F,
 }
 
 /// The peer address type the router expects in `ConnectInfo`.

@@ -9,6 +9,7 @@ use crate::credentials::Credentials;
 use crate::credentials::admins::{Admins, Bootstrap};
 use crate::history::{Recorder, RecorderTask};
 use crate::http::{AppState, HttpLimits, Services, router};
+use crate::serve::Drain;
 use crate::store::{self, ConnectOptions, Db};
 use crate::telemetry::metrics::Metrics;
 use crate::webhooks::alerts::Alert;
@@ -206,9 +207,13 @@ impl App {
         self.first_admin.take()
     }
 
+    /// Serves until `shutdown` resolves, then waits for the calls under way, for as long as
+    /// [`drain_limit`] allows or until `cut` resolves (a second signal), and writes what they
+    /// left behind.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
+        cut: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let follow = tokio::spawn(follow_changes(self.state.clone(), stopped.clone()));
@@ -227,10 +232,18 @@ impl App {
                 async move {
                     let _ = stopped.changed().await;
                 },
+                Drain {
+                    limit: METRICS_DRAIN,
+                    cut: std::future::pending(),
+                },
             ))
         });
+        let drain = Drain {
+            limit: drain_limit(self.state.limits.request_timeout),
+            cut,
+        };
         let served =
-            crate::serve::serve(self.listener, self.router, header_timeout, shutdown).await;
+            crate::serve::serve(self.listener, self.router, header_timeout, shutdown, drain).await;
         // Every request is answered; now write what they left behind.
         let _ = stop.send(true);
         let _ = upkeep.await;
@@ -242,7 +255,11 @@ impl App {
             }
         }
         let _ = follow.await;
-        flush_usage(&self.state).await;
+        // Nothing retries after this one: a failure is the operator's to hear of.
+        let usage_written = flush_usage(&self.state).await;
+        if !usage_written {
+            tracing::error!("last use of the final seconds was not written and is lost");
+        }
         self.recorder.finish().await;
         // The last history batch may have raised alerts: store them for the next start.
         let _ = stop_alerts.send(true);
@@ -271,7 +288,14 @@ impl App {
         );
         self.state.db.close().await;
         tracing::info!("stopped");
-        served
+        served?;
+        if usage_written {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(
+                "last use of the final seconds could not be written",
+            ))
+        }
     }
 }
 
@@ -377,14 +401,19 @@ async fn clean_up(state: &AppState, now: OffsetDateTime, retention: time::Durati
     }
 }
 
-async fn flush_usage(state: &AppState) {
+/// Writes last use; whether it was written (if not, it is kept for the next try).
+async fn flush_usage(state: &AppState) -> bool {
     let usage = state.auth.usage().take();
-    if let Err(error) = state.db.record_usage(&usage).await {
-        tracing::warn!(
-            error = &error as &dyn std::error::Error,
-            "writing last use failed; will retry"
-        );
-        state.auth.usage().restore(usage);
+    match state.db.record_usage(&usage).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "writing last use failed; will retry"
+            );
+            state.auth.usage().restore(usage);
+            false
+        }
     }
 }
 
@@ -419,25 +448,68 @@ async fn count_sessions(state: &AppState) -> bool {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// How long a stop waits for open connections: every call ends within `request_timeout` (its
+/// answer then waits only for its history row), so a connection still open well after that
+/// is a client not reading its answers.
+pub fn drain_limit(request_timeout: Duration) -> Duration {
+    request_timeout + Duration::from_secs(5)
+}
+
+/// The metrics listener's drain, once the calls are done: a scrape takes milliseconds.
+const METRICS_DRAIN: Duration = Duration::from_secs(5);
+
+/// The signals that stop the server: Ctrl-C (SIGINT), SIGTERM, and SIGHUP (a closed terminal or
+/// ssh session; there is nothing to reload), counted as they come. The first stops gracefully;
+/// a second stops waiting for open connections.
+pub struct StopSignals(watch::Receiver<u32>);
+
+impl StopSignals {
+    /// Starts listening; `Err` when the signal handlers cannot be installed.
+    pub fn listen() -> std::io::Result<Self> {
+        let (count, counted) = watch::channel(0u32);
+        #[cfg(unix)]
+        let (mut terminate, mut hangup) = {
+            use tokio::signal::unix::{SignalKind, signal};
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            )
+        };
+        tokio::spawn(async move {
+            loop {
+                #[cfg(unix)]
+                let name = tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    _ = terminate.recv() => "SIGTERM",
+                    _ = hangup.recv() => "SIGHUP",
+                };
+                #[cfg(not(unix))]
+                let name = {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "Ctrl-C"
+                };
+                let mut seen = 0;
+                count.send_modify(|n| {
+                    *n += 1;
+                    seen = *n;
+                });
+                if seen == 1 {
+                    tracing::info!(
+                        signal = name,
+                        "shutting down: finishing in-flight requests (a second signal stops \
+                         waiting for open connections)"
+                    );
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        });
+        Ok(Self(counted))
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+
+    /// Resolves once `n` signals have come.
+    pub fn nth(&self, n: u32) -> impl Future<Output = ()> + Send + 'static {
+        let mut counted = self.0.clone();
+        async move {
+            let _ = counted.wait_for(|count| *count >= n).await;
+        }
+    }
 }

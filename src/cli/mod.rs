@@ -129,9 +129,23 @@ enum HistoryCommand {
     /// Delete history rows older than the retention (or --older-than)
     Prune {
         /// Age past which rows go, such as 90d (default: the configured retention)
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", value_parser = longer_than_zero)]
         older_than: Option<HumanDuration>,
     },
+}
+
+/// An age for `history prune`: longer than 0, which would delete the whole history, as a
+/// retention of 0 is refused in the configuration.
+fn longer_than_zero(text: &str) -> Result<HumanDuration, String> {
+    let age: HumanDuration = text.parse().map_err(|e| format!("{e}"))?;
+    if age.0 > time::Duration::ZERO {
+        Ok(age)
+    } else {
+        Err(
+            "must be longer than 0, such as 1h or 30d (0 would delete the whole history)"
+                .to_owned(),
+        )
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,7 +5,7 @@ use super::output::Output;
 use crate::clock::SystemClock;
 use crate::config::{Config, MetricsListen, Overrides};
 use crate::demo;
-use crate::startup::{App, shutdown_signal};
+use crate::startup::{App, StopSignals};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +30,9 @@ pub struct Started {
 
 pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), CliError> {
     crate::telemetry::init(config.log_format, &config.log_level);
+    // From the start: a signal during start-up (migrations, the first admin) waits for it.
+    let signals = StopSignals::listen()
+        .map_err(|e| CliError::Failed(format!("cannot listen for stop signals: {e}")))?;
     let mut app = App::build(&config, Arc::new(SystemClock))
         .await
         .map_err(|e| CliError::Failed(crate::telemetry::error_chain(&e)))?;
@@ -58,7 +61,7 @@ pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), Cl
         started.demo = Some(demo::demo_user(&state.credentials).await?);
     }
     out.started(&started);
-    app.run_until(shutdown_signal())
+    app.run_until(signals.nth(1), signals.nth(2))
         .await
         .map_err(|e| CliError::Failed(format!("the server stopped: {e}")))
 }

@@ -60,7 +60,7 @@ pub struct Recorder {
 }
 
 /// What the writer has done so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     pub batches: AtomicU64,
     pub rows: AtomicU64,
@@ -69,6 +69,45 @@ pub struct WriterStats {
     pub failures: AtomicU64,
     /// Whether the last batch could not be committed.
     pub failing: AtomicBool,
+    /// When the batch being written began, in microseconds after `epoch`, plus one; 0 while
+    /// none is.
+    writing_since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            batches: AtomicU64::default(),
+            rows: AtomicU64::default(),
+            commit_micros: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            failing: AtomicBool::default(),
+            writing_since: AtomicU64::default(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl WriterStats {
+    fn writing(&self, since: Instant) {
+        let micros = since.saturating_duration_since(self.epoch).as_micros();
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX - 1);
+        self.writing_since.store(micros + 1, Ordering::Relaxed);
+    }
+
+    /// How long the batch being written has waited for its commit (a database locked by
+    /// another process, a disk that does not answer), if one is being written.
+    pub fn held_up(&self) -> Option<Duration> {
+        match self.writing_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(since - 1)),
+            ),
+        }
+    }
 }
 
 pub struct RecorderTask {
@@ -230,6 +269,7 @@ impl Batch {
     ) {
         books.commit_time.record(elapsed.as_secs_f64());
         let stats = &books.stats;
+        stats.writing_since.store(0, Ordering::Relaxed);
         stats.failing.store(result.is_err(), Ordering::Relaxed);
         if result.is_ok() {
             stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +323,7 @@ fn write_on_thread(
             continue;
         }
         let started = Instant::now();
+        books.stats.writing(started);
         let mut retry = Retry::default();
         let result = loop {
             match writer.append(&batch.rows, &batch.sessions) {
@@ -316,6 +357,7 @@ async fn write_as_task(db: Db, mut rx: mpsc::UnboundedReceiver<Message>, books: 
             continue;
         }
         let started = Instant::now();
+        books.stats.writing(started);
         let mut retry = Retry::default();
         let result = loop {
             match db.append_history(&batch.rows, &batch.sessions).await {

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
@@ -27,9 +28,40 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The process can serve: its database answers, and, when the history's last batch could not
-/// be written (every call is then refused), it takes a write again.
+/// How long `/readyz` waits for its answer: within an orchestrator's probe timeout (a second
+/// by default in Kubernetes), so that a database that does not answer is a 503, not a probe
+/// that timed out; and how long the history's batch may wait for its commit.
+const READY_WITHIN: Duration = Duration::from_secs(1);
+
+/// The process can serve: its database answers, its history is not held up, and, when the
+/// history's last batch could not be written (every call is then refused), it takes a write
+/// again. Within [`READY_WITHIN`], or 503.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state
+        .recorder
+        .stats()
+        .held_up()
+        .is_some_and(|held| held > READY_WITHIN)
+    {
+        tracing::warn!("not ready: the history's commit is held up");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "history writes are held up\n",
+        );
+    }
+    match tokio::time::timeout(READY_WITHIN, ready(&state)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer within a second");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database did not answer within a second\n",
+            )
+        }
+    }
+}
+
+async fn ready(state: &AppState) -> (StatusCode, &'static str) {
     if let Err(error) = state.db.ping().await {
         tracing::warn!(error = &error as &dyn std::error::Error, "not ready");
         return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n");

@@ -26,7 +26,7 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
     /// The database could not be opened or reached at start: the settings may be right and
-    /// the database down, missing or unreadable.
+    /// the database down, missing or unreadable; or its file was deleted under the server.
     #[error("{0}")]
     Open(String),
     /// A stored value that the program cannot read back.

@@ -675,14 +675,44 @@ async fn history_prune_deletes_old_rows_only() {
     app.clock.advance(time::Duration::hours(2));
     app.get("/api/v1/me", &key).await;
 
+    // An age of 0 would delete everything: refused, as a retention of 0 is.
+    let zero = app.cli(&["history", "prune", "--older-than", "0"]).await;
+    assert_eq!(zero.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&zero.stderr);
+    assert!(said.contains("must be longer than 0"), "{said}");
+    assert_eq!(app.history("pruned").await.len(), 2, "nothing was deleted");
+
     // The second call is stamped two hours "later" by the test clock; the CLI uses real time,
-    // so prune everything older than one second in the future of the first call.
+    // so a second from now, only the first call is older than a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let pruned = stdout_json(
-        &app.cli(&["history", "prune", "--older-than", "0", "--json"])
+        &app.cli(&["history", "prune", "--older-than", "1s", "--json"])
             .await,
     );
     assert_eq!(pruned["deleted"], 1);
     assert_eq!(app.history("pruned").await.len(), 1);
+}
+
+/// The signal file beside a SQLite database, deleted under a running server, is made again at
+/// its next sync and followed: a change from the command line still holds on the next request.
+#[tokio::test]
+async fn a_deleted_signal_file_is_followed_and_changes_still_hold_on_the_next_request() {
+    let app = spawn_app().await;
+    let Some(file) = app.database_url.strip_prefix("sqlite://") else {
+        return;
+    };
+    let key = create(&app, "followed", &[]).await;
+    std::fs::remove_file(format!("{file}-signal")).expect("delete the signal file");
+    // The server's sync, once a second, notices.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 200);
+    assert!(
+        app.cli(&["api", "disable", "followed"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(app.get("/api/v1/me", &key).await.status(), 401);
 }
 
 #[tokio::test]

@@ -157,6 +157,65 @@ async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
     );
 }
 
+/// `GET /readyz`: its status, its body, and how long it took.
+async fn readyz(app: &crate::helpers::TestApp) -> (u16, String, Duration) {
+    let started = std::time::Instant::now();
+    let response = app
+        .request(reqwest::Method::GET, "/readyz")
+        .send()
+        .await
+        .expect("readyz");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    (status, body, started.elapsed())
+}
+
+/// While another process holds the file, a call's history row waits for its commit: the node
+/// is not ready as soon as that wait passes a second, and says so within a second, before any
+/// batch has failed (that takes the writer's retries, many seconds).
+#[tokio::test]
+async fn a_history_held_up_is_not_ready_and_readyz_answers_within_a_second() {
+    let app = spawn_app().await;
+    if app.on_postgres() {
+        return;
+    }
+    let key = app.api_user("held", &["products:read"]).await;
+    assert_eq!(readyz(&app).await.0, 200);
+    let lock = Locked::take(&app.database_url).await;
+    let call = tokio::spawn({
+        let request = app.bearer(reqwest::Method::GET, "/api/v1/me", &key);
+        async move { request.send().await.expect("call").status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body, took) = readyz(&app).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "history writes are held up\n")
+    );
+    assert!(took < Duration::from_millis(1500), "answered in {took:?}");
+    lock.release().await;
+    assert_eq!(
+        call.await.expect("call"),
+        200,
+        "its row went in once the lock went"
+    );
+    assert_eq!(readyz(&app).await.0, 200);
+}
+
+/// A SQLite file deleted under the running server: what it writes from then on goes with the
+/// deleted file, so it is not ready.
+#[tokio::test]
+async fn a_database_file_deleted_under_the_server_is_not_ready() {
+    let app = spawn_app().await;
+    let Some(file) = app.database_url.strip_prefix("sqlite://") else {
+        return;
+    };
+    assert_eq!(readyz(&app).await.0, 200);
+    std::fs::remove_file(file).expect("delete the database file");
+    let (status, body, _) = readyz(&app).await;
+    assert_eq!((status, body.as_str()), (503, "database unavailable\n"));
+}
+
 #[tokio::test]
 #[ignore = "needs root to mount a small tmpfs"]
 async fn a_full_disk_is_503_with_a_clear_error_then_recovers() {
@@ -209,6 +268,25 @@ async fn a_full_disk_is_503_with_a_clear_error_then_recovers() {
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unavailable");
+    // Taking the write lock works on a full disk; a write does not: not ready (once the
+    // probe's own small writes have used what room the log's last pages had).
+    let ready = || async {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status()
+    };
+    let mut not_ready = false;
+    for _ in 0..50 {
+        if ready().await == 503 {
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(not_ready, "a full disk is not ready");
 
     std::fs::remove_file(&filler).expect("free the disk");
     let mut recovered = false;
@@ -228,6 +306,7 @@ async fn a_full_disk_is_503_with_a_clear_error_then_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "recovered without a restart");
+    assert_eq!(ready().await, 200);
     let _ = server.kill().await;
 }
 

@@ -109,9 +109,12 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(app.run_until(
+        async move {
+            let _ = stopped.await;
+        },
+        std::future::pending(),
+    ));
     let client = Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

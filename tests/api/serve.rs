@@ -237,3 +237,54 @@ async fn serve_json_prints_one_line_a_script_can_use() {
     assert_eq!(status_of(base, second).await, 200);
     child.kill().await.expect("stop");
 }
+
+/// A client that never reads its answers holds its connection open. A stop waits for it no
+/// longer than `request_timeout` plus 5 s, and a second signal ends the wait at once; SIGHUP
+/// (a closed terminal) stops the server as SIGTERM does. Each exits 0.
+#[tokio::test]
+async fn a_stop_waits_only_so_long_for_a_client_that_never_reads() {
+    use tokio::io::AsyncWriteExt;
+    for (signals, within) in [
+        (&["-TERM", "-TERM"][..], Duration::from_secs(3)),
+        (&["-HUP"][..], Duration::from_secs(12)),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let (mut child, started) =
+            crate::helpers::serve_json(dir.path(), &["--request-timeout", "1s"]).await;
+        let address = started["listening"]
+            .as_str()
+            .and_then(|base| base.strip_prefix("http://"))
+            .expect("address")
+            .to_owned();
+        // Answers pile up in the socket's buffers until the server cannot write any more.
+        let mut stalled = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let request = "GET /api/v1/openapi.json HTTP/1.1\r\nHost: keyward\r\n\r\n".repeat(2000);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            stalled.write_all(request.as_bytes()),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let pid = child.id().expect("pid").to_string();
+        let stopping = std::time::Instant::now();
+        for signal in signals {
+            let sent = Command::new("kill")
+                .args([*signal, &pid])
+                .status()
+                .await
+                .expect("kill");
+            assert!(sent.success());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let status = tokio::time::timeout(within, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{signals:?}: still running after {within:?}"))
+            .expect("status");
+        assert!(status.success(), "{signals:?}: {status}");
+        assert!(stopping.elapsed() < within, "{signals:?}");
+        drop(stalled);
+    }
+}

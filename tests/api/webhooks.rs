@@ -891,9 +891,12 @@ async fn two_nodes_on_one_database_send_each_delivery_once() {
         .await
         .expect("second node");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let second = tokio::spawn(node.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let second = tokio::spawn(node.run_until(
+        async move {
+            let _ = stopped.await;
+        },
+        std::future::pending(),
+    ));
 
     let mut events = Vec::new();
     for _ in 0..30 {

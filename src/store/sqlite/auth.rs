@@ -57,6 +57,7 @@ impl AuthStore for SqliteStore {
     }
 
     async fn credential_changes_since(&self, seq: i64, most: usize) -> Result<CredentialChanges> {
+        self.signal.follow();
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT seq, api_user_id FROM credential_changes WHERE seq > ? ORDER BY seq LIMIT ?",
         )

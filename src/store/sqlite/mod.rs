@@ -52,6 +52,9 @@ pub struct SqliteStore {
     /// The database's file (none in memory) and whether commits wait for the disk: for the
     /// history writer's own connection.
     file: Option<PathBuf>,
+    /// The file's device and inode as opened: a file deleted or replaced under the server
+    /// takes its writes with it.
+    file_id: Option<(u64, u64)>,
     sync_full: bool,
     /// The newest `updated_at` a catalog write was given (see `begin_stamped`).
     last_stamp: AtomicI64,
@@ -136,6 +139,9 @@ impl SqliteStore {
             signal,
             history: tokio::sync::Mutex::new(None),
             file: (!in_memory).then(|| base.get_filename().to_owned()),
+            file_id: (!in_memory)
+                .then(|| file_id(base.get_filename()).ok())
+                .flatten(),
             sync_full: options.sync_full,
             last_stamp: AtomicI64::new(i64::MIN),
             checkpointer: background_checkpoints
@@ -282,13 +288,33 @@ fn open_error(url: &str, error: sqlx::Error) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
+        if let (Some(file), Some(opened)) = (&self.file, self.file_id)
+            && file_id(file).ok() != Some(opened)
+        {
+            return Err(StoreError::Open(format!(
+                "the database file {} was deleted or replaced while the server ran: what it \
+                 writes now is lost when it stops; restart it",
+                file.display()
+            )));
+        }
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
     async fn ping_write(&self) -> Result<()> {
-        // Begun and left: rolled back as the writer's turn passes.
-        self.begin_write().await.map(drop)
+        // A write that reaches the file: taking the lock alone succeeds on a full disk. The
+        // database's user version, set to what it is, writes one page (Keyward reads it
+        // nowhere).
+        let mut tx = self.begin_write().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {version}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
     async fn migration_status(&self) -> Result<MigrationStatus> {
@@ -328,3 +354,9 @@ impl Store for SqliteStore {
 }
 
 pub(crate) use super::columns::{from_ts, ts, ts_opt, unique_violation};
+
+/// A file's device and inode.
+fn file_id(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
