@@ -452,13 +452,13 @@ impl Config {
         }
         if let Some((word, level)) = misspelled_level(&self.log_level) {
             return Err(ConfigError::Invalid(format!(
-                "log_level (KEYWARD_LOG) `{word}` is not a level (it would name a module, and \
+                "the log level (--log-level, KEYWARD_LOG or log_level) `{word}` is not a level (it would name a module, and \
                  log almost nothing): did you mean {level}?"
             )));
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(ConfigError::Invalid(format!(
-                "log_level (KEYWARD_LOG) `{}` is not a level or filter, such as info, debug or \
+                "the log level (--log-level, KEYWARD_LOG or log_level) `{}` is not a level or filter, such as info, debug or \
                  keyward=debug,sqlx=warn: {error}",
                 self.log_level
             )));

@@ -54,6 +54,32 @@ pub enum StartError {
     Bootstrap(#[from] crate::credentials::admins::AdminError),
 }
 
+/// The server's listening sockets: the main one, and the metrics' own if it has one.
+struct Listeners {
+    main: TcpListener,
+    metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Self, StartError> {
+        let main = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let metrics = match config.metrics_listen {
+            MetricsListen::Addr(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            MetricsListen::Main | MetricsListen::Off => None,
+        };
+        Ok(Self { main, metrics })
+    }
+}
+
 impl App {
     pub async fn build(config: &Config, clock: SharedClock) -> Result<Self, StartError> {
         let options = ConnectOptions {
@@ -67,8 +93,10 @@ impl App {
             checkpoint_in_background: true,
             ..ConnectOptions::default()
         };
+        // The addresses first: a start that cannot listen leaves no new database behind.
+        let listeners = Listeners::bind(config).await?;
         let db = store::connect(&config.database_url, &options).await?;
-        Self::build_with(config, db, clock).await
+        Self::build_on(config, db, clock, listeners).await
     }
 
     pub async fn build_with(
@@ -76,21 +104,19 @@ impl App {
         db: Db,
         clock: SharedClock,
     ) -> Result<Self, StartError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let metrics_listener = match config.metrics_listen {
-            MetricsListen::Addr(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind { addr, source })?,
-            ),
-            MetricsListen::Main | MetricsListen::Off => None,
-        };
+        let listeners = Listeners::bind(config).await?;
+        Self::build_on(config, db, clock, listeners).await
+    }
+
+    async fn build_on(
+        config: &Config,
+        db: Db,
+        clock: SharedClock,
+        Listeners {
+            main: listener,
+            metrics: metrics_listener,
+        }: Listeners,
+    ) -> Result<Self, StartError> {
         let metrics = Metrics::new(config.metrics_listen);
         let admins = Admins::new(db.clone(), clock.clone());
         let first_admin = admins.bootstrap(config.admin_password.clone()).await?;

@@ -288,3 +288,28 @@ async fn a_stop_waits_only_so_long_for_a_client_that_never_reads() {
         drop(stalled);
     }
 }
+
+/// A start that cannot listen (the port is taken) fails with a clear error before it makes a
+/// database: the operator's next try does not find an empty store with an admin nobody saw.
+#[tokio::test]
+async fn a_start_on_a_taken_port_fails_before_it_makes_a_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr").to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", &address])
+        .env("KEYWARD_DATABASE_URL", "sqlite://fresh.db")
+        .env_remove("KEYWARD_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run keyward serve");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&address), "{said}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
