@@ -485,45 +485,52 @@ pub fn drain_limit(request_timeout: Duration) -> Duration {
 const METRICS_DRAIN: Duration = Duration::from_secs(5);
 
 /// The signals that stop the server: Ctrl-C (SIGINT), SIGTERM, and SIGHUP (a closed terminal or
-/// ssh session; there is nothing to reload), counted as they come. The first stops gracefully;
-/// a second stops waiting for open connections.
+/// ssh session; there is nothing to reload; unless it was ignored at start, as `nohup` does),
+/// counted as they come. The first stops gracefully; a second SIGINT or SIGTERM stops waiting
+/// for open connections, or a start-up that hangs.
 pub struct StopSignals(watch::Receiver<u32>);
 
 impl StopSignals {
     /// Starts listening; `Err` when the signal handlers cannot be installed.
     pub fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
         let (count, counted) = watch::channel(0u32);
-        #[cfg(unix)]
-        let (mut terminate, mut hangup) = {
-            use tokio::signal::unix::{SignalKind, signal};
-            (
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::hangup())?,
-            )
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        // Under `nohup` SIGHUP is ignored, and stays so: a handler would stop the server when
+        // its operator logs out.
+        let mut hangup = if hangup_ignored() {
+            None
+        } else {
+            Some(signal(SignalKind::hangup())?)
         };
         tokio::spawn(async move {
             loop {
-                #[cfg(unix)]
-                let name = tokio::select! {
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
-                    _ = terminate.recv() => "SIGTERM",
-                    _ = hangup.recv() => "SIGHUP",
+                let hung_up = async {
+                    match &mut hangup {
+                        Some(hangup) => hangup.recv().await,
+                        None => std::future::pending().await,
+                    }
                 };
-                #[cfg(not(unix))]
-                let name = {
-                    let _ = tokio::signal::ctrl_c().await;
-                    "Ctrl-C"
+                let name = tokio::select! {
+                    Some(()) = interrupt.recv() => "SIGINT",
+                    Some(()) = terminate.recv() => "SIGTERM",
+                    Some(()) = hung_up => "SIGHUP",
+                    else => return,
                 };
                 let mut seen = 0;
                 count.send_modify(|n| {
-                    *n += 1;
+                    // A closing terminal may send SIGHUP twice: it stops, and never hurries.
+                    if name != "SIGHUP" || *n == 0 {
+                        *n += 1;
+                    }
                     seen = *n;
                 });
                 if seen == 1 {
                     tracing::info!(
                         signal = name,
-                        "shutting down: finishing in-flight requests (a second signal stops \
-                         waiting for open connections)"
+                        "shutting down: finishing in-flight requests (a second SIGINT or \
+                         SIGTERM stops waiting for open connections)"
                     );
                 }
             }
@@ -538,4 +545,16 @@ impl StopSignals {
             let _ = counted.wait_for(|count| *count >= n).await;
         }
     }
+}
+
+/// Whether SIGHUP was ignored when the process started (`nohup`), from the kernel's own account
+/// of the process.
+pub fn hangup_ignored() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|ignored| ignored & 1 == 1)
 }

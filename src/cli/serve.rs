@@ -33,9 +33,15 @@ pub async fn run(config: Config, with_demo: bool, out: &Output) -> Result<(), Cl
     // From the start: a signal during start-up (migrations, the first admin) waits for it.
     let signals = StopSignals::listen()
         .map_err(|e| CliError::Failed(format!("cannot listen for stop signals: {e}")))?;
-    let mut app = App::build(&config, Arc::new(SystemClock))
-        .await
-        .map_err(|e| CliError::Failed(crate::telemetry::error_chain(&e)))?;
+    // A start-up that hangs (a database that does not answer) ends at a second signal.
+    let mut app = tokio::select! {
+        built = App::build(&config, Arc::new(SystemClock)) => {
+            built.map_err(|e| CliError::Failed(crate::telemetry::error_chain(&e)))?
+        }
+        () = signals.nth(2) => {
+            return Err(CliError::Failed("stopped during start-up by a second signal".to_owned()));
+        }
+    };
     let base = format!("http://{}", app.local_addr());
     let metrics = match config.metrics_listen {
         MetricsListen::Main => Some(format!("{base}/metrics")),

@@ -7,7 +7,8 @@
 //! - A management key follows the `api_manager` rules, and in addition acts only on API users
 //!   whose every scope it holds itself, and grants only scopes it holds: rotating a key hands
 //!   the new key to the caller, so acting on a stronger user would be an escalation. On itself
-//!   it may rotate its key and end its sessions (what a secrets manager needs), and disable or
+//!   it may rotate its key (while no key an administrator issued came after it: see
+//!   `Replacing::Own`) and end its sessions (what a secrets manager needs), and disable or
 //!   delete itself only when the request confirms it; its other settings are an
 //!   administrator's to change.
 //! - A `viewer` only reads.

@@ -83,9 +83,10 @@ impl Credentials {
         // A management key rolling itself rolls only while it is the current key: one replaced
         // by a roll (in its grace period, perhaps because it leaked) must not replace in turn
         // the key an administrator just issued.
-        let replacing = match (actor.authority.calling_key_of(user.id), replacing) {
-            (Some(key), Replacing::Current) => Replacing::Seen(Some(key)),
-            (_, replacing) => replacing,
+        let own = actor.authority.calling_key_of(user.id);
+        let replacing = match (own, replacing) {
+            (Some(key), _) => Replacing::Own(key),
+            (None, replacing) => replacing,
         };
         let now = self.clock.now();
         // The newest key, live or not: a key rolled because it expired or leaked is replaced
@@ -97,6 +98,7 @@ impl Credentials {
             NewExpiry::Never => None,
         };
         let (plain, mut stored) = self.new_key(key, expires_in)?;
+        stored.issued_by = own;
         within_issuer(actor, &mut stored, expiry != NewExpiry::AsBefore)?;
         let retire = if grace == Duration::ZERO {
             RetireOld::Now

@@ -88,6 +88,7 @@ impl Credentials {
             hint: key.hint(),
             imported: matches!(key.shape(), crate::domain::api_key::KeyShape::Imported),
             expires_at: expires_in.map(|d| self.clock.now() + d),
+            issued_by: None,
         };
         Ok((key, stored))
     }

@@ -189,6 +189,9 @@ pub struct NewKey {
     pub hint: String,
     pub imported: bool,
     pub expires_at: Option<OffsetDateTime>,
+    /// The key that issued it: a management key rolling itself (none for an administrator,
+    /// the command line, a creation).
+    pub issued_by: Option<ApiKeyId>,
 }
 
 /// Changes to an API user's settings; `None` leaves a field as it is.

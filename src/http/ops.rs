@@ -30,8 +30,13 @@ async fn healthz() -> &'static str {
 
 /// How long `/readyz` waits for its answer: within an orchestrator's probe timeout (a second
 /// by default in Kubernetes), so that a database that does not answer is a 503, not a probe
-/// that timed out; and how long the history's batch may wait for its commit.
+/// that timed out.
 const READY_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long the history's batch may wait for its commit before the node is not ready: far
+/// longer than any commit under load, or a slow moment of the database (the hourly clean-up,
+/// a pool busy with a burst of calls), and well before the writer gives up on the batch.
+const HELD_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// The process can serve: its database answers, its history is not held up, and, when the
 /// history's last batch could not be written (every call is then refused), it takes a write
@@ -41,7 +46,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         .recorder
         .stats()
         .held_up()
-        .is_some_and(|held| held > READY_WITHIN)
+        .is_some_and(|held| held > HELD_UP_AFTER)
     {
         tracing::warn!("not ready: the history's commit is held up");
         return (

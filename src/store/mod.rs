@@ -222,15 +222,27 @@ pub enum Replacing {
     /// same form was sent twice), and the roll changes nothing; a key that merely expired or
     /// was revoked meanwhile is still rolled.
     Seen(Option<ApiKeyId>),
+    /// A management key rolling itself: only while it is the newest key, or the newest came
+    /// from its own roll (whose answer was lost, say), never past a key an administrator
+    /// issued since.
+    Own(ApiKeyId),
 }
+
+/// SQL for a user's newest key, live or not, and the key that issued it: `(id, issued_by)`.
+pub(crate) const NEWEST_KEY_SQL: &str = "SELECT id, issued_by_key_id FROM api_keys \
+     WHERE api_user_id = $1 ORDER BY id DESC LIMIT 1";
 
 impl Replacing {
     /// Whether a roll replacing `self` may go ahead, `newest` being the user's newest key as
-    /// its transaction found it.
-    pub fn allows(self, newest: Option<i64>) -> bool {
+    /// its transaction found it, with the key that issued it.
+    pub fn allows(self, newest: Option<(i64, Option<i64>)>) -> bool {
+        let id = newest.map(|(id, _)| id);
         match self {
             Replacing::Current => true,
-            Replacing::Seen(seen) => seen.map(|key| key.0) == newest,
+            Replacing::Seen(seen) => seen.map(|key| key.0) == id,
+            Replacing::Own(own) => {
+                newest.is_some_and(|(id, issuer)| id == own.0 || issuer == Some(own.0))
+            }
         }
     }
 }

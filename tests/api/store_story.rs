@@ -51,6 +51,7 @@ fn key(secret: &str, expires_at: Option<OffsetDateTime>) -> NewKey {
         hint: format!("kw_…{}", &secret[secret.len() - 4..]),
         imported: false,
         expires_at,
+        issued_by: None,
     }
 }
 

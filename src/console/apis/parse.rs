@@ -8,6 +8,7 @@ use crate::domain::validation::{Errors, FieldError};
 use crate::store::StoreError;
 use time::Duration;
 
+/// A whole number in `range` (`what` it counts), or none and the error that says which.
 pub(super) fn parse_number<T>(
     field: &str,
     text: &str,

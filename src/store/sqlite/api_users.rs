@@ -12,7 +12,9 @@ use crate::domain::ip_rule::IpRule;
 use crate::store::rows::api_users::{
     KEY_COLUMNS, KeyRow, USER_COLUMNS, UserRow, parse_rule, parse_rules,
 };
-use crate::store::{ApiUserStore, Replacing, Result, RetireOld, RolledKey, StoreError};
+use crate::store::{
+    ApiUserStore, NEWEST_KEY_SQL, Replacing, Result, RetireOld, RolledKey, StoreError,
+};
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 use std::collections::HashMap;
@@ -35,7 +37,8 @@ async fn insert_key(
     now: OffsetDateTime,
 ) -> Result<ApiKeyId> {
     let id = sqlx::query(
-        "INSERT INTO api_keys (api_user_id, key_hash, hint, imported, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (api_user_id, key_hash, hint, imported, created_at, expires_at, \
+         issued_by_key_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(user)
     .bind(key.hash.as_bytes())
@@ -43,6 +46,7 @@ async fn insert_key(
     .bind(key.imported)
     .bind(ts(now))
     .bind(ts_opt(key.expires_at))
+    .bind(key.issued_by.map(|k| k.0))
     .execute(conn)
     .await
     .map_err(|e| unique_violation(e, "key", "this key is already in use; generate a new one"))?
@@ -312,11 +316,10 @@ impl ApiUserStore for SqliteStore {
         .bind(ts(now))
         .fetch_all(&mut *tx)
         .await?;
-        let newest: Option<i64> =
-            sqlx::query_scalar("SELECT max(id) FROM api_keys WHERE api_user_id = ?")
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await?;
+        let newest: Option<(i64, Option<i64>)> = sqlx::query_as(NEWEST_KEY_SQL)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
         if !replacing.allows(newest) {
             // Dropped unfinished, the transaction changes nothing.
             return Ok(None);

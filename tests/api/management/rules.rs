@@ -337,6 +337,47 @@ async fn a_key_replaced_by_a_roll_cannot_replace_the_key_that_replaced_it() {
     );
 }
 
+/// A management key whose own roll's answer was lost (the new key never reached it) may roll
+/// again: the key that replaced it came from its own roll, not from an administrator.
+#[tokio::test]
+async fn a_key_that_lost_the_answer_of_its_own_roll_may_roll_again() {
+    let app = spawn_app().await;
+    let old = provisioner(&app).await;
+    let path = format!("/api/v1/api-users/{MANAGER}/rotate");
+    let (status, lost) = call(
+        &app,
+        Method::POST,
+        &path,
+        &old,
+        Some(json!({"grace": "1h"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{lost}");
+
+    let (status, again) = call(
+        &app,
+        Method::POST,
+        &path,
+        &old,
+        Some(json!({"grace": "1h"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    let newest = again["key"].as_str().expect("key");
+    assert_eq!(app.get("/api/v1/me", newest).await.status(), 200);
+    let lost = lost["key"].as_str().expect("key");
+    assert_eq!(
+        app.get("/api/v1/me", lost).await.status(),
+        200,
+        "now in its grace"
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &old).await.status(),
+        401,
+        "stopped: two keys at most"
+    );
+}
+
 /// The expiry of `username`'s newest key, in whole days from now (rounded).
 async fn newest_key_days(app: &TestApp, username: &str) -> Option<i64> {
     let user = app.credentials.get(username).await.expect("user");
