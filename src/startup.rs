@@ -270,6 +270,18 @@ impl App {
         };
         let served =
             crate::serve::serve(self.listener, self.router, header_timeout, shutdown, drain).await;
+        // Connections may have been left; calls that change something never are.
+        let changing = self.state.recorder.changes_done();
+        tokio::pin!(changing);
+        if tokio::time::timeout(Duration::from_millis(100), &mut changing)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "waiting for the calls under way that change something to record their rows"
+            );
+            changing.await;
+        }
         // Every request is answered; now write what they left behind.
         let _ = stop.send(true);
         let _ = upkeep.await;

@@ -16,6 +16,7 @@
 use super::{Result, ServiceError};
 use crate::domain::admin::Authority;
 use crate::domain::api_user::{ApiUser, Status};
+use crate::domain::ids::ApiKeyId;
 use crate::domain::scope::{Scope, Scopes};
 
 /// What a change does to an API user, as far as the rules care.
@@ -45,9 +46,23 @@ impl Authority {
             Authority::ApiManager => Ok(()),
             Authority::Key {
                 id,
+                key,
                 self_lockout_confirmed,
                 ..
             } if *id == target.id => match change {
+                // A key a roll replaced (in its grace period, perhaps because it leaked) does
+                // not undo the roll by stopping the user, its new key, or the new key's
+                // sessions. Its own roll is held to the same by the store (`Replacing::Own`).
+                Change::Sessions | Change::Status(Status::Disabled) | Change::Delete
+                    if replaced(target, *key) =>
+                {
+                    Err(ServiceError::Forbidden(
+                        "This key was replaced by a roll and works only until its grace period \
+                         ends: only the current key disables or deletes its API user or ends \
+                         its sessions (or an administrator, in the console or with the CLI)."
+                            .to_owned(),
+                    ))
+                }
                 Change::Rotate | Change::Sessions | Change::Status(Status::Enabled) => Ok(()),
                 Change::Status(Status::Disabled) | Change::Delete if *self_lockout_confirmed => {
                     Ok(())
@@ -121,6 +136,13 @@ fn read_only() -> ServiceError {
     ServiceError::Forbidden(
         "This role only reads: ask an administrator or an API manager.".to_owned(),
     )
+}
+
+/// Whether a newer key than `key`, not revoked, was issued to `user`.
+fn replaced(user: &ApiUser, key: ApiKeyId) -> bool {
+    user.keys
+        .iter()
+        .any(|k| k.id > key && k.revoked_at.is_none())
 }
 
 #[cfg(test)]

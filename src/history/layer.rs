@@ -119,9 +119,13 @@ where
         return serve_and_record(state, request, call).await;
     }
     let render = state.render;
-    request_id::spawn(serve_and_record(state, request, call))
-        .await
-        .unwrap_or_else(|_| render(ApiError::internal()))
+    let under_way = state.recorder.change_under_way();
+    request_id::spawn(async move {
+        let _under_way = under_way;
+        serve_and_record(state, request, call).await
+    })
+    .await
+    .unwrap_or_else(|_| render(ApiError::internal()))
 }
 
 /// A call on its way, with what its history row will say. Dropped before `finish` (its client

@@ -18,7 +18,7 @@ use crate::telemetry::metrics::HistoryFigures;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 const MAX_BATCH: usize = 4096;
 
@@ -57,6 +57,26 @@ pub struct Recorder {
     tx: mpsc::UnboundedSender<Message>,
     pending: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
+    changing: Arc<Changing>,
+}
+
+/// The calls under way that may change something, each in a task of its own: a stop waits for
+/// them, whatever it stops waiting for, so that none is cut between its change and its row.
+#[derive(Default)]
+struct Changing {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+/// A call that may change something, under way until dropped.
+pub struct ChangeUnderWay(Arc<Changing>);
+
+impl Drop for ChangeUnderWay {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none.notify_waiters();
+        }
+    }
 }
 
 /// What the writer has done so far.
@@ -155,9 +175,27 @@ impl Recorder {
                 tx: tx.clone(),
                 pending,
                 stats,
+                changing: Arc::default(),
             },
             RecorderTask { tx, writer },
         ))
+    }
+
+    /// Counts a call that may change something as under way, until the guard is dropped.
+    pub fn change_under_way(&self) -> ChangeUnderWay {
+        self.changing.count.fetch_add(1, Ordering::AcqRel);
+        ChangeUnderWay(self.changing.clone())
+    }
+
+    /// Resolves once no call that may change something is under way.
+    pub async fn changes_done(&self) {
+        loop {
+            let none = self.changing.none.notified();
+            if self.changing.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            none.await;
+        }
     }
 
     /// Writes `entry`, and `session` with it, and returns once they are committed.

@@ -13,6 +13,9 @@ pub fn init(format: LogFormat, filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log that cannot be written (a full disk, a pipe whose reader went) is skipped:
+        // reporting it would print to the same stderr, which panics on failure.
+        .log_internal_errors(false)
         .with_ansi(ansi);
     let result = match format {
         LogFormat::Json => builder

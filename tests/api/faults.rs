@@ -157,6 +157,74 @@ async fn a_locked_database_is_503_with_a_clear_error_then_recovers() {
     );
 }
 
+/// A stop hurried by a second signal still lets a call that changes something finish and
+/// record its row: here a product whose body is still arriving when both signals come.
+#[tokio::test]
+async fn a_hurried_stop_still_records_the_change_under_way() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let key = create_key(&url, dir.path(), "hurried").await;
+    let scoped = cli_at(
+        &url,
+        dir.path().into(),
+        &["api", "scopes", "hurried", "products:write"],
+        None,
+    )
+    .await;
+    assert!(scoped.status.success());
+    let (mut server, base) = start_server(dir.path(), &url).await;
+    let body = r#"{"sku": "HURRY-1", "name": "Lamp", "price": "1.00", "quantity": 1}"#;
+    let (first, rest) = body.split_at(20);
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/products HTTP/1.1\r\nHost: keyward\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = server.id().expect("pid").to_string();
+    for _ in 0..2 {
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill");
+        assert!(sent.success());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stream
+        .write_all(rest.as_bytes())
+        .await
+        .expect("send the rest");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(status.success(), "{status}");
+
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE sku = 'HURRY-1'")
+        .fetch_one(&pool)
+        .await
+        .expect("products");
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_history WHERE call = 'POST /api/v1/products' AND status = 201",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("history");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!((products, rows), (1, 1), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
 /// `GET /readyz`: its status, its body, and how long it took.
 async fn readyz(app: &crate::helpers::TestApp) -> (u16, String, Duration) {
     let started = std::time::Instant::now();

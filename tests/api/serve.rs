@@ -380,3 +380,55 @@ async fn under_nohup_a_hangup_leaves_the_server_running() {
         .expect("status");
     assert!(status.success(), "{status}");
 }
+
+/// A log that cannot be written (stderr on a full disk) costs no answer: the call that logs a
+/// warning is still answered.
+#[tokio::test]
+async fn a_log_that_cannot_be_written_costs_no_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--json", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_DATABASE_URL", "sqlite://shop.db")
+        .env("KEYWARD_LOG", "debug")
+        .env_remove("KEYWARD_CONFIG")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(full)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start keyward serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server printed its line")
+        .expect("read stdout")
+        .expect("a line");
+    let started: serde_json::Value = serde_json::from_str(&first).expect("JSON");
+    let base = started["listening"].as_str().expect("address").to_owned();
+    // Not ready, and the server logs a warning saying why.
+    std::fs::remove_file(dir.path().join("shop.db")).expect("delete the database file");
+    for _ in 0..3 {
+        let ready = Client::new()
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("answered, not dropped");
+        assert_eq!(ready.status(), 503);
+    }
+    let pid = child.id().expect("pid").to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert_ne!(status.code(), Some(101), "no panic: {status}");
+}

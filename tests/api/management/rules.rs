@@ -305,6 +305,22 @@ async fn a_key_replaced_by_a_roll_cannot_replace_the_key_that_replaced_it() {
             assert!(message.contains("replaced by a roll"), "{message}");
         }
     }
+    // Nor does it stop the user, and the new key with it, or end the new key's sessions.
+    let new_token = app.login(MANAGER, &new).await;
+    let me = format!("/api/v1/api-users/{MANAGER}");
+    for (method, target, body) in [
+        (Method::DELETE, format!("{me}?confirm={MANAGER}"), None),
+        (
+            Method::PATCH,
+            format!("{me}?confirm={MANAGER}"),
+            Some(json!({"status": "disabled"})),
+        ),
+        (Method::DELETE, format!("{me}/sessions"), None),
+    ] {
+        let (status, answer) = call(&app, method.clone(), &target, &old, body).await;
+        assert_eq!(status, 403, "{method} {target}: {answer}");
+    }
+    assert_eq!(app.get("/api/v1/me", &new_token).await.status(), 200);
     assert_eq!(app.get("/api/v1/me", &new).await.status(), 200);
     assert_eq!(
         app.get("/api/v1/me", &old).await.status(),
