@@ -186,14 +186,9 @@ async fn a_hurried_stop_still_records_the_change_under_way() {
     );
     stream.write_all(head.as_bytes()).await.expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = server.id().expect("pid").to_string();
+    let pid = server.id().expect("pid");
     for _ in 0..2 {
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .expect("kill");
-        assert!(sent.success());
+        crate::helpers::send_signal(pid, "-TERM").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

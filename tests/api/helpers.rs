@@ -616,3 +616,13 @@ fn database_url(server_url: &str, name: &str) -> String {
         None => format!("{base}/{name}"),
     }
 }
+
+/// Sends `signal` (`-TERM`, `-HUP`, …) to the process `pid`, as an operator's `kill` does.
+pub async fn send_signal(pid: u32, signal: &str) {
+    let sent = tokio::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .await
+        .expect("kill");
+    assert!(sent.success(), "kill {signal} {pid}");
+}

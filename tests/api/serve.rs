@@ -282,15 +282,10 @@ async fn a_stop_waits_only_so_long_for_a_client_that_never_reads() {
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        let pid = child.id().expect("pid").to_string();
+        let pid = child.id().expect("pid");
         let stopping = std::time::Instant::now();
         for signal in signals {
-            let sent = Command::new("kill")
-                .args([*signal, &pid])
-                .status()
-                .await
-                .expect("kill");
-            assert!(sent.success());
+            crate::helpers::send_signal(pid, signal).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let status = tokio::time::timeout(within, child.wait())
@@ -356,24 +351,14 @@ async fn under_nohup_a_hangup_leaves_the_server_running() {
     }
     assert!(up, "the server started");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = child.id().expect("pid").to_string();
-    let sent = Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(sent.success());
+    let pid = child.id().expect("pid");
+    crate::helpers::send_signal(pid, "-HUP").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         child.try_wait().expect("status").is_none(),
         "a hangup stopped the server under nohup"
     );
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(sent.success());
+    crate::helpers::send_signal(pid, "-TERM").await;
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("stops")
@@ -419,13 +404,8 @@ async fn a_log_that_cannot_be_written_costs_no_answer() {
             .expect("answered, not dropped");
         assert_eq!(ready.status(), 503);
     }
-    let pid = child.id().expect("pid").to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(sent.success());
+    let pid = child.id().expect("pid");
+    crate::helpers::send_signal(pid, "-TERM").await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("stops")
