@@ -233,9 +233,9 @@ impl App {
         self.first_admin.take()
     }
 
-    /// Serves until `shutdown` resolves, then waits for the calls under way, for as long as
-    /// [`drain_limit`] allows or until `cut` resolves (a second signal), and writes what they
-    /// left behind.
+    /// Serves until `shutdown` resolves, then waits for open connections for as long as
+    /// [`drain_limit`] allows or until `cut` resolves (a second signal), and for every call
+    /// that changes something however long it takes, and writes what they left behind.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

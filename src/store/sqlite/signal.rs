@@ -18,6 +18,8 @@ pub struct Signal {
     /// from then on the signal is read from `reopened`, behind a lock no call takes before.
     moved: AtomicBool,
     reopened: Mutex<Option<File>>,
+    /// Whether the path could not be opened at the last look: said once, not every second.
+    unopenable: AtomicBool,
     /// This process's own changes, for in-memory databases and as a fallback.
     local: AtomicU64,
 }
@@ -28,6 +30,7 @@ impl Signal {
             file: None,
             moved: AtomicBool::new(false),
             reopened: Mutex::new(None),
+            unopenable: AtomicBool::new(false),
             local: AtomicU64::new(0),
         }
     }
@@ -42,6 +45,7 @@ impl Signal {
             file: Some((file, path)),
             moved: AtomicBool::new(false),
             reopened: Mutex::new(None),
+            unopenable: AtomicBool::new(false),
             local: AtomicU64::new(0),
         })
     }
@@ -95,17 +99,19 @@ impl Signal {
             Ok(file) => {
                 *self.reopened.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
                 self.moved.store(true, Ordering::Release);
+                self.unopenable.store(false, Ordering::Relaxed);
                 tracing::warn!(
                     path = %path.display(),
                     "the change-signal file was deleted or replaced; reading the one there now"
                 );
             }
-            Err(error) => tracing::warn!(
+            Err(error) if !self.unopenable.swap(true, Ordering::Relaxed) => tracing::warn!(
                 %error,
                 path = %path.display(),
-                "the change-signal file was deleted and cannot be made again; command-line \
-                 changes hold within a second"
+                "the change-signal file at its path cannot be opened; command-line changes \
+                 hold within a second until it can"
             ),
+            Err(_) => {}
         }
     }
 }
