@@ -27,8 +27,8 @@ impl Credentials {
             Roll::Issued(issued) => Ok(issued),
             Roll::AlreadyRolled(user) if actor.authority.calling_key_of(user.id).is_some() => {
                 Err(ServiceError::Forbidden(
-                    "This key was replaced by a roll and works only until its grace period ends: \
-                     only the current key rolls itself (or an administrator, in the console or \
+                    "A newer key, which this key's own roll did not make, replaced this key: \
+                     only the newest key rolls itself (or an administrator, in the console or \
                      with the CLI)."
                         .to_owned(),
                 ))
@@ -80,9 +80,9 @@ impl Credentials {
                 ),
             ));
         }
-        // A management key rolling itself rolls only while it is the current key: one replaced
-        // by a roll (in its grace period, perhaps because it leaked) must not replace in turn
-        // the key an administrator just issued.
+        // A management key rolling itself rolls only while it is the newest key, or the newest
+        // came from its own roll (whose answer was lost): one an administrator replaced (in its
+        // grace period, perhaps because it leaked) must not replace in turn the key just issued.
         let own = actor.authority.calling_key_of(user.id);
         let replacing = match (own, replacing) {
             (Some(key), _) => Replacing::Own(key),

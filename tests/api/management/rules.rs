@@ -302,7 +302,10 @@ async fn a_key_replaced_by_a_roll_cannot_replace_the_key_that_replaced_it() {
                 "{what}: {body}"
             );
             let message = body["error"]["message"].as_str().expect("message");
-            assert!(message.contains("replaced by a roll"), "{message}");
+            assert!(
+                message.contains("only the newest key rolls itself"),
+                "{message}"
+            );
         }
     }
     // Nor does it stop the user, and the new key with it, or end the new key's sessions.
